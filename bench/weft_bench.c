@@ -1,0 +1,297 @@
+/* weft_bench.c - weft's program for the peer benchmark harness.
+ *
+ *   weft-bench WORKLOAD N [SEED]
+ *
+ * Implements the micro workloads of ../shared/bench/README.md with weft's own
+ * primitives and prints one JSON line on stdout (diagnostics go to stderr):
+ *
+ *   callbacks N           a weft_call_soon chain: each callback schedules the
+ *                         next, the last one stops the loop
+ *   timers N              N caller-owned weft_timer structs (one array),
+ *                         libuv's million-timers layout
+ *   timer-cancel N [SEED] the splitmix64 layout, half cancelled with
+ *                         weft_timer_stop before the loop runs
+ *
+ * task-pingpong, spawn and queue are not implemented yet: they exit with
+ * status 2 and print nothing on stdout, which the harness reads as
+ * "unsupported".  To add one, write a `static int bench_x(const bench_args *)`
+ * and put it in the `workloads` table at the bottom.
+ *
+ * The loop is created with default options (so the backend honours
+ * $WEFT_BACKEND), outside the timed regions, and destroyed after them.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weft.h"
+
+#include "bench_util.h"
+
+typedef struct bench_args {
+    const char *workload; /* argv[1] */
+    long n;               /* N */
+    uint64_t seed;        /* SEED (timer-cancel), default 42 */
+} bench_args;
+
+typedef int bench_fn(const bench_args *a);
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static weft_loop *bench_loop_new(void)
+{
+    /* The timer workloads are defined on the real clock. */
+    const char *clk = getenv("WEFT_CLOCK");
+    if (clk && *clk) {
+        fprintf(stderr, "weft-bench: ignoring WEFT_CLOCK=%s (benchmarks use the real clock)\n",
+                clk);
+        unsetenv("WEFT_CLOCK");
+    }
+    weft_loop *loop;
+    int err = weft_loop_new(&loop, NULL);
+    if (err)
+        BENCH_DIE("weft_loop_new: %s", weft_strerror(err));
+    return loop;
+}
+
+/* Loop counters as extra JSON fields (not part of the contract; they show,
+ * e.g., that the callbacks chain never polled the backend). */
+static void json_loop_fields(const weft_loop *loop)
+{
+    weft_loop_stats st;
+    weft_loop_get_stats(loop, &st);
+    printf(",\"backend\":\"%s\",\"loop_iterations\":%llu,\"loop_polls\":%llu",
+           weft_loop_backend(loop), (unsigned long long)st.iterations,
+           (unsigned long long)st.polls);
+}
+
+static void bench_loop_destroy(weft_loop *loop)
+{
+    int err = weft_loop_destroy(loop);
+    if (err)
+        BENCH_DIE("weft_loop_destroy: %s", weft_strerror(err));
+}
+
+static void run_loop(weft_loop *loop, const char *what)
+{
+    int err = weft_loop_run_forever(loop);
+    if (err)
+        BENCH_DIE("%s: weft_loop_run_forever: %s", what, weft_strerror(err));
+}
+
+/* ---- callbacks ------------------------------------------------------------------ */
+
+struct chain {
+    weft_loop *loop;
+    long n;   /* callbacks to run */
+    long ran; /* callbacks run so far */
+    int err;  /* first scheduling error */
+};
+
+static void chain_cb(void *arg)
+{
+    struct chain *c = arg;
+    if (++c->ran < c->n) {
+        int err = weft_call_soon(c->loop, chain_cb, c, NULL);
+        if (err) {
+            c->err = err;
+            weft_loop_stop(c->loop);
+        }
+    } else {
+        weft_loop_stop(c->loop);
+    }
+}
+
+static int bench_callbacks(const bench_args *a)
+{
+    weft_loop *loop = bench_loop_new();
+    struct chain c = {loop, a->n, 0, 0};
+    long base = bench_rss_kb();
+
+    double c0 = bench_cpu_s(), t0 = bench_now_s();
+    int err = weft_call_soon(loop, chain_cb, &c, NULL);
+    if (err)
+        BENCH_DIE("callbacks: weft_call_soon: %s", weft_strerror(err));
+    run_loop(loop, "callbacks");
+    double t1 = bench_now_s(), c1 = bench_cpu_s();
+
+    if (c.err)
+        BENCH_DIE("callbacks: weft_call_soon in the chain: %s", weft_strerror(c.err));
+    if (c.ran != a->n)
+        BENCH_DIE("callbacks: ran %ld callbacks, expected %ld", c.ran, a->n);
+    bench_json_begin("callbacks", a->n, t1 - t0, c1 - c0, base);
+    printf(",\"semantics\":\"call_soon chain, one loop iteration per callback (no fd watched: "
+           "no epoll_wait)\",\"ns_per_op\":%.2f",
+           (t1 - t0) * 1e9 / (double)a->n);
+    json_loop_fields(loop);
+    bench_json_end();
+    bench_loop_destroy(loop);
+    return 0;
+}
+
+/* ---- timers and timer-cancel ------------------------------------------------------ */
+
+struct fire_count {
+    weft_loop *loop;
+    long fired;
+    long target; /* stop the loop when this many have fired */
+};
+
+static void timer_cb(void *arg)
+{
+    struct fire_count *f = arg;
+    if (++f->fired == f->target)
+        weft_loop_stop(f->loop);
+}
+
+/* Allocate n timers, initialise them and arm timer i with deadline_ms(i):
+ * the setup phase of both timer workloads. */
+static weft_timer *timers_setup(weft_loop *loop, long n, struct fire_count *f,
+                                const unsigned *deadline_ms)
+{
+    weft_timer *t = malloc((size_t)n * sizeof *t);
+    if (!t)
+        BENCH_DIE("out of memory for %ld timers", n);
+    for (long i = 0; i < n; i++) {
+        int err = weft_timer_init(loop, &t[i], timer_cb, f);
+        if (err)
+            BENCH_DIE("weft_timer_init: %s", weft_strerror(err));
+        unsigned ms = deadline_ms ? deadline_ms[i] : bench_timers_timeout_ms(i);
+        err = weft_timer_start(&t[i], (int64_t)ms * 1000000, 0);
+        if (err)
+            BENCH_DIE("weft_timer_start: %s", weft_strerror(err));
+    }
+    return t;
+}
+
+/* Close and free the timers (the teardown phase); returns how many were
+ * still active, which must be none. */
+static long timers_teardown(weft_timer *t, long n)
+{
+    long active = 0;
+    for (long i = 0; i < n; i++) {
+        active += weft_timer_active(&t[i]);
+        weft_timer_close(&t[i]);
+    }
+    free(t);
+    return active;
+}
+
+static int bench_timers(const bench_args *a)
+{
+    long n = a->n;
+    weft_loop *loop = bench_loop_new();
+    struct fire_count f = {loop, 0, n};
+    long base = bench_rss_kb();
+
+    double c0 = bench_cpu_s(), t0 = bench_now_s();
+    weft_timer *t = timers_setup(loop, n, &f, NULL);
+    double t1 = bench_now_s(), c1 = bench_cpu_s();
+    run_loop(loop, "timers");
+    double t2 = bench_now_s(), c2 = bench_cpu_s();
+    long active = timers_teardown(t, n);
+    double t3 = bench_now_s(), c3 = bench_cpu_s();
+
+    if (f.fired != n || active)
+        BENCH_DIE("timers: fired %ld, expected %ld; %ld still active", f.fired, n, active);
+    bench_json_begin("timers", n, t3 - t0, c3 - c0, base);
+    printf(",\"setup_s\":%.6f,\"run_s\":%.6f,\"run_cpu_s\":%.6f,\"teardown_s\":%.6f,"
+           "\"fired\":%ld,\"setup_cpu_s\":%.6f,\"teardown_cpu_s\":%.6f",
+           t1 - t0, t2 - t1, c2 - c1, t3 - t2, f.fired, c1 - c0, c3 - c2);
+    json_loop_fields(loop);
+    bench_json_end();
+    bench_loop_destroy(loop);
+    return 0;
+}
+
+static int bench_timer_cancel(const bench_args *a)
+{
+    long n = a->n, ncancel = n / 2;
+    unsigned *deadline = malloc((size_t)n * sizeof *deadline);
+    unsigned *order = malloc((size_t)n * sizeof *order);
+    if (!deadline || !order)
+        BENCH_DIE("out of memory for the layout of %ld timers", n);
+    bench_cancel_layout(n, a->seed, deadline, order); /* untimed */
+    weft_loop *loop = bench_loop_new();
+    struct fire_count f = {loop, 0, n - ncancel};
+    long base = bench_rss_kb();
+
+    double c0 = bench_cpu_s(), t0 = bench_now_s();
+    weft_timer *t = timers_setup(loop, n, &f, deadline);
+    double t1 = bench_now_s(), c1 = bench_cpu_s();
+    for (long k = 0; k < ncancel; k++) {
+        int err = weft_timer_stop(&t[order[k]]);
+        if (err)
+            BENCH_DIE("timer-cancel: weft_timer_stop: %s", weft_strerror(err));
+    }
+    double t2 = bench_now_s(), c2 = bench_cpu_s();
+    run_loop(loop, "timer-cancel");
+    double t3 = bench_now_s(), c3 = bench_cpu_s();
+    long active = timers_teardown(t, n);
+    double t4 = bench_now_s(), c4 = bench_cpu_s();
+
+    if (f.fired != n - ncancel || active)
+        BENCH_DIE("timer-cancel: fired %ld, expected %ld; %ld still active", f.fired,
+                  n - ncancel, active);
+    bench_json_begin("timer-cancel", n, t4 - t0, c4 - c0, base);
+    printf(",\"setup_s\":%.6f,\"cancel_s\":%.6f,\"run_s\":%.6f,\"run_cpu_s\":%.6f,"
+           "\"teardown_s\":%.6f,\"fired\":%ld,\"cancelled\":%ld,\"setup_cpu_s\":%.6f,"
+           "\"cancel_cpu_s\":%.6f,\"teardown_cpu_s\":%.6f,\"seed\":%llu",
+           t1 - t0, t2 - t1, t3 - t2, c3 - c2, t4 - t3, f.fired, ncancel, c1 - c0, c2 - c1,
+           c4 - c3, (unsigned long long)a->seed);
+    json_loop_fields(loop);
+    bench_json_end();
+    bench_loop_destroy(loop);
+    free(deadline);
+    free(order);
+    return 0;
+}
+
+/* ---- the workload table --------------------------------------------------------- */
+
+static const struct workload {
+    const char *name;
+    bench_fn *run;  /* NULL: not implemented yet (exit status 2) */
+    long default_n; /* N when the argument is omitted (the harness's N_C_* default) */
+} workloads[] = {
+    {"callbacks", bench_callbacks, 5000000},
+    {"timers", bench_timers, 1000000},
+    {"timer-cancel", bench_timer_cancel, 1000000},
+    {"task-pingpong", NULL, 5000000},
+    {"spawn", NULL, 1000000},
+    {"queue", NULL, 5000000},
+};
+
+static void usage(FILE *out)
+{
+    fputs("usage: weft-bench WORKLOAD [N] [SEED]\nworkloads:", out);
+    for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++)
+        fprintf(out, " %s%s", workloads[i].name, workloads[i].run ? "" : " (not yet)");
+    fputc('\n', out);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argc > 4) {
+        usage(stderr);
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++) {
+        const struct workload *w = &workloads[i];
+        if (strcmp(argv[1], w->name) != 0)
+            continue;
+        if (!w->run) {
+            fprintf(stderr, "weft-bench: workload %s is not implemented yet\n", w->name);
+            return BENCH_UNSUPPORTED;
+        }
+        bench_args a = {w->name, bench_arg_n(argc, argv, 2, w->default_n),
+                        bench_arg_seed(argc, argv, 3)};
+        return w->run(&a);
+    }
+    fprintf(stderr, "weft-bench: unknown workload %s\n", argv[1]);
+    usage(stderr);
+    return BENCH_UNSUPPORTED;
+}

@@ -1,0 +1,240 @@
+/* weft/combinators.h - sleep, gather, wait, wait_for, shield, as_completed,
+ * timeout scopes and task groups.
+ *
+ * Every combinator that takes futures takes the references you pass (as
+ * WEFT_AWAIT does): spawn inline and forget, or pass weft_future_ref(f) to
+ * keep using f.  Constructors return NULL on failure with weft_last_error()
+ * set; awaiting that NULL fails with the same error.
+ */
+#ifndef WEFT_COMBINATORS_H
+#define WEFT_COMBINATORS_H
+
+#include "task.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- sleep ------------------------------------------------------------------- */
+
+/* A future that completes (value .i = 0) delay seconds from now, on the
+ * loop clock.  delay <= 0 is a bare yield: awaiting it lets every other
+ * ready callback run once (asyncio's sleep(0)).  Cancelling it drops its
+ * timer.  NULL on failure (NaN delay: -EINVAL). */
+weft_future *weft_sleep(weft_loop *loop, double delay);
+
+/* Nanosecond form of weft_sleep. */
+weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns);
+
+/* Sleep inside a coroutine body: WEFT_AWAIT(self, weft_sleep(loop, delay)). */
+#define WEFT_SLEEP(self, delay) WEFT_AWAIT(self, weft_sleep(weft_task_loop(task), (delay)))
+
+/* ---- results of gather and wait ------------------------------------------------- */
+
+/* The outcome of a gather or wait: one entry per future passed, in argument
+ * order.  It is the value (.p) of the gather/wait future and lives as long
+ * as that future: in a coroutine, read it right after the await with
+ * WEFT_RESULT(self).p, before the next await. */
+typedef struct weft_results weft_results;
+
+/* Number of entries. */
+size_t weft_results_count(const weft_results *r);
+
+/* Outcome of entry i: 0 with *out set (out may be NULL), the future's error
+ * code, -ECANCELED if it was cancelled, WEFT_ESTATE if it is still pending
+ * (wait), -ERANGE if i is out of range, -EINVAL for NULL. */
+int weft_results_get(const weft_results *r, size_t i, weft_value *out);
+
+/* True if entry i is done (wait's "done" set). */
+bool weft_results_done(const weft_results *r, size_t i);
+
+/* Entry i's future (borrowed, valid while r is). */
+weft_future *weft_results_future(const weft_results *r, size_t i);
+
+/* ---- gather --------------------------------------------------------------------- */
+
+enum {
+    /* Never fail because of a child: wait for all, report each outcome in
+     * the results (asyncio's return_exceptions=True). */
+    WEFT_GATHER_ALL = 1u << 0,
+};
+
+/* Run fs[0..n) concurrently and complete when all are done, with a
+ * weft_results value in argument order.  Default mode: the first child to
+ * fail (in completion order) fails the gather with its error at once and
+ * cancels the others.  A child cancelled by someone else is not a failure:
+ * its entry reads -ECANCELED, and the gather itself succeeds.  Cancelling
+ * the gather cancels every child still pending.  n == 0 gives an already
+ * done gather.  Takes the references in fs (NULL entries fail it with
+ * weft_last_error()). */
+weft_future *weft_gather(weft_loop *loop, weft_future *const *fs, size_t n, unsigned flags);
+
+/* ---- wait ----------------------------------------------------------------------- */
+
+typedef enum weft_return_when {
+    WEFT_ALL_COMPLETED = 0,  /* when every future is done */
+    WEFT_FIRST_COMPLETED,    /* when any is done (cancellation counts) */
+    WEFT_FIRST_EXCEPTION,    /* when any fails (not a cancellation), else all */
+} weft_return_when;
+
+/* Wait for fs[0..n) under the return_when rule, or until timeout seconds
+ * pass (timeout < 0: none).  Never fails because of the futures and never
+ * cancels them: the value is a weft_results whose weft_results_done says
+ * which are done.  n must be > 0 (-EINVAL).  Takes the references in fs. */
+weft_future *weft_wait(weft_loop *loop, weft_future *const *fs, size_t n, weft_return_when when,
+                       double timeout);
+
+/* ---- wait_for, shield ------------------------------------------------------------- */
+
+/* f's outcome, or -ETIMEDOUT after timeout seconds (< 0: none).  On
+ * timeout f is cancelled and the result arrives only after f finished its
+ * cleanup; if f produced a value anyway (completion wins a tie), the value
+ * is delivered.  Cancelling the wait_for future cancels f.  Takes f. */
+weft_future *weft_wait_for(weft_future *f, double timeout);
+
+/* A future that mirrors f but whose cancellation does not reach f: the
+ * awaiting task can be cancelled while f runs on.  If f is already done, f
+ * itself is returned.  Takes f. */
+weft_future *weft_shield(weft_future *f);
+
+/* ---- as_completed ------------------------------------------------------------------ */
+
+typedef struct weft_as_completed weft_as_completed;
+
+/* Iterate fs[0..n) in completion order; timeout < 0: none.  Takes the
+ * references in fs.  NULL on failure. */
+weft_as_completed *weft_as_completed_new(weft_loop *loop, weft_future *const *fs, size_t n,
+                                         double timeout);
+
+/* A future for the next future to complete: its value is that future's
+ * value (its error is that future's error; -ETIMEDOUT once the timeout
+ * passed).  NULL (with weft_last_error() == WEFT_EEMPTY) when all were
+ * handed out. */
+weft_future *weft_as_completed_next(weft_as_completed *ac);
+
+/* Release the iterator (futures not handed out are released too; nothing
+ * is cancelled). */
+void weft_as_completed_free(weft_as_completed *ac);
+
+/* ---- timeout scopes ------------------------------------------------------------------ */
+
+/* A timeout scope around an inline child call (asyncio's
+ * `async with timeout(d): await child(...)`).  Lives in the frame. */
+typedef struct weft_timeout {
+    weft_timer timer; /* private */
+    weft_task *task;  /* private */
+    int64_t when;     /* deadline (loop clock, ns); INT64_MAX = never */
+    uint16_t base;    /* private: the task's cancel count at entry */
+    uint8_t state;    /* private */
+} weft_timeout;
+
+/* Run child coroutine fn inline (as WEFT_CALL) under a timeout of delay
+ * seconds.  When it expires the task is cancelled; once the child has
+ * unwound, the scope turns its own cancellation into -ETIMEDOUT, which
+ * then propagates.  A cancellation from outside stays -ECANCELED.
+ *     WEFT_TIMEOUT_CALL(self, &self->to, 2.0, fetch, &self->f, .url = u); */
+#define WEFT_TIMEOUT_CALL(self, scope, delay, ...)                                                 \
+    WEFT__TIMEOUT_CALL(self, scope, weft__deadline(task, (delay)), false, NULL, __VA_ARGS__, )
+/* Same, with an absolute deadline in loop seconds (asyncio timeout_at). */
+#define WEFT_TIMEOUT_AT_CALL(self, scope, when, ...)                                               \
+    WEFT__TIMEOUT_CALL(self, scope, weft__abs_deadline(when), false, NULL, __VA_ARGS__, )
+/* Like WEFT_TIMEOUT_CALL, storing the outcome (0, -ETIMEDOUT, or the
+ * child's error) in the int lvalue var instead of propagating it. */
+#define WEFT_TRY_TIMEOUT_CALL(self, var, scope, delay, ...)                                        \
+    WEFT__TIMEOUT_CALL(self, scope, weft__deadline(task, (delay)), true, &(var), __VA_ARGS__, )
+#define WEFT__TIMEOUT_CALL(self, scope, when, catching, var, fn, child, ...)                       \
+    do {                                                                                           \
+        *(child) = (struct fn){.co = {.info = &fn##__info}, __VA_ARGS__};                          \
+        if (weft__timeout_enter((scope), task, (when), &(child)->co) &&                            \
+            weft__call(weft__co, task, &(child)->co, __LINE__))                                    \
+            WEFT__SUSPEND(WEFT__RC_CALL);                                                          \
+        weft__timeout_exit((scope), &(child)->co);                                                 \
+        if (weft__call_failed(weft__co, task, &(child)->co, (catching), (var)))                    \
+            goto weft__unwind;                                                                     \
+    } while (0)
+
+/* Move the deadline of an active scope to when_ns (loop clock;
+ * INT64_MAX: never).  A deadline in the past expires at the next
+ * iteration.  Returns 0, -EINVAL, or WEFT_ESTATE if the scope is not
+ * active (not entered, expired or exited). */
+int weft_timeout_reschedule(weft_timeout *scope, int64_t when_ns);
+
+/* True once the scope's deadline passed (also after exit). */
+bool weft_timeout_expired(const weft_timeout *scope);
+
+int64_t weft__deadline(weft_task *task, double delay);
+int64_t weft__abs_deadline(double when);
+bool weft__timeout_enter(weft_timeout *scope, weft_task *task, int64_t when, weft_co *child);
+void weft__timeout_exit(weft_timeout *scope, weft_co *child);
+
+/* ---- task groups ------------------------------------------------------------------------ */
+
+/* A task group (asyncio's TaskGroup, libdill's bundle).  Lives in the
+ * frame of the task that owns it:
+ *
+ *     weft_group_init(&self->g, task);
+ *     WEFT_GROUP_SPAWN(&self->g, worker, .id = 1);
+ *     WEFT_GROUP_SPAWN(&self->g, worker, .id = 2);
+ *     ... the body may await ...
+ *     WEFT_FINALLY;
+ *     WEFT_GROUP_JOIN(self, &self->g);   // waits for every child
+ *     WEFT_END;
+ *
+ * The first child to fail cancels its siblings and the owner (once, to
+ * interrupt the body); the join waits for all children, undoes its own
+ * cancellation of the owner, and the group's error becomes the frame's
+ * error (the first child error, in completion order; else the body's).  A
+ * child's cancellation is not an error.  Join in WEFT_FINALLY so that it
+ * runs on every path; cancellation of the owner from outside cancels the
+ * children and stays -ECANCELED. */
+typedef struct weft_group {
+    weft_loop *loop;       /* private fields: use the functions */
+    weft_task *owner;
+    weft_future **kids;    /* every child (references held) */
+    size_t n, cap, active; /* children, capacity, children still pending */
+    weft_future *joined;   /* completed when active reaches 0 during join */
+    int errors[8];         /* first child errors, in completion order */
+    size_t nerrors;        /* child errors seen (may exceed 8) */
+    uint16_t base;         /* the owner's cancel count at init */
+    uint8_t aborting, cancelled_owner, spawn_failed;
+} weft_group;
+
+/* Enter a group owned by task.  Never fails.  */
+void weft_group_init(weft_group *g, weft_task *owner);
+
+/* Spawn coroutine fn in group g; returns the task (borrowed: the group
+ * holds it until the join) or NULL (weft_last_error(); a failed spawn also
+ * makes the join fail with that error).  WEFT_ESTATE if the group is
+ * aborting or joined. */
+#define WEFT_GROUP_SPAWN(g, ...) WEFT__GROUP_SPAWN(g, __VA_ARGS__, )
+#define WEFT__GROUP_SPAWN(g, fn, ...)                                                              \
+    weft__group_add((g), weft__group_ok(g) ? weft__spawn((g)->loop,                               \
+                                                         &(struct fn){.co = {.info = &fn##__info}, \
+                                                                      __VA_ARGS__}                 \
+                                                              .co,                                 \
+                                                         NULL, 0)                                  \
+                                           : NULL)
+
+/* Add an existing task (taking the reference) to g.  Returns it, or NULL. */
+weft_task *weft__group_add(weft_group *g, weft_task *t);
+bool weft__group_ok(weft_group *g);
+
+/* Wait until every child of g is done, then set the frame's error from the
+ * group and release the children.  Use once, normally in WEFT_FINALLY. */
+#define WEFT_GROUP_JOIN(self, g)                                                                   \
+    do {                                                                                           \
+        WEFT_AWAIT(self, weft__group_join_begin((g), weft__co));                                   \
+        weft__group_join_end((g), weft__co);                                                       \
+    } while (0)
+
+weft_future *weft__group_join_begin(weft_group *g, weft_co *co);
+void weft__group_join_end(weft_group *g, weft_co *co);
+
+/* Child errors in completion order: copies up to n into out, returns how
+ * many there were. */
+size_t weft_group_errors(const weft_group *g, int *out, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

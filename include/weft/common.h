@@ -1,0 +1,69 @@
+/* weft/common.h - error codes, values and the allocator hook.
+ *
+ * Every fallible weft function returns 0 (or a non-negative count) on
+ * success and a negative error code on failure: a negated errno value
+ * (-EINVAL, -ENOMEM, -EBADF, -ECANCELED, -ETIMEDOUT, ...) where one fits, or
+ * one of the WEFT_E* codes below where none does.  A call that fails changes
+ * nothing, and a callback passed to a call that failed is never called.
+ */
+#ifndef WEFT_COMMON_H
+#define WEFT_COMMON_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+
+/* weft's own error codes, below every errno value. */
+enum weft_errc {
+    WEFT_ESTATE = -10001,    /* operation invalid in the object's current state */
+    WEFT_ECLOSED = -10002,   /* the loop is closed */
+    WEFT_EFULL = -10003,     /* queue is full (put_nowait) */
+    WEFT_EEMPTY = -10004,    /* queue is empty (get_nowait) */
+    WEFT_ESHUTDOWN = -10005, /* queue was shut down */
+    WEFT_EBROKEN = -10006,   /* barrier is broken (aborted) */
+    WEFT_ECORO = -10007,     /* coroutine misuse: bad resume point, escaped break */
+    WEFT_ENOTASK = -10008,   /* needs a current task, or awaited itself */
+};
+
+/* Return a static, human-readable description of a weft error code
+ * (negative errno values included).  Never returns NULL. */
+const char *weft_strerror(int err);
+
+/* A small result value: an integer, a double or a pointer.  Which member is
+ * valid is the producer's and consumer's agreement, as with a C union. */
+typedef union weft_value {
+    int64_t i;
+    double d;
+    void *p;
+} weft_value;
+
+/* Destructor for a pointer result; called when the owner of the value
+ * (a future, a queue) is released without handing the value on. */
+typedef void weft_dtor(void *p);
+
+/* The allocator hook: one function with realloc semantics.
+ * realloc(ud, NULL, n) allocates, realloc(ud, p, n) resizes,
+ * realloc(ud, p, 0) frees and returns NULL.  Returning NULL for n > 0 is an
+ * allocation failure, which weft reports as -ENOMEM and survives.
+ * A loop created with an allocator uses it for everything it allocates;
+ * weft_call_soon_threadsafe may call it from other threads. */
+typedef void *weft_realloc_fn(void *ud, void *ptr, size_t size);
+
+typedef struct weft_allocator {
+    weft_realloc_fn *realloc; /* NULL selects the libc allocator */
+    void *ud;                 /* passed back as the first argument */
+} weft_allocator;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

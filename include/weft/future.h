@@ -1,0 +1,116 @@
+/* weft/future.h - futures: one-shot result cells with done callbacks.
+ *
+ * A future is pending, then done (with a value or an error code) or
+ * cancelled; both end states are final.  Done callbacks are never called
+ * inline: completing a future queues its callbacks, and any task parked on
+ * it, at the tail of the ready queue in registration order (asyncio's
+ * call_soon), so they run in the next batch.
+ *
+ * OWNERSHIP - the one rule.  Futures (tasks included) are reference
+ * counted.  Every function that returns a future gives the caller one
+ * reference; weft_future_ref adds one, weft_future_unref drops one, and the
+ * last drop frees the future (calling the destructor of a pointer value
+ * nobody took).  WEFT_AWAIT consumes the reference it is handed, so
+ * `WEFT_AWAIT(self, weft_sleep(...))` leaks nothing and awaiting a future you
+ * keep is `WEFT_AWAIT(self, weft_future_ref(f))`.  The loop holds its own
+ * reference while a task is pending, while a callback is queued and while a
+ * task is parked on a future, so dropping yours never frees or cancels
+ * anything early: a task whose handle you drop still runs to completion.
+ * Constructors return NULL on failure; weft_last_error() says why, and
+ * awaiting NULL fails with that error.
+ */
+#ifndef WEFT_FUTURE_H
+#define WEFT_FUTURE_H
+
+#include "loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_future weft_future;
+
+/* States of a future. */
+typedef enum weft_future_state {
+    WEFT_PENDING = 0,
+    WEFT_DONE = 1,      /* finished with a value or an error */
+    WEFT_CANCELLED = 2, /* weft_future_error() is -ECANCELED */
+} weft_future_state;
+
+/* Done callback: called (from the ready queue) with the future and arg. */
+typedef void weft_done_cb(weft_future *f, void *arg);
+
+/* The error of the last constructor that returned NULL in this thread
+ * (-ENOMEM, -EINVAL, WEFT_ECLOSED, ...). */
+int weft_last_error(void);
+
+/* A new pending future bound to loop; the caller owns one reference.
+ * Works on a closed loop too (as asyncio's create_future).
+ * NULL on failure (-EINVAL, -ENOMEM). */
+weft_future *weft_future_new(weft_loop *loop);
+
+/* Add a reference; returns f (NULL stays NULL). */
+weft_future *weft_future_ref(weft_future *f);
+
+/* Drop a reference; the last one frees f.  NULL is a no-op. */
+void weft_future_unref(weft_future *f);
+
+/* Finish f with a value.  Returns 0, -EINVAL, or WEFT_ESTATE if f is not
+ * pending (also for tasks, whose value comes from their coroutine). */
+int weft_future_set_result(weft_future *f, weft_value v);
+
+/* Typed forms of weft_future_set_result.  set_ptr's dtor (may be NULL)
+ * is called on p if the future is freed without anyone taking p. */
+int weft_future_set_int(weft_future *f, int64_t i);
+int weft_future_set_double(weft_future *f, double d);
+int weft_future_set_ptr(weft_future *f, void *p, weft_dtor *dtor);
+
+/* Finish f with an error code (err < 0, not -ECANCELED: use cancel).
+ * Returns 0, -EINVAL or WEFT_ESTATE. */
+int weft_future_set_error(weft_future *f, int err);
+
+/* Cancel a pending future: it becomes CANCELLED and its callbacks are
+ * queued.  For a task this is weft_task_cancel (a request).
+ * Returns 0, -EINVAL, or WEFT_ESTATE if it is already done. */
+int weft_future_cancel(weft_future *f);
+
+/* State queries; NULL reads as not done. */
+weft_future_state weft_future_state_of(const weft_future *f);
+bool weft_future_done(const weft_future *f);
+bool weft_future_cancelled(const weft_future *f);
+
+/* The outcome: 0 with *out set to the value (out may be NULL), the stored
+ * error code, -ECANCELED if cancelled, WEFT_ESTATE if pending, -EINVAL for
+ * NULL.  Marks the outcome observed (no "never retrieved" report). */
+int weft_future_result(weft_future *f, weft_value *out);
+
+/* Like weft_future_result, returning only the error code (0 = value). */
+int weft_future_error(weft_future *f);
+
+/* Take ownership of a pointer value: its destructor will not be called
+ * by the future.  NULL if f holds no value. */
+void *weft_future_take_ptr(weft_future *f);
+
+/* The loop f belongs to. */
+weft_loop *weft_future_loop(const weft_future *f);
+
+/* Call fn(f, arg) once f is done, through the ready queue (never inline,
+ * even if f is already done).  The loop keeps f alive until then.
+ * Returns 0, -EINVAL, -ENOMEM or WEFT_ECLOSED. */
+int weft_future_add_done_callback(weft_future *f, weft_done_cb *fn, void *arg);
+
+/* Remove every pending registration of (fn, arg); returns how many were
+ * removed (0 once they are queued or ran), or -EINVAL. */
+int weft_future_remove_done_callback(weft_future *f, weft_done_cb *fn, void *arg);
+
+/* Run the loop until f is done (asyncio: one more iteration runs after f
+ * completes, as its stop callback is queued).  Returns f's error code
+ * (0 = done with a value), WEFT_ESTATE if the loop was stopped before f
+ * completed, or a loop error (WEFT_ECLOSED, -EBUSY, -EINVAL, -ENOMEM).
+ * Does not consume the caller's reference. */
+int weft_loop_run_until_complete(weft_loop *loop, weft_future *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,105 @@
+/* weft/queue.h - FIFO, LIFO and priority queues for tasks (asyncio.Queue).
+ *
+ * Items are pointers (store small integers with (void *)(intptr_t)i).  An
+ * optional destructor is called on items left behind when the queue is shut
+ * down immediately or destroyed.  Hand-off semantics (see sync.h): a put
+ * that finds a getter waiting hands the item straight to it, and a putter
+ * woken from a full queue has its item placed at that moment, so order is
+ * strict FIFO for getters and for putters; a woken waiter cancelled before
+ * it runs gives its item or slot to the next waiter or back to the queue.
+ *
+ *     WEFT_AWAIT(self, weft_queue_get(&q, &self->w));
+ *     item = WEFT_RESULT(self).p;
+ */
+#ifndef WEFT_QUEUE_H
+#define WEFT_QUEUE_H
+
+#include "sync.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Ordering of a queue. */
+typedef enum weft_queue_kind {
+    WEFT_QUEUE_FIFO = 0,
+    WEFT_QUEUE_LIFO,
+    WEFT_QUEUE_PRIORITY, /* smallest first, by the comparator */
+} weft_queue_kind;
+
+/* Comparator for priority queues: < 0, 0, > 0 as a is smaller, equal,
+ * larger than b.  Equal items come out in put order. */
+typedef int weft_compare_fn(const void *a, const void *b, void *ud);
+
+typedef struct weft_queue {
+    weft_loop *loop; /* private fields: use the functions */
+    weft_queue_kind kind;
+    void **items;
+    uint64_t *seqs; /* priority: put order, for stable ties */
+    size_t head, count, cap, maxsize;
+    uint64_t seq;
+    size_t unfinished;
+    weft_link getters, putters, joiners;
+    weft_compare_fn *cmp;
+    void *cmp_ud;
+    weft_dtor *dtor;
+    int shutdown; /* 0, 1 (graceful), 2 (immediate) */
+} weft_queue;
+
+/* Initialise a FIFO queue holding at most maxsize items (0 = unbounded).
+ * dtor (may be NULL) is called on items dropped by an immediate shutdown or
+ * by weft_queue_destroy.  Returns 0 or -EINVAL; allocates lazily. */
+int weft_queue_init(weft_queue *q, weft_loop *loop, size_t maxsize, weft_dtor *dtor);
+
+/* Same for a LIFO (stack) queue. */
+int weft_lifo_queue_init(weft_queue *q, weft_loop *loop, size_t maxsize, weft_dtor *dtor);
+
+/* Same for a priority queue ordered by cmp (required). */
+int weft_priority_queue_init(weft_queue *q, weft_loop *loop, size_t maxsize, weft_compare_fn *cmp,
+                             void *ud, weft_dtor *dtor);
+
+/* Shut the queue down immediately (waiters fail with WEFT_ESHUTDOWN),
+ * destroy the items left (dtor) and free its memory. */
+void weft_queue_destroy(weft_queue *q);
+
+/* Put without waiting.  Returns 0, WEFT_EFULL, WEFT_ESHUTDOWN, -ENOMEM
+ * (an unbounded queue could not grow) or -EINVAL. */
+int weft_queue_put_nowait(weft_queue *q, void *item);
+
+/* Get without waiting: stores the item in *out.  Returns 0, WEFT_EEMPTY,
+ * WEFT_ESHUTDOWN (shut down and empty) or -EINVAL. */
+int weft_queue_get_nowait(weft_queue *q, void **out);
+
+/* Put, waiting while the queue is full (FIFO among putters).  The future
+ * fails with WEFT_ESHUTDOWN if the queue is or gets shut down, -ENOMEM if
+ * an unbounded queue cannot grow.  On failure the item stays yours. */
+weft_future *weft_queue_put(weft_queue *q, void *item, weft_waiter *w);
+
+/* Get, waiting while the queue is empty (FIFO among getters); the value
+ * (.p) is the item, now yours.  Fails with WEFT_ESHUTDOWN once the queue is
+ * shut down and empty. */
+weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
+
+/* Mark one got item processed.  Returns 0, -EINVAL, or WEFT_ESTATE when
+ * called more times than items were put. */
+int weft_queue_task_done(weft_queue *q);
+
+/* Wait until every item put has been marked done (done at once if so). */
+weft_future *weft_queue_join(weft_queue *q, weft_waiter *w);
+
+/* Shut down (asyncio 3.13): puts fail with WEFT_ESHUTDOWN and blocked
+ * putters are woken with it; gets drain what is left, then fail with it.
+ * immediate also drops the items (dtor), counting each as done (which may
+ * release join), and wakes blocked getters with WEFT_ESHUTDOWN.
+ * Returns 0 or -EINVAL. */
+int weft_queue_shutdown(weft_queue *q, bool immediate);
+
+size_t weft_queue_size(const weft_queue *q);
+size_t weft_queue_maxsize(const weft_queue *q);
+bool weft_queue_empty(const weft_queue *q);
+bool weft_queue_full(const weft_queue *q);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,192 @@
+/* weft/sync.h - Event, Lock, Semaphore, BoundedSemaphore, Condition, Barrier.
+ *
+ * Hand-off semantics, strict FIFO, no barging.  When a waiter is woken,
+ * what it waited for (the lock, a permit, its turn) is handed to it at the
+ * wake-up: nobody can take it in between.  If the waiter is cancelled
+ * before it runs, the hand-off goes to the next waiter or back to the
+ * primitive: nothing is lost, nothing deadlocks (asyncio's P-8 history).
+ *
+ * A blocking operation takes a weft_waiter that lives in the caller's
+ * frame and returns a future to await right away:
+ *
+ *     WEFT_AWAIT(self, weft_lock_acquire(&lock, &self->w));
+ *     ... critical section ...
+ *     weft_lock_release(&lock);
+ *
+ * So waiting costs no allocation: the waiter node is in the frame.  Await
+ * it directly or through weft_wait_for / a timeout scope; the combinators
+ * that keep futures (gather, wait, shield, as_completed) refuse waiter
+ * futures (-EINVAL).  A waiter serves one operation at a time.
+ * Primitives belong to one loop and are not thread-safe.
+ */
+#ifndef WEFT_SYNC_H
+#define WEFT_SYNC_H
+
+#include "combinators.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEFT__WAITER_SPACE 112
+
+/* Storage for one waiting operation; put it in your frame.  Opaque. */
+typedef struct weft_waiter {
+    _Alignas(8) unsigned char opaque[WEFT__WAITER_SPACE];
+} weft_waiter;
+
+/* ---- Event ------------------------------------------------------------------ */
+
+typedef struct weft_event {
+    weft_loop *loop; /* private fields */
+    weft_link waiters;
+    bool set;
+} weft_event;
+
+/* Initialise an unset event bound to loop. */
+void weft_event_init(weft_event *e, weft_loop *loop);
+
+/* Set the flag and wake every current waiter (in wait order).  A clear()
+ * right after does not un-wake them. */
+void weft_event_set(weft_event *e);
+
+/* Reset the flag; waiters already woken still succeed. */
+void weft_event_clear(weft_event *e);
+
+bool weft_event_is_set(const weft_event *e);
+
+/* Wait until the flag is set: the future is already done if it is set.
+ * NULL (weft_last_error) for NULL arguments. */
+weft_future *weft_event_wait(weft_event *e, weft_waiter *w);
+
+/* ---- Lock ------------------------------------------------------------------ */
+
+typedef struct weft_lock {
+    weft_loop *loop; /* private fields */
+    weft_link waiters;
+    bool locked;
+} weft_lock;
+
+/* Initialise an unlocked lock bound to loop. */
+void weft_lock_init(weft_lock *l, weft_loop *loop);
+
+/* Acquire: done at once if the lock is free and nobody waits; else queue
+ * (FIFO).  A task calling acquire while others wait queues behind them. */
+weft_future *weft_lock_acquire(weft_lock *l, weft_waiter *w);
+
+/* Release: hands the lock to the first waiter, if any (it stays locked),
+ * else unlocks.  Returns 0, -EINVAL or WEFT_ESTATE (not locked). */
+int weft_lock_release(weft_lock *l);
+
+/* True while held (including when just handed to a waiter). */
+bool weft_lock_locked(const weft_lock *l);
+
+/* Acquire inside a coroutine. */
+#define WEFT_LOCK(self, l, w) WEFT_AWAIT(self, weft_lock_acquire((l), (w)))
+
+/* ---- Semaphore and BoundedSemaphore -------------------------------------------- */
+
+typedef struct weft_semaphore {
+    weft_loop *loop; /* private fields */
+    weft_link waiters;
+    int64_t value;
+    int64_t bound; /* initial value for a bounded semaphore, else -1 */
+} weft_semaphore;
+
+/* Initialise with value permits (>= 0, else -EINVAL). */
+int weft_semaphore_init(weft_semaphore *s, weft_loop *loop, int64_t value);
+
+/* Same, bounded: releasing above the initial value is an error. */
+int weft_bounded_semaphore_init(weft_semaphore *s, weft_loop *loop, int64_t value);
+
+/* Take a permit: done at once if one is free and nobody waits; else queue. */
+weft_future *weft_semaphore_acquire(weft_semaphore *s, weft_waiter *w);
+
+/* Give a permit back: handed to the first waiter if any, else value+1.
+ * Returns 0, -EINVAL, or -EOVERFLOW for a bounded semaphore already at its
+ * initial value (the count is unchanged). */
+int weft_semaphore_release(weft_semaphore *s);
+
+/* True if acquire would wait. */
+bool weft_semaphore_locked(const weft_semaphore *s);
+
+/* Free permits. */
+int64_t weft_semaphore_value(const weft_semaphore *s);
+
+/* ---- Condition ------------------------------------------------------------------ */
+
+typedef struct weft_condition {
+    weft_lock *lock; /* private fields */
+    weft_lock own;
+    weft_link waiters;
+} weft_condition;
+
+/* Initialise a condition on lock, or on a lock of its own if lock is NULL. */
+void weft_condition_init(weft_condition *c, weft_loop *loop, weft_lock *lock);
+
+/* The condition's lock. */
+weft_lock *weft_condition_lock(weft_condition *c);
+
+/* Wake up to n waiters (FIFO); the caller must hold the lock.  Returns the
+ * number woken, -EINVAL, or WEFT_ESTATE if the lock is not held. */
+int weft_condition_notify(weft_condition *c, size_t n);
+int weft_condition_notify_all(weft_condition *c);
+
+/* Wait (call inline with WEFT_CALL): release the lock, wait for a notify,
+ * then re-acquire the lock before returning - also when the wait ends by
+ * cancellation.  Fails with WEFT_ESTATE if the lock is not held.
+ *     WEFT_CALL(self, weft_condition_wait, &self->cw, .cond = &c);        */
+struct weft_condition_wait {
+    WEFT_FRAME(int);
+    weft_condition *cond; /* argument */
+    weft_waiter w;        /* private */
+    int err;              /* private */
+};
+WEFT_ASYNC_DECL(weft_condition_wait);
+
+/* Wait until pred(arg) is true, re-checking after every notify; result is
+ * 1.  Same locking rules as weft_condition_wait.
+ *     WEFT_CALL(self, weft_condition_wait_for, &self->cw, .cond = &c,
+ *               .pred = ready, .arg = self);                              */
+struct weft_condition_wait_for {
+    WEFT_FRAME(int);
+    weft_condition *cond;     /* argument */
+    bool (*pred)(void *arg);  /* argument */
+    void *arg;                /* argument */
+    struct weft_condition_wait inner; /* private */
+};
+WEFT_ASYNC_DECL(weft_condition_wait_for);
+
+/* ---- Barrier ---------------------------------------------------------------------- */
+
+typedef struct weft_barrier {
+    weft_loop *loop; /* private fields */
+    weft_link waiters;
+    size_t parties, count;
+    int state;
+} weft_barrier;
+
+/* Initialise a barrier for parties tasks (>= 1, else -EINVAL). */
+int weft_barrier_init(weft_barrier *b, weft_loop *loop, size_t parties);
+
+/* Wait until parties tasks are waiting; the value (.i) is the arrival
+ * index 0..parties-1 (the last arriver releases everyone).  Fails with
+ * WEFT_EBROKEN if the barrier is or becomes broken (abort, or a waiter
+ * cancelled while the barrier fills). */
+weft_future *weft_barrier_wait(weft_barrier *b, weft_waiter *w);
+
+/* Break the barrier: current and future waiters fail with WEFT_EBROKEN
+ * until reset.  Returns 0 or -EINVAL. */
+int weft_barrier_abort(weft_barrier *b);
+
+/* Return to the empty state; current waiters fail with WEFT_EBROKEN.
+ * Returns 0 or -EINVAL. */
+int weft_barrier_reset(weft_barrier *b);
+
+size_t weft_barrier_n_waiting(const weft_barrier *b);
+bool weft_barrier_broken(const weft_barrier *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,60 @@
+/* error.c - weft_strerror. */
+#include "weft/common.h"
+
+const char *weft_strerror(int err)
+{
+    switch (err) {
+    case 0:
+        return "success";
+    case WEFT_ESTATE:
+        return "invalid state";
+    case WEFT_ECLOSED:
+        return "event loop is closed";
+    case WEFT_EFULL:
+        return "queue is full";
+    case WEFT_EEMPTY:
+        return "queue is empty";
+    case WEFT_ESHUTDOWN:
+        return "queue is shut down";
+    case WEFT_EBROKEN:
+        return "barrier is broken";
+    case WEFT_ECORO:
+        return "coroutine misuse (suspension inside a switch, or a stray break)";
+    case WEFT_ENOTASK:
+        return "no current task, or a task awaited itself";
+    case -EINVAL:
+        return "invalid argument";
+    case -ENOMEM:
+        return "out of memory";
+    case -EBADF:
+        return "bad file descriptor";
+    case -EBUSY:
+        return "busy (the loop is running)";
+    case -ENOENT:
+        return "no such entry";
+    case -EPERM:
+        return "operation not permitted";
+    case -ECANCELED:
+        return "cancelled";
+    case -ETIMEDOUT:
+        return "timed out";
+    case -EAGAIN:
+        return "resource temporarily unavailable";
+    case -EINTR:
+        return "interrupted";
+    case -EPIPE:
+        return "broken pipe";
+    case -ECONNRESET:
+        return "connection reset";
+    case -ECONNREFUSED:
+        return "connection refused";
+    case -EEXIST:
+        return "already exists";
+    case -ERANGE:
+        return "out of range";
+    case -EDEADLK:
+        return "deadlock avoided";
+    default:
+        return "unknown error";
+    }
+}

@@ -1,0 +1,533 @@
+/* task.c - tasks: a future that drives a coroutine frame.
+ *
+ * A task's step is a trampoline: it resumes the innermost frame directly
+ * (O(1) at any depth), enters a child when a frame returns RC_CALL, and
+ * pops to the parent when a frame returns RC_DONE.  A parked task's
+ * ready-queue node sits in the awaited future's waiter list, so waking it
+ * costs nothing and a stale wakeup cannot exist: cancelling unlinks it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "future_internal.h"
+
+static void task_step(weft_node *n);
+static void describe_step(weft_loop *loop, char *buf, size_t n);
+
+static weft__task *task_of_node(weft_node *n)
+{
+    return (weft__task *)(void *)((char *)n - offsetof(weft__task, node));
+}
+
+static weft__task *task_of_live(weft_link *l)
+{
+    return (weft__task *)(void *)((char *)l - offsetof(weft__task, live));
+}
+
+static weft_co *root_of(weft__task *t, const weft_co_info *info)
+{
+    return (weft_co *)(void *)((char *)t + weft__frame_offset(info->align));
+}
+
+static weft__task *T(weft_task *t)
+{
+    return weft__as_task(t);
+}
+
+bool weft_is_task(const weft_future *f)
+{
+    return f && (f->flags & WEFT__F_TASK);
+}
+
+/* ---- spawn ---------------------------------------------------------------------- */
+
+weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void *mem, size_t size)
+{
+    if (!loop || !init || !init->info) {
+        weft__set_last_error(-EINVAL);
+        return NULL;
+    }
+    if (weft__closed(loop)) {
+        weft__set_last_error(WEFT_ECLOSED);
+        return NULL;
+    }
+    const weft_co_info *info = init->info;
+    size_t need = weft__frame_offset(info->align) + info->size;
+    weft__task *t;
+    if (mem) {
+        if (size < need || ((uintptr_t)mem & 15)) {
+            weft__set_last_error(-EINVAL);
+            return NULL;
+        }
+        t = mem;
+    } else {
+        t = weft__alloc(loop, need);
+        if (!t) {
+            weft__set_last_error(-ENOMEM);
+            return NULL;
+        }
+    }
+    weft_co *root = root_of(t, info);
+    memcpy(root, init, info->size);
+    t->fut = (weft_future){.loop = loop, .refs = 2, .flags = WEFT__F_TASK | WEFT__F_LOOPREF};
+    if (mem)
+        t->fut.flags |= WEFT__F_STORAGE;
+    weft__list_init(&t->fut.waiters);
+    t->node.run = task_step;
+    t->top = root;
+    weft__list_push(&loop->tasks, &t->live);
+    weft__ready_push(loop, &t->node);
+    loop->task_counter++;
+    loop->on_close = weft__tasks_on_close;
+    loop->describe = describe_step;
+    return &t->fut;
+}
+
+void weft__task_free(weft_future *f)
+{
+    if (!(f->flags & WEFT__F_STORAGE))
+        weft__free(f->loop, f);
+}
+
+/* ---- cancellation ------------------------------------------------------------------ */
+
+/* Cancellation is masked while any frame of the chain runs its FINALLY. */
+static bool masked(const weft_co *co)
+{
+    for (; co; co = co->parent)
+        if (co->flags & WEFT__CO_IN_FINALLY)
+            return true;
+    return false;
+}
+
+static bool cancelling(const weft__task *t, const weft_co *co)
+{
+    return t->fut.cancel_requests && !masked(co);
+}
+
+int weft_task_cancel(weft_task *tf)
+{
+    if (!weft_is_task(tf))
+        return -EINVAL;
+    if (tf->state != WEFT_PENDING)
+        return WEFT_ESTATE;
+    weft__task *t = T(tf);
+    if (t->fut.cancel_requests < UINT16_MAX)
+        t->fut.cancel_requests++;
+    weft_future *w = t->fut.u.task.waiting;
+    if (!weft__node_linked(&t->node) || !w)
+        return 0; /* running, or between awaits: delivered at the next one */
+    if (w->state == WEFT_PENDING) {
+        weft_future_cancel(w); /* parked on w: cancel what it awaits */
+    } else if ((w->flags & WEFT__F_HANDOFF) && w->state == WEFT_DONE && !w->err &&
+               !(w->flags & WEFT__F_OBSERVED)) {
+        /* Woken by a hand-off it has not seen yet: give the resource back
+         * (to the next waiter or the primitive) and see -ECANCELED. */
+        weft__handoff *h = (weft__handoff *)(void *)w;
+        h->cancelled(h, true);
+        w->state = WEFT_CANCELLED;
+        w->err = -ECANCELED;
+    }
+    return 0;
+}
+
+int weft_task_cancelling(const weft_task *t)
+{
+    return weft_is_task(t) ? t->cancel_requests : 0;
+}
+
+int weft_task_uncancel(weft_task *t)
+{
+    if (!weft_is_task(t))
+        return -EINVAL;
+    if (t->cancel_requests)
+        t->cancel_requests--;
+    return t->cancel_requests;
+}
+
+/* ---- the macros' helpers ----------------------------------------------------------- */
+
+void weft__raise(weft_co *co, int err, int line)
+{
+    if (!co->err) {
+        co->err = err;
+        co->err_line = line;
+    }
+}
+
+intptr_t weft__unwind_key(weft_co *co)
+{
+    return (co->flags & WEFT__CO_IN_FINALLY) ? WEFT__K_END : WEFT__K_FINALLY;
+}
+
+bool weft__co_start(weft_co *co, weft_task *task)
+{
+    if (!co->parent && cancelling(T(task), co)) {
+        weft__raise(co, -ECANCELED, 0); /* cancelled before the first step */
+        return false;
+    }
+    return true;
+}
+
+static void drop_waiting(weft__task *t)
+{
+    weft_future *w = t->fut.u.task.waiting;
+    t->fut.u.task.waiting = NULL;
+    weft_future_unref(w);
+}
+
+bool weft__await(weft_co *co, weft_task *task, weft_future *f, int line)
+{
+    weft__task *t = T(task);
+    drop_waiting(t);
+    co->line = line;
+    if (!f)
+        return false; /* the constructor failed: weft_last_error() says why */
+    if (f->loop != t->fut.loop || f == task) {
+        weft__set_last_error(f == task ? WEFT_ENOTASK : -EINVAL);
+        weft_future_unref(f);
+        return false;
+    }
+    t->fut.u.task.waiting = f;
+    if (f->flags & WEFT__F_YIELD)
+        return weft__yield(co, task, line); /* sleep(0) */
+    if (f->state != WEFT_PENDING)
+        return false; /* already done: no suspension */
+    if (cancelling(t, co)) {
+        weft_future_cancel(f); /* sticky: a cancelled task cannot park */
+        return false;
+    }
+    weft__future_wait(f, &t->node);
+    return true;
+}
+
+/* Decide whether err ends the await: true = unwind (err raised). */
+static bool fail(weft_co *co, weft__task *t, int err, int line, bool catching, int *var)
+{
+    if (!err) {
+        if (var)
+            *var = 0;
+        return false;
+    }
+    if (catching && !(err == -ECANCELED && cancelling(t, co))) {
+        *var = err; /* caught: the task's own cancellation never is */
+        return false;
+    }
+    weft__raise(co, err, line);
+    return true;
+}
+
+bool weft__await_failed(weft_co *co, weft_task *task, bool catching, int *var)
+{
+    weft__task *t = T(task);
+    weft_future *f = t->fut.u.task.waiting;
+    int err;
+    if (!f) {
+        err = weft_last_error();
+        if (!err)
+            err = -ENOMEM;
+    } else if (f->state == WEFT_PENDING) {
+        err = -ECANCELED; /* refused to park: the task is cancelled */
+    } else if (f->flags & WEFT__F_YIELD) {
+        err = cancelling(t, co) ? -ECANCELED : 0;
+    } else {
+        f->flags |= WEFT__F_OBSERVED;
+        err = f->err; /* a value wins over a cancellation that came later */
+    }
+    return fail(co, t, err, co->line, catching, var);
+}
+
+bool weft__yield(weft_co *co, weft_task *task, int line)
+{
+    /* also reached from weft__await for a sleep(0) future */
+    weft__task *t = T(task);
+    co->line = line;
+    if (cancelling(t, co))
+        return false;
+    weft__ready_push(t->fut.loop, &t->node);
+    return true;
+}
+
+bool weft__yield_failed(weft_co *co, weft_task *task)
+{
+    weft__task *t = T(task);
+    return fail(co, t, cancelling(t, co) ? -ECANCELED : 0, co->line, false, NULL);
+}
+
+bool weft__call(weft_co *co, weft_task *task, weft_co *child, int line)
+{
+    weft__task *t = T(task);
+    co->line = line;
+    if (cancelling(t, co)) {
+        child->err = -ECANCELED;
+        child->err_line = line;
+        return false;
+    }
+    child->parent = co;
+    t->top = child;
+    return true;
+}
+
+bool weft__call_failed(weft_co *co, weft_task *task, weft_co *child, bool catching, int *var)
+{
+    return fail(co, T(task), child->err, child->err_line, catching, var);
+}
+
+weft_co_rc weft__co_done(weft_co *co, weft_task *task)
+{
+    (void)co, (void)task;
+    return (weft_co_rc){WEFT__RC_DONE};
+}
+
+weft_co_rc weft__co_misuse(weft_co *co, weft_task *task, const char *what)
+{
+    weft__report(task->loop, WEFT_ECORO, "task '%s': coroutine '%s' (%s, last suspended at line %d): %s",
+                 weft_task_name(task), co->info->name, co->info->file, (int)co->line, what);
+    co->err = WEFT_ECORO;
+    co->err_line = co->line;
+    return (weft_co_rc){WEFT__RC_DONE};
+}
+
+weft_value weft__last_value(weft_task *task)
+{
+    weft_future *f = T(task)->fut.u.task.waiting;
+    if (f && f->state == WEFT_DONE && !f->err)
+        return f->u.done.v;
+    return (weft_value){0};
+}
+
+/* ---- stepping and completion ------------------------------------------------------- */
+
+static void task_finish(weft__task *t, weft_co *root)
+{
+    weft_loop *loop = t->fut.loop;
+    drop_waiting(t);
+    int err = root->err;
+    if (!err && t->fut.cancel_requests)
+        err = -ECANCELED; /* cancellation is sticky: not uncancelled = cancelled */
+    weft__list_unlink(&t->live);
+    if (err == -ECANCELED) {
+        t->fut.err = err;
+        weft__future_complete(&t->fut, WEFT_CANCELLED);
+    } else if (err) {
+        t->fut.err = err;
+        if (weft__list_empty(&t->fut.waiters) && t->fut.refs == 1) {
+            /* nobody awaits it, nobody holds it: nobody ever will */
+            t->fut.flags |= WEFT__F_OBSERVED;
+            weft__report(loop, err, "task '%s' failed at %s:%d", weft_task_name(&t->fut),
+                         root->info->file, (int)root->err_line);
+        }
+        weft__future_complete(&t->fut, WEFT_DONE);
+    } else {
+        weft_value v;
+        root->info->store(root, &v);
+        t->fut.u.done.v = v;
+        t->fut.u.done.dtor = NULL;
+        weft__future_complete(&t->fut, WEFT_DONE);
+    }
+    t->fut.flags &= (uint8_t)~WEFT__F_LOOPREF;
+    weft_future_unref(&t->fut);
+}
+
+static void task_step(weft_node *n)
+{
+    weft__task *t = task_of_node(n);
+    weft_loop *loop = t->fut.loop;
+    weft_co *co = t->top;
+    loop->current_task = t;
+    loop->cur_arg = t;
+    loop->step_name = t->fut.u.task.name ? t->fut.u.task.name : co->info->name;
+    loop->step_file = co->info->file;
+    loop->step_line = co->line;
+    for (;;) {
+        weft_co_rc rc = co->info->fn(co, &t->fut);
+        if (rc.v == WEFT__RC_PENDING)
+            break;
+        if (rc.v == WEFT__RC_CALL) {
+            co = t->top;
+            continue;
+        }
+        if (!co->parent) {
+            task_finish(t, co);
+            break;
+        }
+        t->top = co = co->parent;
+    }
+    loop->current_task = NULL;
+}
+
+static void describe_step(weft_loop *loop, char *buf, size_t n)
+{
+    snprintf(buf, n, "task '%s' step resumed at %s:%d", loop->step_name, loop->step_file,
+             loop->step_line);
+}
+
+/* ---- names and introspection --------------------------------------------------------- */
+
+const char *weft_task_name(const weft_task *tf)
+{
+    if (!weft_is_task(tf))
+        return NULL;
+    const weft__task *t = (const weft__task *)(const void *)tf;
+    if (tf->state == WEFT_PENDING && tf->u.task.name)
+        return tf->u.task.name;
+    const weft_co *root = t->top;
+    while (root->parent)
+        root = root->parent;
+    return root->info->name;
+}
+
+int weft_task_set_name(weft_task *t, const char *name)
+{
+    if (!weft_is_task(t) || !name)
+        return -EINVAL;
+    if (t->state != WEFT_PENDING)
+        return WEFT_ESTATE;
+    t->u.task.name = name;
+    return 0;
+}
+
+weft_task *weft_current_task(weft_loop *loop)
+{
+    return loop && loop->current_task ? &((weft__task *)loop->current_task)->fut : NULL;
+}
+
+weft_loop *weft_task_loop(const weft_task *t)
+{
+    return t ? t->loop : NULL;
+}
+
+size_t weft_all_tasks(weft_loop *loop, weft_task **out, size_t n)
+{
+    if (!loop)
+        return 0;
+    size_t k = 0;
+    for (weft_link *l = loop->tasks.next; l && l != &loop->tasks; l = l->next, k++)
+        if (out && k < n)
+            out[k] = &task_of_live(l)->fut;
+    return k;
+}
+
+static const char *task_state(weft_loop *loop, weft__task *t)
+{
+    if (loop->current_task == t)
+        return "running";
+    weft_future *w = t->fut.u.task.waiting;
+    if (weft__node_linked(&t->node) && w && w->state == WEFT_PENDING)
+        return "waiting";
+    return t->top->resume.key == WEFT__K_START && !(t->top->flags & WEFT__CO_LABEL) &&
+                   !t->top->parent
+               ? "scheduled"
+               : "ready";
+}
+
+size_t weft_loop_dump_tasks(weft_loop *loop, FILE *out)
+{
+    if (!loop || !out)
+        return 0;
+    size_t k = 0;
+    for (weft_link *l = loop->tasks.next; l && l != &loop->tasks; l = l->next, k++) {
+        weft__task *t = task_of_live(l);
+        fprintf(out, "task %p '%s' %s", (void *)t, weft_task_name(&t->fut), task_state(loop, t));
+        if (t->fut.cancel_requests)
+            fprintf(out, " (cancelling x%u)", (unsigned)t->fut.cancel_requests);
+        fputc('\n', out);
+        const weft_co *chain[64];
+        int depth = 0;
+        for (const weft_co *co = t->top; co && depth < 64; co = co->parent)
+            chain[depth++] = co;
+        for (int i = depth - 1; i >= 0; i--)
+            fprintf(out, "  %-20s at %s:%d%s\n", chain[i]->info->name, chain[i]->info->file,
+                    (int)chain[i]->line, (chain[i]->flags & WEFT__CO_IN_FINALLY) ? " (finally)" : "");
+        weft_future *w = t->fut.u.task.waiting;
+        if (w && w->state == WEFT_PENDING) {
+            if (weft_is_task(w))
+                fprintf(out, "  waiting on task %p '%s'\n", (void *)w, weft_task_name(w));
+            else
+                fprintf(out, "  waiting on future %p\n", (void *)w);
+        }
+    }
+    return k;
+}
+
+/* ---- loop close: release what is still pending ------------------------------------- */
+
+void weft__tasks_on_close(weft_loop *loop)
+{
+    while (!weft__list_empty(&loop->tasks)) {
+        weft__task *t = task_of_live(loop->tasks.next);
+        weft__list_unlink(&t->live);
+        weft__report(loop, 0, "task '%s' released while pending (at %s:%d)",
+                     weft_task_name(&t->fut), t->top->info->file, (int)t->top->line);
+        if (weft__node_linked(&t->node))
+            weft__node_unlink(&t->node);
+        drop_waiting(t);
+        t->fut.err = -ECANCELED;
+        t->fut.state = WEFT_CANCELLED;
+        t->fut.flags |= WEFT__F_OBSERVED;
+        weft__list_splice(&loop->ready, &t->fut.waiters); /* dropped by close */
+        if (t->fut.flags & WEFT__F_LOOPREF) {
+            t->fut.flags &= (uint8_t)~WEFT__F_LOOPREF;
+            weft_future_unref(&t->fut);
+        }
+    }
+    loop->describe = NULL;
+    for (weft_future *f = loop->future_pool, *next; f; f = next) {
+        next = (weft_future *)(void *)f->waiters.next;
+        weft__free(loop, f);
+    }
+    loop->future_pool = NULL;
+}
+
+/* ---- weft_run ------------------------------------------------------------------------ */
+
+#define SHUTDOWN_GRACE_NS 5000000000LL /* bounded shutdown: 5 s of loop time */
+
+static void shutdown_expired(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+/* Cancel every pending task and run the loop until they are done, or until
+ * the grace period ends (then dump and abandon them). */
+static void cancel_all(weft_loop *loop)
+{
+    if (weft__list_empty(&loop->tasks))
+        return;
+    for (weft_link *l = loop->tasks.next; l != &loop->tasks; l = l->next)
+        weft_task_cancel(&task_of_live(l)->fut);
+    bool expired = false;
+    weft_call grace;
+    if (weft_call_later_ns(loop, SHUTDOWN_GRACE_NS, shutdown_expired, &expired, &grace) < 0)
+        expired = true;
+    while (!weft__list_empty(&loop->tasks) && !expired)
+        if (weft_loop_run_once(loop) < 0)
+            break;
+    weft_call_cancel(loop, grace);
+    if (!weft__list_empty(&loop->tasks)) {
+        weft__report(loop, -ETIMEDOUT, "shutdown: tasks still pending after the grace period:");
+        weft_loop_dump_tasks(loop, stderr);
+    }
+}
+
+int weft__run(const weft_loop_options *opts, weft_value *out, const weft_co *init)
+{
+    weft_loop *loop;
+    if (weft_running_loop())
+        return -EBUSY;
+    int err = weft_loop_new(&loop, opts);
+    if (err)
+        return err;
+    weft_task *main_task = weft__spawn(loop, init, NULL, 0);
+    if (!main_task) {
+        weft_loop_destroy(loop);
+        return weft_last_error();
+    }
+    err = weft_loop_run_until_complete(loop, main_task);
+    if (!err && out)
+        weft_future_result(main_task, out);
+    cancel_all(loop);
+    weft_future_unref(main_task);
+    weft_loop_destroy(loop);
+    return err;
+}
