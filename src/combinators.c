@@ -10,7 +10,7 @@
 
 static void sleep_fire(void *arg)
 {
-    weft_future *f = arg;
+    weft_future *f = arg; /* the node is back in the pool: aux is moot */
     weft_future_set_int(f, 0);
     weft_future_unref(f);
 }
@@ -38,14 +38,24 @@ weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns)
         weft__set_last_error(WEFT_ECLOSED);
         return NULL;
     }
+    if (delay_ns <= 0) {
+        /* One shared, immortal done future: awaiting it requeues the task
+         * once.  No allocation per sleep(0). */
+        weft_future *y = loop->yield_future;
+        if (!y) {
+            y = weft_future_new(loop);
+            if (!y)
+                return NULL;
+            y->flags |= WEFT__F_YIELD | WEFT__F_STORAGE;
+            y->state = WEFT_DONE;
+            y->refs = UINT32_MAX / 2; /* never reaches 0 */
+            loop->yield_future = y;
+        }
+        return weft_future_ref(y);
+    }
     weft_future *f = weft_future_new(loop);
     if (!f)
         return NULL;
-    if (delay_ns <= 0) {
-        f->flags |= WEFT__F_YIELD;
-        f->state = WEFT_DONE; /* awaiting it requeues the task once */
-        return f;
-    }
     weft_call tok;
     int err = weft_call_later_ns(loop, delay_ns, sleep_fire, f, &tok);
     if (!err) {
@@ -59,6 +69,7 @@ weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns)
         return NULL;
     }
     weft_future_ref(f); /* the timer's reference */
+    ((weft__pooled *)tok.p)->aux = f;
     return f;
 }
 
@@ -81,8 +92,11 @@ static void copy_outcome(weft_future *dst, weft_future *f)
     else if (f->err)
         weft_future_set_error(dst, f->err);
     else {
-        weft_dtor *dtor = f->u.done.dtor;
-        f->u.done.dtor = NULL;
+        weft_dtor *dtor = NULL;
+        if (!(f->flags & WEFT__F_TASK)) {
+            dtor = f->u.done.dtor;
+            f->u.done.dtor = NULL;
+        }
         weft_future_set_result(dst, f->u.done.v);
         dst->u.done.dtor = dtor; /* the pointer changes owner */
     }
@@ -187,8 +201,11 @@ static weft_results *results_new(weft_loop *loop, weft_future *const *fs, size_t
         }
     }
     if (err) {
-        for (size_t i = 0; fs && i < n; i++)
+        for (size_t i = 0; fs && i < n; i++) {
+            if (kind == GATHER && weft_is_task(fs[i]))
+                weft_task_cancel(fs[i]); /* ours to run, and we cannot */
             weft_future_unref(fs[i]);
+        }
         if (m) {
             weft_future_unref(m->outer);
             weft__free(loop, m->order);
@@ -462,6 +479,7 @@ typedef struct relay {
     weft_future *outer, *inner;
     weft_call timer;
     bool timer_armed, expired, shield;
+    bool finishing; /* relay_done is completing outer: ignore its hook */
 } relay;
 
 static void relay_free(relay *r)
@@ -478,6 +496,7 @@ static void relay_done(weft_node *n)
 {
     relay *r = (relay *)(void *)n;
     weft_future *in = r->inner;
+    r->finishing = true;
     if (r->outer->state == WEFT_PENDING) {
         if (r->expired && (in->state == WEFT_CANCELLED || in->err == -ECANCELED)) {
             in->flags |= WEFT__F_OBSERVED;
@@ -493,6 +512,8 @@ static void relay_done(weft_node *n)
 static void relay_outer_cancelled(void *arg)
 {
     relay *r = arg;
+    if (r->finishing)
+        return; /* relay_done mirrors inner's cancellation: it frees r */
     if (r->timer_armed) {
         weft_call_cancel(r->loop, r->timer);
         r->timer_armed = false;
@@ -543,7 +564,7 @@ static weft_future *relay_new(weft_future *f, double timeout, bool shield)
     weft_future *outer = r ? weft_future_new(loop) : NULL;
     int err = outer ? 0 : -ENOMEM;
     if (!err) {
-        *r = (relay){{{NULL, NULL}, relay_done}, loop, outer, f, {NULL, 0}, false, false, shield};
+        *r = (relay){{{NULL, NULL}, relay_done}, loop, outer, f, {NULL, 0}, false, false, shield, false};
         err = weft__future_on_cancel(outer, relay_outer_cancelled, r);
     }
     if (!err && !shield && timeout >= 0) {

@@ -1,5 +1,9 @@
 /* error.c - weft_strerror. */
+#include <string.h>
+
 #include "weft/common.h"
+
+static _Thread_local char other[96];
 
 const char *weft_strerror(int err)
 {
@@ -55,6 +59,9 @@ const char *weft_strerror(int err)
     case -EDEADLK:
         return "deadlock avoided";
     default:
+        /* any other errno: libc's text, in a per-thread buffer */
+        if (err < 0 && err > -4096 && strerror_r(-err, other, sizeof other) == 0)
+            return other;
         return "unknown error";
     }
 }

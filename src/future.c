@@ -56,7 +56,11 @@ weft_future *weft_future_ref(weft_future *f)
 
 void weft__future_free(weft_future *f)
 {
-    if (f->state == WEFT_DONE && !f->err && f->u.done.dtor)
+    if (f->state == WEFT_DONE && f->err && !(f->flags & WEFT__F_OBSERVED))
+        weft__report(f->loop, f->err, "%s '%s' failed and its error was never retrieved",
+                     (f->flags & WEFT__F_TASK) ? "task" : "future",
+                     (f->flags & WEFT__F_TASK) ? weft_task_name(f) : "-");
+    if (f->state == WEFT_DONE && !f->err && !(f->flags & WEFT__F_TASK) && f->u.done.dtor)
         f->u.done.dtor(f->u.done.v.p);
     if ((f->flags & (WEFT__F_STORAGE | WEFT__F_TASK)) == WEFT__F_STORAGE)
         return; /* a waiter in a frame: the frame owns the memory */
@@ -251,7 +255,8 @@ void *weft_future_take_ptr(weft_future *f)
     if (!f || f->state != WEFT_DONE || f->err)
         return NULL;
     f->flags |= WEFT__F_OBSERVED;
-    f->u.done.dtor = NULL;
+    if (!(f->flags & WEFT__F_TASK))
+        f->u.done.dtor = NULL;
     return f->u.done.v.p;
 }
 

@@ -29,8 +29,10 @@ struct weft_future {
         } done; /* finished with a value */
         struct {
             weft_future *waiting; /* what the task awaits / awaited last */
-            const char *name;     /* name set by weft_task_set_name */
-        } task;                   /* a task, until it finishes */
+            const char *name;     /* name set by weft_task_set_name; it
+                                     overlays done.dtor, which a task never
+                                     uses, so it survives completion */
+        } task;
     } u;
     int32_t err;
     uint8_t state; /* weft_future_state */

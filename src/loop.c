@@ -268,6 +268,7 @@ weft__pooled *weft__call_get(weft_loop *loop)
 void weft__call_put(weft_loop *loop, weft__pooled *c)
 {
     c->gen++;
+    c->aux = NULL;
     c->t.h.node.link.next = (weft_link *)loop->pool;
     loop->pool = c;
 }
@@ -505,11 +506,13 @@ static int io_grow(weft_loop *loop, int fd)
 }
 
 /* Set fd's interest to `events`, telling the backend first so that a
- * refusal leaves everything as it was. */
-static int io_set(weft_loop *loop, int fd, unsigned events)
+ * refusal leaves everything as it was.  force: tell the backend even if
+ * nothing changed (an add may be for a closed fd's reused number, which
+ * the kernel, or the poll backend, has forgotten). */
+static int io_set(weft_loop *loop, int fd, unsigned events, bool force)
 {
     weft__io *io = loop->io[fd];
-    if (events == io->events)
+    if (events == io->events && !force)
         return 0;
     int err = loop->be->watch(loop, fd, io->events, events);
     if (err)
@@ -532,7 +535,7 @@ static int add_watcher(weft_loop *loop, int fd, unsigned dir, weft_cb *fn, void 
     if (err)
         return err;
     weft__io *io = loop->io[fd];
-    err = io_set(loop, fd, io->events | dir);
+    err = io_set(loop, fd, io->events | dir, true);
     if (err)
         return err;
     weft_handle *h = dir == WEFT__IN ? &io->rd : &io->wr;
@@ -556,7 +559,7 @@ static int remove_watcher(weft_loop *loop, int fd, unsigned dir)
     if (weft__node_linked(&h->node))
         weft__node_unlink(&h->node);
     h->fn = NULL;
-    if (io_set(loop, fd, io->events & ~dir) < 0) {
+    if (io_set(loop, fd, io->events & ~dir, false) < 0) {
         /* The kernel refused to shrink the set (the fd was closed and its
          * number reused): forget the fd rather than keep half a state. */
         loop->be->watch(loop, fd, io->events, 0);
@@ -684,56 +687,69 @@ static int poll_backend(weft_loop *loop, int64_t timeout)
     return n;
 }
 
+/* Steps 1 and 2 when the ready queue is empty: the loop may sleep. */
+static int wait_for_work(weft_loop *loop)
+{
+    int64_t timeout = -1;
+    if (loop->heap.n) {
+        loop->now_valid = loop->state & WEFT__VIRTUAL; /* refresh a real clock */
+        int64_t d = loop->heap.e[0].when - weft__now(loop);
+        timeout = d > 0 ? d : 0;
+    }
+    if (loop->nwatched == 0 && timeout == 0)
+        return 0; /* a timer is due and nothing else could be reported */
+    loop->lag_stamp_valid = false; /* a sleep is not lag */
+    if ((loop->state & WEFT__VIRTUAL) && loop->heap.n) {
+        /* virtual time: never sleep while a timer is pending */
+        int n = poll_backend(loop, 0);
+        if (n == 0 && weft__list_empty(&loop->ready) && timeout > 0)
+            loop->now = loop->heap.e[0].when;
+        return n < 0 ? n : 0;
+    }
+    int n = poll_backend(loop, timeout);
+    return n < 0 ? n : 0;
+}
+
 static int weft__iterate(weft_loop *loop)
 {
     if (atomic_load_explicit(&loop->inbox_pending, memory_order_acquire))
         inbox_drain(loop);
 
-    /* 1. the poll timeout */
-    int64_t timeout = -1;
-    if (!weft__list_empty(&loop->ready) || (loop->state & WEFT__STOPPING))
-        timeout = 0;
-    else if (loop->heap.n) {
-        loop->now_valid = loop->state & WEFT__VIRTUAL; /* refresh a real clock */
-        int64_t d = loop->heap.e[0].when - weft__now(loop);
-        timeout = d > 0 ? d : 0;
-    }
-
-    /* 2. one backend wait, unless nothing could be reported */
-    if (loop->nwatched > 0 || timeout != 0) {
-        loop->lag_stamp_valid = timeout == 0; /* a sleep is not lag */
-        int n;
-        if ((loop->state & WEFT__VIRTUAL) && loop->heap.n) {
-            /* virtual time: never sleep while a timer is pending */
-            n = poll_backend(loop, 0);
-            if (n == 0 && weft__list_empty(&loop->ready) && timeout > 0)
-                loop->now = loop->heap.e[0].when;
-        } else {
-            n = poll_backend(loop, timeout);
+    /* 1 + 2: poll timeout 0 when work is ready or the loop stops; the
+     * backend is asked only if it could report something */
+    if (!weft__list_empty(&loop->ready) || (loop->state & WEFT__STOPPING)) {
+        if (loop->nwatched > 0) {
+            int n = poll_backend(loop, 0);
+            if (n < 0)
+                return n;
         }
-        if (n < 0)
-            return n;
+    } else {
+        int err = wait_for_work(loop);
+        if (err)
+            return err;
     }
 
-    /* 3. timers */
+    /* 3. timers, against a clock refreshed for this iteration */
     loop->now_valid = loop->state & WEFT__VIRTUAL;
     if (loop->heap.n)
         run_timers(loop);
 
     /* 4. run exactly the batch queued so far */
+    if (weft__list_empty(&loop->ready)) {
+        loop->stats.iterations++;
+        return 0;
+    }
     weft_link batch;
     weft__list_init(&batch);
     weft__list_splice(&batch, &loop->ready);
-    int64_t thr = weft__list_empty(&batch) ? 0 : loop->lag_threshold, t0 = loop->lag_stamp;
+    int64_t thr = loop->lag_threshold, t0 = loop->lag_stamp;
     if (thr && !loop->lag_stamp_valid)
         t0 = clock_ns(loop->lag_clock);
-    while (!weft__list_empty(&batch)) {
+    do {
         weft_node *n = (weft_node *)batch.next;
         weft__node_unlink(n);
-        loop->cur_fn = NULL;
-        loop->cur_arg = n;
-        loop->step_name = NULL;
         if (n->run == weft__handle_run) {
+            /* every other run function records what it runs itself */
             loop->cur_fn = ((weft_handle *)n)->fn;
             loop->cur_arg = ((weft_handle *)n)->arg;
         }
@@ -745,7 +761,7 @@ static int weft__iterate(weft_loop *loop)
                 lag_report(loop, t1 - t0);
             t0 = t1;
         }
-    }
+    } while (!weft__list_empty(&batch));
     if (thr) {
         loop->lag_stamp = t0;
         loop->lag_stamp_valid = true;
@@ -874,9 +890,12 @@ int weft_loop_new(weft_loop **out, const weft_loop_options *opts)
         return -EINVAL;
     if (!opts)
         opts = &defaults;
-    const char *name = opts->backend ? opts->backend : getenv("WEFT_BACKEND");
-    if (name && !*name)
-        name = NULL;
+    const char *name = opts->backend;
+    if (!name) {
+        name = getenv("WEFT_BACKEND");
+        if (name && !*name)
+            name = NULL; /* an empty variable means the default */
+    }
     const weft__backend *be = find_backend(name);
     if (!be)
         return -EINVAL;
@@ -916,17 +935,17 @@ int weft_loop_new(weft_loop **out, const weft_loop_options *opts)
     err = io_grow(loop, loop->wake_rd);
     if (err)
         goto fail_wake;
-    err = io_set(loop, loop->wake_rd, WEFT__IN);
+    err = io_set(loop, loop->wake_rd, WEFT__IN, false);
     if (err)
         goto fail_wake;
     *out = loop;
     return 0;
 
 fail_wake:
-    wake_close(loop);
     if (loop->io)
         weft__free(loop, loop->io[loop->wake_rd]);
     weft__free(loop, loop->io);
+    wake_close(loop);
 fail_backend:
     be->close(loop);
 fail_mutex:

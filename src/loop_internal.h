@@ -108,7 +108,9 @@ typedef struct weft__pooled {
     weft_timer t;             /* t.h: node + fn + arg; t.loop */
     uint64_t gen;             /* bumped on release: stale tokens fail */
     struct weft__pooled *all;   /* every pooled node, for close */
-    void *aux;                /* for users of the pool (future layer) */
+    void *aux;                /* for users of the pool: a future whose
+                                 reference this node holds (released if
+                                 the loop closes first), or NULL */
     void (*aux_fn)(void);     /* idem: the real callback type, cast back */
 } weft__pooled;
 
@@ -180,6 +182,7 @@ struct weft_loop {
     void *current_task;     /* task whose step runs now */
     uint64_t task_counter;
     void *future_pool;      /* free futures */
+    void *yield_future;     /* the immortal done future of sleep(0) */
     void (*describe)(weft_loop *loop, char *buf, size_t n); /* task steps */
     void (*on_close)(weft_loop *loop);
 };

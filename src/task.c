@@ -149,6 +149,9 @@ int weft_task_uncancel(weft_task *t)
 
 void weft__raise(weft_co *co, int err, int line)
 {
+    if (err >= 0)
+        err = WEFT_ECORO; /* WEFT_THROW needs a negative code (checked by the
+                             callers that can report it) */
     if (!co->err) {
         co->err = err;
         co->err_line = line;
@@ -162,8 +165,10 @@ intptr_t weft__unwind_key(weft_co *co)
 
 bool weft__co_start(weft_co *co, weft_task *task)
 {
-    if (!co->parent && cancelling(T(task), co)) {
-        weft__raise(co, -ECANCELED, 0); /* cancelled before the first step */
+    if (cancelling(T(task), co)) {
+        /* entered while the task is cancelled: skip the body, but run
+         * FINALLY, which may own what the initializers handed over */
+        weft__raise(co, -ECANCELED, co->parent ? co->parent->line : 0);
         return false;
     }
     return true;
@@ -258,13 +263,8 @@ bool weft__call(weft_co *co, weft_task *task, weft_co *child, int line)
 {
     weft__task *t = T(task);
     co->line = line;
-    if (cancelling(t, co)) {
-        child->err = -ECANCELED;
-        child->err_line = line;
-        return false;
-    }
     child->parent = co;
-    t->top = child;
+    t->top = child; /* even when cancelled: the child's FINALLY must run */
     return true;
 }
 
@@ -321,8 +321,7 @@ static void task_finish(weft__task *t, weft_co *root)
     } else {
         weft_value v;
         root->info->store(root, &v);
-        t->fut.u.done.v = v;
-        t->fut.u.done.dtor = NULL;
+        t->fut.u.done.v = v; /* u.task.name stays: see future_internal.h */
         weft__future_complete(&t->fut, WEFT_DONE);
     }
     t->fut.flags &= (uint8_t)~WEFT__F_LOOPREF;
@@ -335,6 +334,7 @@ static void task_step(weft_node *n)
     weft_loop *loop = t->fut.loop;
     weft_co *co = t->top;
     loop->current_task = t;
+    loop->cur_fn = NULL;
     loop->cur_arg = t;
     loop->step_name = t->fut.u.task.name ? t->fut.u.task.name : co->info->name;
     loop->step_file = co->info->file;
@@ -369,7 +369,7 @@ const char *weft_task_name(const weft_task *tf)
     if (!weft_is_task(tf))
         return NULL;
     const weft__task *t = (const weft__task *)(const void *)tf;
-    if (tf->state == WEFT_PENDING && tf->u.task.name)
+    if (tf->u.task.name)
         return tf->u.task.name;
     const weft_co *root = t->top;
     while (root->parent)
@@ -471,7 +471,23 @@ void weft__tasks_on_close(weft_loop *loop)
             weft_future_unref(&t->fut);
         }
     }
+    /* Pooled nodes still in use (done callbacks, sleep timers) hold
+     * references: unlink them all first, then drop the references, so that
+     * no unlink touches a future that was just freed. */
+    for (weft__pooled *c = loop->pool_all; c; c = c->all) {
+        if (c->t.h.node.link.prev)
+            weft__node_unlink(&c->t.h.node);
+        if (c->t.index != WEFT__NO_INDEX)
+            weft__heap_remove(&loop->heap, &c->t);
+    }
+    for (weft__pooled *c = loop->pool_all; c; c = c->all) {
+        weft_future *f = c->aux;
+        c->aux = NULL;
+        weft_future_unref(f);
+    }
     loop->describe = NULL;
+    weft__free(loop, loop->yield_future);
+    loop->yield_future = NULL;
     for (weft_future *f = loop->future_pool, *next; f; f = next) {
         next = (weft_future *)(void *)f->waiters.next;
         weft__free(loop, f);
@@ -480,6 +496,15 @@ void weft__tasks_on_close(weft_loop *loop)
 }
 
 /* ---- weft_run ------------------------------------------------------------------------ */
+
+/* WEFT_THROW's entry point: a non-negative code is a bug worth naming. */
+void weft__throw(weft_co *co, weft_task *task, int err, int line)
+{
+    if (err >= 0)
+        weft__report(task->loop, WEFT_ECORO, "task '%s': WEFT_THROW(%d) at %s:%d needs a negative code",
+                     weft_task_name(task), err, co->info->file, line);
+    weft__raise(co, err, line);
+}
 
 #define SHUTDOWN_GRACE_NS 5000000000LL /* bounded shutdown: 5 s of loop time */
 

@@ -499,6 +499,31 @@ static void test_setters_refuse_a_task(void **state)
     finish(loop);
 }
 
+/* S-FUT-9: a future that failed and is freed without anyone retrieving its
+ * error is reported once through the error hook, with its error code; a
+ * retrieved error, a value and a cancellation are not reported. */
+static void test_unretrieved_error_is_reported_once_when_freed(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_future *lost = weft_future_new(loop), *seen = weft_future_new(loop);
+    weft_future *c = weft_future_new(loop), *v = weft_future_new(loop);
+    assert_int_equal(weft_future_set_error(lost, -ENOSPC), 0);
+    assert_int_equal(weft_future_set_error(seen, -EIO), 0);
+    assert_int_equal(weft_future_cancel(c), 0);
+    assert_int_equal(weft_future_set_int(v, 1), 0);
+    assert_int_equal(weft_future_error(seen), -EIO);
+    weft_future_unref(seen);
+    weft_future_unref(c);
+    weft_future_unref(v);
+    assert_int_equal(g_reports, 0);
+    weft_future_unref(lost);
+    assert_int_equal(g_reports, 1);
+    assert_int_equal(g_report_err, -ENOSPC);
+    g_expect_reports = 1;
+    finish(loop);
+}
+
 /* =============================================================================
  * Done callbacks (S-FUT-7, S-FUT-8)
  * ========================================================================== */
@@ -525,6 +550,7 @@ static void test_done_callbacks_are_never_called_inline(void **state)
         assert_int_equal(g_ev[i].iter, it); /* during the first iteration after */
     assert_ptr_equal(g_cb_future, f[2]);
     assert_int_equal(g_cb_state, WEFT_CANCELLED);
+    assert_int_equal(weft_future_error(f[1]), -EIO); /* retrieved: no report */
     for (int i = 0; i < 3; i++)
         weft_future_unref(f[i]);
     finish(loop);
@@ -901,6 +927,7 @@ static void test_take_ptr_without_value_returns_null(void **state)
     assert_null(weft_future_take_ptr(e));
     assert_null(weft_future_take_ptr(c));
     assert_int_equal(weft_future_state_of(p), WEFT_PENDING);
+    assert_int_equal(weft_future_error(e), -EIO); /* unchanged */
     weft_future_unref(p);
     weft_future_unref(e);
     weft_future_unref(c);
@@ -1307,6 +1334,7 @@ int main(void)
         T(test_set_error_rejects_ecanceled_and_non_negative_codes),
         T(test_result_in_each_state),
         T(test_setters_refuse_a_task),
+        T(test_unretrieved_error_is_reported_once_when_freed),
         /* done callbacks */
         T(test_done_callbacks_are_never_called_inline),
         T(test_done_callbacks_run_in_registration_order),
@@ -1342,5 +1370,9 @@ int main(void)
         T(test_add_done_callback_enomem_never_calls_callback),
         T(test_future_churn_allocates_nothing_in_steady_state),
     };
+    if (getenv("WEFT_TEST_FILTER")) /* run a subset: a glob on test names */
+        cmocka_set_test_filter(getenv("WEFT_TEST_FILTER"));
+    if (getenv("WEFT_TEST_SKIP"))
+        cmocka_set_skip_filter(getenv("WEFT_TEST_SKIP"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,9 @@
  *
  * Inside a body, `self` is the frame and `task` the task running it.
  * Frames are zeroed at creation and never move after the first step.
+ * Declarations may precede WEFT_BEGIN (e.g. `weft_loop *loop =
+ * weft_task_loop(task);`): they run again on every resume, so they must
+ * only compute things from self and task.
  *
  * THE RULES, STATED LOUDLY:
  *   - C locals do NOT survive a suspension.  Put them in the frame.  Loop
@@ -44,10 +47,14 @@
  * Catching is explicit (WEFT_TRY_AWAIT, WEFT_TRY_CALL).  The first error
  * wins: an error raised while unwinding does not replace it.
  *
- * Cancellation is sticky.  Once a task is cancelled, every suspension point
- * fails with -ECANCELED until weft_task_uncancel brings its count back to 0,
- * and the TRY forms do not catch it.  Inside WEFT_FINALLY cancellation is
- * masked, so cleanup may await.
+ * Cancellation is sticky.  Once a task is cancelled, every await that would
+ * suspend, every WEFT_YIELD and every frame entered (WEFT_CALL) fails with
+ * -ECANCELED until weft_task_uncancel brings its count back to 0, and the
+ * TRY forms do not catch it.  (Awaiting a future that is already done still
+ * returns its value: completion wins.)  A frame entered while its task is
+ * cancelled skips its body but runs its WEFT_FINALLY.  Inside WEFT_FINALLY,
+ * and in every frame it calls, cancellation is masked, so cleanup may
+ * await.
  */
 #ifndef WEFT_CO_H
 #define WEFT_CO_H
@@ -94,7 +101,6 @@ struct weft_co {
     int32_t line;     /* public: source line of the current suspension */
     int32_t err;      /* public: error this frame is unwinding with, or 0 */
     int32_t err_line; /* public: line where err was raised */
-    int32_t pad;
     uint32_t flags;
 };
 
@@ -177,6 +183,7 @@ bool weft__yield_failed(weft_co *co, weft_task *task);
 bool weft__call(weft_co *co, weft_task *task, weft_co *child, int line);
 bool weft__call_failed(weft_co *co, weft_task *task, weft_co *child, bool catching, int *var);
 void weft__raise(weft_co *co, int err, int line);
+void weft__throw(weft_co *co, weft_task *task, int err, int line);
 intptr_t weft__unwind_key(weft_co *co);
 weft_co_rc weft__co_done(weft_co *co, weft_task *task);
 weft_co_rc weft__co_misuse(weft_co *co, weft_task *task, const char *what);
@@ -212,9 +219,10 @@ weft_value weft__last_value(weft_task *task);
 
 /* ---- body macros ------------------------------------------------------------ */
 
-/* Open a coroutine body.  Must be the first statement.
- * If the task was cancelled before its first step, the body is skipped and
- * only WEFT_FINALLY runs (with self->co.err == -ECANCELED). */
+/* Open a coroutine body: the first statement after any declarations.
+ * If the task is cancelled when the frame starts (before its first step,
+ * or at the WEFT_CALL that enters it), the body is skipped and only
+ * WEFT_FINALLY runs (with self->co.err == -ECANCELED). */
 #define WEFT_BEGIN(self)                                                                           \
     weft_co *const weft__co = &(self)->co;                                                         \
     weft__dispatch:                                                                                \
@@ -276,7 +284,8 @@ weft_value weft__last_value(weft_task *task);
             goto weft__unwind;                                                                     \
     } while (0)
 
-/* The value (weft_value) of the last successful await of this task. */
+/* The value (weft_value) of this task's last successful await - possibly
+ * one inside a child frame; after WEFT_CALL read child->result instead. */
 #define WEFT_RESULT(self) weft__last_value(task)
 
 /* Let every other ready callback run, then continue (asyncio.sleep(0)).
@@ -316,10 +325,12 @@ weft_value weft__last_value(weft_task *task);
         goto weft__dispatch;                                                                       \
     } while (0)
 
-/* Fail this frame with error code e (< 0): unwind to WEFT_FINALLY. */
+/* Fail this frame with error code e (< 0): unwind to WEFT_FINALLY.  A code
+ * >= 0 is misuse: the frame fails with WEFT_ECORO and the error hook says
+ * where. */
 #define WEFT_THROW(self, e)                                                                        \
     do {                                                                                           \
-        weft__raise(weft__co, (e), __LINE__);                                                      \
+        weft__throw(weft__co, task, (e), __LINE__);                                                \
         goto weft__unwind;                                                                         \
     } while (0)
 

@@ -64,9 +64,15 @@ enum {
  * fail (in completion order) fails the gather with its error at once and
  * cancels the others.  A child cancelled by someone else is not a failure:
  * its entry reads -ECANCELED, and the gather itself succeeds.  Cancelling
- * the gather cancels every child still pending.  n == 0 gives an already
- * done gather.  Takes the references in fs (NULL entries fail it with
- * weft_last_error()). */
+ * the gather cancels every child still pending and makes the gather
+ * CANCELLED at once (asyncio instead waits for the children to finish and
+ * completes with a CancelledError); a task group waits.  n == 0 gives an
+ * already done gather.  Takes the references in fs; if an entry is NULL
+ * (its constructor failed) the gather is not made, weft_last_error() says
+ * why, and the tasks among the others are cancelled.
+ * Note: C leaves the evaluation order of an initializer list unspecified,
+ * so `(weft_future *[]){WEFT_SPAWN(a), WEFT_SPAWN(b)}` may spawn b first;
+ * spawn in separate statements when start order matters. */
 weft_future *weft_gather(weft_loop *loop, weft_future *const *fs, size_t n, unsigned flags);
 
 /* ---- wait ----------------------------------------------------------------------- */
