@@ -250,6 +250,87 @@ static int bench_timer_cancel(const bench_args *a)
     return 0;
 }
 
+/* ---- queue ------------------------------------------------------------------------- */
+
+/* The items 0..n-1 through one bounded FIFO weft_queue (maxsize 64), from a
+ * producer task awaiting weft_queue_put per item to a consumer task awaiting
+ * weft_queue_get n times and checking the order.  The waiters live in the
+ * frames, so nothing is allocated per item. */
+struct bq_producer {
+    WEFT_FRAME(int);
+    weft_queue *q;
+    long n, i;
+    weft_waiter w;
+};
+
+WEFT_ASYNC(bq_producer)
+{
+    WEFT_BEGIN(self);
+    for (self->i = 0; self->i < self->n; self->i++)
+        WEFT_AWAIT(self, weft_queue_put(self->q, (void *)(intptr_t)self->i, &self->w));
+    WEFT_END;
+}
+
+struct bq_consumer {
+    WEFT_FRAME(long); /* result: items received out of order (must be 0) */
+    weft_queue *q;
+    long n, i, bad;
+    weft_waiter w;
+};
+
+WEFT_ASYNC(bq_consumer)
+{
+    WEFT_BEGIN(self);
+    for (self->i = 0; self->i < self->n; self->i++) {
+        WEFT_AWAIT(self, weft_queue_get(self->q, &self->w));
+        if ((intptr_t)WEFT_RESULT(self).p != self->i)
+            self->bad++;
+    }
+    WEFT_RETURN(self, self->bad);
+    WEFT_END;
+}
+
+static int bench_queue(const bench_args *a)
+{
+    weft_loop *loop = bench_loop_new();
+    weft_queue q;
+    int err = weft_queue_init(&q, loop, 64, NULL);
+    if (err)
+        BENCH_DIE("queue: weft_queue_init: %s", weft_strerror(err));
+    weft_loop_stats s0, s1;
+    weft_loop_get_stats(loop, &s0);
+    long base = bench_rss_kb();
+
+    double c0 = bench_cpu_s(), t0 = bench_now_s();
+    weft_task *p = WEFT_SPAWN(loop, bq_producer, .q = &q, .n = a->n);
+    weft_task *c = WEFT_SPAWN(loop, bq_consumer, .q = &q, .n = a->n);
+    if (!p || !c)
+        BENCH_DIE("queue: spawn: %s", weft_strerror(weft_last_error()));
+    err = weft_loop_run_until_complete(loop, c);
+    if (!err && !weft_future_done(p))
+        err = weft_loop_run_until_complete(loop, p); /* its last step may be pending */
+    double t1 = bench_now_s(), c1 = bench_cpu_s();
+
+    weft_value bad = {.i = -1};
+    if (err || weft_future_error(p) || weft_future_result(c, &bad))
+        BENCH_DIE("queue: tasks failed: %s / %s", weft_strerror(err),
+                  weft_strerror(weft_future_error(p)));
+    if (bad.i || weft_queue_size(&q))
+        BENCH_DIE("queue: %lld items out of order, %zu left in the queue", (long long)bad.i,
+                  weft_queue_size(&q));
+    weft_loop_get_stats(loop, &s1);
+    bench_json_begin("queue", a->n, t1 - t0, c1 - c0, base);
+    printf(",\"ns_per_op\":%.3f,\"switches\":%llu", (t1 - t0) * 1e9 / (double)a->n,
+           (unsigned long long)(s1.callbacks - s0.callbacks));
+    json_loop_fields(loop);
+    bench_json_end();
+    weft_future_unref(p);
+    weft_future_unref(c);
+    weft_queue_destroy(&q);
+    bench_loop_destroy(loop);
+    return 0;
+}
+
 /* ---- the workload table --------------------------------------------------------- */
 
 static const struct workload {
@@ -262,7 +343,7 @@ static const struct workload {
     {"timer-cancel", bench_timer_cancel, 1000000},
     {"task-pingpong", NULL, 5000000},
     {"spawn", NULL, 1000000},
-    {"queue", NULL, 5000000},
+    {"queue", bench_queue, 5000000},
 };
 
 static void usage(FILE *out)

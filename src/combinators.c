@@ -618,6 +618,20 @@ int64_t weft__abs_deadline(double when)
     return when <= -9.2e9 ? INT64_MIN : (int64_t)(when * 1e9);
 }
 
+/* A deadline already due expires through the ready queue, ahead of what
+ * the task queues next (asyncio's call_soon(_on_timeout)); a later one
+ * through the heap. */
+static void arm_scope(weft_timeout *s, int64_t when)
+{
+    weft_timer_stop(&s->timer);
+    if (when == INT64_MAX)
+        return;
+    if (when <= weft_loop_now(s->task->loop))
+        weft_handle_schedule(s->task->loop, &s->timer.h);
+    else
+        weft_timer_start_at(&s->timer, when, 0);
+}
+
 static void timeout_fire(void *arg)
 {
     weft_timeout *s = arg;
@@ -637,8 +651,7 @@ bool weft__timeout_enter(weft_timeout *s, weft_task *task, int64_t when, weft_co
         return false;
     }
     s->state = TO_ACTIVE;
-    if (when != INT64_MAX)
-        weft_timer_start_at(&s->timer, when, 0);
+    arm_scope(s, when);
     return true;
 }
 
@@ -662,10 +675,7 @@ int weft_timeout_reschedule(weft_timeout *s, int64_t when_ns)
     if (s->state != TO_ACTIVE)
         return WEFT_ESTATE;
     s->when = when_ns;
-    if (when_ns == INT64_MAX)
-        weft_timer_stop(&s->timer);
-    else
-        weft_timer_start_at(&s->timer, when_ns, 0);
+    arm_scope(s, when_ns);
     return 0;
 }
 
@@ -793,8 +803,10 @@ void weft__group_join_end(weft_group *g, weft_co *co)
         weft_task_uncancel(g->owner);
         g->cancelled_owner = 0;
     }
-    if (g->nerrors &&
-        (!co->err || (co->err == -ECANCELED && g->owner->cancel_requests <= g->base))) {
+    if (g->nerrors) {
+        /* the first child error wins over the body's error and over a
+         * cancellation (an outside one stays counted: the task still ends
+         * cancelled at its next suspension, as in asyncio 3.13) */
         co->err = g->errors[0];
         co->err_line = co->line;
     }

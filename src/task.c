@@ -115,8 +115,9 @@ int weft_task_cancel(weft_task *tf)
     if (t->fut.cancel_requests < UINT16_MAX)
         t->fut.cancel_requests++;
     weft_future *w = t->fut.u.task.waiting;
-    if (!weft__node_linked(&t->node) || !w)
-        return 0; /* running, or between awaits: delivered at the next one */
+    if (!weft__node_linked(&t->node) || !w || masked(t->top))
+        return 0; /* running, between awaits, or in cleanup: delivered at the
+                     next suspension outside FINALLY */
     if (w->state == WEFT_PENDING) {
         weft_future_cancel(w); /* parked on w: cancel what it awaits */
     } else if ((w->flags & WEFT__F_HANDOFF) && w->state == WEFT_DONE && !w->err &&

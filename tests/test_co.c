@@ -807,6 +807,175 @@ static void test_error_in_finally_after_success_fails_frame(void **state)
     finish(loop);
 }
 
+/* ---- cancellation at frame entry, masking in FINALLY ------------------------- */
+
+struct entered_child {
+    WEFT_FRAME(int);
+};
+
+WEFT_ASYNC(entered_child)
+{
+    WEFT_BEGIN(self);
+    g_body++;
+    WEFT_YIELD(self);
+    WEFT_FINALLY;
+    g_fin++;
+    g_fin_err = self->co.err;
+    WEFT_END;
+}
+
+struct cancels_then_calls {
+    WEFT_FRAME(int);
+    int e;
+    struct entered_child c;
+};
+
+WEFT_ASYNC(cancels_then_calls)
+{
+    WEFT_BEGIN(self);
+    weft_task_cancel(task);
+    WEFT_TRY_CALL(self, self->e, entered_child, &self->c);
+    g_after++; /* not reached: the TRY form does not catch own cancellation */
+    WEFT_END;
+}
+
+/* co.h (sticky cancellation): a frame entered with WEFT_CALL while its task
+ * is cancelled skips its body but runs its FINALLY (with -ECANCELED); the
+ * caller's TRY_CALL does not catch the task's own cancellation. */
+static void test_call_while_cancelled_skips_child_body_runs_its_finally(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_task *t = WEFT_SPAWN(loop, cancels_then_calls);
+    assert_int_equal(run(loop, t), -ECANCELED);
+    assert_int_equal(g_body, 0);
+    assert_int_equal(g_fin, 1);
+    assert_int_equal(g_fin_err, -ECANCELED);
+    assert_int_equal(g_after, 0);
+    weft_future_unref(t);
+    finish(loop);
+}
+
+struct cleanup_child {
+    WEFT_FRAME(int);
+};
+
+WEFT_ASYNC(cleanup_child)
+{
+    WEFT_BEGIN(self);
+    g_body++;
+    WEFT_SLEEP(self, 1.0);
+    WEFT_YIELD(self);
+    g_t_ms = weft_loop_now(weft_task_loop(task)) / 1000000;
+    WEFT_RETURN(self, 4);
+    WEFT_END;
+}
+
+struct finally_calls {
+    WEFT_FRAME(int);
+    weft_future *f;
+    struct cleanup_child c;
+};
+
+WEFT_ASYNC(finally_calls)
+{
+    WEFT_BEGIN(self);
+    WEFT_AWAIT(self, weft_future_ref(self->f));
+    WEFT_FINALLY;
+    WEFT_CALL(self, cleanup_child, &self->c);
+    g_fin_done = self->c.result;
+    WEFT_END;
+}
+
+/* co.h "Inside WEFT_FINALLY, and in every frame it calls, cancellation is
+ * masked": a child called from FINALLY of a cancelled task runs its body
+ * and its awaits complete. */
+static void test_frames_called_from_finally_are_masked(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_future *never = weft_future_new(loop);
+    weft_task *t = WEFT_SPAWN(loop, finally_calls, .f = never);
+    step(loop);
+    assert_int_equal(weft_task_cancel(t), 0);
+    assert_int_equal(run(loop, t), -ECANCELED);
+    assert_int_equal(g_body, 1);
+    assert_int_equal(g_t_ms, 1000);
+    assert_int_equal(g_fin_done, 4);
+    weft_future_unref(never);
+    weft_future_unref(t);
+    finish(loop);
+}
+
+struct cancelled_awaits_done {
+    WEFT_FRAME(int);
+    weft_future *done, *pending;
+    int e;
+};
+
+WEFT_ASYNC(cancelled_awaits_done)
+{
+    WEFT_BEGIN(self);
+    weft_task_cancel(task);
+    WEFT_AWAIT(self, weft_future_ref(self->done));
+    g_caught = (int)WEFT_RESULT(self).i;
+    WEFT_TRY_AWAIT(self, weft_future_ref(self->pending), self->e);
+    g_after++;
+    WEFT_FINALLY;
+    g_fin_err = self->co.err;
+    WEFT_END;
+}
+
+/* co.h "(Awaiting a future that is already done still returns its value:
+ * completion wins.)": a cancelled task awaiting a done future gets its
+ * value; the next await that would suspend fails with -ECANCELED. */
+static void test_cancelled_task_awaiting_done_future_gets_value(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_future *done = weft_future_new(loop);
+    weft_future *pending = weft_future_new(loop);
+    assert_int_equal(weft_future_set_int(done, 31), 0);
+    weft_task *t = WEFT_SPAWN(loop, cancelled_awaits_done, .done = done, .pending = pending);
+    assert_int_equal(run(loop, t), -ECANCELED);
+    assert_int_equal(g_caught, 31);
+    assert_int_equal(g_after, 0);
+    assert_int_equal(g_fin_err, -ECANCELED);
+    assert_true(weft_future_cancelled(pending)); /* cancelled as it was awaited */
+    weft_future_unref(done);
+    weft_future_unref(pending);
+    weft_future_unref(t);
+    finish(loop);
+}
+
+struct throws_positive {
+    WEFT_FRAME(int);
+};
+
+WEFT_ASYNC(throws_positive)
+{
+    WEFT_BEGIN(self);
+    g_line = __LINE__; WEFT_THROW(self, EIO); /* forgot the minus */
+    WEFT_END;
+}
+
+/* co.h WEFT_THROW: "A code >= 0 is misuse: the frame fails with WEFT_ECORO
+ * and the error hook says where." */
+static void test_throw_of_nonnegative_code_is_misuse(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_task *t = WEFT_SPAWN(loop, throws_positive);
+    assert_int_equal(run(loop, t), WEFT_ECORO);
+    assert_int_equal(g_hook.count, 1);
+    assert_int_equal(g_hook.err, WEFT_ECORO);
+    char where[512];
+    snprintf(where, sizeof where, "%s:%d", __FILE__, g_line);
+    assert_non_null(strstr(g_hook.msg, where));
+    weft_future_unref(t);
+    finish(loop);
+}
+
 /* =============================================================================
  * Nesting: results and errors through inline children (P4.6-10, P4.6-11)
  * ========================================================================== */
@@ -1403,6 +1572,10 @@ int main(void)
         T(test_second_cancel_does_not_restart_finally),
         T(test_error_in_finally_does_not_replace_first_error),
         T(test_error_in_finally_after_success_fails_frame),
+        T(test_call_while_cancelled_skips_child_body_runs_its_finally),
+        T(test_frames_called_from_finally_are_masked),
+        T(test_cancelled_task_awaiting_done_future_gets_value),
+        T(test_throw_of_nonnegative_code_is_misuse),
         /* nesting */
         T(test_results_flow_through_three_call_levels),
         T(test_call_of_non_suspending_child_does_not_suspend),

@@ -14,7 +14,8 @@
  * the binary under valgrind (or build with WEFT_ASAN) to check the
  * reference-counting rule: a future used after its last reference dropped
  * is a use-after-free there.  The allocation tests use the same allocator
- * to fail the Nth allocation.
+ * to fail the Nth allocation.  WEFT_TEST_FILTER / WEFT_TEST_SKIP (globs)
+ * select tests.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -110,7 +111,10 @@ static void rec(int tag)
     g_n++;
 }
 
-static void rec_cb(void *tag) { rec((int)(intptr_t)tag); }
+static void rec_cb(void *tag)
+{
+    rec((int)(intptr_t)tag);
+}
 
 static void stop_cb(void *arg)
 {
@@ -124,9 +128,8 @@ static void expect_tags(const int *want, int n)
     for (int i = 0; i < n; i++)
         assert_int_equal(g_ev[i].tag, want[i]);
 }
-#define EXPECT_TAGS(...)                                                                           \
-    expect_tags((const int[]){__VA_ARGS__},                                                        \
-                (int)(sizeof((const int[]){__VA_ARGS__}) / sizeof(int)))
+#define EXPECT_TAGS(...) \
+    expect_tags((const int[]){__VA_ARGS__}, (int)(sizeof((const int[]){__VA_ARGS__}) / sizeof(int)))
 
 /* Done callbacks that record what they saw. */
 static weft_future *g_cb_future;
@@ -205,10 +208,10 @@ static weft_loop *vloop(void)
  * exactly the expected number of errors. */
 static void finish(weft_loop *loop)
 {
+    g_loop = NULL;
     assert_int_equal(weft_loop_destroy(loop), 0);
     assert_int_equal(g_alloc.live, 0);
     assert_int_equal(g_reports, g_expect_reports);
-    g_loop = NULL;
 }
 
 /* One iteration polled with timeout 0: never blocks, even on an idle loop. */
@@ -248,6 +251,9 @@ static int teardown(void **state)
 {
     (void)state;
     alarm(0);
+    if (g_loop && !weft_loop_is_running(g_loop)) /* a failed test left it */
+        weft_loop_destroy(g_loop);
+    g_loop = NULL;
     return 0;
 }
 
@@ -425,7 +431,7 @@ static void test_set_error_rejects_ecanceled_and_non_negative_codes(void **state
     assert_int_equal(weft_future_set_error(f, EIO), -EINVAL);
     assert_int_equal(weft_future_state_of(f), WEFT_PENDING);
     run_nowait(loop);
-    assert_int_equal(g_n, 0); /* nothing was queued */
+    assert_int_equal(g_n, 0);                                    /* nothing was queued */
     assert_int_equal(weft_future_set_error(f, WEFT_EBROKEN), 0); /* weft codes are fine */
     assert_int_equal(weft_future_error(f), WEFT_EBROKEN);
     run_nowait(loop);
@@ -1231,6 +1237,7 @@ static void test_future_new_enomem_returns_null_with_last_error(void **state)
     assert_int_equal(v.i, -ENOMEM);
     weft_future_unref(t);
     assert_int_equal(weft_loop_destroy(l2), 0);
+    g_loop = loop;
     finish(loop);
 }
 

@@ -1,0 +1,686 @@
+/* queue.c - FIFO, LIFO and priority queues for tasks, with hand-off.
+ *
+ * Storage.  FIFO and LIFO queues keep a ring of void * whose capacity is a
+ * power of two: logical position k (0 = front, the bottom of a LIFO stack)
+ * is slot (head + k) & (cap - 1); FIFO pops at the front, LIFO at the back,
+ * both push at the back.  A priority queue keeps a binary min-heap in
+ * items[0..count), ordered by (cmp, put sequence) so that ties leave in put
+ * order.  Storage is allocated on first use: a bounded queue takes its
+ * maxsize slots (rounded up to a power of two, at most 4096 at once) in one
+ * go; an unbounded one grows by doubling.
+ *
+ * Hand-off.  A put that finds a getter waiting gives it the item directly;
+ * a get that frees a slot while a putter waits places that putter's item
+ * at once.  Nobody can take what was handed over, and order is strict FIFO
+ * (gh-83055).  If the woken task is cancelled before it runs, task.c calls
+ * cancelled(h, true) and we roll back: a getter's item goes to the next
+ * getter or back to where it would be had it never left (front of a FIFO,
+ * bottom of a LIFO, re-inserted with its sequence in a heap); a putter's
+ * item is taken out again and the next putter gets the slot.
+ *
+ * Placed items.  An item placed for a blocked putter may be got (or dropped
+ * by a shutdown) before that putter runs; then it can no longer be taken
+ * out, so its put must become final.  Such a slot is tagged: seqs[i] holds
+ * a unique tag (priority: the put sequence) and seqs[cap + i] the putter's
+ * task, referenced, so that when the item leaves we can look at the task:
+ * still parked on that very hand-off and not resumed -> mark the future
+ * OBSERVED, which tells task.c not to undo it (the cancellation then
+ * arrives at the task's next suspension).  Untagged slots have both words
+ * at 0; free slots too, so the fast put writes no tag.  FIFO and LIFO
+ * queues allocate seqs only when a putter is first placed.
+ *
+ * Costs: put and get O(1) (priority O(log n)), no allocation in steady
+ * state; cancelling a placed putter O(n) (it searches for its tag).
+ */
+#include <string.h>
+
+#include "future_internal.h"
+#include "weft/queue.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define COLD __attribute__((noinline, cold)) /* keeps the fast paths free of spills */
+#else
+#define LIKELY(x) (x)
+#define COLD
+#endif
+
+#define NONE ((size_t)-1)
+#define UNBOUNDED SIZE_MAX /* internal maxsize of an unbounded queue */
+#define FIRST_CAP_MAX 4096 /* a bounded queue allocates at most this much up front */
+
+static void getter_cancelled(weft__handoff *h, bool handed);
+static void putter_cancelled(weft__handoff *h, bool handed);
+static void joiner_cancelled(weft__handoff *h, bool handed);
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static inline bool is_heap(const weft_queue *q)
+{
+    return q->kind == WEFT_QUEUE_PRIORITY;
+}
+
+/* Slot of logical position k (ring; for the heap head is 0 and k < cap). */
+static inline size_t at(const weft_queue *q, size_t k)
+{
+    return (q->head + k) & (q->cap - 1);
+}
+
+static inline uint64_t *who_of(const weft_queue *q, size_t i)
+{
+    return &q->seqs[q->cap + i];
+}
+
+static inline weft__handoff *first(weft_link *list)
+{
+    weft__handoff *h = (weft__handoff *)(void *)((char *)list->next - offsetof(weft__handoff, q));
+    weft__list_unlink(&h->q);
+    return h;
+}
+
+/* Make h a done future at once: the fields weft__await, weft__await_failed,
+ * WEFT_RESULT and weft__future_free read, and nothing else (the fast
+ * paths).  Never queued, never cancelled: its task observes it before
+ * anything else runs. */
+static inline weft_future *settle_now(weft__handoff *h, weft_loop *loop, void *p, int err)
+{
+    weft_future *f = &h->fut;
+    f->loop = loop;
+    f->waiters.next = f->waiters.prev = &f->waiters;
+    f->u.done.v.p = p;
+    f->u.done.dtor = NULL;
+    f->err = err;
+    f->state = WEFT_DONE;
+    f->flags = WEFT__F_STORAGE | WEFT__F_HANDOFF;
+    f->cancel_requests = 0;
+    f->refs = 1;
+    return f;
+}
+
+/* Complete a queued waiter (already unlinked) with p or err. */
+static void wake(weft__handoff *h, void *p, int err)
+{
+    h->fut.u.done.v.p = p;
+    h->fut.u.done.dtor = NULL;
+    h->fut.err = err;
+    weft__future_complete(&h->fut, WEFT_DONE);
+}
+
+static void wake_all(weft_link *list, int err)
+{
+    while (!weft__list_empty(list))
+        wake(first(list), NULL, err);
+}
+
+/* One got item is done (or one was dropped): maybe release join. */
+static void done_one(weft_queue *q)
+{
+    if (q->unfinished && --q->unfinished == 0)
+        wake_all(&q->joiners, 0);
+}
+
+static void drop(weft_queue *q, void *item)
+{
+    if (q->dtor)
+        q->dtor(item);
+}
+
+/* ---- storage ----------------------------------------------------------------------- */
+
+/* Move the live items into arrays of cap slots (seqs too if with_seqs),
+ * front first; head becomes 0. */
+static int resize(weft_queue *q, size_t cap, bool with_seqs)
+{
+    if (cap > SIZE_MAX / (2 * sizeof(uint64_t)))
+        return -ENOMEM;
+    void **items = weft__alloc(q->loop, cap * sizeof *items);
+    uint64_t *seqs = with_seqs ? weft__alloc(q->loop, 2 * cap * sizeof *seqs) : NULL;
+    if (!items || (with_seqs && !seqs)) {
+        weft__free(q->loop, items);
+        weft__free(q->loop, seqs);
+        return -ENOMEM;
+    }
+    if (seqs)
+        memset(seqs, 0, 2 * cap * sizeof *seqs);
+    for (size_t k = 0; k < q->count; k++) {
+        size_t i = at(q, k);
+        items[k] = q->items[i];
+        if (q->seqs) {
+            seqs[k] = q->seqs[i];
+            seqs[cap + k] = *who_of(q, i);
+        }
+    }
+    weft__free(q->loop, q->items);
+    weft__free(q->loop, q->seqs);
+    q->items = items;
+    q->seqs = seqs;
+    q->cap = cap;
+    q->head = 0;
+    return 0;
+}
+
+/* Make room for need items.  -ENOMEM leaves everything as it was. */
+static int reserve(weft_queue *q, size_t need)
+{
+    if (LIKELY(need <= q->cap))
+        return 0;
+    size_t cap = q->cap;
+    if (!cap) {
+        size_t want = q->maxsize == UNBOUNDED ? 8 : q->maxsize;
+        if (want > FIRST_CAP_MAX)
+            want = FIRST_CAP_MAX;
+        for (cap = 1; cap < want; cap *= 2)
+            ;
+    }
+    while (cap < need) {
+        if (cap > SIZE_MAX / 4)
+            return -ENOMEM;
+        cap *= 2;
+    }
+    return resize(q, cap, is_heap(q) || q->seqs);
+}
+
+/* ---- the binary heap (priority queues) ------------------------------------------------- */
+
+static bool before(const weft_queue *q, size_t a, size_t b)
+{
+    int c = q->cmp(q->items[a], q->items[b], q->cmp_ud);
+    return c < 0 || (c == 0 && q->seqs[a] < q->seqs[b]);
+}
+
+static void heap_swap(weft_queue *q, size_t a, size_t b)
+{
+    void *item = q->items[a];
+    uint64_t seq = q->seqs[a], who = *who_of(q, a);
+    q->items[a] = q->items[b];
+    q->seqs[a] = q->seqs[b];
+    *who_of(q, a) = *who_of(q, b);
+    q->items[b] = item;
+    q->seqs[b] = seq;
+    *who_of(q, b) = who;
+}
+
+static void sift_up(weft_queue *q, size_t i)
+{
+    while (i > 0 && before(q, i, (i - 1) / 2)) {
+        heap_swap(q, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void sift_down(weft_queue *q, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = l;
+        if (l >= q->count)
+            return;
+        if (l + 1 < q->count && before(q, l + 1, l))
+            m = l + 1;
+        if (!before(q, m, i))
+            return;
+        heap_swap(q, i, m);
+        i = m;
+    }
+}
+
+/* Room must be reserved. */
+static void heap_insert(weft_queue *q, void *item, uint64_t seq, uint64_t who)
+{
+    size_t i = q->count++;
+    q->items[i] = item;
+    q->seqs[i] = seq;
+    *who_of(q, i) = who;
+    sift_up(q, i);
+}
+
+static void heap_remove(weft_queue *q, size_t i)
+{
+    size_t last = --q->count;
+    if (i != last) {
+        heap_swap(q, i, last);
+        sift_down(q, i);
+        sift_up(q, i);
+    }
+    *who_of(q, last) = 0;
+}
+
+/* ---- slots of placed putters ---------------------------------------------------------- */
+
+/* The item in slot i leaves the queue for good (got or dropped).  If a
+ * putter placed it and has not run yet, its put becomes final. */
+static void release_slot(weft_queue *q, size_t i)
+{
+    uint64_t *who = who_of(q, i), tag = q->seqs[i];
+    weft__task *t = (weft__task *)(uintptr_t)*who;
+    *who = 0;
+    if (!is_heap(q))
+        q->seqs[i] = 0;
+    if (!t)
+        return;
+    weft_future *w = t->fut.state == WEFT_PENDING ? t->fut.u.task.waiting : NULL;
+    if (w && (w->flags & WEFT__F_HANDOFF) && w->state == WEFT_DONE && !w->err &&
+        !(w->flags & WEFT__F_OBSERVED)) {
+        weft__handoff *h = (weft__handoff *)(void *)w;
+        if (h->prim == q && h->cancelled == putter_cancelled && (uint64_t)h->aux == tag)
+            w->flags |= WEFT__F_OBSERVED; /* cannot be taken back any more */
+    }
+    weft_future_unref(&t->fut);
+}
+
+static bool tagged(const weft_queue *q, size_t i)
+{
+    return q->seqs && *who_of(q, i);
+}
+
+/* Logical position (ring) or heap index of the slot tagged tag, or NONE. */
+static size_t find_tag(const weft_queue *q, uint64_t tag)
+{
+    if (!q->seqs)
+        return NONE;
+    for (size_t k = q->count; k-- > 0;) {
+        size_t i = is_heap(q) ? k : at(q, k);
+        if (q->seqs[i] == tag && *who_of(q, i))
+            return k;
+    }
+    return NONE;
+}
+
+/* Copy slot b over slot a (ring), tags included. */
+static void ring_move(weft_queue *q, size_t a, size_t b)
+{
+    q->items[a] = q->items[b];
+    if (q->seqs) {
+        q->seqs[a] = q->seqs[b];
+        *who_of(q, a) = *who_of(q, b);
+    }
+}
+
+/* Take out logical position k of a ring (its tag already released),
+ * moving the shorter side. */
+static void ring_remove(weft_queue *q, size_t k)
+{
+    size_t gap;
+    if (k < q->count / 2) {
+        for (size_t j = k; j > 0; j--)
+            ring_move(q, at(q, j), at(q, j - 1));
+        gap = q->head;
+        q->head = at(q, 1);
+    } else {
+        for (size_t j = k; j + 1 < q->count; j++)
+            ring_move(q, at(q, j), at(q, j + 1));
+        gap = at(q, q->count - 1);
+    }
+    if (q->seqs)
+        q->seqs[gap] = *who_of(q, gap) = 0;
+    q->count--;
+}
+
+/* ---- core operations ------------------------------------------------------------------- */
+
+/* Store a new item (room reserved). */
+static void push(weft_queue *q, void *item)
+{
+    if (is_heap(q))
+        heap_insert(q, item, q->seq++, 0);
+    else
+        q->items[at(q, q->count++)] = item;
+}
+
+/* Remove and return the next item (count > 0). */
+static void *pop(weft_queue *q)
+{
+    void *item;
+    if (is_heap(q)) {
+        item = q->items[0];
+        release_slot(q, 0);
+        heap_remove(q, 0);
+        return item;
+    }
+    size_t i = q->kind == WEFT_QUEUE_FIFO ? q->head : at(q, q->count - 1);
+    item = q->items[i];
+    if (tagged(q, i))
+        release_slot(q, i);
+    if (q->kind == WEFT_QUEUE_FIFO)
+        q->head = at(q, 1);
+    q->count--;
+    return item;
+}
+
+/* Give item (of put sequence seq) to the first waiting getter. */
+static void hand_to_getter(weft_queue *q, void *item, uint64_t seq)
+{
+    weft__handoff *g = first(&q->getters);
+    g->item.p = item;
+    g->aux = (int64_t)seq;
+    wake(g, item, 0);
+}
+
+/* Place the first waiting putter's item (room reserved) and wake it. */
+static void place_putter(weft_queue *q)
+{
+    weft__handoff *h = first(&q->putters);
+    weft__task *t = (weft__task *)(intptr_t)h->aux;
+    uint64_t tag = q->seq++;
+    if (is_heap(q)) {
+        heap_insert(q, h->item.p, tag, (uintptr_t)t);
+    } else {
+        size_t i = at(q, q->count++);
+        q->items[i] = h->item.p;
+        if (t && !q->seqs && resize(q, q->cap, true))
+            t = NULL; /* no memory for tags: the put is final at once */
+        else if (t) {
+            i = at(q, q->count - 1); /* resize may have moved it */
+            q->seqs[i] = tag;
+            *who_of(q, i) = (uintptr_t)t;
+        }
+    }
+    q->unfinished++;
+    if (t) {
+        weft_future_ref(&t->fut);
+        h->aux = (int64_t)tag;
+    } else {
+        h->fut.flags |= WEFT__F_OBSERVED; /* nobody can undo it */
+    }
+    wake(h, NULL, 0);
+}
+
+/* Fill free room from the waiting putters, in order. */
+static void refill(weft_queue *q)
+{
+    while (!weft__list_empty(&q->putters) && q->count < q->maxsize &&
+           reserve(q, q->count + 1) == 0)
+        place_putter(q);
+}
+
+/* ---- cancellation callbacks (called by future.c / task.c) ---------------------------------- */
+
+static void getter_cancelled(weft__handoff *h, bool handed)
+{
+    weft_queue *q = h->prim;
+    if (!handed) {
+        weft__list_unlink(&h->q);
+        return;
+    }
+    /* Woken with an item but cancelled before it ran: the item goes on. */
+    void *item = h->item.p;
+    if (!weft__list_empty(&q->getters)) {
+        hand_to_getter(q, item, (uint64_t)h->aux);
+        return;
+    }
+    if (q->shutdown == 2) {
+        drop(q, item); /* as if still queued at the immediate shutdown */
+        done_one(q);
+        return;
+    }
+    if (reserve(q, q->count + 1)) {
+        weft__report(q->loop, -ENOMEM, "queue: no memory to give back the item of a cancelled "
+                                       "getter; the item is destroyed");
+        drop(q, item);
+        done_one(q);
+        return;
+    }
+    if (is_heap(q)) {
+        heap_insert(q, item, (uint64_t)h->aux, 0);
+    } else {
+        q->head = (q->head - 1) & (q->cap - 1); /* front of a FIFO, bottom of a LIFO */
+        q->items[q->head] = item;
+        q->count++;
+    }
+}
+
+static void putter_cancelled(weft__handoff *h, bool handed)
+{
+    weft_queue *q = h->prim;
+    if (!handed) {
+        weft__list_unlink(&h->q);
+        return;
+    }
+    /* Its item was placed but it has not run: take the item out again.
+     * (Had the item left meanwhile, release_slot made the put final and
+     * we would not be called.) */
+    size_t k = find_tag(q, (uint64_t)h->aux);
+    if (k == NONE)
+        return;
+    size_t i = is_heap(q) ? k : at(q, k);
+    weft__task *t = (weft__task *)(uintptr_t)*who_of(q, i);
+    *who_of(q, i) = 0;
+    if (is_heap(q)) {
+        heap_remove(q, i);
+    } else {
+        q->seqs[i] = 0;
+        ring_remove(q, k);
+    }
+    weft_future_unref(&t->fut);
+    q->unfinished--; /* counted when placed */
+    refill(q);       /* the slot goes to the next putter */
+    if (!q->unfinished)
+        wake_all(&q->joiners, 0);
+}
+
+static void joiner_cancelled(weft__handoff *h, bool handed)
+{
+    if (!handed)
+        weft__list_unlink(&h->q);
+}
+
+/* ---- public API ------------------------------------------------------------------------- */
+
+static int init(weft_queue *q, weft_loop *loop, weft_queue_kind kind, size_t maxsize,
+                weft_compare_fn *cmp, void *ud, weft_dtor *dtor)
+{
+    if (!q || !loop)
+        return -EINVAL;
+    *q = (weft_queue){.loop = loop,
+                      .kind = kind,
+                      .maxsize = maxsize ? maxsize : UNBOUNDED,
+                      .seq = 1,
+                      .cmp = cmp,
+                      .cmp_ud = ud,
+                      .dtor = dtor};
+    weft__list_init(&q->getters);
+    weft__list_init(&q->putters);
+    weft__list_init(&q->joiners);
+    return 0;
+}
+
+int weft_queue_init(weft_queue *q, weft_loop *loop, size_t maxsize, weft_dtor *dtor)
+{
+    return init(q, loop, WEFT_QUEUE_FIFO, maxsize, NULL, NULL, dtor);
+}
+
+int weft_lifo_queue_init(weft_queue *q, weft_loop *loop, size_t maxsize, weft_dtor *dtor)
+{
+    return init(q, loop, WEFT_QUEUE_LIFO, maxsize, NULL, NULL, dtor);
+}
+
+int weft_priority_queue_init(weft_queue *q, weft_loop *loop, size_t maxsize, weft_compare_fn *cmp,
+                             void *ud, weft_dtor *dtor)
+{
+    if (!cmp)
+        return -EINVAL;
+    return init(q, loop, WEFT_QUEUE_PRIORITY, maxsize, cmp, ud, dtor);
+}
+
+int weft_queue_shutdown(weft_queue *q, bool immediate)
+{
+    if (!q || !q->loop)
+        return -EINVAL;
+    if (immediate) {
+        q->shutdown = 2;
+        while (q->count) {
+            void *item = pop(q); /* placed puts become final, then dropped */
+            drop(q, item);
+            if (q->unfinished)
+                q->unfinished--;
+        }
+        q->head = 0;
+        if (!q->unfinished)
+            wake_all(&q->joiners, 0);
+    } else if (!q->shutdown) {
+        q->shutdown = 1;
+    }
+    wake_all(&q->getters, WEFT_ESHUTDOWN); /* waiting means the queue is empty */
+    wake_all(&q->putters, WEFT_ESHUTDOWN);
+    return 0;
+}
+
+void weft_queue_destroy(weft_queue *q)
+{
+    if (!q || !q->loop)
+        return;
+    weft_queue_shutdown(q, true);
+    wake_all(&q->joiners, WEFT_ESHUTDOWN);
+    weft__free(q->loop, q->items);
+    weft__free(q->loop, q->seqs);
+    q->items = NULL;
+    q->seqs = NULL;
+    q->cap = q->count = q->head = 0;
+}
+
+int weft_queue_put_nowait(weft_queue *q, void *item)
+{
+    if (!q || !q->loop)
+        return -EINVAL;
+    if (q->shutdown)
+        return WEFT_ESHUTDOWN;
+    if (!weft__list_empty(&q->getters)) {
+        hand_to_getter(q, item, is_heap(q) ? q->seq++ : 0);
+        q->unfinished++;
+        return 0;
+    }
+    if (q->count >= q->maxsize)
+        return WEFT_EFULL;
+    int err = reserve(q, q->count + 1);
+    if (err)
+        return err;
+    push(q, item);
+    q->unfinished++;
+    return 0;
+}
+
+int weft_queue_get_nowait(weft_queue *q, void **out)
+{
+    if (!q || !q->loop || !out)
+        return -EINVAL;
+    if (!q->count)
+        return q->shutdown ? WEFT_ESHUTDOWN : WEFT_EEMPTY;
+    *out = pop(q);
+    refill(q);
+    return 0;
+}
+
+COLD static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
+{
+    if (!q || !h || !q->loop) {
+        weft__set_last_error(-EINVAL);
+        return NULL;
+    }
+    if (q->count >= q->maxsize && !q->shutdown && weft__list_empty(&q->getters)) {
+        /* full: wait in line */
+        weft_future *f = weft__handoff_init(h, q->loop, q, putter_cancelled);
+        h->item.p = item;
+        h->aux = (int64_t)(intptr_t)q->loop->current_task; /* who to ask if it gets placed */
+        weft__list_push(&q->putters, &h->q);
+        return f;
+    }
+    int err = weft_queue_put_nowait(q, item);
+    return settle_now(h, q->loop, NULL, err);
+}
+
+weft_future *weft_queue_put(weft_queue *q, void *item, weft_waiter *w)
+{
+    weft__handoff *h = (weft__handoff *)(void *)w;
+    /* Fast path: a ring with room, nobody waiting (room implies no putter
+     * waits; a getter waits only on an empty queue), not shut down. */
+    if (LIKELY(q && h)) {
+        size_t n = q->count;
+        if (LIKELY(n < q->maxsize && n < q->cap && !is_heap(q) && !q->shutdown &&
+                   weft__list_empty(&q->getters))) {
+            q->items[(q->head + n) & (q->cap - 1)] = item;
+            q->count = n + 1;
+            q->unfinished++;
+            return settle_now(h, q->loop, NULL, 0);
+        }
+    }
+    return put_slow(q, item, h);
+}
+
+COLD static weft_future *get_slow(weft_queue *q, weft__handoff *h)
+{
+    if (!q || !h || !q->loop) {
+        weft__set_last_error(-EINVAL);
+        return NULL;
+    }
+    if (q->count) {
+        void *item = pop(q);
+        refill(q);
+        return settle_now(h, q->loop, item, 0);
+    }
+    if (q->shutdown)
+        return settle_now(h, q->loop, NULL, WEFT_ESHUTDOWN);
+    weft_future *f = weft__handoff_init(h, q->loop, q, getter_cancelled);
+    weft__list_push(&q->getters, &h->q);
+    return f;
+}
+
+weft_future *weft_queue_get(weft_queue *q, weft_waiter *w)
+{
+    weft__handoff *h = (weft__handoff *)(void *)w;
+    /* Fast path: a FIFO with an untagged item at the front and no putter
+     * waiting for the slot. */
+    if (LIKELY(q && h)) {
+        size_t n = q->count, i = q->head;
+        if (LIKELY(n && q->kind == WEFT_QUEUE_FIFO && weft__list_empty(&q->putters) &&
+                   !(q->seqs && q->seqs[i]))) {
+            void *item = q->items[i];
+            q->head = (i + 1) & (q->cap - 1);
+            q->count = n - 1;
+            return settle_now(h, q->loop, item, 0);
+        }
+    }
+    return get_slow(q, h);
+}
+
+int weft_queue_task_done(weft_queue *q)
+{
+    if (!q || !q->loop)
+        return -EINVAL;
+    if (!q->unfinished)
+        return WEFT_ESTATE;
+    done_one(q);
+    return 0;
+}
+
+weft_future *weft_queue_join(weft_queue *q, weft_waiter *w)
+{
+    weft__handoff *h = (weft__handoff *)(void *)w;
+    if (!q || !h || !q->loop) {
+        weft__set_last_error(-EINVAL);
+        return NULL;
+    }
+    if (!q->unfinished)
+        return settle_now(h, q->loop, NULL, 0);
+    weft_future *f = weft__handoff_init(h, q->loop, q, joiner_cancelled);
+    weft__list_push(&q->joiners, &h->q);
+    return f;
+}
+
+size_t weft_queue_size(const weft_queue *q)
+{
+    return q ? q->count : 0;
+}
+
+size_t weft_queue_maxsize(const weft_queue *q)
+{
+    return q && q->maxsize != UNBOUNDED ? q->maxsize : 0;
+}
+
+bool weft_queue_empty(const weft_queue *q)
+{
+    return !q || !q->count;
+}
+
+bool weft_queue_full(const weft_queue *q)
+{
+    return q && q->count >= q->maxsize;
+}
