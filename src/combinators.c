@@ -525,6 +525,8 @@ static void relay_outer_cancelled(void *arg)
     }
     if (r->inner->state == WEFT_PENDING)
         weft_future_cancel(r->inner);
+    else
+        weft__handoff_rollback(r->inner); /* handed over, not yet seen: give back */
     if (r->inner->state != WEFT_PENDING) {
         /* finished at once (a plain future, a waiter): done here, so that
          * nothing of ours outlives the awaiting frame */

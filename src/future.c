@@ -201,6 +201,18 @@ int weft_future_cancel(weft_future *f)
     return 0;
 }
 
+bool weft__handoff_rollback(weft_future *f)
+{
+    if (!(f->flags & WEFT__F_HANDOFF) || f->state != WEFT_DONE || f->err ||
+        (f->flags & WEFT__F_OBSERVED))
+        return false;
+    weft__handoff *h = (weft__handoff *)(void *)f;
+    h->cancelled(h, true);
+    f->state = WEFT_CANCELLED;
+    f->err = -ECANCELED;
+    return true;
+}
+
 weft_future *weft__handoff_init(weft__handoff *h, weft_loop *loop, void *prim,
                                 void (*cancelled)(weft__handoff *h, bool handed))
 {

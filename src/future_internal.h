@@ -18,7 +18,9 @@ enum {
 };
 
 /* Sized so that a task (future + node + links + top) is 104 bytes on LP64
- * and a task with a small frame fits a 160-byte malloc chunk. */
+ * and a task with a small frame fits a 160-byte malloc chunk: a task's
+ * name shares the slot of a value's destructor, and its error origin the
+ * slot of the error code. */
 struct weft_future {
     weft_loop *loop;
     weft_link waiters; /* parked tasks and done callbacks, FIFO */
@@ -34,11 +36,15 @@ struct weft_future {
                                      uses, so it survives completion */
         } task;
     } u;
-    int32_t err;
+    uint32_t refs;
     uint8_t state; /* weft_future_state */
     uint8_t flags;
     uint16_t cancel_requests;
-    uint32_t refs;
+    union {
+        int32_t err;                 /* once done: 0 or the error code */
+        const weft_co_info *origin;  /* a pending task: the coroutine that
+                                        raised the error it unwinds with */
+    };
 };
 
 typedef struct weft__task {
@@ -83,6 +89,11 @@ _Static_assert(sizeof(weft__handoff) <= WEFT__WAITER_SPACE, "WEFT__WAITER_SPACE 
  * reference (the await consumes it; the memory is never freed). */
 weft_future *weft__handoff_init(weft__handoff *h, weft_loop *loop, void *prim,
                                 void (*cancelled)(weft__handoff *h, bool handed));
+
+/* Undo a hand-off the waiter's task has not seen yet: give the resource to
+ * the next waiter or back to the primitive, and make f CANCELLED.  Returns
+ * true if f was such a hand-off. */
+bool weft__handoff_rollback(weft_future *f);
 
 /* Internal future API (future.c). */
 void weft__future_complete(weft_future *f, uint8_t state);

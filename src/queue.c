@@ -20,14 +20,18 @@
  *
  * Placed items.  An item placed for a blocked putter may be got (or dropped
  * by a shutdown) before that putter runs; then it can no longer be taken
- * out, so its put must become final.  Such a slot is tagged: seqs[i] holds
- * a unique tag (priority: the put sequence) and seqs[cap + i] the putter's
- * task, referenced, so that when the item leaves we can look at the task:
- * still parked on that very hand-off and not resumed -> mark the future
- * OBSERVED, which tells task.c not to undo it (the cancellation then
- * arrives at the task's next suspension).  Untagged slots have both words
- * at 0; free slots too, so the fast put writes no tag.  FIFO and LIFO
- * queues allocate seqs only when a putter is first placed.
+ * out, so its put must become final.  Such a slot is marked: seqs[i] holds
+ * a unique tag (priority: the put sequence, unique too), seqs[cap + i] the
+ * putter's task, referenced so that its frame stays readable, and
+ * seqs[2 * cap + i] the putter's waiter.  When the item leaves, a waiter
+ * still unobserved (its task pending and not resumed past it) is marked
+ * OBSERVED, which tells task.c not to undo the hand-off: the cancellation
+ * then arrives at the task's next suspension.  Unmarked slots have the
+ * three words at 0, free slots too, so the fast put writes none of them.
+ * FIFO and LIFO queues allocate seqs only when a putter is first placed.
+ * Tasks spawned into caller storage are not referenced (the caller may
+ * reuse the storage once the task is done): their placed puts are final
+ * at once.
  *
  * Costs: put and get O(1) (priority O(log n)), no allocation in steady
  * state; cancelling a placed putter O(n) (it searches for its tag).
@@ -66,10 +70,18 @@ static inline size_t at(const weft_queue *q, size_t k)
     return (q->head + k) & (q->cap - 1);
 }
 
+/* The putter task and waiter of a marked slot (0 for others). */
 static inline uint64_t *who_of(const weft_queue *q, size_t i)
 {
     return &q->seqs[q->cap + i];
 }
+
+static inline uint64_t *waiter_of(const weft_queue *q, size_t i)
+{
+    return &q->seqs[2 * q->cap + i];
+}
+
+#define SEQ_WORDS 3 /* seqs words per slot: tag, task, waiter */
 
 static inline weft__handoff *first(weft_link *list)
 {
@@ -131,23 +143,24 @@ static void drop(weft_queue *q, void *item)
  * front first; head becomes 0. */
 static int resize(weft_queue *q, size_t cap, bool with_seqs)
 {
-    if (cap > SIZE_MAX / (2 * sizeof(uint64_t)))
+    if (cap > SIZE_MAX / (SEQ_WORDS * sizeof(uint64_t)))
         return -ENOMEM;
     void **items = weft__alloc(q->loop, cap * sizeof *items);
-    uint64_t *seqs = with_seqs ? weft__alloc(q->loop, 2 * cap * sizeof *seqs) : NULL;
+    uint64_t *seqs = with_seqs ? weft__alloc(q->loop, SEQ_WORDS * cap * sizeof *seqs) : NULL;
     if (!items || (with_seqs && !seqs)) {
         weft__free(q->loop, items);
         weft__free(q->loop, seqs);
         return -ENOMEM;
     }
     if (seqs)
-        memset(seqs, 0, 2 * cap * sizeof *seqs);
+        memset(seqs, 0, SEQ_WORDS * cap * sizeof *seqs);
     for (size_t k = 0; k < q->count; k++) {
         size_t i = at(q, k);
         items[k] = q->items[i];
         if (q->seqs) {
             seqs[k] = q->seqs[i];
             seqs[cap + k] = *who_of(q, i);
+            seqs[2 * cap + k] = *waiter_of(q, i);
         }
     }
     weft__free(q->loop, q->items);
@@ -191,13 +204,15 @@ static bool before(const weft_queue *q, size_t a, size_t b)
 static void heap_swap(weft_queue *q, size_t a, size_t b)
 {
     void *item = q->items[a];
-    uint64_t seq = q->seqs[a], who = *who_of(q, a);
+    uint64_t seq = q->seqs[a], who = *who_of(q, a), waiter = *waiter_of(q, a);
     q->items[a] = q->items[b];
     q->seqs[a] = q->seqs[b];
     *who_of(q, a) = *who_of(q, b);
+    *waiter_of(q, a) = *waiter_of(q, b);
     q->items[b] = item;
     q->seqs[b] = seq;
     *who_of(q, b) = who;
+    *waiter_of(q, b) = waiter;
 }
 
 static void sift_up(weft_queue *q, size_t i)
@@ -223,13 +238,14 @@ static void sift_down(weft_queue *q, size_t i)
     }
 }
 
-/* Room must be reserved. */
-static void heap_insert(weft_queue *q, void *item, uint64_t seq, uint64_t who)
+/* Room must be reserved; who and waiter mark a placed putter's item. */
+static void heap_insert(weft_queue *q, void *item, uint64_t seq, uint64_t who, uint64_t waiter)
 {
     size_t i = q->count++;
     q->items[i] = item;
     q->seqs[i] = seq;
     *who_of(q, i) = who;
+    *waiter_of(q, i) = waiter;
     sift_up(q, i);
 }
 
@@ -241,7 +257,7 @@ static void heap_remove(weft_queue *q, size_t i)
         sift_down(q, i);
         sift_up(q, i);
     }
-    *who_of(q, last) = 0;
+    *who_of(q, last) = *waiter_of(q, last) = 0;
 }
 
 /* ---- slots of placed putters ---------------------------------------------------------- */
@@ -250,20 +266,20 @@ static void heap_remove(weft_queue *q, size_t i)
  * putter placed it and has not run yet, its put becomes final. */
 static void release_slot(weft_queue *q, size_t i)
 {
-    uint64_t *who = who_of(q, i), tag = q->seqs[i];
-    weft__task *t = (weft__task *)(uintptr_t)*who;
-    *who = 0;
+    uint64_t tag = q->seqs[i];
+    weft__task *t = (weft__task *)(uintptr_t)*who_of(q, i);
+    weft__handoff *h = (weft__handoff *)(uintptr_t)*waiter_of(q, i);
+    *who_of(q, i) = *waiter_of(q, i) = 0;
     if (!is_heap(q))
         q->seqs[i] = 0;
     if (!t)
         return;
-    weft_future *w = t->fut.state == WEFT_PENDING ? t->fut.u.task.waiting : NULL;
-    if (w && (w->flags & WEFT__F_HANDOFF) && w->state == WEFT_DONE && !w->err &&
-        !(w->flags & WEFT__F_OBSERVED)) {
-        weft__handoff *h = (weft__handoff *)(void *)w;
-        if (h->prim == q && h->cancelled == putter_cancelled && (uint64_t)h->aux == tag)
-            w->flags |= WEFT__F_OBSERVED; /* cannot be taken back any more */
-    }
+    /* A pending task's frame is alive; the waiter still describes this
+     * placement iff it was not re-used (prim, callback and tag match). */
+    if (t->fut.state == WEFT_PENDING && h->prim == q && h->cancelled == putter_cancelled &&
+        (uint64_t)h->aux == tag && (h->fut.flags & WEFT__F_HANDOFF) &&
+        h->fut.state == WEFT_DONE && !h->fut.err)
+        h->fut.flags |= WEFT__F_OBSERVED; /* cannot be taken back any more */
     weft_future_unref(&t->fut);
 }
 
@@ -292,6 +308,7 @@ static void ring_move(weft_queue *q, size_t a, size_t b)
     if (q->seqs) {
         q->seqs[a] = q->seqs[b];
         *who_of(q, a) = *who_of(q, b);
+        *waiter_of(q, a) = *waiter_of(q, b);
     }
 }
 
@@ -311,7 +328,7 @@ static void ring_remove(weft_queue *q, size_t k)
         gap = at(q, q->count - 1);
     }
     if (q->seqs)
-        q->seqs[gap] = *who_of(q, gap) = 0;
+        q->seqs[gap] = *who_of(q, gap) = *waiter_of(q, gap) = 0;
     q->count--;
 }
 
@@ -321,7 +338,7 @@ static void ring_remove(weft_queue *q, size_t k)
 static void push(weft_queue *q, void *item)
 {
     if (is_heap(q))
-        heap_insert(q, item, q->seq++, 0);
+        heap_insert(q, item, q->seq++, 0, 0);
     else
         q->items[at(q, q->count++)] = item;
 }
@@ -361,17 +378,20 @@ static void place_putter(weft_queue *q)
     weft__handoff *h = first(&q->putters);
     weft__task *t = (weft__task *)(intptr_t)h->aux;
     uint64_t tag = q->seq++;
+    if (t && (t->fut.flags & WEFT__F_STORAGE))
+        t = NULL; /* caller storage: no hidden reference, the put is final */
     if (is_heap(q)) {
-        heap_insert(q, h->item.p, tag, (uintptr_t)t);
+        heap_insert(q, h->item.p, tag, (uintptr_t)t, t ? (uintptr_t)h : 0);
     } else {
         size_t i = at(q, q->count++);
         q->items[i] = h->item.p;
-        if (t && !q->seqs && resize(q, q->cap, true))
-            t = NULL; /* no memory for tags: the put is final at once */
-        else if (t) {
+        if (t && !q->seqs && resize(q, q->cap, true)) {
+            t = NULL; /* no memory for the marks: the put is final at once */
+        } else if (t) {
             i = at(q, q->count - 1); /* resize may have moved it */
             q->seqs[i] = tag;
             *who_of(q, i) = (uintptr_t)t;
+            *waiter_of(q, i) = (uintptr_t)h;
         }
     }
     q->unfinished++;
@@ -420,7 +440,7 @@ static void getter_cancelled(weft__handoff *h, bool handed)
         return;
     }
     if (is_heap(q)) {
-        heap_insert(q, item, (uint64_t)h->aux, 0);
+        heap_insert(q, item, (uint64_t)h->aux, 0, 0);
     } else {
         q->head = (q->head - 1) & (q->cap - 1); /* front of a FIFO, bottom of a LIFO */
         q->items[q->head] = item;
@@ -443,7 +463,7 @@ static void putter_cancelled(weft__handoff *h, bool handed)
         return;
     size_t i = is_heap(q) ? k : at(q, k);
     weft__task *t = (weft__task *)(uintptr_t)*who_of(q, i);
-    *who_of(q, i) = 0;
+    *who_of(q, i) = *waiter_of(q, i) = 0;
     if (is_heap(q)) {
         heap_remove(q, i);
     } else {

@@ -118,17 +118,10 @@ int weft_task_cancel(weft_task *tf)
     if (!weft__node_linked(&t->node) || !w || masked(t->top))
         return 0; /* running, between awaits, or in cleanup: delivered at the
                      next suspension outside FINALLY */
-    if (w->state == WEFT_PENDING) {
+    if (w->state == WEFT_PENDING)
         weft_future_cancel(w); /* parked on w: cancel what it awaits */
-    } else if ((w->flags & WEFT__F_HANDOFF) && w->state == WEFT_DONE && !w->err &&
-               !(w->flags & WEFT__F_OBSERVED)) {
-        /* Woken by a hand-off it has not seen yet: give the resource back
-         * (to the next waiter or the primitive) and see -ECANCELED. */
-        weft__handoff *h = (weft__handoff *)(void *)w;
-        h->cancelled(h, true);
-        w->state = WEFT_CANCELLED;
-        w->err = -ECANCELED;
-    }
+    else
+        weft__handoff_rollback(w); /* woken by a hand-off it has not seen */
     return 0;
 }
 
@@ -164,12 +157,21 @@ intptr_t weft__unwind_key(weft_co *co)
     return (co->flags & WEFT__CO_IN_FINALLY) ? WEFT__K_END : WEFT__K_FINALLY;
 }
 
+/* Raise err in co; a new error that starts in co (origin) records co's
+ * coroutine as where the task's error comes from. */
+static void raise_in(weft_co *co, weft__task *t, int err, int line, bool origin)
+{
+    if (!co->err && origin)
+        t->fut.origin = co->info;
+    weft__raise(co, err, line);
+}
+
 bool weft__co_start(weft_co *co, weft_task *task)
 {
     if (cancelling(T(task), co)) {
         /* entered while the task is cancelled: skip the body, but run
          * FINALLY, which may own what the initializers handed over */
-        weft__raise(co, -ECANCELED, co->parent ? co->parent->line : 0);
+        raise_in(co, T(task), -ECANCELED, co->parent ? co->parent->line : 0, true);
         return false;
     }
     return true;
@@ -208,7 +210,8 @@ bool weft__await(weft_co *co, weft_task *task, weft_future *f, int line)
 }
 
 /* Decide whether err ends the await: true = unwind (err raised). */
-static bool fail(weft_co *co, weft__task *t, int err, int line, bool catching, int *var)
+static bool fail(weft_co *co, weft__task *t, int err, int line, bool catching, int *var,
+                 bool origin)
 {
     if (!err) {
         if (var)
@@ -219,7 +222,7 @@ static bool fail(weft_co *co, weft__task *t, int err, int line, bool catching, i
         *var = err; /* caught: the task's own cancellation never is */
         return false;
     }
-    weft__raise(co, err, line);
+    raise_in(co, t, err, line, origin);
     return true;
 }
 
@@ -240,7 +243,7 @@ bool weft__await_failed(weft_co *co, weft_task *task, bool catching, int *var)
         f->flags |= WEFT__F_OBSERVED;
         err = f->err; /* a value wins over a cancellation that came later */
     }
-    return fail(co, t, err, co->line, catching, var);
+    return fail(co, t, err, co->line, catching, var, true);
 }
 
 bool weft__yield(weft_co *co, weft_task *task, int line)
@@ -257,7 +260,7 @@ bool weft__yield(weft_co *co, weft_task *task, int line)
 bool weft__yield_failed(weft_co *co, weft_task *task)
 {
     weft__task *t = T(task);
-    return fail(co, t, cancelling(t, co) ? -ECANCELED : 0, co->line, false, NULL);
+    return fail(co, t, cancelling(t, co) ? -ECANCELED : 0, co->line, false, NULL, true);
 }
 
 bool weft__call(weft_co *co, weft_task *task, weft_co *child, int line)
@@ -271,7 +274,7 @@ bool weft__call(weft_co *co, weft_task *task, weft_co *child, int line)
 
 bool weft__call_failed(weft_co *co, weft_task *task, weft_co *child, bool catching, int *var)
 {
-    return fail(co, T(task), child->err, child->err_line, catching, var);
+    return fail(co, T(task), child->err, child->err_line, catching, var, false);
 }
 
 weft_co_rc weft__co_done(weft_co *co, weft_task *task)
@@ -304,6 +307,8 @@ static void task_finish(weft__task *t, weft_co *root)
     weft_loop *loop = t->fut.loop;
     drop_waiting(t);
     int err = root->err;
+    const weft_co_info *origin = t->fut.origin ? t->fut.origin : root->info;
+    t->fut.err = 0; /* the slot held origin: from here on it is the error */
     if (!err && t->fut.cancel_requests)
         err = -ECANCELED; /* cancellation is sticky: not uncancelled = cancelled */
     weft__list_unlink(&t->live);
@@ -315,8 +320,8 @@ static void task_finish(weft__task *t, weft_co *root)
         if (weft__list_empty(&t->fut.waiters) && t->fut.refs == 1) {
             /* nobody awaits it, nobody holds it: nobody ever will */
             t->fut.flags |= WEFT__F_OBSERVED;
-            weft__report(loop, err, "task '%s' failed at %s:%d", weft_task_name(&t->fut),
-                         root->info->file, (int)root->err_line);
+            weft__report(loop, err, "task '%s' failed at %s:%d (in %s)", weft_task_name(&t->fut),
+                         origin->file, (int)root->err_line, origin->name);
         }
         weft__future_complete(&t->fut, WEFT_DONE);
     } else {
@@ -504,7 +509,7 @@ void weft__throw(weft_co *co, weft_task *task, int err, int line)
     if (err >= 0)
         weft__report(task->loop, WEFT_ECORO, "task '%s': WEFT_THROW(%d) at %s:%d needs a negative code",
                      weft_task_name(task), err, co->info->file, line);
-    weft__raise(co, err, line);
+    raise_in(co, T(task), err, line, true);
 }
 
 #define SHUTDOWN_GRACE_NS 5000000000LL /* bounded shutdown: 5 s of loop time */

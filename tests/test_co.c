@@ -129,6 +129,16 @@ static int64_t result_i(weft_task *t)
     return v.i;
 }
 
+/* Store the source line of a suspension (or throw) macro in var, then run
+ * it: both expand on the same line, so var is the line the frame records.
+ * (A macro rather than two statements on one line, which a formatter
+ * would split.) */
+#define AT_LINE(var, stmt) \
+    do {                   \
+        (var) = __LINE__;  \
+        stmt;              \
+    } while (0)
+
 /* ---- shared recorders ------------------------------------------------------------------ */
 
 static int g_body;     /* body statements reached */
@@ -368,7 +378,7 @@ WEFT_ASYNC(throws)
 {
     WEFT_BEGIN(self);
     WEFT_YIELD(self);
-    g_line = __LINE__; WEFT_THROW(self, self->err);
+    AT_LINE(g_line, WEFT_THROW(self, self->err));
     g_after++;
     WEFT_END;
 }
@@ -740,7 +750,7 @@ WEFT_ASYNC(fin_throws)
 {
     WEFT_BEGIN(self);
     WEFT_YIELD(self);
-    g_line = __LINE__; WEFT_THROW(self, -EIO);
+    AT_LINE(g_line, WEFT_THROW(self, -EIO));
     WEFT_FINALLY;
     g_fin++;
     WEFT_THROW(self, -EPIPE);
@@ -955,7 +965,7 @@ struct throws_positive {
 WEFT_ASYNC(throws_positive)
 {
     WEFT_BEGIN(self);
-    g_line = __LINE__; WEFT_THROW(self, EIO); /* forgot the minus */
+    AT_LINE(g_line, WEFT_THROW(self, EIO)); /* forgot the minus */
     WEFT_END;
 }
 
@@ -1094,7 +1104,7 @@ WEFT_ASYNC(deep_thrower)
 {
     WEFT_BEGIN(self);
     WEFT_YIELD(self);
-    g_line = __LINE__; WEFT_THROW(self, -EIO);
+    AT_LINE(g_line, WEFT_THROW(self, -EIO));
     WEFT_END;
 }
 
@@ -1117,7 +1127,7 @@ WEFT_ASYNC(middle)
         g_caught = self->e;
         g_err_line = self->d.co.err_line;
         if (self->mode == CATCH_RETHROW) {
-            g_line2 = __LINE__; WEFT_THROW(self, self->e);
+            AT_LINE(g_line2, WEFT_THROW(self, self->e));
         }
     }
     WEFT_RETURN(self, 20);
@@ -1207,7 +1217,7 @@ WEFT_ASYNC(switch_suspender)
     WEFT_BEGIN(self);
     switch (self->mode) {
     case 1:
-        g_line = __LINE__; WEFT_YIELD(self);
+        AT_LINE(g_line, WEFT_YIELD(self));
         self->reached = 1;
         break;
     default:
@@ -1298,7 +1308,7 @@ struct line_child {
 WEFT_ASYNC(line_child)
 {
     WEFT_BEGIN(self);
-    self->at = __LINE__; WEFT_AWAIT(self, weft_future_ref(self->f));
+    AT_LINE(self->at, WEFT_AWAIT(self, weft_future_ref(self->f)));
     WEFT_END;
 }
 
@@ -1315,8 +1325,8 @@ WEFT_ASYNC(line_parent)
 {
     WEFT_BEGIN(self);
     g_lp = self;
-    self->yield_at = __LINE__; WEFT_YIELD(self);
-    self->call_at = __LINE__; WEFT_CALL(self, line_child, &self->c, .f = self->f);
+    AT_LINE(self->yield_at, WEFT_YIELD(self));
+    AT_LINE(self->call_at, WEFT_CALL(self, line_child, &self->c, .f = self->f));
     WEFT_END;
 }
 
@@ -1463,41 +1473,41 @@ WEFT_ASYNC(lv_A00)
     WEFT_END;
 }
 
-#define LEVEL(a, b, c, na, nb, nc)                                                                 \
-    struct lv_##a##b##c {                                                                          \
-        WEFT_FRAME(int);                                                                           \
-        struct lv_##na##nb##nc child;                                                              \
-    };                                                                                             \
-    WEFT_ASYNC(lv_##a##b##c)                                                                       \
-    {                                                                                              \
-        g_level_entries[a * 100 + b * 10 + c]++;                                                   \
-        WEFT_BEGIN(self);                                                                          \
-        WEFT_CALL(self, lv_##na##nb##nc, &self->child);                                            \
-        WEFT_RETURN(self, self->child.result + 1);                                                 \
-        WEFT_END;                                                                                  \
+#define LEVEL(a, b, c, na, nb, nc)                      \
+    struct lv_##a##b##c {                               \
+        WEFT_FRAME(int);                                \
+        struct lv_##na##nb##nc child;                   \
+    };                                                  \
+    WEFT_ASYNC(lv_##a##b##c)                            \
+    {                                                   \
+        g_level_entries[a * 100 + b * 10 + c]++;        \
+        WEFT_BEGIN(self);                               \
+        WEFT_CALL(self, lv_##na##nb##nc, &self->child); \
+        WEFT_RETURN(self, self->child.result + 1);      \
+        WEFT_END;                                       \
     }
 /* levels a,b,9 .. a,b,0; the last of the row calls na,nb,0 */
-#define ROW(a, b, na, nb)                                                                          \
-    LEVEL(a, b, 9, na, nb, 0)                                                                      \
-    LEVEL(a, b, 8, a, b, 9)                                                                        \
-    LEVEL(a, b, 7, a, b, 8)                                                                        \
-    LEVEL(a, b, 6, a, b, 7)                                                                        \
-    LEVEL(a, b, 5, a, b, 6)                                                                        \
-    LEVEL(a, b, 4, a, b, 5)                                                                        \
-    LEVEL(a, b, 3, a, b, 4)                                                                        \
-    LEVEL(a, b, 2, a, b, 3)                                                                        \
-    LEVEL(a, b, 1, a, b, 2)                                                                        \
+#define ROW(a, b, na, nb)     \
+    LEVEL(a, b, 9, na, nb, 0) \
+    LEVEL(a, b, 8, a, b, 9)   \
+    LEVEL(a, b, 7, a, b, 8)   \
+    LEVEL(a, b, 6, a, b, 7)   \
+    LEVEL(a, b, 5, a, b, 6)   \
+    LEVEL(a, b, 4, a, b, 5)   \
+    LEVEL(a, b, 3, a, b, 4)   \
+    LEVEL(a, b, 2, a, b, 3)   \
+    LEVEL(a, b, 1, a, b, 2)   \
     LEVEL(a, b, 0, a, b, 1)
-#define BLOCK(a, na)                                                                               \
-    ROW(a, 9, na, 0)                                                                               \
-    ROW(a, 8, a, 9)                                                                                \
-    ROW(a, 7, a, 8)                                                                                \
-    ROW(a, 6, a, 7)                                                                                \
-    ROW(a, 5, a, 6)                                                                                \
-    ROW(a, 4, a, 5)                                                                                \
-    ROW(a, 3, a, 4)                                                                                \
-    ROW(a, 2, a, 3)                                                                                \
-    ROW(a, 1, a, 2)                                                                                \
+#define BLOCK(a, na) \
+    ROW(a, 9, na, 0) \
+    ROW(a, 8, a, 9)  \
+    ROW(a, 7, a, 8)  \
+    ROW(a, 6, a, 7)  \
+    ROW(a, 5, a, 6)  \
+    ROW(a, 4, a, 5)  \
+    ROW(a, 3, a, 4)  \
+    ROW(a, 2, a, 3)  \
+    ROW(a, 1, a, 2)  \
     ROW(a, 0, a, 1)
 
 BLOCK(9, A)
@@ -1582,7 +1592,7 @@ int main(void)
         T(test_error_origin_line_survives_three_levels),
         T(test_try_call_in_middle_catches_and_root_succeeds),
         T(test_rethrow_after_try_call_propagates),
-        /* misuse */
+    /* misuse */
 #ifndef WEFT_CO_LABELS
         T(test_suspension_inside_switch_is_detected),
 #else

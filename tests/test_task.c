@@ -149,6 +149,16 @@ static int64_t now_ms(weft_task *task)
     return weft_loop_now(weft_task_loop(task)) / MS;
 }
 
+/* Store the source line of a suspension (or throw) macro in var, then run
+ * it: both expand on the same line, so var is the line the frame records.
+ * (A macro rather than two statements on one line, which a formatter
+ * would split.) */
+#define AT_LINE(var, stmt) \
+    do {                   \
+        (var) = __LINE__;  \
+        stmt;              \
+    } while (0)
+
 /* ---- shared recorders ------------------------------------------------------------------ */
 
 static int g_body;     /* body statements reached */
@@ -177,7 +187,7 @@ static void expect_log(const int *want, int n)
     for (int i = 0; i < n; i++)
         assert_int_equal(g_log[i], want[i]);
 }
-#define EXPECT_LOG(...)                                                                            \
+#define EXPECT_LOG(...) \
     expect_log((const int[]){__VA_ARGS__}, (int)(sizeof((const int[]){__VA_ARGS__}) / sizeof(int)))
 
 static void log_cb(void *arg)
@@ -1286,7 +1296,7 @@ static void test_completing_awaited_future_runs_nothing_inline(void **state)
     weft_task *other = WEFT_SPAWN(loop, parker, .f = f);
     step(loop); /* other parks on f */
     weft_task *t = WEFT_SPAWN(loop, completes_own, .f = f);
-    step(loop); /* t: set, await (no suspension), yield */
+    step(loop);                /* t: set, await (no suspension), yield */
     assert_int_equal(g_rc, 0); /* nothing ran inline: 0 after set, 0 after await */
     assert_int_equal(g_val, 5);
     assert_int_equal(g_cb_runs, 0);
@@ -1314,7 +1324,7 @@ WEFT_ASYNC(failer)
 {
     WEFT_BEGIN(self);
     WEFT_YIELD(self);
-    g_line = __LINE__; WEFT_THROW(self, -EIO);
+    AT_LINE(g_line, WEFT_THROW(self, -EIO));
     WEFT_END;
 }
 
@@ -1402,7 +1412,7 @@ struct dleaf {
 WEFT_ASYNC(dleaf)
 {
     WEFT_BEGIN(self);
-    self->at = __LINE__; WEFT_AWAIT(self, weft_future_ref(self->f));
+    AT_LINE(self->at, WEFT_AWAIT(self, weft_future_ref(self->f)));
     g_line = self->at;
     WEFT_END;
 }
@@ -1891,7 +1901,7 @@ WEFT_ASYNC(near_child)
 {
     WEFT_BEGIN(self);
     WEFT_YIELD(self);
-    g_line = __LINE__; WEFT_THROW(self, -EIO);
+    AT_LINE(g_line, WEFT_THROW(self, -EIO));
     WEFT_END;
 }
 

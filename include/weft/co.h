@@ -195,7 +195,11 @@ weft_value weft__last_value(weft_task *task);
 #define WEFT__CAT(a, b) WEFT__CAT2(a, b)
 #define WEFT__LABEL WEFT__CAT(weft__resume_, __LINE__)
 /* __extension__ keeps -Wpedantic quiet about the two GNU constructs. */
+/* The dead store keeps clang happy in bodies that never suspend (it
+ * rejects an indirect goto in a function that takes no label address). */
 #define WEFT__DISPATCH                                                                             \
+    if (0)                                                                                         \
+        weft__co->resume.label = __extension__ && weft__dispatch;                                  \
     if (weft__co->flags & WEFT__CO_LABEL)                                                          \
         __extension__({ goto *weft__co->resume.label; });                                          \
     switch (weft__co->resume.key)

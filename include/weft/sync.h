@@ -55,8 +55,8 @@ void weft_event_clear(weft_event *e);
 
 bool weft_event_is_set(const weft_event *e);
 
-/* Wait until the flag is set: the future is already done if it is set.
- * NULL (weft_last_error) for NULL arguments. */
+/* Wait until the flag is set (value .i = 1): the future is already done
+ * if it is set.  NULL (weft_last_error) for NULL arguments. */
 weft_future *weft_event_wait(weft_event *e, weft_waiter *w);
 
 /* ---- Lock ------------------------------------------------------------------ */
@@ -71,7 +71,9 @@ typedef struct weft_lock {
 void weft_lock_init(weft_lock *l, weft_loop *loop);
 
 /* Acquire: done at once if the lock is free and nobody waits; else queue
- * (FIFO).  A task calling acquire while others wait queues behind them. */
+ * (FIFO).  A task calling acquire while others wait queues behind them.
+ * Every blocking operation here returns NULL with weft_last_error() ==
+ * -EINVAL for NULL arguments or when called from a task of another loop. */
 weft_future *weft_lock_acquire(weft_lock *l, weft_waiter *w);
 
 /* Release: hands the lock to the first waiter, if any (it stays locked),
@@ -104,7 +106,7 @@ weft_future *weft_semaphore_acquire(weft_semaphore *s, weft_waiter *w);
 
 /* Give a permit back: handed to the first waiter if any, else value+1.
  * Returns 0, -EINVAL, or -EOVERFLOW for a bounded semaphore already at its
- * initial value (the count is unchanged). */
+ * initial value, or a count at INT64_MAX (the count is unchanged). */
 int weft_semaphore_release(weft_semaphore *s);
 
 /* True if acquire would wait. */
@@ -134,7 +136,8 @@ int weft_condition_notify_all(weft_condition *c);
 
 /* Wait (call inline with WEFT_CALL): release the lock, wait for a notify,
  * then re-acquire the lock before returning - also when the wait ends by
- * cancellation.  Fails with WEFT_ESTATE if the lock is not held.
+ * cancellation; result is 1.  Fails with WEFT_ESTATE if the lock is not
+ * held (-EINVAL for a NULL cond).
  *     WEFT_CALL(self, weft_condition_wait, &self->cw, .cond = &c);        */
 struct weft_condition_wait {
     WEFT_FRAME(int);
@@ -170,9 +173,10 @@ typedef struct weft_barrier {
 int weft_barrier_init(weft_barrier *b, weft_loop *loop, size_t parties);
 
 /* Wait until parties tasks are waiting; the value (.i) is the arrival
- * index 0..parties-1 (the last arriver releases everyone).  Fails with
- * WEFT_EBROKEN if the barrier is or becomes broken (abort, or a waiter
- * cancelled while the barrier fills). */
+ * index 0..parties-1 (the last arriver releases everyone and does not
+ * suspend).  Fails with WEFT_EBROKEN if the barrier is or becomes broken
+ * (abort, or a waiter cancelled or timed out while the barrier fills; a
+ * waiter cancelled after the release breaks nothing). */
 weft_future *weft_barrier_wait(weft_barrier *b, weft_waiter *w);
 
 /* Break the barrier: current and future waiters fail with WEFT_EBROKEN

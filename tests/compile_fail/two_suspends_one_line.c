@@ -17,7 +17,9 @@ WEFT_ASYNC(two_on_one_line)
 {
     WEFT_BEGIN(self);
     WEFT_YIELD(self);
+    /* clang-format off */
     WEFT_YIELD(self); WEFT_YIELD(self); /* OFFENDING: two suspensions on one line */
+    /* clang-format on */
     WEFT_END;
 }
 
