@@ -863,18 +863,8 @@ static void test_lock_wait_for_woken_then_cancelled_passes_to_next(void **state)
     release_outside_lock(&l); /* handed to 1 */
     assert_int_equal(weft_task_cancel(t[0]), 0);
     assert_int_equal(run(loop, t[0]), -ECANCELED);
-    bool lost = qlen(&l.waiters) == 1; /* 2 still queued: the lock is lost */
-    if (lost) {
-        /* known core bug (see docs/sync.md, "Known issues"): clean up */
-        weft_task_cancel(t[1]);
-    }
+    assert_int_equal(qlen(&l.waiters), 0); /* 2 got the lock: nothing lost */
     run_all(loop, t, 2);
-    if (lost) {
-        finish(loop);
-        print_message("known bug: relay_outer_cancelled drops a hand-off "
-                      "(src/combinators.c)\n");
-        skip();
-    }
     EXPECT_LOG(2);
     assert_int_equal(g_err[1], -ECANCELED);
     assert_int_equal(g_violations, 0);
