@@ -11,11 +11,17 @@
  *                         libuv's million-timers layout
  *   timer-cancel N [SEED] the splitmix64 layout, half cancelled with
  *                         weft_timer_stop before the loop runs
+ *   task-pingpong N       two tasks alternate N rounds: each resolves the
+ *                         other's future and awaits a fresh one of its own
+ *   spawn N               N detached tasks alive at once, each awaits
+ *                         sleep(0) once and finishes
+ *   queue N               items 0..N-1 through a weft_queue (maxsize 64) from
+ *                         a producer task to a consumer task
  *
- * task-pingpong, spawn and queue are not implemented yet: they exit with
- * status 2 and print nothing on stdout, which the harness reads as
- * "unsupported".  To add one, write a `static int bench_x(const bench_args *)`
- * and put it in the `workloads` table at the bottom.
+ * Any other workload exits with status 2 and prints nothing on stdout, which
+ * the harness reads as "unsupported".  To add one, write a
+ * `static int bench_x(const bench_args *)` and put it in the `workloads`
+ * table at the bottom.
  *
  * The loop is created with default options (so the backend honours
  * $WEFT_BACKEND), outside the timed regions, and destroyed after them.
@@ -252,6 +258,126 @@ static int bench_timer_cancel(const bench_args *a)
 
 /* ---- queue ------------------------------------------------------------------------- */
 
+/* ---- task-pingpong: two tasks alternate through fresh futures ------------------- */
+
+/* A resolves B's future and awaits a fresh one of its own; B does the same
+ * back (README workload 4).  The awaiting task holds its future (WEFT_AWAIT
+ * takes the reference) until its next await, so the peer's borrowed pointer
+ * in box[] stays valid for as long as it is needed. */
+struct pp_shared {
+    weft_future *box[2];
+    long n, switches;
+};
+
+struct pp_side {
+    WEFT_FRAME(int);
+    struct pp_shared *s;
+    int me; /* 0 = A, 1 = B */
+    long i;
+};
+
+WEFT_ASYNC(pp_side)
+{
+    weft_loop *loop = weft_task_loop(task);
+    WEFT_BEGIN(self);
+    for (self->i = 0; self->i < self->s->n; self->i++) {
+        if (self->me == 0) {
+            weft_future *mine = weft_future_new(loop);
+            self->s->box[0] = mine;
+            weft_future_set_int(self->s->box[1], 0); /* wake B */
+            WEFT_AWAIT(self, mine);
+            self->s->switches++;
+        } else {
+            weft_future *mine = weft_future_new(loop);
+            self->s->box[1] = mine;
+            WEFT_AWAIT(self, mine);
+            self->s->switches++;
+            weft_future_set_int(self->s->box[0], 0); /* wake A */
+        }
+    }
+    WEFT_END;
+}
+
+static int bench_pingpong(const bench_args *a)
+{
+    weft_loop *loop = bench_loop_new();
+    struct pp_shared s = {.n = a->n};
+    long base = bench_rss_kb();
+    double c0 = bench_cpu_s(), t0 = bench_now_s();
+    /* B first: its first step creates box[1] before A's first step sets it */
+    weft_task *b = WEFT_SPAWN(loop, pp_side, .s = &s, .me = 1);
+    weft_task *ta = WEFT_SPAWN(loop, pp_side, .s = &s, .me = 0);
+    if (!ta || !b)
+        BENCH_DIE("task-pingpong: spawn: %s", weft_strerror(weft_last_error()));
+    int err = weft_loop_run_until_complete(loop, b);
+    if (!err && !weft_future_done(ta))
+        err = weft_loop_run_until_complete(loop, ta);
+    double t1 = bench_now_s(), c1 = bench_cpu_s();
+    if (err || weft_future_error(ta) || weft_future_error(b) || s.switches != 2 * a->n)
+        BENCH_DIE("task-pingpong: %s, %ld switches for %ld rounds", weft_strerror(err), s.switches,
+                  a->n);
+    bench_json_begin("task-pingpong", a->n, t1 - t0, c1 - c0, base);
+    printf(",\"switches\":%ld,\"switches_per_sec\":%.1f,\"ns_per_switch\":%.3f", s.switches,
+           (double)s.switches / (t1 - t0), (t1 - t0) * 1e9 / (double)s.switches);
+    json_loop_fields(loop);
+    bench_json_end();
+    weft_future_unref(ta);
+    weft_future_unref(b);
+    bench_loop_destroy(loop);
+    return 0;
+}
+
+/* ---- spawn: n tasks alive at once, each yields once ------------------------------ */
+
+/* The frame holds nothing but the header and its result, so a task is one
+ * 152-byte allocation (a 160-byte malloc chunk); the count of live tasks is
+ * a global, as in the rawc floor. */
+static long sp_live;
+static weft_future *sp_done;
+
+struct sp_child {
+    WEFT_FRAME(int);
+};
+
+WEFT_ASYNC(sp_child)
+{
+    WEFT_BEGIN(self);
+    WEFT_SLEEP(self, 0);
+    if (--sp_live == 0)
+        weft_future_set_int(sp_done, 0);
+    WEFT_END;
+}
+
+static int bench_spawn(const bench_args *a)
+{
+    weft_loop *loop = bench_loop_new();
+    sp_done = weft_future_new(loop);
+    if (!sp_done)
+        BENCH_DIE("spawn: future: %s", weft_strerror(weft_last_error()));
+    long base = bench_rss_kb();
+    double c0 = bench_cpu_s(), t0 = bench_now_s();
+    for (long i = 0; i < a->n; i++) {
+        weft_task *t = WEFT_SPAWN(loop, sp_child);
+        if (!t)
+            BENCH_DIE("spawn: %s", weft_strerror(weft_last_error()));
+        weft_future_unref(t); /* detached: the loop keeps it until it is done */
+        sp_live++;
+    }
+    int err = weft_loop_run_until_complete(loop, sp_done);
+    double t1 = bench_now_s(), c1 = bench_cpu_s();
+    long peak = bench_peak_rss_kb();
+    if (err || sp_live)
+        BENCH_DIE("spawn: %s, %ld tasks left", weft_strerror(err), sp_live);
+    bench_json_begin("spawn", a->n, t1 - t0, c1 - c0, base);
+    printf(",\"tasks_per_sec\":%.1f,\"bytes_per_task\":%.1f", (double)a->n / (t1 - t0),
+           (double)(peak - base) * 1024.0 / (double)a->n);
+    json_loop_fields(loop);
+    bench_json_end();
+    weft_future_unref(sp_done);
+    bench_loop_destroy(loop);
+    return 0;
+}
+
 /* The items 0..n-1 through one bounded FIFO weft_queue (maxsize 64), from a
  * producer task awaiting weft_queue_put per item to a consumer task awaiting
  * weft_queue_get n times and checking the order.  The waiters live in the
@@ -341,8 +467,8 @@ static const struct workload {
     {"callbacks", bench_callbacks, 5000000},
     {"timers", bench_timers, 1000000},
     {"timer-cancel", bench_timer_cancel, 1000000},
-    {"task-pingpong", NULL, 5000000},
-    {"spawn", NULL, 1000000},
+    {"task-pingpong", bench_pingpong, 5000000},
+    {"spawn", bench_spawn, 1000000},
     {"queue", bench_queue, 5000000},
 };
 

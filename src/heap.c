@@ -35,20 +35,32 @@ static void sift_up(weft__heap *h, size_t k, weft__hent e)
     put(h, k, e);
 }
 
+/* Index of the smaller of two entries (ties: the lower index). */
+static inline size_t min2(const weft__hent *e, size_t a, size_t b)
+{
+    return less(&e[b], &e[a]) ? b : a;
+}
+
 static void sift_down(weft__heap *h, size_t k, weft__hent e)
 {
+    weft__hent *a = h->e;
+    size_t n = h->n;
     for (;;) {
-        size_t c = D * k + 1;
-        if (c >= h->n)
+        size_t c = D * k + 1, best;
+        if (c + D <= n) {
+            /* all four children exist: a fixed tournament, no loop */
+            best = min2(a, min2(a, c, c + 1), min2(a, c + 2, c + 3));
+        } else {
+            if (c >= n)
+                break;
+            best = c;
+            for (size_t j = c + 1; j < n; j++)
+                if (less(&a[j], &a[best]))
+                    best = j;
+        }
+        if (!less(&a[best], &e))
             break;
-        size_t end = c + D < h->n ? c + D : h->n;
-        size_t best = c;
-        for (size_t j = c + 1; j < end; j++)
-            if (less(&h->e[j], &h->e[best]))
-                best = j;
-        if (!less(&h->e[best], &e))
-            break;
-        put(h, k, h->e[best]);
+        put(h, k, a[best]);
         k = best;
     }
     put(h, k, e);

@@ -230,7 +230,10 @@ static int heap_reserve(weft_loop *loop)
     return 0;
 }
 
-static void pooled_run(weft_node *n)
+/* Run a convenience call: record what runs, let the node go (back to the
+ * pool, or to the allocator for a node made by another thread), then
+ * call.  Releasing first lets a call_soon chain reuse the same node. */
+static void call_run(weft_node *n, bool pooled)
 {
     weft__pooled *c = (weft__pooled *)n;
     weft_loop *loop = c->t.loop;
@@ -238,8 +241,16 @@ static void pooled_run(weft_node *n)
     void *arg = c->t.h.arg;
     loop->cur_fn = fn;
     loop->cur_arg = arg;
-    weft__call_put(loop, c); /* before the call: a chain reuses this node */
+    if (pooled)
+        weft__call_put(loop, c);
+    else
+        weft__free(loop, c);
     fn(arg);
+}
+
+static void pooled_run(weft_node *n)
+{
+    call_run(n, true);
 }
 
 weft__pooled *weft__call_get(weft_loop *loop)
@@ -406,9 +417,19 @@ static void call_token(weft__pooled *c, weft_call *out)
 int weft_call_soon(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out)
 {
     weft__pooled *c;
-    int err = call_new(loop, fn, arg, &c);
-    if (err)
-        return err;
+    if (loop && fn && loop->pool) {
+        /* hot path: a recycled node (a closed loop has an empty pool) */
+        c = loop->pool;
+        loop->pool = (weft__pooled *)c->t.h.node.link.next;
+        c->t.h.node.link.next = NULL;
+        c->t.h.node.run = pooled_run;
+        c->t.h.fn = fn;
+        c->t.h.arg = arg;
+    } else {
+        int err = call_new(loop, fn, arg, &c);
+        if (err)
+            return err;
+    }
     weft__ready_push(loop, &c->t.h.node);
     call_token(c, out);
     return 0;
@@ -618,14 +639,7 @@ void weft__io_ready(weft_loop *loop, int fd, unsigned ev)
 
 static void inbox_run(weft_node *n)
 {
-    weft__pooled *c = (weft__pooled *)n;
-    weft_loop *loop = c->t.loop;
-    weft_cb *fn = c->t.h.fn;
-    void *arg = c->t.h.arg;
-    loop->cur_fn = fn;
-    loop->cur_arg = arg;
-    weft__free(loop, c);
-    fn(arg);
+    call_run(n, false);
 }
 
 static void wakeup(weft_loop *loop)

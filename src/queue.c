@@ -277,8 +277,8 @@ static void release_slot(weft_queue *q, size_t i)
     /* A pending task's frame is alive; the waiter still describes this
      * placement iff it was not re-used (prim, callback and tag match). */
     if (t->fut.state == WEFT_PENDING && h->prim == q && h->cancelled == putter_cancelled &&
-        (uint64_t)h->aux == tag && (h->fut.flags & WEFT__F_HANDOFF) &&
-        h->fut.state == WEFT_DONE && !h->fut.err)
+        (uint64_t)h->aux == tag && (h->fut.flags & WEFT__F_HANDOFF) && h->fut.state == WEFT_DONE &&
+        !h->fut.err)
         h->fut.flags |= WEFT__F_OBSERVED; /* cannot be taken back any more */
     weft_future_unref(&t->fut);
 }
@@ -407,9 +407,41 @@ static void place_putter(weft_queue *q)
 /* Fill free room from the waiting putters, in order. */
 static void refill(weft_queue *q)
 {
-    while (!weft__list_empty(&q->putters) && q->count < q->maxsize &&
-           reserve(q, q->count + 1) == 0)
+    while (!weft__list_empty(&q->putters) && q->count < q->maxsize && reserve(q, q->count + 1) == 0)
         place_putter(q);
+}
+
+/* ---- fast paths ---------------------------------------------------------------------------- */
+
+/* Store item if a ring has room and nobody waits (room implies that no
+ * putter waits; a getter waits only on an empty queue) and the queue is not
+ * shut down: a handful of loads and stores.  False: take the slow path. */
+static inline bool put_fast(weft_queue *q, void *item)
+{
+    size_t n = q->count;
+    if (LIKELY(n < q->maxsize && n < q->cap && !is_heap(q) && !q->shutdown &&
+               weft__list_empty(&q->getters))) {
+        q->items[(q->head + n) & (q->cap - 1)] = item;
+        q->count = n + 1;
+        q->unfinished++;
+        return true;
+    }
+    return false;
+}
+
+/* Take the front item of a FIFO if it is unmarked and no putter waits for
+ * the slot.  False: take the slow path. */
+static inline bool get_fast(weft_queue *q, void **out)
+{
+    size_t n = q->count, i = q->head;
+    if (LIKELY(n && q->kind == WEFT_QUEUE_FIFO && weft__list_empty(&q->putters) &&
+               !(q->seqs && q->seqs[i]))) {
+        *out = q->items[i];
+        q->head = (i + 1) & (q->cap - 1);
+        q->count = n - 1;
+        return true;
+    }
+    return false;
 }
 
 /* ---- cancellation callbacks (called by future.c / task.c) ---------------------------------- */
@@ -433,8 +465,9 @@ static void getter_cancelled(weft__handoff *h, bool handed)
         return;
     }
     if (reserve(q, q->count + 1)) {
-        weft__report(q->loop, -ENOMEM, "queue: no memory to give back the item of a cancelled "
-                                       "getter; the item is destroyed");
+        weft__report(q->loop, -ENOMEM,
+                     "queue: no memory to give back the item of a cancelled "
+                     "getter; the item is destroyed");
         drop(q, item);
         done_one(q);
         return;
@@ -557,7 +590,7 @@ void weft_queue_destroy(weft_queue *q)
     q->cap = q->count = q->head = 0;
 }
 
-int weft_queue_put_nowait(weft_queue *q, void *item)
+COLD static int put_nowait_slow(weft_queue *q, void *item)
 {
     if (!q || !q->loop)
         return -EINVAL;
@@ -578,7 +611,14 @@ int weft_queue_put_nowait(weft_queue *q, void *item)
     return 0;
 }
 
-int weft_queue_get_nowait(weft_queue *q, void **out)
+int weft_queue_put_nowait(weft_queue *q, void *item)
+{
+    if (LIKELY(q) && put_fast(q, item))
+        return 0;
+    return put_nowait_slow(q, item);
+}
+
+COLD static int get_nowait_slow(weft_queue *q, void **out)
 {
     if (!q || !q->loop || !out)
         return -EINVAL;
@@ -587,6 +627,13 @@ int weft_queue_get_nowait(weft_queue *q, void **out)
     *out = pop(q);
     refill(q);
     return 0;
+}
+
+int weft_queue_get_nowait(weft_queue *q, void **out)
+{
+    if (LIKELY(q && out) && get_fast(q, out))
+        return 0;
+    return get_nowait_slow(q, out);
 }
 
 COLD static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
@@ -603,25 +650,15 @@ COLD static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
         weft__list_push(&q->putters, &h->q);
         return f;
     }
-    int err = weft_queue_put_nowait(q, item);
+    int err = put_nowait_slow(q, item);
     return settle_now(h, q->loop, NULL, err);
 }
 
 weft_future *weft_queue_put(weft_queue *q, void *item, weft_waiter *w)
 {
     weft__handoff *h = (weft__handoff *)(void *)w;
-    /* Fast path: a ring with room, nobody waiting (room implies no putter
-     * waits; a getter waits only on an empty queue), not shut down. */
-    if (LIKELY(q && h)) {
-        size_t n = q->count;
-        if (LIKELY(n < q->maxsize && n < q->cap && !is_heap(q) && !q->shutdown &&
-                   weft__list_empty(&q->getters))) {
-            q->items[(q->head + n) & (q->cap - 1)] = item;
-            q->count = n + 1;
-            q->unfinished++;
-            return settle_now(h, q->loop, NULL, 0);
-        }
-    }
+    if (LIKELY(q && h) && put_fast(q, item))
+        return settle_now(h, q->loop, NULL, 0);
     return put_slow(q, item, h);
 }
 
@@ -646,18 +683,9 @@ COLD static weft_future *get_slow(weft_queue *q, weft__handoff *h)
 weft_future *weft_queue_get(weft_queue *q, weft_waiter *w)
 {
     weft__handoff *h = (weft__handoff *)(void *)w;
-    /* Fast path: a FIFO with an untagged item at the front and no putter
-     * waiting for the slot. */
-    if (LIKELY(q && h)) {
-        size_t n = q->count, i = q->head;
-        if (LIKELY(n && q->kind == WEFT_QUEUE_FIFO && weft__list_empty(&q->putters) &&
-                   !(q->seqs && q->seqs[i]))) {
-            void *item = q->items[i];
-            q->head = (i + 1) & (q->cap - 1);
-            q->count = n - 1;
-            return settle_now(h, q->loop, item, 0);
-        }
-    }
+    void *item;
+    if (LIKELY(q && h) && get_fast(q, &item))
+        return settle_now(h, q->loop, item, 0);
     return get_slow(q, h);
 }
 

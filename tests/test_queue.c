@@ -42,8 +42,8 @@ typedef union block_hdr {
     max_align_t align;
 } block_hdr;
 
-static long g_live;  /* blocks currently allocated */
-static long g_calls; /* allocation calls (size > 0) */
+static long g_live;            /* blocks currently allocated */
+static long g_calls;           /* allocation calls (size > 0) */
 static long g_fail_after = -1; /* >= 0: fail allocations once this many more were made */
 
 static void *count_realloc(void *ud, void *p, size_t n)
@@ -934,7 +934,8 @@ struct getter_wait_for {
 WEFT_ASYNC(getter_wait_for)
 {
     WEFT_BEGIN(self);
-    WEFT_TRY_AWAIT(self, weft_wait_for(weft_queue_get(self->q, &self->w), self->timeout), self->err);
+    WEFT_TRY_AWAIT(self, weft_wait_for(weft_queue_get(self->q, &self->w), self->timeout),
+                   self->err);
     if (self->err)
         logf_("W!%s@%.0f", errname(self->err), weft_loop_time(weft_task_loop(task)));
     else
@@ -991,8 +992,7 @@ WEFT_ASYNC(getter_scope)
     WEFT_BEGIN(self);
     WEFT_TRY_TIMEOUT_CALL(self, self->err, &self->to, self->timeout, getter, &self->child,
                           .q = self->q, .name = "C");
-    logf_("S=%s@%.0f", self->err ? errname(self->err) : "ok",
-          weft_loop_time(weft_task_loop(task)));
+    logf_("S=%s@%.0f", self->err ? errname(self->err) : "ok", weft_loop_time(weft_task_loop(task)));
     WEFT_END;
 }
 
@@ -1342,10 +1342,9 @@ struct putter_wait_for {
 WEFT_ASYNC(putter_wait_for)
 {
     WEFT_BEGIN(self);
-    WEFT_TRY_AWAIT(self,
-                   weft_wait_for(weft_queue_put(self->q, ITEM(self->item), &self->w),
-                                 self->timeout),
-                   self->err);
+    WEFT_TRY_AWAIT(
+        self, weft_wait_for(weft_queue_put(self->q, ITEM(self->item), &self->w), self->timeout),
+        self->err);
     logf_("W%s@%.0f", self->err ? errname(self->err) : "+", weft_loop_time(weft_task_loop(task)));
     WEFT_END;
 }
@@ -1382,8 +1381,7 @@ WEFT_ASYNC(putter_scope)
     WEFT_BEGIN(self);
     WEFT_TRY_TIMEOUT_CALL(self, self->err, &self->to, self->timeout, putter, &self->child,
                           .q = self->q, .name = "C", .item = 1);
-    logf_("S=%s@%.0f", self->err ? errname(self->err) : "ok",
-          weft_loop_time(weft_task_loop(task)));
+    logf_("S=%s@%.0f", self->err ? errname(self->err) : "ok", weft_loop_time(weft_task_loop(task)));
     WEFT_END;
 }
 
