@@ -525,8 +525,16 @@ static void relay_outer_cancelled(void *arg)
     }
     if (r->inner->state == WEFT_PENDING)
         weft_future_cancel(r->inner);
-    else
-        weft__handoff_rollback(r->inner); /* handed over, not yet seen: give back */
+    else if ((r->inner->flags & WEFT__F_HANDOFF) && !weft__handoff_rollback(r->inner) &&
+             r->inner->state == WEFT_DONE) {
+        /* a hand-off that cannot be given back (a put whose item was
+         * already got): report it done rather than have the caller believe
+         * it failed; the cancellation lands at its next suspension.  (A
+         * plain inner future simply keeps its value.) */
+        weft__node_unlink(&r->node);
+        relay_done(&r->node);
+        return;
+    }
     if (r->inner->state != WEFT_PENDING) {
         /* finished at once (a plain future, a waiter): done here, so that
          * nothing of ours outlives the awaiting frame */

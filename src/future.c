@@ -90,27 +90,37 @@ static void hook_run(weft_node *n)
     (void)n; /* never queued: hooks are called or dropped by complete() */
 }
 
+/* Take f's cancel hooks out of its waiter list; call them if `call`. */
+static void take_hooks(weft_future *f, bool call)
+{
+    /* Move them to a list of our own first: a hook may complete f, which
+     * moves f's waiter list to the ready queue. */
+    weft_link hooks;
+    weft__list_init(&hooks);
+    f->flags &= (uint8_t)~WEFT__F_HOOKS;
+    for (weft_link *l = f->waiters.next, *next; l != &f->waiters; l = next) {
+        next = l->next;
+        if (((weft_node *)l)->run == hook_run) {
+            weft__list_unlink(l);
+            weft__list_push(&hooks, l);
+        }
+    }
+    while (!weft__list_empty(&hooks)) {
+        weft__pooled *c = (weft__pooled *)(void *)hooks.next;
+        weft__node_unlink(&c->t.h.node);
+        weft_cb *fn = c->t.h.fn;
+        void *arg = c->t.h.arg;
+        weft__call_put(f->loop, c);
+        if (call)
+            fn(arg);
+    }
+}
+
 void weft__future_complete(weft_future *f, uint8_t state)
 {
     f->state = state;
-    if (f->flags & WEFT__F_HOOKS) {
-        /* Cancel hooks run now, synchronously, and only on cancellation
-         * (gather cancels its children, sleep drops its timer ...). */
-        weft_link *l = f->waiters.next;
-        while (l != &f->waiters) {
-            weft__pooled *c = (weft__pooled *)(void *)l;
-            l = l->next;
-            if (c->t.h.node.run != hook_run)
-                continue;
-            weft__node_unlink(&c->t.h.node);
-            weft_cb *fn = c->t.h.fn;
-            void *arg = c->t.h.arg;
-            weft__call_put(f->loop, c);
-            if (state == WEFT_CANCELLED)
-                fn(arg);
-        }
-        f->flags &= (uint8_t)~WEFT__F_HOOKS;
-    }
+    if (f->flags & WEFT__F_HOOKS)
+        take_hooks(f, false); /* completed otherwise than by cancel */
     weft__list_splice(&f->loop->ready, &f->waiters);
 }
 
@@ -195,6 +205,14 @@ int weft_future_cancel(weft_future *f)
     if (f->flags & WEFT__F_HANDOFF) {
         weft__handoff *h = (weft__handoff *)(void *)f;
         h->cancelled(h, false); /* leave the primitive's queue */
+    }
+    if (f->flags & WEFT__F_HOOKS) {
+        /* Cancel hooks run first, synchronously (gather cancels its
+         * children, sleep drops its timer, ...).  One may complete f with
+         * a value that already exists: then the value wins. */
+        take_hooks(f, true);
+        if (f->state != WEFT_PENDING)
+            return WEFT_ESTATE;
     }
     f->err = -ECANCELED;
     weft__future_complete(f, WEFT_CANCELLED);

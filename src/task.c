@@ -467,6 +467,13 @@ void weft__tasks_on_close(weft_loop *loop)
                      weft_task_name(&t->fut), t->top->info->file, (int)t->top->line);
         if (weft__node_linked(&t->node))
             weft__node_unlink(&t->node);
+        /* a waiter in the frame about to be freed must leave its primitive
+         * (queued), or give back what it was handed (not yet seen) */
+        weft_future *w = t->fut.u.task.waiting;
+        if (w && (w->flags & WEFT__F_HANDOFF) && w->state == WEFT_PENDING)
+            weft_future_cancel(w);
+        else if (w)
+            weft__handoff_rollback(w);
         drop_waiting(t);
         t->fut.err = -ECANCELED;
         t->fut.state = WEFT_CANCELLED;
