@@ -393,7 +393,7 @@ WEFT_ASYNC(bq_producer)
 {
     WEFT_BEGIN(self);
     for (self->i = 0; self->i < self->n; self->i++)
-        WEFT_AWAIT(self, weft_queue_put(self->q, (void *)(intptr_t)self->i, &self->w));
+        WEFT_QUEUE_PUT(self, self->q, (void *)(intptr_t)self->i, &self->w);
     WEFT_END;
 }
 
@@ -401,6 +401,7 @@ struct bq_consumer {
     WEFT_FRAME(long); /* result: items received out of order (must be 0) */
     weft_queue *q;
     long n, i, bad;
+    void *item;
     weft_waiter w;
 };
 
@@ -408,8 +409,8 @@ WEFT_ASYNC(bq_consumer)
 {
     WEFT_BEGIN(self);
     for (self->i = 0; self->i < self->n; self->i++) {
-        WEFT_AWAIT(self, weft_queue_get(self->q, &self->w));
-        if ((intptr_t)WEFT_RESULT(self).p != self->i)
+        WEFT_QUEUE_GET(self, self->q, &self->w, self->item);
+        if ((intptr_t)self->item != self->i)
             self->bad++;
     }
     WEFT_RETURN(self, self->bad);

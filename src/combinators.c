@@ -158,6 +158,28 @@ static void disarm(weft_results *m)
     }
 }
 
+/* No child callback will come any more: drop our reference to the outer
+ * future, and free the state unless the outer's value still points at it. */
+static void settle(weft_results *m)
+{
+    weft_future *outer = m->outer;
+    m->outer = NULL;
+    if (!m->value_held)
+        results_free(m);
+    weft_future_unref(outer);
+}
+
+/* Stop listening to the children still pending (wait: once it completed,
+ * later completions change nothing, and a child that never completes must
+ * not keep the state alive).  The references stay until the state goes. */
+static void detach(weft_results *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (weft__node_linked(&m->e[i].node))
+            weft__node_unlink(&m->e[i].node);
+    m->left = 0;
+}
+
 static void finish_value(weft_results *m)
 {
     disarm(m);
@@ -165,6 +187,8 @@ static void finish_value(weft_results *m)
         m->e[i].done = m->e[i].f->state != WEFT_PENDING;
     m->value_held = true;
     weft_future_set_ptr(m->outer, m, results_dtor);
+    if (m->kind == WAIT)
+        detach(m);
 }
 
 static void child_done(weft_node *n);
@@ -239,14 +263,24 @@ static void set_hook(weft_results *m, weft_cb *fn)
     }
 }
 
+static void cancel_children(weft_results *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->e[i].f->state == WEFT_PENDING)
+            weft_future_cancel(m->e[i].f);
+}
+
+/* Cancel hook of the outer future. */
 static void outer_cancelled(void *arg)
 {
     weft_results *m = arg;
     disarm(m);
-    if (m->kind == GATHER)
-        for (size_t i = 0; i < m->n; i++)
-            if (m->e[i].f->state == WEFT_PENDING)
-                weft_future_cancel(m->e[i].f);
+    if (m->kind == GATHER) {
+        cancel_children(m); /* their callbacks settle the state */
+    } else {
+        detach(m); /* wait cancels nothing */
+        settle(m);
+    }
 }
 
 static bool wait_satisfied(weft_results *m, weft_future *f)
@@ -278,7 +312,7 @@ static void child_done(weft_node *n)
                 f->flags |= WEFT__F_OBSERVED;
                 disarm(m);
                 weft_future_set_error(m->outer, f->err);
-                outer_cancelled(m); /* cancel the siblings */
+                cancel_children(m);
             } else if (m->left == 0) {
                 finish_value(m);
             }
@@ -286,13 +320,8 @@ static void child_done(weft_node *n)
             finish_value(m);
         }
     }
-    if (m->left == 0 && m->kind != ASCOMP) {
-        weft_future *outer = m->outer;
-        m->outer = NULL;
-        if (!m->value_held)
-            results_free(m);
-        weft_future_unref(outer);
-    }
+    if (m->left == 0 && m->kind != ASCOMP)
+        settle(m);
 }
 
 weft_future *weft_gather(weft_loop *loop, weft_future *const *fs, size_t n, unsigned flags)
@@ -309,17 +338,14 @@ weft_future *weft_gather(weft_loop *loop, weft_future *const *fs, size_t n, unsi
         if (f->state == WEFT_DONE && f->err) {
             f->flags |= WEFT__F_OBSERVED;
             weft_future_set_error(outer, f->err);
-            outer_cancelled(m);
+            cancel_children(m);
             break;
         }
     }
     if (m->left == 0) {
         if (outer->state == WEFT_PENDING)
             finish_value(m);
-        weft_future_unref(m->outer);
-        m->outer = NULL;
-        if (!m->value_held)
-            results_free(m);
+        settle(m);
     }
     return outer;
 }
@@ -332,7 +358,8 @@ static void wait_timeout(void *arg)
     if (m->kind == ASCOMP) {
         ascomp_deliver(m);
     } else if (m->outer && m->outer->state == WEFT_PENDING) {
-        finish_value(m);
+        finish_value(m); /* wait: detaches */
+        settle(m);
     }
 }
 
@@ -364,16 +391,14 @@ weft_future *weft_wait(weft_loop *loop, weft_future *const *fs, size_t n, weft_r
     bool now = m->left == 0;
     for (size_t i = 0; i < n && !now && when != WEFT_ALL_COMPLETED; i++)
         now = m->e[i].f->state != WEFT_PENDING && wait_satisfied(m, m->e[i].f);
-    if (now)
-        finish_value(m);
-    else if (arm(m, timeout) < 0)
+    if (now) {
+        finish_value(m); /* detaches */
+    } else if (arm(m, timeout) < 0) {
         weft_future_set_error(outer, -ENOMEM);
-    if (m->left == 0) {
-        weft_future_unref(m->outer);
-        m->outer = NULL;
-        if (!m->value_held)
-            results_free(m);
+        detach(m);
     }
+    if (m->left == 0)
+        settle(m);
     return outer;
 }
 

@@ -91,12 +91,25 @@ static void default_error_hook(weft_loop *loop, int err, const char *msg, void *
 
 void weft__report(weft_loop *loop, int err, const char *fmt, ...)
 {
-    char buf[512];
+    char small[256], *buf = small;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
+    if (n >= (int)sizeof small) {
+        /* a long report (a task dump): format it again in a buffer that
+         * fits, or settle for the truncated text */
+        char *big = weft__alloc(loop, (size_t)n + 1);
+        if (big) {
+            va_start(ap, fmt);
+            vsnprintf(big, (size_t)n + 1, fmt, ap);
+            va_end(ap);
+            buf = big;
+        }
+    }
     loop->err_hook(loop, err, buf, loop->err_ud);
+    if (buf != small)
+        weft__free(loop, buf);
 }
 
 static void default_lag_hook(weft_loop *loop, const weft_lag_report *r, void *ud)

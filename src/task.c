@@ -7,6 +7,7 @@
  * costs nothing and a stale wakeup cannot exist: cancelling unlinks it.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "future_internal.h"
@@ -177,36 +178,51 @@ bool weft__co_start(weft_co *co, weft_task *task)
     return true;
 }
 
-static void drop_waiting(weft__task *t)
+/* Release the future the task awaited last.  Most often it is a waiter in
+ * a frame (a queue put/get, a lock) with nothing to destroy: then dropping
+ * it is a decrement. */
+static inline void drop_waiting(weft__task *t)
 {
     weft_future *w = t->fut.u.task.waiting;
     t->fut.u.task.waiting = NULL;
-    weft_future_unref(w);
+    if (w && --w->refs == 0 && (w->flags & (WEFT__F_STORAGE | WEFT__F_TASK)) != WEFT__F_STORAGE)
+        weft__future_free(w);
 }
 
-bool weft__await(weft_co *co, weft_task *task, weft_future *f, int line)
+static bool fail(weft_co *co, weft__task *t, int err, int line, bool catching, int *var,
+                 bool origin);
+
+int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, bool catching, int *var)
 {
     weft__task *t = T(task);
     drop_waiting(t);
     co->line = line;
-    if (!f)
-        return false; /* the constructor failed: weft_last_error() says why */
-    if (f->loop != t->fut.loop || f == task) {
+    if (f && f->state == WEFT_DONE && !f->err && !(f->flags & WEFT__F_YIELD) &&
+        f->loop == t->fut.loop) {
+        /* hot path: done with a value - no suspension, nothing to check */
+        t->fut.u.task.waiting = f;
+        f->flags |= WEFT__F_OBSERVED;
+        if (var)
+            *var = 0;
+        return 0;
+    }
+    if (f && (f->loop != t->fut.loop || f == task)) {
         weft__set_last_error(f == task ? WEFT_ENOTASK : -EINVAL);
         weft_future_unref(f);
-        return false;
+        f = NULL;
     }
     t->fut.u.task.waiting = f;
-    if (f->flags & WEFT__F_YIELD)
-        return weft__yield(co, task, line); /* sleep(0) */
-    if (f->state != WEFT_PENDING)
-        return false; /* already done: no suspension */
-    if (cancelling(t, co)) {
+    if (f && (f->flags & WEFT__F_YIELD)) {
+        if (weft__yield(co, task, line))
+            return 1; /* sleep(0) */
+    } else if (f && f->state == WEFT_PENDING) {
+        if (!cancelling(t, co)) {
+            weft__future_wait(f, &t->node);
+            return 1;
+        }
         weft_future_cancel(f); /* sticky: a cancelled task cannot park */
-        return false;
     }
-    weft__future_wait(f, &t->node);
-    return true;
+    return weft__await_failed(co, task, catching, var) ? -1 : 0;
 }
 
 /* Decide whether err ends the await: true = unwind (err raised). */
@@ -543,8 +559,17 @@ static void cancel_all(weft_loop *loop)
             break;
     weft_call_cancel(loop, grace);
     if (!weft__list_empty(&loop->tasks)) {
-        weft__report(loop, -ETIMEDOUT, "shutdown: tasks still pending after the grace period:");
-        weft_loop_dump_tasks(loop, stderr);
+        /* through the error hook, like every other report */
+        char *dump = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&dump, &len);
+        if (f) {
+            weft_loop_dump_tasks(loop, f);
+            fclose(f);
+        }
+        weft__report(loop, -ETIMEDOUT, "shutdown: tasks still pending after %.1f s:\n%s",
+                     SHUTDOWN_GRACE_NS / 1e9, dump ? dump : "");
+        free(dump);
     }
 }
 

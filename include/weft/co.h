@@ -176,7 +176,8 @@ enum {
 };
 
 bool weft__co_start(weft_co *co, weft_task *task);
-bool weft__await(weft_co *co, weft_task *task, weft_future *f, int line);
+int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, bool catching,
+                int *var);
 bool weft__await_failed(weft_co *co, weft_task *task, bool catching, int *var);
 bool weft__yield(weft_co *co, weft_task *task, int line);
 bool weft__yield_failed(weft_co *co, weft_task *task);
@@ -270,21 +271,22 @@ weft_value weft__last_value(weft_task *task);
  * return to the loop.  On resume: if f failed or was cancelled (or f is
  * NULL: its constructor failed), unwind with that error.  The value is
  * then WEFT_RESULT(self). */
-#define WEFT_AWAIT(self, f)                                                                        \
-    do {                                                                                           \
-        if (weft__await(weft__co, task, (f), __LINE__))                                            \
-            WEFT__SUSPEND(WEFT__RC_PENDING);                                                       \
-        if (weft__await_failed(weft__co, task, false, NULL))                                       \
-            goto weft__unwind;                                                                     \
-    } while (0)
+#define WEFT_AWAIT(self, f) WEFT__AWAIT(self, f, false, NULL)
 
 /* Like WEFT_AWAIT, but store the error code (0 = value) in the int lvalue
  * var instead of unwinding.  The task's own cancellation is not caught. */
-#define WEFT_TRY_AWAIT(self, f, var)                                                               \
+#define WEFT_TRY_AWAIT(self, f, var) WEFT__AWAIT(self, f, true, &(var))
+
+/* weft__await: 0 = done (value or caught error), 1 = parked, -1 = unwind.
+ * weft__r is assigned again after the resume point before it is read. */
+#define WEFT__AWAIT(self, f, catching, var)                                                        \
     do {                                                                                           \
-        if (weft__await(weft__co, task, (f), __LINE__))                                            \
+        int weft__r = weft__await(weft__co, task, (f), __LINE__, (catching), (var));              \
+        if (weft__r > 0) {                                                                         \
             WEFT__SUSPEND(WEFT__RC_PENDING);                                                       \
-        if (weft__await_failed(weft__co, task, true, &(var)))                                      \
+            weft__r = weft__await_failed(weft__co, task, (catching), (var)) ? -1 : 0;              \
+        }                                                                                          \
+        if (weft__r < 0)                                                                           \
             goto weft__unwind;                                                                     \
     } while (0)
 

@@ -84,18 +84,22 @@ typedef enum weft_return_when {
 } weft_return_when;
 
 /* Wait for fs[0..n) under the return_when rule, or until timeout seconds
- * pass (timeout < 0: none).  Never fails because of the futures and never
+ * pass (timeout < 0 or NaN: none).  Never fails because of the futures and never
  * cancels them: the value is a weft_results whose weft_results_done says
- * which are done.  n must be > 0 (-EINVAL).  Takes the references in fs. */
+ * which were done when it completed.  n must be > 0 and return_when valid
+ * (-EINVAL); a NULL entry fails it with weft_last_error().  Takes the
+ * references in fs. */
 weft_future *weft_wait(weft_loop *loop, weft_future *const *fs, size_t n, weft_return_when when,
                        double timeout);
 
 /* ---- wait_for, shield ------------------------------------------------------------- */
 
-/* f's outcome, or -ETIMEDOUT after timeout seconds (< 0: none).  On
- * timeout f is cancelled and the result arrives only after f finished its
- * cleanup; if f produced a value anyway (completion wins a tie), the value
- * is delivered.  Cancelling the wait_for future cancels f.  Takes f. */
+/* f's outcome, or -ETIMEDOUT after timeout seconds (< 0: none; NaN:
+ * -EINVAL).  On timeout f is cancelled and the result arrives only after f
+ * finished its cleanup; if f produced a value anyway (completion wins a
+ * tie), the value is delivered.  Cancelling the wait_for future cancels f
+ * and completes at once, without waiting for f's cleanup (await f itself,
+ * or use a timeout scope, to wait for it).  Takes f. */
 weft_future *weft_wait_for(weft_future *f, double timeout);
 
 /* A future that mirrors f but whose cancellation does not reach f: the
@@ -107,7 +111,7 @@ weft_future *weft_shield(weft_future *f);
 
 typedef struct weft_as_completed weft_as_completed;
 
-/* Iterate fs[0..n) in completion order; timeout < 0: none.  Takes the
+/* Iterate fs[0..n) in completion order; timeout < 0 or NaN: none.  Takes the
  * references in fs.  NULL on failure. */
 weft_as_completed *weft_as_completed_new(weft_loop *loop, weft_future *const *fs, size_t n,
                                          double timeout);
@@ -118,8 +122,8 @@ weft_as_completed *weft_as_completed_new(weft_loop *loop, weft_future *const *fs
  * handed out. */
 weft_future *weft_as_completed_next(weft_as_completed *ac);
 
-/* Release the iterator (futures not handed out are released too; nothing
- * is cancelled). */
+/* Release the iterator: the input futures are released (not cancelled),
+ * and next() futures still pending are cancelled. */
 void weft_as_completed_free(weft_as_completed *ac);
 
 /* ---- timeout scopes ------------------------------------------------------------------ */
@@ -137,7 +141,10 @@ typedef struct weft_timeout {
 /* Run child coroutine fn inline (as WEFT_CALL) under a timeout of delay
  * seconds.  When it expires the task is cancelled; once the child has
  * unwound, the scope turns its own cancellation into -ETIMEDOUT, which
- * then propagates.  A cancellation from outside stays -ECANCELED.
+ * then propagates.  A cancellation from outside stays -ECANCELED.  delay
+ * NaN means no deadline.  Inside WEFT_FINALLY, where cancellation is
+ * masked, a scope cannot interrupt anything.  If the scope's timer cannot
+ * be set up (-ENOMEM) the child is not entered at all.
  *     WEFT_TIMEOUT_CALL(self, &self->to, 2.0, fetch, &self->f, .url = u); */
 #define WEFT_TIMEOUT_CALL(self, scope, delay, ...)                                                 \
     WEFT__TIMEOUT_CALL(self, scope, weft__deadline(task, (delay)), false, NULL, __VA_ARGS__, )
@@ -210,8 +217,8 @@ void weft_group_init(weft_group *g, weft_task *owner);
 
 /* Spawn coroutine fn in group g; returns the task (borrowed: the group
  * holds it until the join) or NULL (weft_last_error(); a failed spawn also
- * makes the join fail with that error).  WEFT_ESTATE if the group is
- * aborting or joined. */
+ * makes the join cancel the other children and fail with that error).
+ * WEFT_ESTATE if the group is aborting or joined. */
 #define WEFT_GROUP_SPAWN(g, ...) WEFT__GROUP_SPAWN(g, __VA_ARGS__, )
 #define WEFT__GROUP_SPAWN(g, fn, ...)                                                              \
     weft__group_add((g), weft__group_ok(g) ? weft__spawn((g)->loop,                               \

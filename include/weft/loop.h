@@ -140,7 +140,7 @@ int weft_handle_cancel(weft_handle *h);
 bool weft_handle_pending(const weft_handle *h);
 
 /* A timer owned by the caller.  weft_timer_init reserves its place in the
- * loop's timer heap, so weft_timer_start never fails afterwards;
+ * loop's timer heap, so weft_timer_start never runs out of memory;
  * weft_timer_close gives the place back and must precede freeing it. */
 typedef struct weft_timer {
     weft_handle h;   /* private */

@@ -5,10 +5,11 @@
  * is its coroutine's `result`; its error, the error its body ended with.
  *
  * The loop keeps every pending task alive until it is done, whether or not
- * you keep a reference.  A task that fails and whose failure nobody
- * observes (no awaiter, no callback, no reference left) is reported through
- * the loop's error hook when it completes, with its name and the line it
- * failed at.
+ * you keep a reference.  A task that fails and whose failure nobody can
+ * observe (no awaiter, no callback, no reference left) is reported through
+ * the loop's error hook when it completes, with its name, the coroutine and
+ * the line it failed at; one whose last reference is dropped without its
+ * outcome having been read is reported then ("never retrieved").
  */
 #ifndef WEFT_TASK_H
 #define WEFT_TASK_H
@@ -86,15 +87,19 @@ weft_loop *weft_task_loop(const weft_task *t);
  * may exceed n (asyncio's all_tasks). */
 size_t weft_all_tasks(weft_loop *loop, weft_task **out, size_t n);
 
-/* Print every live task: id, name, state, the file:line it waits at, its
- * chain of inline coroutines (root first) and what it waits on.
+/* Print every live task: its address, name and state, the file:line each
+ * frame of its chain of inline coroutines waits at (root first), and what
+ * it waits on (a task by name, anything else by address).
  * Returns the number of tasks (0 for a NULL loop or file). */
 size_t weft_loop_dump_tasks(weft_loop *loop, FILE *out);
 
 /* asyncio.run: make a loop (opts may be NULL), run fn as the main task to
- * completion, cancel the tasks still pending and wait for them, close and
- * free the loop.  Returns main's error code (0 on success) and stores its
- * value in *out if out is not NULL.
+ * completion, then cancel the tasks still pending and run the loop until
+ * they are done - for at most 5 s of loop time; stragglers are then listed
+ * through the error hook and released (each reported) - and close and free
+ * the loop.  Returns main's error code (0 on success; -EBUSY if a loop
+ * already runs in this thread; a weft_loop_new or spawn error) and stores
+ * its value in *out if out is not NULL.
  *     int main(void) { return WEFT_RUN(NULL, NULL, hello) ? 1 : 0; }     */
 #define WEFT_RUN(opts, out, ...) WEFT__RUN(opts, out, __VA_ARGS__, )
 #define WEFT__RUN(opts, out, fn, ...)                                                              \
