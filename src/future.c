@@ -56,24 +56,25 @@ weft_future *weft_future_ref(weft_future *f)
 
 void weft__future_free(weft_future *f)
 {
-    if (f->state == WEFT_DONE && f->err && !(f->flags & WEFT__F_OBSERVED))
-        weft__report(f->loop, f->err, "%s '%s' failed and its error was never retrieved",
-                     (f->flags & WEFT__F_TASK) ? "task" : "future",
-                     (f->flags & WEFT__F_TASK) ? weft_task_name(f) : "-");
-    if (f->state == WEFT_DONE && !f->err && !(f->flags & WEFT__F_TASK) && f->u.done.dtor)
-        f->u.done.dtor(f->u.done.v.p);
-    if ((f->flags & (WEFT__F_STORAGE | WEFT__F_TASK)) == WEFT__F_STORAGE)
-        return; /* a waiter in a frame: the frame owns the memory */
-    if (f->flags & WEFT__F_TASK) {
-        weft__task_free(f);
-        return;
-    }
     weft_loop *loop = f->loop;
+    if (f->err) {
+        if (f->state == WEFT_DONE && !(f->flags & WEFT__F_OBSERVED))
+            weft__report(loop, f->err, "%s '%s' failed and its error was never retrieved",
+                         (f->flags & WEFT__F_TASK) ? "task" : "future",
+                         (f->flags & WEFT__F_TASK) ? weft_task_name(f) : "-");
+    } else if (f->state == WEFT_DONE && !(f->flags & WEFT__F_TASK) && f->u.done.dtor) {
+        f->u.done.dtor(f->u.done.v.p); /* a pointer value nobody took */
+    }
+    if (f->flags & (WEFT__F_STORAGE | WEFT__F_TASK)) {
+        if (f->flags & WEFT__F_TASK)
+            weft__task_free(f);
+        return; /* else a waiter in a frame: the frame owns the memory */
+    }
     if (weft__closed(loop)) {
         weft__free(loop, f);
         return;
     }
-    f->waiters.next = (weft_link *)(void *)loop->future_pool;
+    f->waiters.next = (weft_link *)(void *)loop->future_pool; /* recycle */
     loop->future_pool = f;
 }
 
@@ -137,10 +138,6 @@ int weft__future_on_cancel(weft_future *f, weft_cb *fn, void *arg)
     return 0;
 }
 
-void weft__future_wait(weft_future *f, weft_node *n)
-{
-    weft__list_push(&f->waiters, &n->link);
-}
 
 static int settable(const weft_future *f)
 {

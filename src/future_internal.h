@@ -97,7 +97,11 @@ bool weft__handoff_rollback(weft_future *f);
 
 /* Internal future API (future.c). */
 void weft__future_complete(weft_future *f, uint8_t state);
-void weft__future_wait(weft_future *f, weft_node *n);
+/* Park node n (a task, a done callback) on f, after its other waiters. */
+static inline void weft__future_wait(weft_future *f, weft_node *n)
+{
+    weft__list_push(&f->waiters, &n->link);
+}
 int weft__future_on_cancel(weft_future *f, weft_cb *fn, void *arg);
 void weft__future_free(weft_future *f);
 void weft__set_last_error(int err);
