@@ -23,11 +23,11 @@
  * harness skips the workload instead of recording a failure. */
 #define BENCH_UNSUPPORTED 2
 
-#define BENCH_DIE(...)                                                                             \
-    do {                                                                                           \
-        fprintf(stderr, "weft-bench: " __VA_ARGS__);                                               \
-        fputc('\n', stderr);                                                                       \
-        exit(1);                                                                                   \
+#define BENCH_DIE(...)                               \
+    do {                                             \
+        fprintf(stderr, "weft-bench: " __VA_ARGS__); \
+        fputc('\n', stderr);                         \
+        exit(1);                                     \
     } while (0)
 
 /* ---- clocks and memory ----------------------------------------------------- */

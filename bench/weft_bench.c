@@ -240,14 +240,14 @@ static int bench_timer_cancel(const bench_args *a)
     double t4 = bench_now_s(), c4 = bench_cpu_s();
 
     if (f.fired != n - ncancel || active)
-        BENCH_DIE("timer-cancel: fired %ld, expected %ld; %ld still active", f.fired,
-                  n - ncancel, active);
+        BENCH_DIE("timer-cancel: fired %ld, expected %ld; %ld still active", f.fired, n - ncancel,
+                  active);
     bench_json_begin("timer-cancel", n, t4 - t0, c4 - c0, base);
     printf(",\"setup_s\":%.6f,\"cancel_s\":%.6f,\"run_s\":%.6f,\"run_cpu_s\":%.6f,"
            "\"teardown_s\":%.6f,\"fired\":%ld,\"cancelled\":%ld,\"setup_cpu_s\":%.6f,"
            "\"cancel_cpu_s\":%.6f,\"teardown_cpu_s\":%.6f,\"seed\":%llu",
-           t1 - t0, t2 - t1, t3 - t2, c3 - c2, t4 - t3, f.fired, ncancel, c1 - c0, c2 - c1,
-           c4 - c3, (unsigned long long)a->seed);
+           t1 - t0, t2 - t1, t3 - t2, c3 - c2, t4 - t3, f.fired, ncancel, c1 - c0, c2 - c1, c4 - c3,
+           (unsigned long long)a->seed);
     json_loop_fields(loop);
     bench_json_end();
     bench_loop_destroy(loop);

@@ -599,7 +599,8 @@ static weft_future *relay_new(weft_future *f, double timeout, bool shield)
     weft_future *outer = r ? weft_future_new(loop) : NULL;
     int err = outer ? 0 : -ENOMEM;
     if (!err) {
-        *r = (relay){{{NULL, NULL}, relay_done}, loop, outer, f, {NULL, 0}, false, false, shield, false};
+        *r = (relay){
+            {{NULL, NULL}, relay_done}, loop, outer, f, {NULL, 0}, false, false, shield, false};
         err = weft__future_on_cancel(outer, relay_outer_cancelled, r);
     }
     if (!err && !shield && timeout >= 0) {

@@ -23,7 +23,6 @@ void weft__set_last_error(int err)
 
 /* ---- allocation and references ------------------------------------------------- */
 
-
 weft_future *weft_future_new(weft_loop *loop)
 {
     if (!loop) {
@@ -52,7 +51,6 @@ weft_future *weft_future_ref(weft_future *f)
         f->refs++;
     return f;
 }
-
 
 void weft__future_free(weft_future *f)
 {
@@ -137,7 +135,6 @@ int weft__future_on_cancel(weft_future *f, weft_cb *fn, void *arg)
     f->flags |= WEFT__F_HOOKS;
     return 0;
 }
-
 
 static int settable(const weft_future *f)
 {

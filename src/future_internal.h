@@ -8,13 +8,13 @@
 
 /* Future flags. */
 enum {
-    WEFT__F_TASK = 1u << 0,      /* is a struct weft__task */
-    WEFT__F_OBSERVED = 1u << 1,  /* outcome retrieved: no failure report */
-    WEFT__F_HOOKS = 1u << 2,     /* waiters hold cancel hooks */
-    WEFT__F_STORAGE = 1u << 3,   /* memory is the caller's: never freed */
-    WEFT__F_LOOPREF = 1u << 4,   /* the loop holds a reference (pending task) */
-    WEFT__F_YIELD = 1u << 5,     /* done sleep(0) future: awaiting it yields */
-    WEFT__F_HANDOFF = 1u << 6,   /* a struct weft__handoff (sync.c, queue.c) */
+    WEFT__F_TASK = 1u << 0,     /* is a struct weft__task */
+    WEFT__F_OBSERVED = 1u << 1, /* outcome retrieved: no failure report */
+    WEFT__F_HOOKS = 1u << 2,    /* waiters hold cancel hooks */
+    WEFT__F_STORAGE = 1u << 3,  /* memory is the caller's: never freed */
+    WEFT__F_LOOPREF = 1u << 4,  /* the loop holds a reference (pending task) */
+    WEFT__F_YIELD = 1u << 5,    /* done sleep(0) future: awaiting it yields */
+    WEFT__F_HANDOFF = 1u << 6,  /* a struct weft__handoff (sync.c, queue.c) */
 };
 
 /* Sized so that a task (future + node + links + top) is 104 bytes on LP64
@@ -41,9 +41,9 @@ struct weft_future {
     uint8_t flags;
     uint16_t cancel_requests;
     union {
-        int32_t err;                 /* once done: 0 or the error code */
-        const weft_co_info *origin;  /* a pending task: the coroutine that
-                                        raised the error it unwinds with */
+        int32_t err;                /* once done: 0 or the error code */
+        const weft_co_info *origin; /* a pending task: the coroutine that
+                                       raised the error it unwinds with */
     };
 };
 

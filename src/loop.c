@@ -724,7 +724,7 @@ static int wait_for_work(weft_loop *loop)
         timeout = d > 0 ? d : 0;
     }
     if (loop->nwatched == 0 && timeout == 0)
-        return 0; /* a timer is due and nothing else could be reported */
+        return 0;                  /* a timer is due and nothing else could be reported */
     loop->lag_stamp_valid = false; /* a sleep is not lag */
     if ((loop->state & WEFT__VIRTUAL) && loop->heap.n) {
         /* virtual time: never sleep while a timer is pending */

@@ -107,7 +107,7 @@ void weft__io_ready(weft_loop *loop, int fd, unsigned ev);
 typedef struct weft__pooled {
     weft_timer t;             /* t.h: node + fn + arg; t.loop */
     uint64_t gen;             /* bumped on release: stale tokens fail */
-    struct weft__pooled *all;   /* every pooled node, for close */
+    struct weft__pooled *all; /* every pooled node, for close */
     void *aux;                /* for users of the pool: a future whose
                                  reference this node holds (released if
                                  the loop closes first), or NULL */
@@ -150,7 +150,7 @@ struct weft_loop {
     clockid_t lag_clock;
     int64_t lag_stamp; /* end of the last callback, lag clock */
     bool lag_stamp_valid;
-    weft_cb *cur_fn;  /* what the current callback is, for the lag report */
+    weft_cb *cur_fn; /* what the current callback is, for the lag report */
     void *cur_arg;
     const char *step_name, *step_file; /* set by task steps */
     int step_line;
@@ -178,11 +178,11 @@ struct weft_loop {
     void *err_ud;
 
     /* task layer (task.c) */
-    weft_link tasks;        /* live tasks */
-    void *current_task;     /* task whose step runs now */
+    weft_link tasks;    /* live tasks */
+    void *current_task; /* task whose step runs now */
     uint64_t task_counter;
-    void *future_pool;      /* free futures */
-    void *yield_future;     /* the immortal done future of sleep(0) */
+    void *future_pool;  /* free futures */
+    void *yield_future; /* the immortal done future of sleep(0) */
     void (*describe)(weft_loop *loop, char *buf, size_t n); /* task steps */
     void (*on_close)(weft_loop *loop);
 };

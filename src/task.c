@@ -301,7 +301,8 @@ weft_co_rc weft__co_done(weft_co *co, weft_task *task)
 
 weft_co_rc weft__co_misuse(weft_co *co, weft_task *task, const char *what)
 {
-    weft__report(task->loop, WEFT_ECORO, "task '%s': coroutine '%s' (%s, last suspended at line %d): %s",
+    weft__report(task->loop, WEFT_ECORO,
+                 "task '%s': coroutine '%s' (%s, last suspended at line %d): %s",
                  weft_task_name(task), co->info->name, co->info->file, (int)co->line, what);
     co->err = WEFT_ECORO;
     co->err_line = co->line;
@@ -460,7 +461,8 @@ size_t weft_loop_dump_tasks(weft_loop *loop, FILE *out)
             chain[depth++] = co;
         for (int i = depth - 1; i >= 0; i--)
             fprintf(out, "  %-20s at %s:%d%s\n", chain[i]->info->name, chain[i]->info->file,
-                    (int)chain[i]->line, (chain[i]->flags & WEFT__CO_IN_FINALLY) ? " (finally)" : "");
+                    (int)chain[i]->line,
+                    (chain[i]->flags & WEFT__CO_IN_FINALLY) ? " (finally)" : "");
         weft_future *w = t->fut.u.task.waiting;
         if (w && w->state == WEFT_PENDING) {
             if (weft_is_task(w))
@@ -530,7 +532,8 @@ void weft__tasks_on_close(weft_loop *loop)
 void weft__throw(weft_co *co, weft_task *task, int err, int line)
 {
     if (err >= 0)
-        weft__report(task->loop, WEFT_ECORO, "task '%s': WEFT_THROW(%d) at %s:%d needs a negative code",
+        weft__report(task->loop, WEFT_ECORO,
+                     "task '%s': WEFT_THROW(%d) at %s:%d needs a negative code",
                      weft_task_name(task), err, co->info->file, line);
     raise_in(co, T(task), err, line, true);
 }

@@ -59,6 +59,9 @@
 #ifndef WEFT_CO_H
 #define WEFT_CO_H
 
+/* This header is laid out by hand: clang-format would scatter the macros. */
+/* clang-format off */
+
 #include <stddef.h>
 
 #include "future.h"
@@ -343,4 +346,5 @@ weft_value weft__last_value(weft_task *task);
 #ifdef __cplusplus
 }
 #endif
+/* clang-format on */
 #endif

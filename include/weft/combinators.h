@@ -78,9 +78,9 @@ weft_future *weft_gather(weft_loop *loop, weft_future *const *fs, size_t n, unsi
 /* ---- wait ----------------------------------------------------------------------- */
 
 typedef enum weft_return_when {
-    WEFT_ALL_COMPLETED = 0,  /* when every future is done */
-    WEFT_FIRST_COMPLETED,    /* when any is done (cancellation counts) */
-    WEFT_FIRST_EXCEPTION,    /* when any fails (not a cancellation), else all */
+    WEFT_ALL_COMPLETED = 0, /* when every future is done */
+    WEFT_FIRST_COMPLETED,   /* when any is done (cancellation counts) */
+    WEFT_FIRST_EXCEPTION,   /* when any fails (not a cancellation), else all */
 } weft_return_when;
 
 /* Wait for fs[0..n) under the return_when rule, or until timeout seconds
@@ -146,24 +146,24 @@ typedef struct weft_timeout {
  * masked, a scope cannot interrupt anything.  If the scope's timer cannot
  * be set up (-ENOMEM) the child is not entered at all.
  *     WEFT_TIMEOUT_CALL(self, &self->to, 2.0, fetch, &self->f, .url = u); */
-#define WEFT_TIMEOUT_CALL(self, scope, delay, ...)                                                 \
+#define WEFT_TIMEOUT_CALL(self, scope, delay, ...) \
     WEFT__TIMEOUT_CALL(self, scope, weft__deadline(task, (delay)), false, NULL, __VA_ARGS__, )
 /* Same, with an absolute deadline in loop seconds (asyncio timeout_at). */
-#define WEFT_TIMEOUT_AT_CALL(self, scope, when, ...)                                               \
+#define WEFT_TIMEOUT_AT_CALL(self, scope, when, ...) \
     WEFT__TIMEOUT_CALL(self, scope, weft__abs_deadline(when), false, NULL, __VA_ARGS__, )
 /* Like WEFT_TIMEOUT_CALL, storing the outcome (0, -ETIMEDOUT, or the
  * child's error) in the int lvalue var instead of propagating it. */
-#define WEFT_TRY_TIMEOUT_CALL(self, var, scope, delay, ...)                                        \
+#define WEFT_TRY_TIMEOUT_CALL(self, var, scope, delay, ...) \
     WEFT__TIMEOUT_CALL(self, scope, weft__deadline(task, (delay)), true, &(var), __VA_ARGS__, )
-#define WEFT__TIMEOUT_CALL(self, scope, when, catching, var, fn, child, ...)                       \
-    do {                                                                                           \
-        *(child) = (struct fn){.co = {.info = &fn##__info}, __VA_ARGS__};                          \
-        if (weft__timeout_enter((scope), task, (when), &(child)->co) &&                            \
-            weft__call(weft__co, task, &(child)->co, __LINE__))                                    \
-            WEFT__SUSPEND(WEFT__RC_CALL);                                                          \
-        weft__timeout_exit((scope), &(child)->co);                                                 \
-        if (weft__call_failed(weft__co, task, &(child)->co, (catching), (var)))                    \
-            goto weft__unwind;                                                                     \
+#define WEFT__TIMEOUT_CALL(self, scope, when, catching, var, fn, child, ...)    \
+    do {                                                                        \
+        *(child) = (struct fn){.co = {.info = &fn##__info}, __VA_ARGS__};       \
+        if (weft__timeout_enter((scope), task, (when), &(child)->co) &&         \
+            weft__call(weft__co, task, &(child)->co, __LINE__))                 \
+            WEFT__SUSPEND(WEFT__RC_CALL);                                       \
+        weft__timeout_exit((scope), &(child)->co);                              \
+        if (weft__call_failed(weft__co, task, &(child)->co, (catching), (var))) \
+            goto weft__unwind;                                                  \
     } while (0)
 
 /* Move the deadline of an active scope to when_ns (loop clock;
@@ -201,7 +201,7 @@ void weft__timeout_exit(weft_timeout *scope, weft_co *child);
  * runs on every path; cancellation of the owner from outside cancels the
  * children and stays -ECANCELED. */
 typedef struct weft_group {
-    weft_loop *loop;       /* private fields: use the functions */
+    weft_loop *loop; /* private fields: use the functions */
     weft_task *owner;
     weft_future **kids;    /* every child (references held) */
     size_t n, cap, active; /* children, capacity, children still pending */
@@ -221,12 +221,11 @@ void weft_group_init(weft_group *g, weft_task *owner);
  * WEFT_ESTATE if the group is aborting or joined. */
 #define WEFT_GROUP_SPAWN(g, ...) WEFT__GROUP_SPAWN(g, __VA_ARGS__, )
 #define WEFT__GROUP_SPAWN(g, fn, ...)                                                              \
-    weft__group_add((g), weft__group_ok(g) ? weft__spawn((g)->loop,                               \
-                                                         &(struct fn){.co = {.info = &fn##__info}, \
-                                                                      __VA_ARGS__}                 \
-                                                              .co,                                 \
-                                                         NULL, 0)                                  \
-                                           : NULL)
+    weft__group_add(                                                                               \
+        (g), weft__group_ok(g)                                                                     \
+                 ? weft__spawn((g)->loop,                                                          \
+                               &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co, NULL, 0) \
+                 : NULL)
 
 /* Add an existing task (taking the reference) to g.  Returns it, or NULL. */
 weft_task *weft__group_add(weft_group *g, weft_task *t);
@@ -234,10 +233,10 @@ bool weft__group_ok(weft_group *g);
 
 /* Wait until every child of g is done, then set the frame's error from the
  * group and release the children.  Use once, normally in WEFT_FINALLY. */
-#define WEFT_GROUP_JOIN(self, g)                                                                   \
-    do {                                                                                           \
-        WEFT_AWAIT(self, weft__group_join_begin((g), weft__co));                                   \
-        weft__group_join_end((g), weft__co);                                                       \
+#define WEFT_GROUP_JOIN(self, g)                                 \
+    do {                                                         \
+        WEFT_AWAIT(self, weft__group_join_begin((g), weft__co)); \
+        weft__group_join_end((g), weft__co);                     \
     } while (0)
 
 weft_future *weft__group_join_begin(weft_group *g, weft_co *co);

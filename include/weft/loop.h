@@ -240,6 +240,8 @@ typedef struct weft_lag_report {
     void *arg;           /* its argument, or the task */
 } weft_lag_report;
 
+/* A slow-callback hook: called from the loop thread right after the slow
+ * callback returned; r and r->what are valid only during the call. */
 typedef void weft_lag_hook(weft_loop *loop, const weft_lag_report *r, void *ud);
 
 /* Install the slow-callback hook; NULL restores the default, which prints

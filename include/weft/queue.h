@@ -85,22 +85,22 @@ weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
  * frame); errors propagate as from WEFT_AWAIT.  Like asyncio's
  * `await q.put(item)`, it suspends only when the queue is full.  q and item
  * may be evaluated twice. */
-#define WEFT_QUEUE_PUT(self, q, item, w)                                                           \
-    do {                                                                                           \
-        if (weft_queue_put_nowait((q), (item)) != 0)                                               \
-            WEFT_AWAIT(self, weft_queue_put((q), (item), (w)));                                    \
+#define WEFT_QUEUE_PUT(self, q, item, w)                        \
+    do {                                                        \
+        if (weft_queue_put_nowait((q), (item)) != 0)            \
+            WEFT_AWAIT(self, weft_queue_put((q), (item), (w))); \
     } while (0)
 
 /* Get an item into the void * lvalue out, in a coroutine: without any
  * future when an item is there, else through weft_queue_get with the
  * waiter w; errors (WEFT_ESHUTDOWN) propagate.  Suspends only when the
  * queue is empty.  q and out may be evaluated twice. */
-#define WEFT_QUEUE_GET(self, q, w, out)                                                            \
-    do {                                                                                           \
-        if (weft_queue_get_nowait((q), &(out)) != 0) {                                             \
-            WEFT_AWAIT(self, weft_queue_get((q), (w)));                                            \
-            (out) = WEFT_RESULT(self).p;                                                           \
-        }                                                                                          \
+#define WEFT_QUEUE_GET(self, q, w, out)                 \
+    do {                                                \
+        if (weft_queue_get_nowait((q), &(out)) != 0) {  \
+            WEFT_AWAIT(self, weft_queue_get((q), (w))); \
+            (out) = WEFT_RESULT(self).p;                \
+        }                                               \
     } while (0)
 
 /* Mark one got item processed.  Returns 0, -EINVAL, or WEFT_ESTATE when

@@ -153,9 +153,9 @@ WEFT_ASYNC_DECL(weft_condition_wait);
  *               .pred = ready, .arg = self);                              */
 struct weft_condition_wait_for {
     WEFT_FRAME(int);
-    weft_condition *cond;     /* argument */
-    bool (*pred)(void *arg);  /* argument */
-    void *arg;                /* argument */
+    weft_condition *cond;             /* argument */
+    bool (*pred)(void *arg);          /* argument */
+    void *arg;                        /* argument */
     struct weft_condition_wait inner; /* private */
 };
 WEFT_ASYNC_DECL(weft_condition_wait_for);

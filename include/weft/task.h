@@ -34,19 +34,19 @@ extern "C" {
 #define WEFT_TASK_SIZE(fn) (WEFT__TASK_SPACE + sizeof(struct fn))
 
 /* Caller-provided storage for a task of coroutine fn (malloc-free spawn). */
-#define WEFT_TASK_STORAGE(fn)                                                                      \
-    struct {                                                                                       \
-        _Alignas(16) unsigned char bytes[WEFT_TASK_SIZE(fn)];                                      \
+#define WEFT_TASK_STORAGE(fn)                                 \
+    struct {                                                  \
+        _Alignas(16) unsigned char bytes[WEFT_TASK_SIZE(fn)]; \
     }
 
 /* Spawn into storage (a WEFT_TASK_STORAGE(fn) object) instead of the heap:
  * never allocates.  The storage must stay valid until the task is done and
  * every reference is dropped. */
-#define WEFT_SPAWN_INTO(loop, storage, ...)                                                        \
+#define WEFT_SPAWN_INTO(loop, storage, ...) \
     WEFT__SPAWN(loop, (storage)->bytes, sizeof((storage)->bytes), __VA_ARGS__, )
 
 #define WEFT__TASK_SPACE 128
-#define WEFT__SPAWN(loop, mem, size, fn, ...)                                                      \
+#define WEFT__SPAWN(loop, mem, size, fn, ...) \
     weft__spawn((loop), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co, (mem), (size))
 weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void *mem, size_t size);
 
@@ -102,7 +102,7 @@ size_t weft_loop_dump_tasks(weft_loop *loop, FILE *out);
  * its value in *out if out is not NULL.
  *     int main(void) { return WEFT_RUN(NULL, NULL, hello) ? 1 : 0; }     */
 #define WEFT_RUN(opts, out, ...) WEFT__RUN(opts, out, __VA_ARGS__, )
-#define WEFT__RUN(opts, out, fn, ...)                                                              \
+#define WEFT__RUN(opts, out, fn, ...) \
     weft__run((opts), (out), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
 int weft__run(const weft_loop_options *opts, weft_value *out, const weft_co *init);
 
