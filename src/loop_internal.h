@@ -202,11 +202,7 @@ static inline void weft__ready_push(weft_loop *loop, weft_node *n)
 int64_t weft__now(weft_loop *loop);
 
 /* Report through the error hook (printf-style message). */
-void weft__report(weft_loop *loop, int err, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+void weft__report(weft_loop *loop, int err, const char *fmt, ...);
 
 /* Run function of caller-owned weft_handle nodes. */
 void weft__handle_run(weft_node *n);

@@ -41,13 +41,6 @@
 #include "future_internal.h"
 #include "weft/queue.h"
 
-#if defined(__GNUC__) || defined(__clang__)
-#define LIKELY(x) __builtin_expect(!!(x), 1)
-#define COLD __attribute__((noinline, cold)) /* keeps the fast paths free of spills */
-#else
-#define LIKELY(x) (x)
-#define COLD
-#endif
 
 #define NONE ((size_t)-1)
 #define UNBOUNDED SIZE_MAX /* internal maxsize of an unbounded queue */
@@ -175,7 +168,7 @@ static int resize(weft_queue *q, size_t cap, bool with_seqs)
 /* Make room for need items.  -ENOMEM leaves everything as it was. */
 static int reserve(weft_queue *q, size_t need)
 {
-    if (LIKELY(need <= q->cap))
+    if ((need <= q->cap))
         return 0;
     size_t cap = q->cap;
     if (!cap) {
@@ -419,7 +412,7 @@ static void refill(weft_queue *q)
 static inline bool put_fast(weft_queue *q, void *item)
 {
     size_t n = q->count;
-    if (LIKELY(n < q->maxsize && n < q->cap && !is_heap(q) && !q->shutdown &&
+    if ((n < q->maxsize && n < q->cap && !is_heap(q) && !q->shutdown &&
                weft__list_empty(&q->getters))) {
         q->items[(q->head + n) & (q->cap - 1)] = item;
         q->count = n + 1;
@@ -434,7 +427,7 @@ static inline bool put_fast(weft_queue *q, void *item)
 static inline bool get_fast(weft_queue *q, void **out)
 {
     size_t n = q->count, i = q->head;
-    if (LIKELY(n && q->kind == WEFT_QUEUE_FIFO && weft__list_empty(&q->putters) &&
+    if ((n && q->kind == WEFT_QUEUE_FIFO && weft__list_empty(&q->putters) &&
                !(q->seqs && q->seqs[i]))) {
         *out = q->items[i];
         q->head = (i + 1) & (q->cap - 1);
@@ -590,7 +583,7 @@ void weft_queue_destroy(weft_queue *q)
     q->cap = q->count = q->head = 0;
 }
 
-COLD static int put_nowait_slow(weft_queue *q, void *item)
+static int put_nowait_slow(weft_queue *q, void *item)
 {
     if (!q || !q->loop)
         return -EINVAL;
@@ -613,12 +606,12 @@ COLD static int put_nowait_slow(weft_queue *q, void *item)
 
 int weft_queue_put_nowait(weft_queue *q, void *item)
 {
-    if (LIKELY(q) && put_fast(q, item))
+    if ((q) && put_fast(q, item))
         return 0;
     return put_nowait_slow(q, item);
 }
 
-COLD static int get_nowait_slow(weft_queue *q, void **out)
+static int get_nowait_slow(weft_queue *q, void **out)
 {
     if (!q || !q->loop || !out)
         return -EINVAL;
@@ -631,12 +624,12 @@ COLD static int get_nowait_slow(weft_queue *q, void **out)
 
 int weft_queue_get_nowait(weft_queue *q, void **out)
 {
-    if (LIKELY(q && out) && get_fast(q, out))
+    if ((q && out) && get_fast(q, out))
         return 0;
     return get_nowait_slow(q, out);
 }
 
-COLD static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
+static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
 {
     if (!q || !h || !q->loop) {
         weft__set_last_error(-EINVAL);
@@ -657,12 +650,12 @@ COLD static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
 weft_future *weft_queue_put(weft_queue *q, void *item, weft_waiter *w)
 {
     weft__handoff *h = (weft__handoff *)(void *)w;
-    if (LIKELY(q && h) && put_fast(q, item))
+    if ((q && h) && put_fast(q, item))
         return settle_now(h, q->loop, NULL, 0);
     return put_slow(q, item, h);
 }
 
-COLD static weft_future *get_slow(weft_queue *q, weft__handoff *h)
+static weft_future *get_slow(weft_queue *q, weft__handoff *h)
 {
     if (!q || !h || !q->loop) {
         weft__set_last_error(-EINVAL);
@@ -684,7 +677,7 @@ weft_future *weft_queue_get(weft_queue *q, weft_waiter *w)
 {
     weft__handoff *h = (weft__handoff *)(void *)w;
     void *item;
-    if (LIKELY(q && h) && get_fast(q, &item))
+    if ((q && h) && get_fast(q, &item))
         return settle_now(h, q->loop, item, 0);
     return get_slow(q, h);
 }
