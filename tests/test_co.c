@@ -14,130 +14,13 @@
  * Every loop uses the virtual clock and a counting allocator; finish()
  * destroys the loop and asserts that every block came back.
  */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L
-#endif
+#include "weft_test.h"
 
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
-
-#include <weft.h>
-
-/* ---- counting allocator -------------------------------------------------------- */
-
-typedef union block_hdr {
-    size_t size;
-    max_align_t align;
-} block_hdr;
-
-static long g_live;  /* blocks currently allocated */
-static long g_calls; /* allocation calls (size > 0) */
-
-static void *count_realloc(void *ud, void *p, size_t n)
-{
-    (void)ud;
-    block_hdr *h = p ? (block_hdr *)p - 1 : NULL;
-    if (n == 0) {
-        if (h) {
-            g_live--;
-            free(h);
-        }
-        return NULL;
-    }
-    g_calls++;
-    block_hdr *nh = realloc(h, sizeof *nh + n);
-    if (!nh)
-        return NULL;
-    if (!h)
-        g_live++;
-    nh->size = n;
-    return nh + 1;
-}
-
-/* ---- error hook recorder ----------------------------------------------------------- */
-
-static struct {
-    int count;
-    int err;
-    char msg[512];
-} g_hook;
-
-static void record_error(weft_loop *loop, int err, const char *msg, void *ud)
-{
-    (void)loop, (void)ud;
-    g_hook.count++;
-    g_hook.err = err;
-    snprintf(g_hook.msg, sizeof g_hook.msg, "%s", msg);
-}
-
-/* ---- loops ---------------------------------------------------------------------------- */
-
-/* A virtual-clock loop on the counting allocator, reporting into g_hook. */
-static weft_loop *vloop(void)
-{
-    weft_loop_options o;
-    memset(&o, 0, sizeof o);
-    o.alloc.realloc = count_realloc;
-    o.flags = WEFT_LOOP_VIRTUAL_CLOCK;
-    weft_loop *loop = NULL;
-    assert_int_equal(weft_loop_new(&loop, &o), 0);
-    assert_int_equal(weft_loop_set_error_hook(loop, record_error, NULL), 0);
-    return loop;
-}
-
-/* Destroy the loop and check that it gave back every block. */
-static void finish(weft_loop *loop)
-{
-    assert_int_equal(weft_loop_destroy(loop), 0);
-    assert_int_equal(g_live, 0);
-}
-
-/* One iteration that never blocks (stop first: poll timeout 0). */
-static void step(weft_loop *loop)
-{
-    assert_int_equal(weft_loop_stop(loop), 0);
-    assert_int_equal(weft_loop_run_once(loop), 0);
-}
-
+/* Callbacks the loop has run so far. */
 static uint64_t callbacks(weft_loop *loop)
 {
-    weft_loop_stats s;
-    assert_int_equal(weft_loop_get_stats(loop, &s), 0);
-    return s.callbacks;
+    return stats(loop).callbacks;
 }
-
-/* Run t to completion; returns its error (0 = value). */
-static int run(weft_loop *loop, weft_task *t)
-{
-    assert_non_null(t);
-    return weft_loop_run_until_complete(loop, t);
-}
-
-static int64_t result_i(weft_task *t)
-{
-    weft_value v = {0};
-    assert_int_equal(weft_future_result(t, &v), 0);
-    return v.i;
-}
-
-/* Store the source line of a suspension (or throw) macro in var, then run
- * it: both expand on the same line, so var is the line the frame records.
- * (A macro rather than two statements on one line, which a formatter
- * would split.) */
-#define AT_LINE(var, stmt) \
-    do {                   \
-        (var) = __LINE__;  \
-        stmt;              \
-    } while (0)
 
 /* ---- shared recorders ------------------------------------------------------------------ */
 
@@ -156,19 +39,10 @@ static int64_t g_t_ms; /* loop time seen by a body, in ms */
 static int setup(void **state)
 {
     (void)state;
-    g_live = g_calls = 0;
-    memset(&g_hook, 0, sizeof g_hook);
+    wt_setup((wt_policy){.watchdog_s = 120});
     g_body = g_after = g_fin = g_fin_done = g_fin_err = 0;
     g_line = g_line2 = g_err_line = g_caught = 0;
     g_t_ms = -1;
-    alarm(120); /* watchdog: a hung test kills the run instead of blocking CI */
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    alarm(0);
     return 0;
 }
 
@@ -321,16 +195,6 @@ static void test_try_await_stores_zero_on_success(void **state)
     weft_future_unref(f);
     weft_future_unref(t);
     finish(loop);
-}
-
-/* A log of (tag, loop iteration) to prove orderings. */
-static int g_log[64];
-static int g_nlog;
-
-static void log_tag(int tag)
-{
-    if (g_nlog < 64)
-        g_log[g_nlog++] = tag;
 }
 
 struct yielder {
@@ -1554,8 +1418,6 @@ static void test_deep_call_chain_resumes_leaf_directly(void **state)
 
 /* ---- main ------------------------------------------------------------------------------ */
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1605,5 +1467,5 @@ int main(void)
         T(test_million_done_awaits_neither_suspend_nor_grow_stack),
         T(test_deep_call_chain_resumes_leaf_directly),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return RUN_TESTS(tests);
 }

@@ -17,119 +17,9 @@
  * to fail the Nth allocation.  WEFT_TEST_FILTER / WEFT_TEST_SKIP (globs)
  * select tests.
  */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L
-#endif
+#include "weft_test.h"
 
 #include <math.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
-
-#include <weft.h>
-
-#define TAG(x) ((void *)(intptr_t)(x))
-#define SEC INT64_C(1000000000)
-
-/* ---- counting allocator ---------------------------------------------------- */
-
-/* Counts allocation calls (size > 0) and live blocks; fails the fail_at-th
- * call, or every call while fail_all is set.  These tests are single
- * threaded, so no lock. */
-static struct {
-    long calls, live, fail_at;
-    bool fail_all;
-} g_alloc;
-
-typedef union block_hdr {
-    size_t size;
-    max_align_t align;
-} block_hdr;
-
-static void *count_realloc(void *ud, void *p, size_t n)
-{
-    (void)ud;
-    block_hdr *h = p ? (block_hdr *)p - 1 : NULL;
-    if (n == 0) {
-        if (h) {
-            g_alloc.live--;
-            free(h);
-        }
-        return NULL;
-    }
-    g_alloc.calls++;
-    if (g_alloc.fail_all || g_alloc.calls == g_alloc.fail_at)
-        return NULL;
-    block_hdr *nh = realloc(h, sizeof *nh + n);
-    if (!nh)
-        return NULL;
-    if (!h)
-        g_alloc.live++;
-    nh->size = n;
-    return nh + 1;
-}
-
-/* ---- event log ----------------------------------------------------------------- */
-
-/* What a recording callback saw: its tag, the number of completed iterations
- * (so "not inline", "same iteration" and "next iteration" are provable) and
- * the loop time. */
-typedef struct event {
-    int tag;
-    uint64_t iter;
-    int64_t now;
-} event;
-
-enum { MAX_EVENTS = 256 };
-static event g_ev[MAX_EVENTS];
-static int g_n;
-static weft_loop *g_loop; /* the loop under test; callbacks use it */
-
-/* Error hook accounting: finish() expects g_reports == g_expect_reports. */
-static int g_reports, g_expect_reports, g_report_err;
-
-static uint64_t iterations(weft_loop *loop)
-{
-    weft_loop_stats s;
-    assert_int_equal(weft_loop_get_stats(loop, &s), 0);
-    return s.iterations;
-}
-
-static void rec(int tag)
-{
-    assert_true(g_n < MAX_EVENTS);
-    g_ev[g_n].tag = tag;
-    g_ev[g_n].iter = iterations(g_loop);
-    g_ev[g_n].now = weft_loop_now(g_loop);
-    g_n++;
-}
-
-static void rec_cb(void *tag)
-{
-    rec((int)(intptr_t)tag);
-}
-
-static void stop_cb(void *arg)
-{
-    (void)arg;
-    assert_int_equal(weft_loop_stop(g_loop), 0);
-}
-
-static void expect_tags(const int *want, int n)
-{
-    assert_int_equal(g_n, n);
-    for (int i = 0; i < n; i++)
-        assert_int_equal(g_ev[i].tag, want[i]);
-}
-#define EXPECT_TAGS(...) \
-    expect_tags((const int[]){__VA_ARGS__}, (int)(sizeof((const int[]){__VA_ARGS__}) / sizeof(int)))
 
 /* Done callbacks that record what they saw. */
 static weft_future *g_cb_future;
@@ -139,7 +29,7 @@ static void done_rec(weft_future *f, void *tag)
 {
     g_cb_future = f;
     g_cb_state = weft_future_state_of(f);
-    rec((int)(intptr_t)tag);
+    rec(tag);
 }
 
 static void done_nop(weft_future *f, void *arg)
@@ -147,13 +37,8 @@ static void done_nop(weft_future *f, void *arg)
     (void)f, (void)arg;
 }
 
-/* Callbacks that complete a future, dropping the reference they were given. */
-static void set_int_cb(void *f)
-{
-    assert_int_equal(weft_future_set_int(f, 42), 0);
-    weft_future_unref(f);
-}
-
+/* Callbacks that complete a future, dropping the reference they were given
+ * (set_int_cb: weft_test.h). */
 static void set_eio_cb(void *f)
 {
     assert_int_equal(weft_future_set_error(f, -EIO), 0);
@@ -176,84 +61,17 @@ static void count_dtor(void *p)
     g_dtor_last = p;
 }
 
-/* ---- loops ------------------------------------------------------------------- */
-
-static void count_report(weft_loop *loop, int err, const char *message, void *ud)
-{
-    (void)loop, (void)message, (void)ud;
-    g_reports++;
-    g_report_err = err;
-}
-
-static weft_loop *new_vloop(void)
-{
-    weft_loop_options o;
-    memset(&o, 0, sizeof o);
-    o.alloc.realloc = count_realloc;
-    o.flags = WEFT_LOOP_VIRTUAL_CLOCK;
-    weft_loop *loop = NULL;
-    assert_int_equal(weft_loop_new(&loop, &o), 0);
-    assert_int_equal(weft_loop_set_error_hook(loop, count_report, NULL), 0);
-    return loop;
-}
-
-/* The loop under test: virtual clock, counting allocator, counting hook. */
-static weft_loop *vloop(void)
-{
-    g_loop = new_vloop();
-    return g_loop;
-}
-
-/* Destroy the loop and check that it gave back every block and reported
- * exactly the expected number of errors. */
-static void finish(weft_loop *loop)
-{
-    g_loop = NULL;
-    assert_int_equal(weft_loop_destroy(loop), 0);
-    assert_int_equal(g_alloc.live, 0);
-    assert_int_equal(g_reports, g_expect_reports);
-}
-
-/* One iteration polled with timeout 0: never blocks, even on an idle loop. */
-static void run_nowait(weft_loop *loop)
-{
-    assert_int_equal(weft_loop_stop(loop), 0);
-    assert_int_equal(weft_loop_run_once(loop), 0);
-}
-
-/* Run task t to completion, drop the caller's reference, return its error. */
-static int run_task(weft_loop *loop, weft_task *t)
-{
-    assert_non_null(t);
-    int rc = weft_loop_run_until_complete(loop, t);
-    weft_future_unref(t);
-    return rc;
-}
-
 /* ---- fixtures ------------------------------------------------------------------ */
 
+/* finish() also checks that the error hook reported exactly g_hook.expect. */
 static int setup(void **state)
 {
     (void)state;
-    g_n = 0;
-    g_loop = NULL;
-    g_reports = g_expect_reports = g_report_err = 0;
+    wt_setup((wt_policy){.watchdog_s = 60, .check_reports = true});
     g_dtor_calls = 0;
     g_dtor_last = NULL;
     g_cb_future = NULL;
     g_cb_state = WEFT_PENDING;
-    memset(&g_alloc, 0, sizeof g_alloc);
-    alarm(60); /* watchdog: a hung test kills the run instead of blocking CI */
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    alarm(0);
-    if (g_loop && !weft_loop_is_running(g_loop)) /* a failed test left it */
-        weft_loop_destroy(g_loop);
-    g_loop = NULL;
     return 0;
 }
 
@@ -430,11 +248,11 @@ static void test_set_error_rejects_ecanceled_and_non_negative_codes(void **state
     assert_int_equal(weft_future_set_error(f, 1), -EINVAL);
     assert_int_equal(weft_future_set_error(f, EIO), -EINVAL);
     assert_int_equal(weft_future_state_of(f), WEFT_PENDING);
-    run_nowait(loop);
+    step(loop);
     assert_int_equal(g_n, 0);                                    /* nothing was queued */
     assert_int_equal(weft_future_set_error(f, WEFT_EBROKEN), 0); /* weft codes are fine */
     assert_int_equal(weft_future_error(f), WEFT_EBROKEN);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(1);
     weft_future_unref(f);
     finish(loop);
@@ -522,11 +340,11 @@ static void test_unretrieved_error_is_reported_once_when_freed(void **state)
     weft_future_unref(seen);
     weft_future_unref(c);
     weft_future_unref(v);
-    assert_int_equal(g_reports, 0);
+    assert_int_equal(g_hook.count, 0);
     weft_future_unref(lost);
-    assert_int_equal(g_reports, 1);
-    assert_int_equal(g_report_err, -ENOSPC);
-    g_expect_reports = 1;
+    assert_int_equal(g_hook.count, 1);
+    assert_int_equal(g_hook.err, -ENOSPC);
+    g_hook.expect = 1;
     finish(loop);
 }
 
@@ -550,7 +368,7 @@ static void test_done_callbacks_are_never_called_inline(void **state)
     assert_int_equal(weft_future_set_error(f[1], -EIO), 0);
     assert_int_equal(weft_future_cancel(f[2]), 0);
     assert_int_equal(g_n, 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(0, 1, 2);
     for (int i = 0; i < 3; i++)
         assert_int_equal(g_ev[i].iter, it); /* during the first iteration after */
@@ -571,7 +389,7 @@ static void test_done_callbacks_run_in_registration_order(void **state)
     for (int i = 1; i <= 8; i++)
         assert_int_equal(weft_future_add_done_callback(f, done_rec, TAG(i)), 0);
     assert_int_equal(weft_future_set_int(f, 0), 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(1, 2, 3, 4, 5, 6, 7, 8);
     for (int i = 1; i < 8; i++)
         assert_int_equal(g_ev[i].iter, g_ev[0].iter);
@@ -589,7 +407,7 @@ static void test_done_callback_added_to_done_future_is_queued_not_inline(void **
     assert_int_equal(weft_future_set_int(f, 3), 0);
     assert_int_equal(weft_future_add_done_callback(f, done_rec, TAG(1)), 0);
     assert_int_equal(g_n, 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(1);
     assert_ptr_equal(g_cb_future, f);
     assert_int_equal(g_cb_state, WEFT_DONE);
@@ -606,11 +424,11 @@ static void test_done_callbacks_interleave_fifo_with_call_soon(void **state)
     weft_loop *loop = vloop();
     weft_future *f = weft_future_new(loop);
     assert_int_equal(weft_future_add_done_callback(f, done_rec, TAG(10)), 0);
-    assert_int_equal(weft_call_soon(loop, rec_cb, TAG(1), NULL), 0);
+    assert_int_equal(weft_call_soon(loop, rec, TAG(1), NULL), 0);
     assert_int_equal(weft_future_add_done_callback(f, done_rec, TAG(11)), 0);
     assert_int_equal(weft_future_set_int(f, 0), 0);
-    assert_int_equal(weft_call_soon(loop, rec_cb, TAG(2), NULL), 0);
-    run_nowait(loop);
+    assert_int_equal(weft_call_soon(loop, rec, TAG(2), NULL), 0);
+    step(loop);
     EXPECT_TAGS(1, 10, 11, 2);
     weft_future_unref(f);
     finish(loop);
@@ -624,10 +442,10 @@ static void test_done_callback_on_done_future_is_queued_at_registration(void **s
     weft_loop *loop = vloop();
     weft_future *f = weft_future_new(loop);
     assert_int_equal(weft_future_set_int(f, 0), 0);
-    assert_int_equal(weft_call_soon(loop, rec_cb, TAG(1), NULL), 0);
+    assert_int_equal(weft_call_soon(loop, rec, TAG(1), NULL), 0);
     assert_int_equal(weft_future_add_done_callback(f, done_rec, TAG(10)), 0);
-    assert_int_equal(weft_call_soon(loop, rec_cb, TAG(2), NULL), 0);
-    run_nowait(loop);
+    assert_int_equal(weft_call_soon(loop, rec, TAG(2), NULL), 0);
+    step(loop);
     EXPECT_TAGS(1, 10, 2);
     weft_future_unref(f);
     finish(loop);
@@ -651,7 +469,7 @@ static void test_remove_done_callback_counts_every_matching_registration(void **
     assert_int_equal(weft_future_remove_done_callback(f, done_rec, TAG(9)), 0);
     assert_int_equal(weft_future_remove_done_callback(f, done_nop, TAG(1)), 1);
     assert_int_equal(weft_future_set_int(f, 0), 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(2, 3);
     weft_future_unref(f);
     finish(loop);
@@ -667,7 +485,7 @@ static void test_remove_done_callback_after_completion_returns_zero(void **state
     assert_int_equal(weft_future_add_done_callback(f, done_rec, TAG(1)), 0);
     assert_int_equal(weft_future_set_int(f, 0), 0);
     assert_int_equal(weft_future_remove_done_callback(f, done_rec, TAG(1)), 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(1);
     assert_int_equal(weft_future_remove_done_callback(f, done_rec, TAG(1)), 0);
     weft_future_unref(f);
@@ -685,8 +503,8 @@ static void test_done_callback_keeps_future_alive_until_it_ran(void **state)
     assert_int_equal(weft_future_add_done_callback(f, done_rec, TAG(1)), 0);
     assert_int_equal(weft_call_soon(loop, set_int_cb, f, NULL), 0); /* takes our ref */
     f = NULL;
-    run_nowait(loop); /* set, queues the callback */
-    run_nowait(loop);
+    step(loop); /* set, queues the callback */
+    step(loop);
     EXPECT_TAGS(1);
     assert_int_equal(g_cb_state, WEFT_DONE);
     finish(loop);
@@ -723,7 +541,7 @@ WEFT_ASYNC(awaiter)
 {
     WEFT_BEGIN(self);
     WEFT_AWAIT(self, weft_future_ref(self->f));
-    rec(self->tag);
+    note(self->tag, 0);
     WEFT_RETURN(self, WEFT_RESULT(self).i + self->tag);
     WEFT_END;
 }
@@ -738,12 +556,12 @@ static void test_many_awaiters_of_one_future_all_resume_in_order(void **state)
     weft_task *t[6];
     for (int i = 0; i < 6; i++)
         assert_non_null(t[i] = WEFT_SPAWN(loop, awaiter, .f = f, .tag = i + 1));
-    run_nowait(loop); /* every task parks on f */
+    step(loop); /* every task parks on f */
     for (int i = 0; i < 6; i++)
         assert_false(weft_future_done(t[i]));
     assert_int_equal(weft_future_set_int(f, 100), 0);
     assert_int_equal(g_n, 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(1, 2, 3, 4, 5, 6);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(g_ev[i].iter, g_ev[0].iter);
@@ -765,7 +583,7 @@ static void test_awaiters_of_failed_future_fail_with_its_error(void **state)
     weft_future *f = weft_future_new(loop), *c = weft_future_new(loop);
     weft_task *a = WEFT_SPAWN(loop, awaiter, .f = f, .tag = 1);
     weft_task *b = WEFT_SPAWN(loop, awaiter, .f = c, .tag = 2);
-    run_nowait(loop);
+    step(loop);
     assert_int_equal(weft_future_set_error(f, -EIO), 0);
     assert_int_equal(weft_future_cancel(c), 0);
     assert_int_equal(weft_loop_run_until_complete(loop, a), -EIO);
@@ -788,10 +606,10 @@ WEFT_ASYNC(await_done)
 {
     WEFT_BEGIN(self);
     for (self->i = 0; self->i < 3; self->i++) {
-        rec(self->i);
+        note(self->i, 0);
         WEFT_AWAIT(self, weft_future_ref(self->f));
     }
-    rec(3);
+    note(3, 0);
     WEFT_END;
 }
 
@@ -963,7 +781,7 @@ static void test_ptr_value_awaited_and_dropped_is_destroyed_once(void **state)
     int x;
     weft_future *f = weft_future_new(loop);
     weft_task *t = WEFT_SPAWN(loop, await_ptr, .f = weft_future_ref(f));
-    run_nowait(loop); /* parked */
+    step(loop); /* parked */
     assert_int_equal(weft_future_set_ptr(f, &x, count_dtor), 0);
     weft_future_unref(f); /* the task holds the last reference */
     assert_int_equal(weft_loop_run_until_complete(loop, t), 0);
@@ -991,7 +809,7 @@ static void test_references_balance_and_await_consumes_one(void **state)
     weft_future_unref(f);
     /* one reference left: f is fully usable */
     weft_task *t = WEFT_SPAWN(loop, awaiter, .f = f, .tag = 1); /* awaits ref(f) */
-    run_nowait(loop);
+    step(loop);
     assert_int_equal(weft_call_soon(loop, set_int_cb, weft_future_ref(f), NULL), 0);
     assert_int_equal(run_task(loop, t), 0);
     weft_value v;
@@ -1009,9 +827,9 @@ static void test_dropped_task_handle_still_runs_to_completion(void **state)
     weft_loop *loop = vloop();
     weft_future *f = weft_future_new(loop);
     weft_future_unref(WEFT_SPAWN(loop, awaiter, .f = f, .tag = 7));
-    run_nowait(loop); /* parked on f */
+    step(loop); /* parked on f */
     assert_int_equal(weft_future_set_int(f, 0), 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(7);
     weft_future_unref(f);
     finish(loop);
@@ -1095,14 +913,14 @@ static weft_future *g_f;
 static void queue_z(void *arg)
 {
     (void)arg;
-    rec(2);
-    assert_int_equal(weft_call_soon(g_loop, rec_cb, TAG(3), NULL), 0);
+    note(2, 0);
+    assert_int_equal(weft_call_soon(g_loop, rec, TAG(3), NULL), 0);
 }
 
 static void complete_then_queue(void *arg)
 {
     (void)arg;
-    rec(1);
+    note(1, 0);
     assert_int_equal(weft_future_set_int(g_f, 0), 0);
     assert_int_equal(weft_call_soon(g_loop, queue_z, NULL, NULL), 0);
 }
@@ -1120,7 +938,7 @@ static void test_run_until_complete_runs_one_more_iteration(void **state)
     assert_int_equal(weft_loop_run_until_complete(loop, g_f), 0);
     EXPECT_TAGS(1, 2);
     assert_int_equal(g_ev[1].iter, g_ev[0].iter + 1);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(1, 2, 3);
     weft_future_unref(g_f);
     finish(loop);
@@ -1166,7 +984,7 @@ static void test_run_until_complete_rejects_closed_running_and_foreign(void **st
     weft_future *f = weft_future_new(loop), *g = weft_future_new(other);
     assert_int_equal(weft_loop_run_until_complete(loop, g), -EINVAL);
     assert_int_equal(weft_call_soon(loop, nested_run, f, NULL), 0);
-    run_nowait(loop);
+    step(loop);
     assert_int_equal(g_rc, -EBUSY);
     assert_int_equal(weft_future_state_of(f), WEFT_PENDING);
     weft_future_unref(g);
@@ -1206,9 +1024,9 @@ struct await_new {
 WEFT_ASYNC(await_new)
 {
     WEFT_BEGIN(self);
-    g_alloc.fail_all = true;
+    alloc_fail_all(true);
     WEFT_TRY_AWAIT(self, weft_future_new(weft_task_loop(task)), self->e);
-    g_alloc.fail_all = false;
+    alloc_fail_all(false);
     WEFT_RETURN(self, self->e);
     WEFT_END;
 }
@@ -1220,10 +1038,10 @@ static void test_future_new_enomem_returns_null_with_last_error(void **state)
 {
     (void)state;
     weft_loop *loop = vloop(); /* fresh: the future free list is empty */
-    g_alloc.fail_at = g_alloc.calls + 1;
+    alloc_fail_at(alloc_calls() + 1);
     assert_null(weft_future_new(loop));
     assert_int_equal(weft_last_error(), -ENOMEM);
-    g_alloc.fail_at = 0;
+    alloc_fail_at(0);
     weft_future *f = weft_future_new(loop);
     assert_non_null(f);
     weft_future_unref(f);
@@ -1251,9 +1069,9 @@ static void test_add_done_callback_enomem_never_calls_callback(void **state)
     int k, rc;
     for (k = 1;; k++) {
         assert_true(k < 16);
-        g_alloc.fail_at = g_alloc.calls + k;
+        alloc_fail_at(alloc_calls() + k);
         rc = weft_future_add_done_callback(f, done_rec, TAG(k));
-        g_alloc.fail_at = 0;
+        alloc_fail_at(0);
         if (rc == 0)
             break;
         assert_int_equal(rc, -ENOMEM);
@@ -1261,7 +1079,7 @@ static void test_add_done_callback_enomem_never_calls_callback(void **state)
     }
     assert_true(k > 1); /* at least one allocation was failed */
     assert_int_equal(weft_future_set_int(f, 0), 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(k); /* only the registration that succeeded */
     weft_future_unref(f);
     finish(loop);
@@ -1289,7 +1107,7 @@ WEFT_ASYNC(churn)
     WEFT_BEGIN(self);
     for (self->i = 0; self->i < 10000; self->i++) {
         if (self->i == 100)
-            self->warm = g_alloc.calls;
+            self->warm = alloc_calls();
         self->f = weft_future_new(L);
         if (!self->f || weft_future_add_done_callback(self->f, count_done, NULL) != 0 ||
             weft_call_soon(L, set_int_cb, weft_future_ref(self->f), NULL) != 0)
@@ -1297,7 +1115,7 @@ WEFT_ASYNC(churn)
         WEFT_AWAIT(self, self->f); /* consumes the reference */
         self->sum += WEFT_RESULT(self).i;
     }
-    self->extra = g_alloc.calls - self->warm;
+    self->extra = alloc_calls() - self->warm;
     WEFT_RETURN(self, (int)self->extra);
     WEFT_END;
 }
@@ -1316,7 +1134,7 @@ static void test_future_churn_allocates_nothing_in_steady_state(void **state)
     assert_int_equal(weft_future_result(t, &v), 0);
     assert_int_equal(v.i, 0); /* allocations after warm-up */
     weft_future_unref(t);
-    run_nowait(loop); /* the last done callback */
+    step(loop); /* the last done callback */
     assert_int_equal(g_done_count, 10000);
     finish(loop);
 }
@@ -1324,8 +1142,6 @@ static void test_future_churn_allocates_nothing_in_steady_state(void **state)
 /* =============================================================================
  * Registration
  * ========================================================================== */
-
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
 {
@@ -1377,9 +1193,5 @@ int main(void)
         T(test_add_done_callback_enomem_never_calls_callback),
         T(test_future_churn_allocates_nothing_in_steady_state),
     };
-    if (getenv("WEFT_TEST_FILTER")) /* run a subset: a glob on test names */
-        cmocka_set_test_filter(getenv("WEFT_TEST_FILTER"));
-    if (getenv("WEFT_TEST_SKIP"))
-        cmocka_set_skip_filter(getenv("WEFT_TEST_SKIP"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return RUN_TESTS(tests);
 }

@@ -20,156 +20,24 @@
  * fd tests run once per backend ("epoll" and "poll"); the backend name is
  * the cmocka initial state.  A watchdog alarm kills a hung test.
  */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L
-#endif
+#include "weft_test.h"
 
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
+/* ---- recorders (more in weft_test.h) -------------------------------------------- */
 
-#include <weft/common.h>
-#include <weft/loop.h>
-
-#define TAG(x) ((void *)(intptr_t)(x))
-#define SEC INT64_C(1000000000)
-#define MS INT64_C(1000000)
-
-/* ---- counting allocator ---------------------------------------------------- */
-
-/* Counts allocation calls (size > 0) and live blocks; fails the fail_at-th
- * call, or every call while fail_all is set.  Locked: call_soon_threadsafe
- * may allocate from other threads. */
-typedef struct counting_alloc {
-    pthread_mutex_t mu;
-    long calls;
-    long live;
-    long fail_at;
-    bool fail_all;
-} counting_alloc;
-
-static counting_alloc g_alloc = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, false};
-
-typedef union block_hdr {
-    size_t size;
-    max_align_t align;
-} block_hdr;
-
-static void *count_realloc(void *ud, void *p, size_t n)
-{
-    counting_alloc *a = ud;
-    block_hdr *h = p ? (block_hdr *)p - 1 : NULL;
-    if (n == 0) {
-        if (h) {
-            pthread_mutex_lock(&a->mu);
-            a->live--;
-            pthread_mutex_unlock(&a->mu);
-            free(h);
-        }
-        return NULL;
-    }
-    pthread_mutex_lock(&a->mu);
-    a->calls++;
-    bool fail = a->fail_all || a->calls == a->fail_at;
-    pthread_mutex_unlock(&a->mu);
-    if (fail)
-        return NULL;
-    block_hdr *nh = realloc(h, sizeof *nh + n);
-    if (!nh)
-        return NULL;
-    if (!h) {
-        pthread_mutex_lock(&a->mu);
-        a->live++;
-        pthread_mutex_unlock(&a->mu);
-    }
-    nh->size = n;
-    return nh + 1;
-}
-
-static long alloc_calls(void)
-{
-    pthread_mutex_lock(&g_alloc.mu);
-    long n = g_alloc.calls;
-    pthread_mutex_unlock(&g_alloc.mu);
-    return n;
-}
-
-static long alloc_live(void)
-{
-    pthread_mutex_lock(&g_alloc.mu);
-    long n = g_alloc.live;
-    pthread_mutex_unlock(&g_alloc.mu);
-    return n;
-}
-
-static void alloc_fail_all(bool on)
-{
-    pthread_mutex_lock(&g_alloc.mu);
-    g_alloc.fail_all = on;
-    pthread_mutex_unlock(&g_alloc.mu);
-}
-
-/* ---- event log --------------------------------------------------------------- */
-
-/* What a recording callback saw: its tag, the number of completed iterations
- * (so "same iteration" and "next iteration" are provable) and loop time. */
-typedef struct event {
-    int tag;
-    uint64_t iter;
-    int64_t now;
-} event;
-
-enum { MAX_EVENTS = 16384 };
-static event g_ev[MAX_EVENTS];
-static int g_n;
 static int g_count[8];
 static int g_rc, g_rc2;
-static weft_loop *g_loop; /* the loop under test; callbacks use it */
 
-static uint64_t iterations(weft_loop *loop)
-{
-    weft_loop_stats s;
-    assert_int_equal(weft_loop_get_stats(loop, &s), 0);
-    return s.iterations;
-}
-
-static weft_loop_stats stats(weft_loop *loop)
-{
-    weft_loop_stats s;
-    assert_int_equal(weft_loop_get_stats(loop, &s), 0);
-    return s;
-}
-
-static void noop(void *arg) { (void)arg; }
-
-static void rec(void *tag)
-{
-    assert_true(g_n < MAX_EVENTS);
-    g_ev[g_n].tag = (int)(intptr_t)tag;
-    g_ev[g_n].iter = iterations(g_loop);
-    g_ev[g_n].now = weft_loop_now(g_loop);
-    g_n++;
-}
-
-static void stop_cb(void *arg)
+static void noop(void *arg)
 {
     (void)arg;
-    assert_int_equal(weft_loop_stop(g_loop), 0);
 }
 
 static void rec_stop(void *tag)
@@ -178,65 +46,12 @@ static void rec_stop(void *tag)
     stop_cb(NULL);
 }
 
-static void count_cb(void *tag) { g_count[(intptr_t)tag]++; }
-
-/* Check the recorded tags; on mismatch report both sequences at the
- * caller's line. */
-static void expect_tags(const int *want, int n, const char *file, int line)
+static void count_cb(void *tag)
 {
-    bool same = g_n == n;
-    for (int i = 0; same && i < n; i++)
-        same = g_ev[i].tag == want[i];
-    if (same)
-        return;
-    char msg[512];
-    int k = snprintf(msg, sizeof msg, "tags: expected [");
-    for (int i = 0; i < n && k < 200; i++)
-        k += snprintf(msg + k, sizeof msg - (size_t)k, " %d", want[i]);
-    k += snprintf(msg + k, sizeof msg - (size_t)k, " ], got [");
-    for (int i = 0; i < g_n && k < 450; i++)
-        k += snprintf(msg + k, sizeof msg - (size_t)k, " %d", g_ev[i].tag);
-    snprintf(msg + k, sizeof msg - (size_t)k, " ]");
-    _assert_true(0, msg, file, line);
-}
-#define EXPECT_TAGS(...) \
-    expect_tags((const int[]){__VA_ARGS__}, \
-                (int)(sizeof((const int[]){__VA_ARGS__}) / sizeof(int)), __FILE__, __LINE__)
-
-/* ---- loops ------------------------------------------------------------------- */
-
-static weft_loop_options options(const char *backend, unsigned flags)
-{
-    weft_loop_options o;
-    memset(&o, 0, sizeof o);
-    o.alloc.realloc = count_realloc;
-    o.alloc.ud = &g_alloc;
-    o.backend = backend;
-    o.flags = flags;
-    return o;
+    g_count[(intptr_t)tag]++;
 }
 
-static weft_loop *loop_on(const char *backend, unsigned flags)
-{
-    weft_loop_options o = options(backend, flags);
-    weft_loop *loop = NULL;
-    assert_int_equal(weft_loop_new(&loop, &o), 0);
-    assert_non_null(loop);
-    g_loop = loop;
-    return loop;
-}
-
-/* A virtual-clock loop on the given backend (NULL = default). */
-static weft_loop *vloop_on(const char *backend) { return loop_on(backend, WEFT_LOOP_VIRTUAL_CLOCK); }
-static weft_loop *vloop(void) { return vloop_on(NULL); }
-
-/* Destroy the loop and check that it gave back every block. */
-static void finish(weft_loop *loop)
-{
-    assert_int_equal(weft_loop_destroy(loop), 0);
-    assert_int_equal(alloc_live(), 0);
-    g_loop = NULL;
-}
+/* ---- loops (more in weft_test.h) ------------------------------------------------ */
 
 /* Run until loop time reaches when_ns (virtual clock: instantly). */
 static void run_until(weft_loop *loop, int64_t when_ns)
@@ -245,17 +60,12 @@ static void run_until(weft_loop *loop, int64_t when_ns)
     assert_int_equal(weft_loop_run_forever(loop), 0);
 }
 
-/* One iteration polled with timeout 0 (stop first): never blocks, even on
- * an idle loop, where plain run_once would wait forever (S-LOOP-2). */
-static void run_nowait(weft_loop *loop)
-{
-    assert_int_equal(weft_loop_stop(loop), 0);
-    assert_int_equal(weft_loop_run_once(loop), 0);
-}
-
 /* ---- fds and real time ------------------------------------------------------- */
 
-static void make_pipe(int p[2]) { assert_int_equal(pipe(p), 0); }
+static void make_pipe(int p[2])
+{
+    assert_int_equal(pipe(p), 0);
+}
 
 static void close_pair(int p[2])
 {
@@ -263,7 +73,10 @@ static void close_pair(int p[2])
     close(p[1]);
 }
 
-static void write_byte(int fd) { assert_int_equal(write(fd, "x", 1), 1); }
+static void write_byte(int fd)
+{
+    assert_int_equal(write(fd, "x", 1), 1);
+}
 
 static int lowest_free_fd(void)
 {
@@ -288,28 +101,14 @@ static void sleep_us(long us)
 
 /* ---- fixtures ------------------------------------------------------------------ */
 
+/* An error report (none is expected here) is printed, as the loop's default
+ * hook would. */
 static int setup(void **state)
 {
     (void)state;
-    g_n = 0;
+    wt_setup((wt_policy){.watchdog_s = 120, .echo_reports = true});
     memset(g_count, 0, sizeof g_count);
     g_rc = g_rc2 = 12345;
-    g_loop = NULL;
-    pthread_mutex_lock(&g_alloc.mu);
-    g_alloc.calls = g_alloc.live = g_alloc.fail_at = 0;
-    g_alloc.fail_all = false;
-    pthread_mutex_unlock(&g_alloc.mu);
-    alarm(120); /* watchdog: a hung test kills the run instead of blocking CI */
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    alarm(0);
-    if (g_loop) /* a failed assertion skipped finish(): free what we can */
-        weft_loop_destroy(g_loop);
-    g_loop = NULL;
     return 0;
 }
 
@@ -334,7 +133,7 @@ static void test_loop_new_with_null_options_uses_defaults(void **state)
 static void test_loop_new_rejects_null_out(void **state)
 {
     (void)state;
-    weft_loop_options o = options(NULL, 0);
+    weft_loop_options o = loop_options(NULL, 0);
     assert_int_equal(weft_loop_new(NULL, &o), -EINVAL);
     assert_int_equal(weft_loop_new(NULL, NULL), -EINVAL);
     assert_int_equal(alloc_live(), 0);
@@ -346,7 +145,7 @@ static void test_loop_new_rejects_unknown_backend(void **state)
     (void)state;
     static char sentinel;
     weft_loop *out = (weft_loop *)(void *)&sentinel;
-    weft_loop_options o = options("kqueue-on-linux", 0);
+    weft_loop_options o = loop_options("kqueue-on-linux", 0);
     assert_int_equal(weft_loop_new(&out, &o), -EINVAL);
     assert_ptr_equal(out, &sentinel);
     assert_int_equal(alloc_live(), 0);
@@ -464,7 +263,7 @@ static void test_null_arguments_return_einval_scheduling(void **state)
     assert_int_equal(weft_timer_start_at(NULL, 1, 0), -EINVAL);
     assert_int_equal(weft_timer_stop(NULL), -EINVAL);
     weft_timer_close(NULL); /* no-op */
-    run_nowait(loop); /* none of it was queued */
+    step(loop);             /* none of it was queued */
     assert_int_equal(g_n, 0);
     finish(loop);
 }
@@ -809,7 +608,7 @@ static void test_iteration_runs_ready_then_io_then_timers(void **state)
     assert_int_equal(weft_call_later(loop, 0.0, rec, TAG(3), NULL), 0);
     assert_int_equal(weft_add_reader(loop, p[0], rec, TAG(2)), 0);
     assert_int_equal(weft_call_soon(loop, rec, TAG(1), NULL), 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(1, 2, 3);
     assert_int_equal(weft_remove_reader(loop, p[0]), 0);
     close_pair(p);
@@ -1050,7 +849,8 @@ static void test_timer_never_fires_early_on_real_clock(void **state)
         assert_int_equal(weft_timer_start(&t[i], delay[i], 0), 0);
         g_deadline[i] = t[i].when;
     }
-    assert_int_equal(weft_call_at_ns(loop, g_deadline[3], stop_cb, NULL, NULL), 0); /* FIFO: after t[3] */
+    /* FIFO: after t[3] */
+    assert_int_equal(weft_call_at_ns(loop, g_deadline[3], stop_cb, NULL, NULL), 0);
     assert_int_equal(weft_loop_run_forever(loop), 0);
     EXPECT_TAGS(0, 1, 2, 3);
     for (int i = 0; i < 4; i++)
@@ -1574,7 +1374,7 @@ static void test_handle_schedule_runs_it_once_next_batch(void **state)
     assert_int_equal(weft_loop_run_once(loop), 0);
     EXPECT_TAGS(1);
     assert_false(weft_handle_pending(&h));
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(1);
     finish(loop);
 }
@@ -1606,7 +1406,7 @@ static void test_handle_cancel_returns_0_then_enoent(void **state)
     assert_int_equal(weft_handle_cancel(&h), 0);
     assert_false(weft_handle_pending(&h));
     assert_int_equal(weft_handle_cancel(&h), -ENOENT);
-    run_nowait(loop);
+    step(loop);
     assert_int_equal(g_n, 0);
     finish(loop);
 }
@@ -1658,7 +1458,7 @@ static void test_handle_rescheduled_from_own_callback_runs_next_iteration(void *
     assert_int_equal(weft_handle_schedule(loop, &g_self_handle), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(weft_loop_run_once(loop), 0);
-    run_nowait(loop); /* the third run did not reschedule */
+    step(loop); /* the third run did not reschedule */
     EXPECT_TAGS(1, 1, 1);
     assert_int_equal(g_rc, 0);
     assert_int_equal(g_ev[1].iter, g_ev[0].iter + 1);
@@ -1831,7 +1631,7 @@ static void test_second_add_reader_replaces_first(void **state)
     write_byte(p[1]);
     assert_int_equal(weft_add_reader(loop, p[0], rec, TAG(1)), 0);
     assert_int_equal(weft_add_reader(loop, p[0], rec, TAG(2)), 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(2);
     assert_int_equal(weft_remove_reader(loop, p[0]), 0);
     assert_int_equal(weft_remove_reader(loop, p[0]), -ENOENT); /* one watcher */
@@ -1867,7 +1667,7 @@ static void test_reader_runs_before_writer_for_same_fd(void **state)
     write_byte(sv[1]);
     assert_int_equal(weft_add_writer(loop, sv[0], rec, TAG(2)), 0);
     assert_int_equal(weft_add_reader(loop, sv[0], rec, TAG(1)), 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(1, 2);
     assert_int_equal(weft_remove_reader(loop, sv[0]), 0);
     assert_int_equal(weft_remove_writer(loop, sv[0]), 0);
@@ -1885,7 +1685,7 @@ static void test_remove_reader_keeps_writer_of_same_fd(void **state)
     assert_int_equal(weft_add_reader(loop, sv[0], rec, TAG(1)), 0);
     assert_int_equal(weft_add_writer(loop, sv[0], rec, TAG(2)), 0);
     assert_int_equal(weft_remove_reader(loop, sv[0]), 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(2);
     assert_int_equal(weft_remove_writer(loop, sv[0]), 0);
     close_pair(sv);
@@ -1902,7 +1702,7 @@ static void test_remove_writer_keeps_reader_of_same_fd(void **state)
     assert_int_equal(weft_add_reader(loop, sv[0], rec, TAG(1)), 0);
     assert_int_equal(weft_add_writer(loop, sv[0], rec, TAG(2)), 0);
     assert_int_equal(weft_remove_writer(loop, sv[0]), 0);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(1);
     assert_int_equal(weft_remove_reader(loop, sv[0]), 0);
     close_pair(sv);
@@ -1928,7 +1728,7 @@ static void test_reader_removed_by_earlier_callback_in_batch_is_not_called(void 
     g_fd_to_remove = p[0];
     assert_int_equal(weft_add_reader(loop, p[0], rec, TAG(2)), 0);
     assert_int_equal(weft_call_soon(loop, remove_reader_cb, TAG(1), NULL), 0);
-    run_nowait(loop);
+    step(loop);
     assert_int_equal(g_rc, 0);
     EXPECT_TAGS(1);
     close_pair(p);
@@ -1960,7 +1760,7 @@ static void test_ready_readers_removing_each_other_run_exactly_once(void **state
     mutual ma = {a[0], b[0], 1}, mb = {b[0], a[0], 2};
     assert_int_equal(weft_add_reader(loop, a[0], remove_other, &ma), 0);
     assert_int_equal(weft_add_reader(loop, b[0], remove_other, &mb), 0);
-    run_nowait(loop);
+    step(loop);
     assert_int_equal(g_n, 1);
     close_pair(a);
     close_pair(b);
@@ -1978,7 +1778,7 @@ static void test_many_ready_readers_fire_in_one_iteration(void **state)
         write_byte(p[i][1]);
         assert_int_equal(weft_add_reader(loop, p[i][0], count_cb, TAG(0)), 0);
     }
-    run_nowait(loop);
+    step(loop);
     assert_int_equal(g_count[0], N);
     for (int i = 0; i < N; i++) {
         assert_int_equal(weft_remove_reader(loop, p[i][0]), 0);
@@ -2060,7 +1860,7 @@ static void test_reused_fd_number_can_be_watched_after_remove(void **state)
     pipe_at(p, q);
     assert_int_equal(weft_add_reader(loop, q[0], rec, TAG(2)), 0);
     write_byte(q[1]);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(2);
     assert_int_equal(weft_remove_reader(loop, q[0]), 0);
     close_pair(q);
@@ -2081,7 +1881,7 @@ static void test_add_reader_on_reused_fd_number_replaces_stale_watcher(void **st
     pipe_at(p, q);
     assert_int_equal(weft_add_reader(loop, q[0], rec, TAG(2)), 0);
     write_byte(q[1]);
-    run_nowait(loop);
+    step(loop);
     EXPECT_TAGS(2);
     assert_int_equal(weft_remove_reader(loop, q[0]), 0);
     close_pair(q);
@@ -2122,7 +1922,10 @@ typedef struct eintr_ctx {
     atomic_int started;
 } eintr_ctx;
 
-static void mark_started(void *arg) { atomic_store(&((eintr_ctx *)arg)->started, 1); }
+static void mark_started(void *arg)
+{
+    atomic_store(&((eintr_ctx *)arg)->started, 1);
+}
 
 /* Signals the loop thread (blocked in the backend) until the handler ran 3
  * times, then makes the pipe readable.  The pacing only spaces the signals;
@@ -2180,11 +1983,14 @@ typedef struct wake_ctx {
     weft_loop *loop;
     pthread_t loop_thread;
     atomic_int running;
-    int rc;           /* written by the thread, read after join */
+    int rc; /* written by the thread, read after join */
     bool on_loop_thread;
 } wake_ctx;
 
-static void mark_running(void *arg) { atomic_store(&((wake_ctx *)arg)->running, 1); }
+static void mark_running(void *arg)
+{
+    atomic_store(&((wake_ctx *)arg)->running, 1);
+}
 
 static void remote_cb(void *arg)
 {
@@ -2326,7 +2132,7 @@ static void count_tick(void *arg)
 static void *run_private_loop(void *p)
 {
     thread_loop_arg *a = p;
-    weft_loop_options o = options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
+    weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
     a->rc = weft_loop_new(&a->loop, &o);
     for (int i = 1; i <= 100 && a->rc == 0; i++)
         a->rc = weft_call_later(a->loop, i, count_tick, a, NULL);
@@ -2486,7 +2292,7 @@ static void test_negative_lag_threshold_disables_reports(void **state)
 static void test_lag_threshold_option_is_honoured(void **state)
 {
     (void)state;
-    weft_loop_options o = options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
+    weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
     o.lag_threshold_ns = 1 * MS;
     weft_loop *loop = NULL;
     assert_int_equal(weft_loop_new(&loop, &o), 0);
@@ -2606,17 +2412,13 @@ static void test_loop_new_survives_every_allocation_failure(void **state)
     int fd_mark = lowest_free_fd();
     for (long n = 1;; n++) {
         assert_true(n < 10000);
-        pthread_mutex_lock(&g_alloc.mu);
-        g_alloc.calls = 0;
-        g_alloc.fail_at = n;
-        pthread_mutex_unlock(&g_alloc.mu);
-        weft_loop_options o = options(backend, WEFT_LOOP_VIRTUAL_CLOCK);
+        alloc_reset(); /* nothing is live here */
+        alloc_fail_at(n);
+        weft_loop_options o = loop_options(backend, WEFT_LOOP_VIRTUAL_CLOCK);
         weft_loop *loop = (weft_loop *)(void *)&sentinel;
         int rc = weft_loop_new(&loop, &o);
         if (rc == 0) {
-            pthread_mutex_lock(&g_alloc.mu);
-            g_alloc.fail_at = 0;
-            pthread_mutex_unlock(&g_alloc.mu);
+            alloc_fail_at(0);
             assert_true(n > 1); /* the loop allocates at least once */
             finish(loop);
             break;
@@ -2754,12 +2556,12 @@ static void test_add_reader_enomem_leaves_loop_unchanged(void **state)
     int ok = fill_until_enomem(loop, op_add_reader);
     int failed_fd = ok == 0 ? p[0] : fcntl(p[0], F_DUPFD, 64 * ok);
     assert_true(failed_fd >= 0);
-    run_nowait(loop); /* all readable: the ok readers fire */
+    step(loop); /* all readable: the ok readers fire */
     assert_int_equal(g_count[0], ok);
     assert_int_equal(g_count[1], 0);
     assert_int_equal(weft_remove_reader(loop, failed_fd), -ENOENT);
     assert_int_equal(weft_add_reader(loop, failed_fd, count_cb, TAG(2)), 0);
-    run_nowait(loop);
+    step(loop);
     assert_int_equal(g_count[2], 1);
     assert_int_equal(weft_remove_reader(loop, failed_fd), 0);
     for (int i = 0; i < ok; i++) {
@@ -2798,8 +2600,9 @@ static void test_call_soon_threadsafe_enomem_leaves_loop_unchanged(void **state)
  * Registration
  * ========================================================================== */
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+/* clang-format off */
 #define ON(f, backend) {#f "(" backend ")", f, setup, teardown, (void *)backend}
+/* clang-format on */
 #ifdef __linux__
 #define ON_BOTH(f) ON(f, "epoll"), ON(f, "poll")
 #else
@@ -2933,10 +2736,5 @@ int main(void)
         /* last: before the fix it aborts in free(), which ends the run */
         ON_BOTH(test_loop_new_survives_every_allocation_failure),
     };
-    /* Run a subset: WEFT_TEST_FILTER / WEFT_TEST_SKIP take cmocka globs. */
-    if (getenv("WEFT_TEST_FILTER"))
-        cmocka_set_test_filter(getenv("WEFT_TEST_FILTER"));
-    if (getenv("WEFT_TEST_SKIP"))
-        cmocka_set_skip_filter(getenv("WEFT_TEST_SKIP"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return RUN_TESTS(tests);
 }

@@ -12,77 +12,26 @@
  * leave it running): they append to a text log, and the test compares the
  * log afterwards.  Log entries: "G1:7" (task G1 got item 7), "P1+" (P1's
  * put succeeded), "G1!cancel" (G1 ended with that error), "J1+" (join).
- * Every loop uses the virtual clock and a counting allocator; finish()
- * destroys the loop and asserts that every block came back.
+ * Every loop uses the virtual clock and a counting allocator; finish_queue()
+ * destroys the queue and the loop and asserts that every block came back.
  */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L
-#endif
-
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#include <setjmp.h>
-#include <stddef.h>
-#include <cmocka.h>
-
-#include <weft.h>
+#include "weft_test.h"
 
 #define ITEM(x) ((void *)(intptr_t)(x))
 #define VAL(p) ((long)(intptr_t)(p))
 
-/* ---- counting allocator -------------------------------------------------------- */
+/* ---- the text log ----------------------------------------------------------------------- */
 
-typedef union block_hdr {
-    size_t size;
-    max_align_t align;
-} block_hdr;
-
-static long g_live;            /* blocks currently allocated */
-static long g_calls;           /* allocation calls (size > 0) */
-static long g_fail_after = -1; /* >= 0: fail allocations once this many more were made */
-
-static void *count_realloc(void *ud, void *p, size_t n)
-{
-    (void)ud;
-    block_hdr *h = p ? (block_hdr *)p - 1 : NULL;
-    if (n == 0) {
-        if (h) {
-            g_live--;
-            free(h);
-        }
-        return NULL;
-    }
-    if (g_fail_after == 0)
-        return NULL;
-    if (g_fail_after > 0)
-        g_fail_after--;
-    g_calls++;
-    block_hdr *nh = realloc(h, sizeof *nh + n);
-    if (!nh)
-        return NULL;
-    if (!h)
-        g_live++;
-    nh->size = n;
-    return nh + 1;
-}
-
-/* ---- the log --------------------------------------------------------------------------- */
-
-static char g_log[4096];
+static char g_text[4096];
 
 static void logf_(const char *fmt, ...)
 {
-    size_t n = strlen(g_log);
-    if (n && n < sizeof g_log - 1)
-        g_log[n++] = ' ';
+    size_t n = strlen(g_text);
+    if (n && n < sizeof g_text - 1)
+        g_text[n++] = ' ';
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_log + n, sizeof g_log - n, fmt, ap);
+    vsnprintf(g_text + n, sizeof g_text - n, fmt, ap);
     va_end(ap);
 }
 
@@ -110,52 +59,26 @@ static void log_dtor(void *p)
     logf_("~%ld", VAL(p));
 }
 
-static int g_reports;
-static void count_report(weft_loop *loop, int err, const char *msg, void *ud)
-{
-    (void)loop, (void)err, (void)msg, (void)ud;
-    if (getenv("QDEBUG"))
-        fprintf(stderr, "report: %s\n", msg);
-    g_reports++;
-}
+/* ---- loops (more in weft_test.h) ------------------------------------------------------ */
 
-/* ---- loops ------------------------------------------------------------------------------- */
-
-static weft_loop *vloop(void)
-{
-    weft_loop_options o;
-    memset(&o, 0, sizeof o);
-    o.alloc.realloc = count_realloc;
-    o.flags = WEFT_LOOP_VIRTUAL_CLOCK;
-    weft_loop *loop = NULL;
-    assert_int_equal(weft_loop_new(&loop, &o), 0);
-    assert_int_equal(weft_loop_set_error_hook(loop, count_report, NULL), 0);
-    return loop;
-}
-
-/* One iteration that never blocks. */
-static void step(weft_loop *loop)
-{
-    assert_int_equal(weft_loop_stop(loop), 0);
-    assert_int_equal(weft_loop_run_once(loop), 0);
-}
-
-/* Run until t is done (advancing the virtual clock as needed). */
-static void run(weft_loop *loop, weft_task *t)
+/* Run whole iterations (run_once; the virtual clock advances as needed)
+ * until t is done, and stop after the iteration in which it finished
+ * (run() stops through a done callback instead). */
+static void run_iterations(weft_loop *loop, weft_task *t)
 {
     for (int i = 0; i < 100000 && !weft_future_done(t); i++)
         assert_true(weft_loop_run_once(loop) >= 0);
     assert_true(weft_future_done(t));
 }
 
-static void finish(weft_loop *loop, weft_queue *q)
+/* Destroy q (if any), let the tasks it woke end, then finish(loop). */
+static void finish_queue(weft_loop *loop, weft_queue *q)
 {
     if (q)
         weft_queue_destroy(q);
     for (int i = 0; i < 8; i++)
         step(loop); /* let woken tasks end */
-    assert_int_equal(weft_loop_destroy(loop), 0);
-    assert_int_equal(g_live, 0);
+    finish(loop);
 }
 
 /* Take everything out of q with get_nowait and log it as "q:a,b,c". */
@@ -172,18 +95,8 @@ static void drain_log(weft_queue *q)
 static int setup(void **state)
 {
     (void)state;
-    g_live = g_calls = 0;
-    g_fail_after = -1;
-    g_reports = 0;
-    g_log[0] = 0;
-    alarm(120);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    alarm(0);
+    wt_setup((wt_policy){.watchdog_s = 120});
+    g_text[0] = 0;
     return 0;
 }
 
@@ -289,8 +202,8 @@ static void test_fifo_returns_items_in_put_order(void **state)
     assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
     put_all(&q, (long[]){1, 2, 3, 4, 5}, 5);
     drain_log(&q);
-    assert_string_equal(g_log, "q:1,2,3,4,5");
-    finish(loop, &q);
+    assert_string_equal(g_text, "q:1,2,3,4,5");
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-4: a LIFO queue returns the newest item first. */
@@ -306,8 +219,8 @@ static void test_lifo_returns_newest_first(void **state)
     assert_int_equal(VAL(p), 3);
     put_all(&q, (long[]){4}, 1);
     drain_log(&q);
-    assert_string_equal(g_log, "q:4,2,1");
-    finish(loop, &q);
+    assert_string_equal(g_text, "q:4,2,1");
+    finish_queue(loop, &q);
 }
 
 /* Priority key: the tens digit (so 21 and 23 tie). */
@@ -329,8 +242,8 @@ static void test_priority_smallest_first_ties_in_put_order(void **state)
     assert_int_equal(weft_priority_queue_init(&q, loop, 0, by_tens, NULL, NULL), 0);
     put_all(&q, (long[]){31, 21, 12, 23, 11, 22, 13, 32, 24, 14}, 10);
     drain_log(&q);
-    assert_string_equal(g_log, "q:12,11,13,14,21,23,22,24,31,32");
-    finish(loop, &q);
+    assert_string_equal(g_text, "q:12,11,13,14,21,23,22,24,31,32");
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-4: many equal keys through a heap that grows and shrinks keep put
@@ -363,7 +276,7 @@ static void test_priority_stable_under_many_ties(void **state)
         }
     }
     assert_int_equal(weft_queue_size(&q), 450);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-1: maxsize, qsize, empty, full; maxsize 0 is unbounded. */
@@ -400,7 +313,7 @@ static void test_maxsize_size_empty_full(void **state)
     assert_true(weft_queue_full(&u));
     assert_int_equal(weft_queue_put_nowait(&u, ITEM(0)), WEFT_EFULL);
     weft_queue_destroy(&u);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-1: put_nowait on a full queue fails with WEFT_EFULL and changes
@@ -417,8 +330,8 @@ static void test_put_nowait_full_is_efull(void **state)
     assert_int_equal(weft_queue_task_done(&q), 0); /* one unfinished, not two */
     assert_int_equal(weft_queue_task_done(&q), WEFT_ESTATE);
     drain_log(&q);
-    assert_string_equal(g_log, "q:1");
-    finish(loop, &q);
+    assert_string_equal(g_text, "q:1");
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-1: get_nowait on an empty queue fails with WEFT_EEMPTY. */
@@ -431,7 +344,7 @@ static void test_get_nowait_empty_is_eempty(void **state)
     void *p = ITEM(99);
     assert_int_equal(weft_queue_get_nowait(&q, &p), WEFT_EEMPTY);
     assert_int_equal(VAL(p), 99);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* Bad arguments are -EINVAL (NULL futures with weft_last_error). */
@@ -454,7 +367,7 @@ static void test_null_arguments_are_einval(void **state)
     assert_int_equal(weft_queue_task_done(NULL), -EINVAL);
     assert_int_equal(weft_queue_shutdown(NULL, false), -EINVAL);
     assert_int_equal(weft_queue_get_nowait(&q, &p), WEFT_EEMPTY);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-1: awaiting put / get on a queue with room / items is done at once
@@ -476,7 +389,7 @@ static void test_put_and_get_with_room_complete_at_once(void **state)
     assert_int_equal(weft_future_result(f, &v), 0);
     assert_int_equal(VAL(v.p), 5);
     weft_future_unref(f);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* =============================================================================
@@ -494,12 +407,12 @@ static void test_getters_block_and_resume_fifo(void **state)
     go(spawn_getter(loop, &q, "G2"));
     go(spawn_getter(loop, &q, "G3"));
     step(loop);
-    assert_string_equal(g_log, "");
+    assert_string_equal(g_text, "");
     put_all(&q, (long[]){1, 2, 3}, 3);
     assert_int_equal(weft_queue_size(&q), 0); /* handed straight over */
     step(loop);
-    assert_string_equal(g_log, "G1:1 G2:2 G3:3");
-    finish(loop, &q);
+    assert_string_equal(g_text, "G1:1 G2:2 G3:3");
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-1: putters block on a full queue; their items enter in FIFO order
@@ -515,11 +428,11 @@ static void test_putters_block_and_resume_fifo(void **state)
     go(spawn_putter(loop, &q, "P2", 2));
     go(spawn_putter(loop, &q, "P3", 3));
     step(loop);
-    assert_string_equal(g_log, "");
+    assert_string_equal(g_text, "");
     drain_log(&q); /* each get places the next putter's item */
     step(loop);
-    assert_string_equal(g_log, "q:0,1,2,3 P1+ P2+ P3+");
-    finish(loop, &q);
+    assert_string_equal(g_text, "q:0,1,2,3 P1+ P2+ P3+");
+    finish_queue(loop, &q);
 }
 
 /* P-8 hand-off (contrast S-QUEUE-3/T61, where a get_nowait by another task
@@ -537,8 +450,8 @@ static void test_put_hands_item_to_woken_getter_nobody_can_steal_it(void **state
     void *p;
     assert_int_equal(weft_queue_get_nowait(&q, &p), WEFT_EEMPTY); /* the thief */
     step(loop);
-    assert_string_equal(g_log, "G1:7");
-    finish(loop, &q);
+    assert_string_equal(g_text, "G1:7");
+    finish_queue(loop, &q);
 }
 
 /* gh-83055 (putting items out of order when full): in asyncio a woken putter
@@ -561,8 +474,8 @@ static void test_woken_putter_keeps_its_place_gh83055(void **state)
     assert_true(weft_queue_full(&q));
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "P1+ q:1");
-    finish(loop, &q);
+    assert_string_equal(g_text, "P1+ q:1");
+    finish_queue(loop, &q);
 }
 
 /* =============================================================================
@@ -581,7 +494,7 @@ static void test_join_done_at_once_when_nothing_unfinished(void **state)
     assert_true(weft_future_done(f));
     assert_int_equal(weft_future_error(f), 0);
     weft_future_unref(f);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-2: every put counts one unfinished item, task_done one finished;
@@ -606,9 +519,9 @@ static void test_join_waits_until_every_item_is_done(void **state)
     assert_int_equal(weft_queue_task_done(&q), 0);
     step(loop);
     assert_true(weft_future_done(j));
-    assert_string_equal(g_log, "J1+");
+    assert_string_equal(g_text, "J1+");
     weft_future_unref(j);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-2: task_done more times than items were put is WEFT_ESTATE. */
@@ -622,7 +535,7 @@ static void test_task_done_too_many_times_is_estate(void **state)
     put_all(&q, (long[]){1}, 1);
     assert_int_equal(weft_queue_task_done(&q), 0);
     assert_int_equal(weft_queue_task_done(&q), WEFT_ESTATE);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* A joiner cancelled while waiting leaves the queue; later task_done calls
@@ -641,10 +554,10 @@ static void test_joiner_cancelled_while_waiting_leaves(void **state)
     step(loop);
     assert_int_equal(weft_queue_task_done(&q), 0);
     step(loop);
-    assert_string_equal(g_log, "J1!cancel J2+");
+    assert_string_equal(g_text, "J1!cancel J2+");
     weft_future_unref(j1);
     weft_future_unref(j2);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* =============================================================================
@@ -669,10 +582,10 @@ static void test_shutdown_graceful_fails_puts_and_drains_gets(void **state)
     go(spawn_getter(loop, &q, "G2"));
     go(spawn_getter(loop, &q, "G3"));
     step(loop);
-    assert_string_equal(g_log, "P1!shutdown G1:1 G2:2 G3!shutdown");
+    assert_string_equal(g_text, "P1!shutdown G1:1 G2:2 G3!shutdown");
     void *p;
     assert_int_equal(weft_queue_get_nowait(&q, &p), WEFT_ESHUTDOWN);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-5: a graceful shutdown wakes getters blocked on the empty queue
@@ -688,8 +601,8 @@ static void test_shutdown_wakes_blocked_getters(void **state)
     step(loop);
     assert_int_equal(weft_queue_shutdown(&q, false), 0);
     step(loop);
-    assert_string_equal(g_log, "G1!shutdown G2!shutdown");
-    finish(loop, &q);
+    assert_string_equal(g_text, "G1!shutdown G2!shutdown");
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-5: an immediate shutdown drops the items (destructor once each),
@@ -708,14 +621,14 @@ static void test_shutdown_immediate_drops_items_and_releases_join(void **state)
     assert_int_equal(weft_queue_shutdown(&q, true), 0);
     assert_int_equal(weft_queue_size(&q), 0);
     step(loop);
-    assert_string_equal(g_log, "~2 ~3"); /* 1 is still unfinished */
+    assert_string_equal(g_text, "~2 ~3"); /* 1 is still unfinished */
     assert_int_equal(weft_queue_get_nowait(&q, &p), WEFT_ESHUTDOWN);
     assert_int_equal(weft_queue_task_done(&q), 0);
     step(loop);
-    assert_string_equal(g_log, "~2 ~3 J1+");
+    assert_string_equal(g_text, "~2 ~3 J1+");
     weft_queue_destroy(&q);
-    assert_string_equal(g_log, "~2 ~3 J1+"); /* nothing dropped twice */
-    finish(loop, NULL);
+    assert_string_equal(g_text, "~2 ~3 J1+"); /* nothing dropped twice */
+    finish_queue(loop, NULL);
 }
 
 /* S-QUEUE-5: immediate shutdown wakes blocked putters (their items stay
@@ -731,8 +644,8 @@ static void test_shutdown_immediate_wakes_putters_without_dropping_their_items(v
     step(loop);
     assert_int_equal(weft_queue_shutdown(&q, true), 0);
     step(loop);
-    assert_string_equal(g_log, "~1 P1!shutdown");
-    finish(loop, &q);
+    assert_string_equal(g_text, "~1 P1!shutdown");
+    finish_queue(loop, &q);
 }
 
 /* destroy: waiters fail with WEFT_ESHUTDOWN and leftovers are destroyed. */
@@ -749,8 +662,80 @@ static void test_destroy_destroys_leftovers_and_fails_waiters(void **state)
     weft_queue_destroy(&q);
     step(loop);
     /* dropping the last unfinished items releases the joiner first */
-    assert_string_equal(g_log, "~1 ~2 J1+ P1!shutdown");
-    finish(loop, NULL);
+    assert_string_equal(g_text, "~1 ~2 J1+ P1!shutdown");
+    finish_queue(loop, NULL);
+}
+
+/* =============================================================================
+ * Loop closed with waiters in task frames (regression)
+ * ========================================================================== */
+
+/* loop.h close "tasks still pending are released": a getter waiting in
+ * weft_queue_get leaves the queue before its frame (which holds the waiter)
+ * is freed, so a later put is queued instead of being handed to freed
+ * memory (ASan / valgrind would see it), and a get takes it back out. */
+static void test_loop_close_unlinks_waiting_getter_from_queue(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
+    go(spawn_getter(loop, &q, "G1"));
+    step(loop); /* G1 waits in weft_queue_get */
+    assert_int_equal(qlen(&q.getters), 1);
+    assert_int_equal(weft_loop_close(loop), 0);
+    assert_int_equal(g_hook.count, 1); /* released while pending */
+    assert_int_equal(qlen(&q.getters), 0);
+    assert_int_equal(weft_queue_put_nowait(&q, ITEM(7)), 0);
+    assert_int_equal(weft_queue_size(&q), 1); /* queued: nobody to hand it to */
+    void *p;
+    assert_int_equal(weft_queue_get_nowait(&q, &p), 0);
+    assert_int_equal(VAL(p), 7);
+    assert_int_equal(weft_queue_get_nowait(&q, &p), WEFT_EEMPTY);
+    assert_string_equal(g_text, ""); /* G1 never got anything */
+    weft_queue_destroy(&q);
+    finish(loop);
+}
+
+/* Same through weft_loop_destroy (which closes first): no waiter is left
+ * linked in the queue once the loop and the frame are gone. */
+static void test_loop_destroy_unlinks_waiting_getter_from_queue(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0); /* allocates nothing yet */
+    go(spawn_getter(loop, &q, "G1"));
+    step(loop);
+    assert_int_equal(qlen(&q.getters), 1);
+    finish(loop); /* the queue owns no memory: it outlives its loop unused */
+    assert_int_equal(g_hook.count, 1);
+    assert_int_equal(qlen(&q.getters), 0);
+    assert_int_equal(weft_queue_size(&q), 0);
+}
+
+/* A getter that was handed an item but whose task never ran gives the item
+ * back when the loop closes: the queue size is restored, the item at the
+ * front (where a cancelled woken getter puts it), nothing lost or doubled. */
+static void test_loop_close_returns_item_handed_to_getter_that_never_ran(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 0, log_dtor), 0);
+    go(spawn_getter(loop, &q, "G1"));
+    step(loop);
+    assert_int_equal(weft_queue_put_nowait(&q, ITEM(7)), 0); /* handed to G1 */
+    assert_int_equal(weft_queue_put_nowait(&q, ITEM(8)), 0); /* queued */
+    assert_int_equal(weft_queue_size(&q), 1);
+    assert_int_equal(weft_loop_close(loop), 0); /* G1 never ran */
+    assert_int_equal(g_hook.count, 1);
+    assert_int_equal(weft_queue_size(&q), 2);
+    drain_log(&q);
+    assert_string_equal(g_text, "q:7,8");
+    weft_queue_destroy(&q);
+    assert_string_equal(g_text, "q:7,8"); /* nothing left to destroy */
+    finish(loop);
 }
 
 /* =============================================================================
@@ -771,10 +756,10 @@ static void test_woken_getter_cancelled_passes_item_to_next_getter(void **state)
     assert_int_equal(weft_queue_put_nowait(&q, ITEM(1)), 0);
     assert_int_equal(weft_task_cancel(g1), 0);
     step(loop);
-    assert_string_equal(g_log, "G1!cancel G2:1");
+    assert_string_equal(g_text, "G1!cancel G2:1");
     assert_int_equal(weft_queue_size(&q), 0);
     weft_future_unref(g1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: with no other getter, a cancelled woken getter's item goes back to
@@ -791,9 +776,9 @@ static void test_woken_getter_cancelled_returns_item_to_fifo_front(void **state)
     assert_int_equal(weft_task_cancel(g1), 0);
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "G1!cancel q:1,2,3");
+    assert_string_equal(g_text, "G1!cancel q:1,2,3");
     weft_future_unref(g1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: for a LIFO the item goes back to the bottom: it is older than every
@@ -810,9 +795,9 @@ static void test_woken_getter_cancelled_returns_item_to_lifo_bottom(void **state
     assert_int_equal(weft_task_cancel(g1), 0);
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "G1!cancel q:3,2,1");
+    assert_string_equal(g_text, "G1!cancel q:3,2,1");
     weft_future_unref(g1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: for a priority queue the item is re-inserted with its put sequence,
@@ -829,9 +814,9 @@ static void test_woken_getter_cancelled_reinserts_by_priority(void **state)
     assert_int_equal(weft_task_cancel(g1), 0);
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "G1!cancel q:11,21,22,23");
+    assert_string_equal(g_text, "G1!cancel q:11,21,22,23");
     weft_future_unref(g1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: the item of a cancelled woken getter must go back to an unbounded
@@ -846,15 +831,15 @@ static void test_woken_getter_cancelled_without_memory_reports_and_destroys(void
     weft_task *g1 = spawn_getter(loop, &q, "G1");
     step(loop);
     put_all(&q, (long[]){1, 2, 3, 4, 5, 6, 7, 8, 9}, 9); /* 1 to G1, 8 slots full */
-    g_fail_after = 0;
+    alloc_fail_all(true);
     assert_int_equal(weft_task_cancel(g1), 0);
-    g_fail_after = -1;
-    assert_int_equal(g_reports, 1);
+    alloc_fail_all(false);
+    assert_int_equal(g_hook.count, 1);
     step(loop);
-    assert_string_equal(g_log, "~1 G1!cancel");
+    assert_string_equal(g_text, "~1 G1!cancel");
     assert_int_equal(weft_queue_size(&q), 8);
     weft_future_unref(g1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8 / S-QUEUE-5: after an immediate shutdown the item of a cancelled
@@ -877,10 +862,10 @@ static void test_woken_getter_cancelled_after_immediate_shutdown_drops_item(void
     assert_int_equal(weft_queue_task_done(&q), 0); /* 0 done, 1 unfinished */
     assert_int_equal(weft_task_cancel(g1), 0);
     step(loop);
-    assert_string_equal(g_log, "~1 G1!cancel J1+");
+    assert_string_equal(g_text, "~1 G1!cancel J1+");
     assert_int_equal(weft_queue_size(&q), 0);
     weft_future_unref(g1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: cancelled first, then an item arrives in the same iteration: the
@@ -898,9 +883,9 @@ static void test_getter_cancelled_then_put_same_iteration(void **state)
     put_all(&q, (long[]){1, 2}, 2); /* 1 to G2, 2 queued */
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "G1!cancel G2:1 q:2");
+    assert_string_equal(g_text, "G1!cancel G2:1 q:2");
     weft_future_unref(g1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: a getter cancelled while waiting leaves the line; items put later
@@ -917,9 +902,9 @@ static void test_getter_cancelled_while_waiting_leaves_the_line(void **state)
     step(loop);
     put_all(&q, (long[]){1}, 1);
     drain_log(&q);
-    assert_string_equal(g_log, "G1!cancel q:1");
+    assert_string_equal(g_text, "G1!cancel q:1");
     weft_future_unref(g1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* getter_wait_for: get through weft_wait_for(timeout). */
@@ -953,12 +938,12 @@ static void test_getter_wait_for_timeout_loses_nothing(void **state)
     weft_queue q;
     assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
     weft_task *t = WEFT_SPAWN(loop, getter_wait_for, .q = &q, .timeout = 2);
-    run(loop, t);
+    run_iterations(loop, t);
     put_all(&q, (long[]){1}, 1);
     drain_log(&q);
-    assert_string_equal(g_log, "W!timeout@2 q:1");
+    assert_string_equal(g_text, "W!timeout@2 q:1");
     weft_future_unref(t);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8 / S-WAITFOR: an item that arrives before the timeout is the value. */
@@ -971,10 +956,10 @@ static void test_getter_wait_for_gets_item_before_timeout(void **state)
     weft_task *t = WEFT_SPAWN(loop, getter_wait_for, .q = &q, .timeout = 2);
     step(loop);
     put_all(&q, (long[]){5}, 1);
-    run(loop, t);
-    assert_string_equal(g_log, "W:5");
+    run_iterations(loop, t);
+    assert_string_equal(g_text, "W:5");
     weft_future_unref(t);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* getter_scope: a child getter coroutine under a timeout scope. */
@@ -1005,12 +990,12 @@ static void test_getter_timeout_scope_expires_while_queued(void **state)
     weft_queue q;
     assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
     weft_task *t = WEFT_SPAWN(loop, getter_scope, .q = &q, .timeout = 1);
-    run(loop, t);
+    run_iterations(loop, t);
     put_all(&q, (long[]){1}, 1);
     drain_log(&q);
-    assert_string_equal(g_log, "C!cancel S=timeout@1 q:1");
+    assert_string_equal(g_text, "C!cancel S=timeout@1 q:1");
     weft_future_unref(t);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 static void put_cb(void *arg)
@@ -1030,11 +1015,11 @@ static void test_getter_timeout_scope_expires_after_handoff_returns_item(void **
     /* queued before the scope's timer: same deadline, runs first */
     assert_int_equal(weft_call_later(loop, 1.0, put_cb, &q, NULL), 0);
     weft_task *t = WEFT_SPAWN(loop, getter_scope, .q = &q, .timeout = 1);
-    run(loop, t);
+    run_iterations(loop, t);
     drain_log(&q);
-    assert_string_equal(g_log, "C!cancel S=timeout@1 q:9");
+    assert_string_equal(g_text, "C!cancel S=timeout@1 q:9");
     weft_future_unref(t);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* =============================================================================
@@ -1058,12 +1043,12 @@ static void test_woken_putter_cancelled_gives_slot_to_next_putter(void **state)
     assert_int_equal(weft_task_cancel(p1), 0);          /* 1 out, 2 in */
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "P1!cancel P2+ q:2");
+    assert_string_equal(g_text, "P1!cancel P2+ q:2");
     assert_int_equal(weft_queue_task_done(&q), 0); /* 0 and 2 were put: two */
     assert_int_equal(weft_queue_task_done(&q), 0);
     assert_int_equal(weft_queue_task_done(&q), WEFT_ESTATE);
     weft_future_unref(p1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: with no other putter the slot is simply free again. */
@@ -1084,9 +1069,9 @@ static void test_woken_putter_cancelled_frees_the_slot(void **state)
     assert_int_equal(weft_queue_put_nowait(&q, ITEM(5)), 0);
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "P1!cancel q:5");
+    assert_string_equal(g_text, "P1!cancel q:5");
     weft_future_unref(p1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: the placed item is taken out of the middle of the queue (later items
@@ -1109,9 +1094,9 @@ static void test_woken_putter_cancelled_item_removed_from_middle(void **state)
     assert_int_equal(weft_task_cancel(p2), 0); /* 2 out, 4 placed at the back */
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "P1+ P2!cancel P3+ P4+ q:1,3,4");
+    assert_string_equal(g_text, "P1+ P2!cancel P3+ P4+ q:1,3,4");
     weft_future_unref(p2);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: same near the front of the ring (the shorter side moves). */
@@ -1133,9 +1118,9 @@ static void test_woken_putter_cancelled_item_removed_near_front(void **state)
     assert_int_equal(weft_task_cancel(p2), 0);
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "P1+ P2!cancel P3+ P4+ q:1,3,4");
+    assert_string_equal(g_text, "P1+ P2!cancel P3+ P4+ q:1,3,4");
     weft_future_unref(p2);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* S-QUEUE-2 / P-8: a put taken back by its cancellation no longer counts as
@@ -1155,9 +1140,9 @@ static void test_woken_putter_cancelled_undoes_its_unfinished_count(void **state
     assert_int_equal(weft_queue_task_done(&q), 0);      /* 0 done; 1 unfinished */
     assert_int_equal(weft_task_cancel(p1), 0);
     step(loop);
-    assert_string_equal(g_log, "P1!cancel J1+");
+    assert_string_equal(g_text, "P1!cancel J1+");
     weft_future_unref(p1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: if the bookkeeping for a placed item cannot be allocated, the put is
@@ -1173,15 +1158,15 @@ static void test_placed_put_without_memory_for_bookkeeping_is_final(void **state
     weft_task *p1 = spawn_putter(loop, &q, "P1", 1);
     step(loop);
     void *p;
-    g_fail_after = 0;
+    alloc_fail_all(true);
     assert_int_equal(weft_queue_get_nowait(&q, &p), 0);
-    g_fail_after = -1;
+    alloc_fail_all(false);
     assert_int_equal(weft_task_cancel(p1), 0);
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "P1+ q:1");
+    assert_string_equal(g_text, "P1+ q:1");
     weft_future_unref(p1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* A task spawned into caller storage is never referenced by the queue (the
@@ -1203,9 +1188,9 @@ static void test_placed_put_of_task_in_caller_storage_is_final(void **state)
     assert_int_equal(weft_task_cancel(p1), 0);
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "P1+ q:1");
+    assert_string_equal(g_text, "P1+ q:1");
     weft_future_unref(p1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8, LIFO and priority: the placed item is found and removed there too. */
@@ -1233,11 +1218,11 @@ static void test_woken_putter_cancelled_lifo_and_priority(void **state)
     step(loop);
     drain_log(&l);
     drain_log(&pq);
-    assert_string_equal(g_log, "A!cancel C!cancel B+ D+ q:4,1 q:21,30");
+    assert_string_equal(g_text, "A!cancel C!cancel B+ D+ q:4,1 q:21,30");
     weft_future_unref(a);
     weft_future_unref(c);
     weft_queue_destroy(&l);
-    finish(loop, &pq);
+    finish_queue(loop, &pq);
 }
 
 /* P-8: once the placed item has been got, it cannot be taken back: the put
@@ -1259,11 +1244,11 @@ static void test_woken_putter_cancelled_after_item_was_got_put_stands(void **sta
     assert_int_equal(VAL(p), 1);
     assert_int_equal(weft_task_cancel(p1), 0);
     step(loop);
-    assert_string_equal(g_log, "P1+");
+    assert_string_equal(g_text, "P1+");
     assert_true(weft_future_cancelled(p1)); /* the task, not the put */
     assert_int_equal(weft_queue_size(&q), 0);
     weft_future_unref(p1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8 / S-QUEUE-5: same when the placed item was dropped by an immediate
@@ -1282,9 +1267,9 @@ static void test_woken_putter_cancelled_after_immediate_shutdown_put_stands(void
     assert_int_equal(weft_queue_shutdown(&q, true), 0);
     assert_int_equal(weft_task_cancel(p1), 0);
     step(loop);
-    assert_string_equal(g_log, "~1 P1+");
+    assert_string_equal(g_text, "~1 P1+");
     weft_future_unref(p1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: cancelled first, then a slot frees in the same iteration: the putter
@@ -1304,9 +1289,9 @@ static void test_putter_cancelled_then_slot_freed_same_iteration(void **state)
     assert_int_equal(weft_queue_get_nowait(&q, &p), 0); /* places 2 */
     step(loop);
     drain_log(&q);
-    assert_string_equal(g_log, "P1!cancel P2+ q:2");
+    assert_string_equal(g_text, "P1!cancel P2+ q:2");
     weft_future_unref(p1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* P-8: a putter cancelled while waiting leaves the line. */
@@ -1324,9 +1309,9 @@ static void test_putter_cancelled_while_waiting_leaves_the_line(void **state)
     void *p;
     assert_int_equal(weft_queue_get_nowait(&q, &p), 0);
     assert_int_equal(weft_queue_size(&q), 0);
-    assert_string_equal(g_log, "P1!cancel");
+    assert_string_equal(g_text, "P1!cancel");
     weft_future_unref(p1);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* putter_wait_for: put through weft_wait_for(timeout). */
@@ -1359,11 +1344,44 @@ static void test_putter_wait_for_timeout_item_never_enters(void **state)
     assert_int_equal(weft_queue_init(&q, loop, 1, NULL), 0);
     put_all(&q, (long[]){0}, 1);
     weft_task *t = WEFT_SPAWN(loop, putter_wait_for, .q = &q, .timeout = 3, .item = 1);
-    run(loop, t);
+    run_iterations(loop, t);
     drain_log(&q);
-    assert_string_equal(g_log, "Wtimeout@3 q:0");
+    assert_string_equal(g_text, "Wtimeout@3 q:0");
     weft_future_unref(t);
-    finish(loop, &q);
+    finish_queue(loop, &q);
+}
+
+/* P-8 / S-WAITFOR, regression: weft_wait_for around a put on a full queue;
+ * a slot frees (the item is placed) and a consumer gets the item; then the
+ * task is cancelled before it resumes.  The put was final, so the task sees
+ * it succeed (its TRY_AWAIT error is 0: -ECANCELED would say "the item is
+ * still yours" about an item already delivered), the item is delivered
+ * exactly once, and the cancellation still ends the task (sticky). */
+static void test_wait_for_put_got_before_cancel_is_success_and_task_ends_cancelled(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 1, log_dtor), 0);
+    put_all(&q, (long[]){0}, 1);
+    weft_task *t =
+        WEFT_SPAWN(loop, putter_wait_for, .q = &q, .timeout = 10, .item = 1, .err = 12345);
+    assert_non_null(t);
+    step(loop); /* blocks: the queue is full */
+    void *p;
+    assert_int_equal(weft_queue_get_nowait(&q, &p), 0); /* 0 out, 1 placed */
+    assert_int_equal(VAL(p), 0);
+    assert_int_equal(weft_queue_get_nowait(&q, &p), 0); /* 1 got: the put is final */
+    assert_int_equal(VAL(p), 1);
+    assert_int_equal(weft_task_cancel(t), 0); /* before the task resumed */
+    run_iterations(loop, t);
+    assert_string_equal(g_text, "W+@0"); /* err 0: the put succeeded */
+    assert_true(weft_future_cancelled(t));
+    assert_int_equal(weft_queue_size(&q), 0);
+    assert_int_equal(weft_queue_get_nowait(&q, &p), WEFT_EEMPTY);
+    weft_future_unref(t);
+    finish_queue(loop, &q);
+    assert_string_equal(g_text, "W+@0"); /* and the queue destroyed no copy */
 }
 
 /* putter_scope: a child putter coroutine under a timeout scope. */
@@ -1395,11 +1413,11 @@ static void test_putter_timeout_scope_expires_while_queued(void **state)
     assert_int_equal(weft_queue_init(&q, loop, 1, NULL), 0);
     put_all(&q, (long[]){0}, 1);
     weft_task *t = WEFT_SPAWN(loop, putter_scope, .q = &q, .timeout = 1);
-    run(loop, t);
+    run_iterations(loop, t);
     drain_log(&q);
-    assert_string_equal(g_log, "C!cancel S=timeout@1 q:0");
+    assert_string_equal(g_text, "C!cancel S=timeout@1 q:0");
     weft_future_unref(t);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 static void get_cb(void *arg)
@@ -1420,11 +1438,11 @@ static void test_putter_timeout_scope_expires_after_placement_takes_item_out(voi
     put_all(&q, (long[]){0}, 1);
     assert_int_equal(weft_call_later(loop, 1.0, get_cb, &q, NULL), 0);
     weft_task *t = WEFT_SPAWN(loop, putter_scope, .q = &q, .timeout = 1);
-    run(loop, t);
+    run_iterations(loop, t);
     drain_log(&q);
-    assert_string_equal(g_log, "got:0 C!cancel S=timeout@1 q:");
+    assert_string_equal(g_text, "got:0 C!cancel S=timeout@1 q:");
     weft_future_unref(t);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* =============================================================================
@@ -1480,7 +1498,7 @@ static void test_blocking_put_get_allocate_nothing(void **state)
     weft_task *c = WEFT_SPAWN(loop, consumer, .q = &q, .n = 10100);
     while (g_consumed < 100)
         step(loop);
-    long calls = g_calls;
+    long calls = alloc_calls();
     uint64_t steps0, steps1;
     weft_loop_stats st;
     weft_loop_get_stats(loop, &st);
@@ -1489,12 +1507,12 @@ static void test_blocking_put_get_allocate_nothing(void **state)
         step(loop);
     weft_loop_get_stats(loop, &st);
     steps1 = st.callbacks;
-    assert_int_equal(g_calls - calls, 0);
+    assert_int_equal(alloc_calls() - calls, 0);
     assert_int_equal(g_bad, 0);
     assert_true(steps1 - steps0 >= 6000); /* they did block, every other item or so */
     weft_future_unref(p);
     weft_future_unref(c);
-    finish(loop, &q);
+    finish_queue(loop, &q);
 }
 
 /* An unbounded queue that cannot grow fails the put with -ENOMEM and keeps
@@ -1509,17 +1527,241 @@ static void test_unbounded_growth_failure_is_enomem_nothing_lost(void **state)
     long i = 0;
     for (; i < 8; i++) /* the first allocation: 8 slots */
         assert_int_equal(weft_queue_put_nowait(&q, ITEM(i)), 0);
-    g_fail_after = 0;
+    alloc_fail_all(true);
     assert_int_equal(weft_queue_put_nowait(&q, ITEM(i)), -ENOMEM);
     weft_future *f = weft_queue_put(&q, ITEM(i), &w);
     assert_int_equal(weft_future_error(f), -ENOMEM);
     weft_future_unref(f);
-    g_fail_after = -1;
+    alloc_fail_all(false);
     assert_int_equal(weft_queue_size(&q), 8);
     assert_int_equal(weft_queue_put_nowait(&q, ITEM(i)), 0);
     drain_log(&q);
-    assert_string_equal(g_log, "q:0,1,2,3,4,5,6,7,8");
-    finish(loop, &q);
+    assert_string_equal(g_text, "q:0,1,2,3,4,5,6,7,8");
+    finish_queue(loop, &q);
+}
+
+/* =============================================================================
+ * WEFT_QUEUE_PUT / WEFT_QUEUE_GET
+ * ========================================================================== */
+
+/* Completed loop iterations, for bodies (no assert: 0 on error). */
+static uint64_t iterations_now(weft_loop *loop)
+{
+    weft_loop_stats s;
+    return weft_loop_get_stats(loop, &s) == 0 ? s.iterations : 0;
+}
+
+/* qmacro: runs ops in order, 'p': WEFT_QUEUE_PUT of the next item (from
+ * `next` up), 'g': WEFT_QUEUE_GET; logs "N>5" (put 5), "N:5" (got 5), with
+ * "*" appended when the operation suspended (the loop iterated meanwhile),
+ * and "N!err" if the task ends with an error. */
+struct qmacro {
+    WEFT_FRAME(int);
+    weft_queue *q;
+    const char *name, *ops;
+    long next;
+    size_t k;
+    uint64_t it;
+    void *item;
+    weft_waiter w;
+};
+
+WEFT_ASYNC(qmacro)
+{
+    weft_loop *loop = weft_task_loop(task);
+    WEFT_BEGIN(self);
+    for (self->k = 0; self->ops[self->k]; self->k++) {
+        self->it = iterations_now(loop);
+        if (self->ops[self->k] == 'p') {
+            WEFT_QUEUE_PUT(self, self->q, ITEM(self->next), &self->w);
+            logf_("%s>%ld%s", self->name, self->next, iterations_now(loop) != self->it ? "*" : "");
+            self->next++;
+        } else {
+            WEFT_QUEUE_GET(self, self->q, &self->w, self->item);
+            logf_("%s:%ld%s", self->name, VAL(self->item),
+                  iterations_now(loop) != self->it ? "*" : "");
+        }
+    }
+    WEFT_FINALLY;
+    if (self->co.err)
+        logf_("%s!%s", self->name, errname(self->co.err));
+    WEFT_END;
+}
+
+static weft_task *spawn_qmacro(weft_loop *loop, weft_queue *q, const char *name, const char *ops,
+                               long next)
+{
+    weft_task *t = WEFT_SPAWN(loop, qmacro, .q = q, .name = name, .ops = ops, .next = next);
+    assert_non_null(t);
+    return t;
+}
+
+/* queue.h WEFT_QUEUE_PUT / WEFT_QUEUE_GET "suspends only when the queue is
+ * full / empty": with room and items, puts and gets complete within the
+ * task's one step (the loop iteration count does not move). */
+static void test_queue_macros_complete_without_suspending_when_possible(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 2, NULL), 0);
+    put_all(&q, (long[]){1}, 1);
+    weft_task *t = spawn_qmacro(loop, &q, "M", "gppgg", 2);
+    uint64_t it = iterations(loop);
+    step(loop);
+    assert_true(weft_future_done(t));
+    assert_int_equal(iterations(loop) - it, 1);
+    assert_string_equal(g_text, "M:1 M>2 M>3 M:2 M:3");
+    assert_int_equal(weft_queue_size(&q), 0);
+    weft_future_unref(t);
+    finish_queue(loop, &q);
+}
+
+/* S-QUEUE-1 through WEFT_QUEUE_GET: getters suspend on an empty queue and
+ * are served in FIFO order. */
+static void test_queue_get_macro_waits_fifo_when_empty(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
+    go(spawn_qmacro(loop, &q, "G1", "g", 0));
+    go(spawn_qmacro(loop, &q, "G2", "g", 0));
+    go(spawn_qmacro(loop, &q, "G3", "g", 0));
+    step(loop);
+    assert_string_equal(g_text, "");
+    put_all(&q, (long[]){1, 2, 3}, 3);
+    assert_int_equal(weft_queue_size(&q), 0); /* handed straight over */
+    step(loop);
+    assert_string_equal(g_text, "G1:1* G2:2* G3:3*");
+    finish_queue(loop, &q);
+}
+
+/* S-QUEUE-1 through WEFT_QUEUE_PUT: putters suspend on a full queue; their
+ * items enter and they resume in FIFO order. */
+static void test_queue_put_macro_waits_fifo_when_full(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 1, NULL), 0);
+    put_all(&q, (long[]){0}, 1);
+    go(spawn_qmacro(loop, &q, "P1", "p", 1));
+    go(spawn_qmacro(loop, &q, "P2", "p", 2));
+    go(spawn_qmacro(loop, &q, "P3", "p", 3));
+    step(loop);
+    assert_string_equal(g_text, "");
+    drain_log(&q); /* each get places the next putter's item */
+    step(loop);
+    assert_string_equal(g_text, "q:0,1,2,3 P1>1* P2>2* P3>3*");
+    finish_queue(loop, &q);
+}
+
+/* S-QUEUE-5 through the macros: WEFT_ESHUTDOWN propagates as from
+ * WEFT_AWAIT, whether the queue was shut down before the call (put; get
+ * once drained) or while the task waited (put and get). */
+static void test_queue_macros_propagate_shutdown(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q, e;
+    assert_int_equal(weft_queue_init(&q, loop, 1, NULL), 0);
+    assert_int_equal(weft_queue_init(&e, loop, 0, NULL), 0);
+    put_all(&q, (long[]){1}, 1);
+    weft_task *p1 = spawn_qmacro(loop, &q, "P1", "p", 2); /* waits: full */
+    weft_task *g1 = spawn_qmacro(loop, &e, "G1", "g", 0); /* waits: empty */
+    step(loop);
+    assert_int_equal(weft_queue_shutdown(&q, false), 0);
+    assert_int_equal(weft_queue_shutdown(&e, false), 0);
+    step(loop);
+    assert_string_equal(g_text, "P1!shutdown G1!shutdown");
+    weft_task *p2 = spawn_qmacro(loop, &q, "P2", "p", 3);  /* after shutdown */
+    weft_task *g2 = spawn_qmacro(loop, &q, "G2", "gg", 0); /* drains 1, then fails */
+    step(loop);
+    assert_string_equal(g_text, "P1!shutdown G1!shutdown P2!shutdown G2:1 G2!shutdown");
+    weft_task *all[] = {p1, g1, p2, g2};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(weft_future_error(all[i]), WEFT_ESHUTDOWN);
+        weft_future_unref(all[i]);
+    }
+    weft_queue_destroy(&e);
+    finish_queue(loop, &q);
+}
+
+static long g_fast, g_slow; /* WEFT_QUEUE_GETs that did not / did suspend */
+
+struct macro_producer {
+    WEFT_FRAME(int);
+    weft_queue *q;
+    long n, i;
+    weft_waiter w;
+};
+
+WEFT_ASYNC(macro_producer)
+{
+    WEFT_BEGIN(self);
+    for (self->i = 0; self->i < self->n; self->i++)
+        WEFT_QUEUE_PUT(self, self->q, ITEM(self->i), &self->w);
+    WEFT_END;
+}
+
+struct macro_consumer {
+    WEFT_FRAME(int);
+    weft_queue *q;
+    long n, i;
+    uint64_t it;
+    void *item;
+    weft_waiter w;
+};
+
+WEFT_ASYNC(macro_consumer)
+{
+    weft_loop *loop = weft_task_loop(task);
+    WEFT_BEGIN(self);
+    for (self->i = 0; self->i < self->n; self->i++) {
+        self->it = iterations_now(loop);
+        WEFT_QUEUE_GET(self, self->q, &self->w, self->item);
+        if (iterations_now(loop) == self->it)
+            g_fast++;
+        else
+            g_slow++;
+        if (VAL(self->item) != self->i)
+            g_bad++;
+        g_consumed++;
+    }
+    WEFT_END;
+}
+
+/* WEFT_QUEUE_PUT / WEFT_QUEUE_GET allocate nothing: after warm-up, 10000
+ * items through a queue of 2, taking both the immediate and the waiting
+ * path, make no allocation call. */
+static void test_queue_macros_allocate_nothing(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 2, NULL), 0);
+    g_consumed = g_bad = g_fast = g_slow = 0;
+    weft_task *c = WEFT_SPAWN(loop, macro_consumer, .q = &q, .n = 10100);
+    weft_task *p = WEFT_SPAWN(loop, macro_producer, .q = &q, .n = 10100);
+    assert_non_null(c);
+    assert_non_null(p);
+    while (g_consumed < 100)
+        step(loop);
+    long calls = alloc_calls();
+    long fast = g_fast, slow = g_slow;
+    while (!weft_future_done(c) || !weft_future_done(p))
+        step(loop);
+    assert_int_equal(alloc_calls() - calls, 0);
+    assert_int_equal(g_consumed, 10100);
+    assert_int_equal(g_bad, 0);
+    assert_true(g_fast > fast); /* both paths were taken */
+    assert_true(g_slow > slow);
+    assert_int_equal(weft_future_error(c), 0);
+    assert_int_equal(weft_future_error(p), 0);
+    weft_future_unref(p);
+    weft_future_unref(c);
+    finish_queue(loop, &q);
 }
 
 /* =============================================================================
@@ -1695,8 +1937,8 @@ static void model_run(weft_queue_kind kind, size_t maxsize, unsigned seed)
         else
             assert_int_equal(mc.got[i] + mc.dropped[i], 0);
     }
-    assert_int_equal(g_reports, 0);
-    finish(loop, NULL);
+    assert_int_equal(g_hook.count, 0);
+    finish_queue(loop, NULL);
 }
 
 /* P-8 ("model-check the cancel-after-wake interleavings"): random mixes of
@@ -1717,8 +1959,6 @@ static void test_model_random_interleavings_lose_and_duplicate_nothing(void **st
 /* =============================================================================
  * Registration
  * ========================================================================== */
-
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
 {
@@ -1749,6 +1989,10 @@ int main(void)
         T(test_shutdown_immediate_drops_items_and_releases_join),
         T(test_shutdown_immediate_wakes_putters_without_dropping_their_items),
         T(test_destroy_destroys_leftovers_and_fails_waiters),
+        /* loop closed with waiters in frames */
+        T(test_loop_close_unlinks_waiting_getter_from_queue),
+        T(test_loop_destroy_unlinks_waiting_getter_from_queue),
+        T(test_loop_close_returns_item_handed_to_getter_that_never_ran),
         /* getters cancelled */
         T(test_woken_getter_cancelled_passes_item_to_next_getter),
         T(test_woken_getter_cancelled_returns_item_to_fifo_front),
@@ -1776,13 +2020,20 @@ int main(void)
         T(test_putter_cancelled_then_slot_freed_same_iteration),
         T(test_putter_cancelled_while_waiting_leaves_the_line),
         T(test_putter_wait_for_timeout_item_never_enters),
+        T(test_wait_for_put_got_before_cancel_is_success_and_task_ends_cancelled),
         T(test_putter_timeout_scope_expires_while_queued),
         T(test_putter_timeout_scope_expires_after_placement_takes_item_out),
         /* memory */
         T(test_blocking_put_get_allocate_nothing),
         T(test_unbounded_growth_failure_is_enomem_nothing_lost),
+        /* WEFT_QUEUE_PUT / WEFT_QUEUE_GET */
+        T(test_queue_macros_complete_without_suspending_when_possible),
+        T(test_queue_get_macro_waits_fifo_when_empty),
+        T(test_queue_put_macro_waits_fifo_when_full),
+        T(test_queue_macros_propagate_shutdown),
+        T(test_queue_macros_allocate_nothing),
         /* model check */
         T(test_model_random_interleavings_lose_and_duplicate_nothing),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return RUN_TESTS(tests);
 }

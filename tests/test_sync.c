@@ -20,101 +20,9 @@
  * Every loop uses the virtual clock and a counting allocator; finish()
  * destroys the loop and asserts that every block came back.
  */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L
-#endif
+#include "weft_test.h"
 
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
-
-#include <weft.h>
-
-/* ---- counting allocator -------------------------------------------------------- */
-
-typedef union block_hdr {
-    size_t size;
-    max_align_t align;
-} block_hdr;
-
-static long g_live;  /* blocks currently allocated */
-static long g_calls; /* allocation calls (size > 0) */
-
-static void *count_realloc(void *ud, void *p, size_t n)
-{
-    (void)ud;
-    block_hdr *h = p ? (block_hdr *)p - 1 : NULL;
-    if (n == 0) {
-        if (h) {
-            g_live--;
-            free(h);
-        }
-        return NULL;
-    }
-    g_calls++;
-    block_hdr *nh = realloc(h, sizeof *nh + n);
-    if (!nh)
-        return NULL;
-    if (!h)
-        g_live++;
-    nh->size = n;
-    return nh + 1;
-}
-
-/* ---- error hook recorder ------------------------------------------------------------ */
-
-static int g_hook_count;
-
-static void record_error(weft_loop *loop, int err, const char *msg, void *ud)
-{
-    (void)loop, (void)err, (void)ud;
-    g_hook_count++;
-    fprintf(stderr, "error hook: %s\n", msg);
-}
-
-/* ---- loops ------------------------------------------------------------------------- */
-
-static weft_loop *vloop(void)
-{
-    weft_loop_options o;
-    memset(&o, 0, sizeof o);
-    o.alloc.realloc = count_realloc;
-    o.flags = WEFT_LOOP_VIRTUAL_CLOCK;
-    weft_loop *loop = NULL;
-    assert_int_equal(weft_loop_new(&loop, &o), 0);
-    assert_int_equal(weft_loop_set_error_hook(loop, record_error, NULL), 0);
-    return loop;
-}
-
-/* Destroy the loop; every block must have come back and nothing may have
- * been reported (no task left pending, no failure unobserved). */
-static void finish(weft_loop *loop)
-{
-    assert_int_equal(weft_loop_destroy(loop), 0);
-    assert_int_equal(g_live, 0);
-    assert_int_equal(g_hook_count, 0);
-}
-
-/* One iteration that never blocks (stop first: poll timeout 0). */
-static void step(weft_loop *loop)
-{
-    assert_int_equal(weft_loop_stop(loop), 0);
-    assert_int_equal(weft_loop_run_once(loop), 0);
-}
-
-/* Run until t is done; returns its error (0 = value). */
-static int run(weft_loop *loop, weft_task *t)
-{
-    assert_non_null(t);
-    return weft_loop_run_until_complete(loop, t);
-}
+/* ---- running (more in weft_test.h) ------------------------------------------------ */
 
 /* Run every task to its end and drop the references. */
 static void run_all(weft_loop *loop, weft_task **t, size_t n)
@@ -133,20 +41,11 @@ static int64_t now_ms(weft_loop *loop)
     return weft_loop_now(loop) / 1000000;
 }
 
-/* Number of waiters queued on a primitive (its private list). */
-static size_t qlen(const weft_link *s)
-{
-    size_t n = 0;
-    for (const weft_link *l = s->next; l != s; l = l->next)
-        n++;
-    return n;
-}
-
 /* ---- recorders ------------------------------------------------------------------------ */
 
 #define MAXID 16
 
-static int g_log[256], g_nlog;       /* ids, in the order they got the resource */
+/* g_log (weft_test.h): ids, in the order they got the resource */
 static int g_err[MAXID];             /* each task's error at its FINALLY */
 static int g_fin[MAXID];             /* FINALLY entries */
 static int64_t g_val[MAXID];         /* value of the wait (barrier index) */
@@ -158,25 +57,6 @@ static int g_owner, g_violations;    /* who holds the lock; double holds */
 static int g_holders, g_max_holders; /* semaphore permits in use */
 static int g_counter, g_pred_calls;  /* condition wait_for state */
 static long g_cycles;                /* allocation test */
-
-static void log_ev(int id)
-{
-    if (g_nlog < 256)
-        g_log[g_nlog++] = id;
-}
-
-#define EXPECT_LOG(...)                                         \
-    do {                                                        \
-        int want_[] = {__VA_ARGS__};                            \
-        int n_ = (int)(sizeof want_ / sizeof *want_);           \
-        if (g_nlog != n_) {                                     \
-            for (int i_ = 0; i_ < g_nlog; i_++)                 \
-                print_message("log[%d] = %d\n", i_, g_log[i_]); \
-        }                                                       \
-        assert_int_equal(g_nlog, n_);                           \
-        for (int i_ = 0; i_ < n_; i_++)                         \
-            assert_int_equal(g_log[i_], want_[i_]);             \
-    } while (0)
 
 /* Lock ownership bookkeeping: a claim while someone holds it is a
  * violation (two holders), so is a release by someone else. */
@@ -194,12 +74,12 @@ static void unclaim(int id)
     g_owner = 0;
 }
 
+/* finish() also checks that nothing was reported (no task left pending, no
+ * failure unobserved); every report is printed. */
 static int setup(void **state)
 {
     (void)state;
-    g_live = g_calls = 0;
-    g_hook_count = 0;
-    g_nlog = 0;
+    wt_setup((wt_policy){.watchdog_s = 120, .check_reports = true, .echo_reports = true});
     for (int i = 0; i < MAXID; i++) {
         g_err[i] = 1; /* 1: FINALLY not reached */
         g_fin[i] = 0;
@@ -209,14 +89,6 @@ static int setup(void **state)
     g_owner = g_violations = g_holders = g_max_holders = 0;
     g_counter = g_pred_calls = 0;
     g_cycles = 0;
-    alarm(120); /* watchdog: a hung test kills the run instead of blocking CI */
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    alarm(0);
     return 0;
 }
 
@@ -290,7 +162,7 @@ WEFT_ASYNC(user)
         g_val[self->id] = WEFT_RESULT(self).i;
     }
     self->held = true;
-    log_ev(self->id);
+    log_tag(self->id);
     g_got_ms[self->id] = now_ms(loop);
     if (self->kind == LOCK)
         claim(self->id);
@@ -577,7 +449,7 @@ WEFT_ASYNC(t54_main)
     self->t[3] = USER(loop, .kind = LOCK, .prim = self->l, .id = 4);
     WEFT_LOCK(self, self->l, &self->w); /* queues behind A, B, C */
     claim(9);
-    log_ev(9);
+    log_tag(9);
     unclaim(9);
     weft_lock_release(self->l);
     for (self->i = 0; self->i < 4; self->i++) {
@@ -901,6 +773,78 @@ static void test_lock_acquire_from_another_loop_is_einval(void **state)
     release_outside_lock(&l);
     assert_int_equal(weft_loop_destroy(b), 0);
     finish(a);
+}
+
+/* loop.h close "tasks still pending are released": a task queued in
+ * weft_lock_acquire leaves the lock's queue before its frame (which holds
+ * the waiter) is freed, so the holder's release unlocks instead of handing
+ * the lock to freed memory (ASan / valgrind would see it). */
+static void test_loop_close_unlinks_waiting_lock_acquirer(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_lock l;
+    weft_lock_init(&l, loop);
+    take_outside(LOCK, &l);
+    weft_future_unref(USER(loop, .kind = LOCK, .prim = &l, .id = 1)); /* the loop's now */
+    step(loop);
+    assert_int_equal(qlen(&l.waiters), 1);
+    assert_int_equal(weft_loop_close(loop), 0);
+    assert_int_equal(g_hook.count, 1); /* released while pending */
+    g_hook.expect = 1;
+    assert_int_equal(qlen(&l.waiters), 0);
+    release_outside_lock(&l);
+    assert_false(weft_lock_locked(&l));
+    assert_int_equal(g_nlog, 0); /* task 1 never held it */
+    assert_int_equal(g_violations, 0);
+    finish(loop);
+}
+
+/* Same through weft_loop_destroy: the lock outlives its loop, and releasing
+ * it afterwards finds no waiter. */
+static void test_loop_destroy_unlinks_waiting_lock_acquirer(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_lock l;
+    weft_lock_init(&l, loop);
+    take_outside(LOCK, &l);
+    weft_future_unref(USER(loop, .kind = LOCK, .prim = &l, .id = 1));
+    step(loop);
+    assert_int_equal(qlen(&l.waiters), 1);
+    g_hook.expect = 1; /* released while pending */
+    finish(loop);
+    assert_int_equal(qlen(&l.waiters), 0);
+    release_outside_lock(&l);
+    assert_false(weft_lock_locked(&l));
+    assert_int_equal(g_nlog, 0);
+    assert_int_equal(g_violations, 0);
+}
+
+/* A task handed the lock whose task never ran gives it back when the loop
+ * closes; it goes to the next waiter, which is released too: the lock
+ * ends unlocked, with nobody queued. */
+static void test_loop_close_returns_lock_handed_to_task_that_never_ran(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_lock l;
+    weft_lock_init(&l, loop);
+    take_outside(LOCK, &l);
+    weft_future_unref(USER(loop, .kind = LOCK, .prim = &l, .id = 1));
+    weft_future_unref(USER(loop, .kind = LOCK, .prim = &l, .id = 2));
+    step(loop);
+    release_outside_lock(&l); /* handed to task 1 */
+    assert_true(weft_lock_locked(&l));
+    assert_int_equal(qlen(&l.waiters), 1);
+    assert_int_equal(weft_loop_close(loop), 0); /* task 1 never ran */
+    assert_int_equal(g_hook.count, 2);
+    g_hook.expect = 2;
+    assert_false(weft_lock_locked(&l));
+    assert_int_equal(qlen(&l.waiters), 0);
+    assert_int_equal(g_nlog, 0);
+    assert_int_equal(g_violations, 0);
+    finish(loop);
 }
 
 /* =============================================================================
@@ -1234,7 +1178,7 @@ WEFT_ASYNC(cond_user)
     }
     self->waiting = false;
     claim(self->id);
-    log_ev(self->id);
+    log_tag(self->id);
     g_got_ms[self->id] = now_ms(loop);
     g_locked_at[self->id] = weft_lock_locked(l);
     if (self->hold > 0)
@@ -1894,11 +1838,11 @@ static void test_contended_waiting_allocates_nothing(void **state)
         t[i] = WEFT_SPAWN(loop, spinner, .l = &l, .s = &s, .e = &e, .n = 500);
     while (g_cycles < 100)
         step(loop);
-    long calls = g_calls;
+    long calls = alloc_calls();
     long start = g_cycles;
     while (g_cycles < start + 1000)
         step(loop);
-    assert_int_equal(g_calls - calls, 0);
+    assert_int_equal(alloc_calls() - calls, 0);
     run_all(loop, t, 3);
     assert_int_equal(g_cycles, 1500);
     finish(loop);
@@ -1930,8 +1874,6 @@ static void test_null_arguments_are_einval(void **state)
     finish(loop);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1957,6 +1899,9 @@ int main(void)
         T(test_lock_wait_for_expiry_after_handoff_value_wins),
         T(test_lock_wait_for_woken_then_cancelled_passes_to_next),
         T(test_lock_acquire_from_another_loop_is_einval),
+        T(test_loop_close_unlinks_waiting_lock_acquirer),
+        T(test_loop_destroy_unlinks_waiting_lock_acquirer),
+        T(test_loop_close_returns_lock_handed_to_task_that_never_ran),
         T(test_semaphore_value_and_locked),
         T(test_semaphore_fifo_order),
         T(test_semaphore_release_hands_permit_newcomer_queues),
@@ -1995,5 +1940,5 @@ int main(void)
         T(test_contended_waiting_allocates_nothing),
         T(test_null_arguments_are_einval),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return RUN_TESTS(tests);
 }

@@ -14,119 +14,9 @@
  * counting allocator; finish() destroys the loop and asserts that every
  * block came back.
  */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L
-#endif
+#include "weft_test.h"
 
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
-#include <unistd.h>
-
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
-
-#include <weft.h>
-
-#define MS INT64_C(1000000)
-
-/* ---- counting allocator with failure injection ----------------------------------- */
-
-typedef union block_hdr {
-    size_t size;
-    max_align_t align;
-} block_hdr;
-
-static long g_live;    /* blocks currently allocated */
-static long g_calls;   /* allocation calls (size > 0) */
-static long g_fail_at; /* fail the allocation call with this number (0: none) */
-static int g_fail_all; /* fail every allocation while set */
-
-static void *count_realloc(void *ud, void *p, size_t n)
-{
-    (void)ud;
-    block_hdr *h = p ? (block_hdr *)p - 1 : NULL;
-    if (n == 0) {
-        if (h) {
-            g_live--;
-            free(h);
-        }
-        return NULL;
-    }
-    g_calls++;
-    if (g_fail_all || g_calls == g_fail_at)
-        return NULL;
-    block_hdr *nh = realloc(h, sizeof *nh + n);
-    if (!nh)
-        return NULL;
-    if (!h)
-        g_live++;
-    nh->size = n;
-    return nh + 1;
-}
-
-/* ---- error hook recorder ----------------------------------------------------------- */
-
-static struct {
-    int count;
-    int err;
-    char msg[512];
-} g_hook;
-
-static void record_error(weft_loop *loop, int err, const char *msg, void *ud)
-{
-    (void)loop, (void)ud;
-    g_hook.count++;
-    g_hook.err = err;
-    snprintf(g_hook.msg, sizeof g_hook.msg, "%s", msg);
-}
-
-/* ---- loops ---------------------------------------------------------------------------- */
-
-static weft_loop_options counted_options(void)
-{
-    weft_loop_options o;
-    memset(&o, 0, sizeof o);
-    o.alloc.realloc = count_realloc;
-    o.flags = WEFT_LOOP_VIRTUAL_CLOCK;
-    return o;
-}
-
-/* A virtual-clock loop on the counting allocator, reporting into g_hook. */
-static weft_loop *vloop(void)
-{
-    weft_loop_options o = counted_options();
-    weft_loop *loop = NULL;
-    assert_int_equal(weft_loop_new(&loop, &o), 0);
-    assert_int_equal(weft_loop_set_error_hook(loop, record_error, NULL), 0);
-    return loop;
-}
-
-/* Destroy the loop and check that it gave back every block. */
-static void finish(weft_loop *loop)
-{
-    assert_int_equal(weft_loop_destroy(loop), 0);
-    assert_int_equal(g_live, 0);
-}
-
-/* One iteration that never blocks (stop first: poll timeout 0). */
-static void step(weft_loop *loop)
-{
-    assert_int_equal(weft_loop_stop(loop), 0);
-    assert_int_equal(weft_loop_run_once(loop), 0);
-}
-
-/* Run t to completion; returns its error (0 = value). */
-static int run(weft_loop *loop, weft_task *t)
-{
-    assert_non_null(t);
-    return weft_loop_run_until_complete(loop, t);
-}
 
 /* Run the loop for sec seconds of (virtual) loop time. */
 static void run_for(weft_loop *loop, double sec)
@@ -137,27 +27,10 @@ static void run_for(weft_loop *loop, double sec)
     weft_future_unref(s);
 }
 
-static int64_t result_i(weft_task *t)
-{
-    weft_value v = {0};
-    assert_int_equal(weft_future_result(t, &v), 0);
-    return v.i;
-}
-
 static int64_t now_ms(weft_task *task)
 {
     return weft_loop_now(weft_task_loop(task)) / MS;
 }
-
-/* Store the source line of a suspension (or throw) macro in var, then run
- * it: both expand on the same line, so var is the line the frame records.
- * (A macro rather than two statements on one line, which a formatter
- * would split.) */
-#define AT_LINE(var, stmt) \
-    do {                   \
-        (var) = __LINE__;  \
-        stmt;              \
-    } while (0)
 
 /* ---- shared recorders ------------------------------------------------------------------ */
 
@@ -172,24 +45,6 @@ static int g_rc;       /* a return code seen inside a body */
 static int64_t g_val;  /* a value seen inside a body */
 static int64_t g_t_ms; /* loop time seen by a body, in ms */
 
-static int g_log[64];
-static int g_nlog;
-
-static void log_tag(int tag)
-{
-    if (g_nlog < 64)
-        g_log[g_nlog++] = tag;
-}
-
-static void expect_log(const int *want, int n)
-{
-    assert_int_equal(g_nlog, n);
-    for (int i = 0; i < n; i++)
-        assert_int_equal(g_log[i], want[i]);
-}
-#define EXPECT_LOG(...) \
-    expect_log((const int[]){__VA_ARGS__}, (int)(sizeof((const int[]){__VA_ARGS__}) / sizeof(int)))
-
 static void log_cb(void *arg)
 {
     log_tag((int)(intptr_t)arg);
@@ -198,22 +53,11 @@ static void log_cb(void *arg)
 static int setup(void **state)
 {
     (void)state;
-    g_live = g_calls = g_fail_at = 0;
-    g_fail_all = 0;
-    memset(&g_hook, 0, sizeof g_hook);
+    wt_setup((wt_policy){.watchdog_s = 120});
     g_body = g_after = g_fin = g_fin_done = g_fin_err = 0;
     g_line = g_caught = g_rc = 0;
     g_val = 0;
     g_t_ms = -1;
-    g_nlog = 0;
-    alarm(120); /* watchdog: a hung test kills the run instead of blocking CI */
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    alarm(0);
     return 0;
 }
 
@@ -400,7 +244,7 @@ static void test_spawn_into_storage_allocates_nothing(void **state)
     (void)state;
     weft_loop *loop = vloop();
     static WEFT_TASK_STORAGE(worker) storage;
-    long before = g_calls;
+    long before = alloc_calls();
     weft_task *t = WEFT_SPAWN_INTO(loop, &storage, worker, .n = 3, .v = 11);
     assert_non_null(t);
     assert_true((unsigned char *)t >= storage.bytes &&
@@ -409,7 +253,7 @@ static void test_spawn_into_storage_allocates_nothing(void **state)
         step(loop);
     assert_true(weft_future_done(t));
     assert_int_equal(result_i(t), 11);
-    assert_int_equal(g_calls - before, 0);
+    assert_int_equal(alloc_calls() - before, 0);
     weft_future_unref(t);
     finish(loop);
 }
@@ -1349,9 +1193,10 @@ static void test_detached_failed_task_reported_once_at_completion(void **state)
     snprintf(where, sizeof where, "%s:%d", __FILE__, g_line);
     assert_non_null(strstr(g_hook.msg, where));
     run_for(loop, 1.0);
+    g_loop = NULL; /* destroyed here, not by finish() */
     assert_int_equal(weft_loop_destroy(loop), 0);
     assert_int_equal(g_hook.count, 1);
-    assert_int_equal(g_live, 0);
+    assert_int_equal(alloc_live(), 0);
 }
 
 /* S-FUT-9, P4.6-13: a failure that is awaited is not reported. */
@@ -1544,11 +1389,11 @@ WEFT_ASYNC(run_main)
 static void test_run_returns_main_value(void **state)
 {
     (void)state;
-    weft_loop_options o = counted_options();
+    weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
     weft_value v = {0};
     assert_int_equal(WEFT_RUN(&o, &v, run_main, .mode = RUN_VALUE), 0);
     assert_int_equal(v.i, 7);
-    assert_int_equal(g_live, 0);
+    assert_int_equal(alloc_live(), 0);
     assert_int_equal(g_hook.count, 0);
 }
 
@@ -1556,11 +1401,11 @@ static void test_run_returns_main_value(void **state)
 static void test_run_returns_main_error(void **state)
 {
     (void)state;
-    weft_loop_options o = counted_options();
+    weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
     weft_value v = {.i = 99};
     assert_int_equal(WEFT_RUN(&o, &v, run_main, .mode = RUN_THROW), -EPROTO);
     assert_int_equal(v.i, 99);
-    assert_int_equal(g_live, 0);
+    assert_int_equal(alloc_live(), 0);
     assert_int_equal(g_hook.count, 0); /* WEFT_RUN observed it */
 }
 
@@ -1571,7 +1416,7 @@ static void test_run_returns_main_error(void **state)
 static void test_run_cancels_leftovers_and_waits_for_their_finally(void **state)
 {
     (void)state;
-    weft_loop_options o = counted_options();
+    weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
     weft_value v = {0};
     assert_int_equal(WEFT_RUN(&o, &v, run_main, .mode = RUN_LEFTOVERS), 0);
     assert_int_equal(v.i, 7);
@@ -1580,7 +1425,7 @@ static void test_run_cancels_leftovers_and_waits_for_their_finally(void **state)
     assert_int_equal(g_fin, 3);
     assert_int_equal(g_fin_done, 3);
     assert_int_equal(g_hook.count, 0);
-    assert_int_equal(g_live, 0);
+    assert_int_equal(alloc_live(), 0);
 }
 
 /* S-RUN-1, S-LOOP-12: WEFT_RUN and run_until_complete from inside a
@@ -1588,11 +1433,11 @@ static void test_run_cancels_leftovers_and_waits_for_their_finally(void **state)
 static void test_run_and_run_until_complete_nested_return_ebusy(void **state)
 {
     (void)state;
-    weft_loop_options o = counted_options();
+    weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
     assert_int_equal(WEFT_RUN(&o, NULL, run_main, .mode = RUN_NESTED), 0);
     assert_int_equal(g_rc, -EBUSY);
     assert_int_equal(g_caught, -EBUSY);
-    assert_int_equal(g_live, 0);
+    assert_int_equal(alloc_live(), 0);
 }
 
 /* ---- run_until_complete (S-LOOP-12) --------------------------------------------------- */
@@ -1713,11 +1558,11 @@ static void test_spawn_enomem_returns_null_without_leak(void **state)
 {
     (void)state;
     weft_loop *loop = vloop();
-    long live = g_live;
-    g_fail_at = g_calls + 1;
+    long live = alloc_live();
+    alloc_fail_at(alloc_calls() + 1);
     assert_null(WEFT_SPAWN(loop, worker));
     assert_int_equal(weft_last_error(), -ENOMEM);
-    assert_int_equal(g_live, live);
+    assert_int_equal(alloc_live(), live);
     assert_int_equal(weft_all_tasks(loop, NULL, 0), 0);
     weft_task *t = WEFT_SPAWN(loop, worker, .v = 2);
     assert_int_equal(run(loop, t), 0);
@@ -1733,11 +1578,11 @@ struct oom_sleeper {
 WEFT_ASYNC(oom_sleeper)
 {
     WEFT_BEGIN(self);
-    g_fail_all = 1;
+    alloc_fail_all(true);
     WEFT_SLEEP(self, 1.0); /* its constructor fails: awaiting NULL */
     g_after++;
     WEFT_FINALLY;
-    g_fail_all = 0;
+    alloc_fail_all(false);
     g_fin_err = self->co.err;
     WEFT_END;
 }
@@ -1794,14 +1639,14 @@ static void test_every_allocation_failure_is_survived(void **state)
 {
     (void)state;
     for (long n = 1; n < 200; n++) {
-        g_live = g_calls = 0;
-        g_fail_at = n;
-        weft_loop_options o = counted_options();
+        alloc_reset();
+        alloc_fail_at(n);
+        weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
         weft_loop *loop = NULL;
         int err = weft_loop_new(&loop, &o);
         if (err) {
             assert_int_equal(err, -ENOMEM);
-            assert_int_equal(g_live, 0);
+            assert_int_equal(alloc_live(), 0);
             continue;
         }
         weft_loop_set_error_hook(loop, record_error, NULL);
@@ -1817,7 +1662,7 @@ static void test_every_allocation_failure_is_survived(void **state)
             assert_int_equal(result_i(t), 3);
         weft_future_unref(t);
         finish(loop);
-        if (g_calls < n) /* no allocation failed this time: all covered */
+        if (alloc_calls() < n) /* no allocation failed this time: all covered */
             return;
     }
     fail_msg("the scenario needs more than 200 allocations");
@@ -1940,8 +1785,6 @@ static void test_failure_report_names_file_of_failing_frame(void **state)
 
 /* ---- main ------------------------------------------------------------------------------ */
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2009,5 +1852,5 @@ int main(void)
         /* lag */
         T(test_slow_task_step_lag_report_names_task),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return RUN_TESTS(tests);
 }
