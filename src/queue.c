@@ -41,7 +41,6 @@
 #include "future_internal.h"
 #include "weft/queue.h"
 
-
 #define NONE ((size_t)-1)
 #define UNBOUNDED SIZE_MAX /* internal maxsize of an unbounded queue */
 #define FIRST_CAP_MAX 4096 /* a bounded queue allocates at most this much up front */
@@ -413,7 +412,7 @@ static inline bool put_fast(weft_queue *q, void *item)
 {
     size_t n = q->count;
     if ((n < q->maxsize && n < q->cap && !is_heap(q) && !q->shutdown &&
-               weft__list_empty(&q->getters))) {
+         weft__list_empty(&q->getters))) {
         q->items[(q->head + n) & (q->cap - 1)] = item;
         q->count = n + 1;
         q->unfinished++;
@@ -428,7 +427,7 @@ static inline bool get_fast(weft_queue *q, void **out)
 {
     size_t n = q->count, i = q->head;
     if ((n && q->kind == WEFT_QUEUE_FIFO && weft__list_empty(&q->putters) &&
-               !(q->seqs && q->seqs[i]))) {
+         !(q->seqs && q->seqs[i]))) {
         *out = q->items[i];
         q->head = (i + 1) & (q->cap - 1);
         q->count = n - 1;
