@@ -160,7 +160,11 @@ int weft_loop_set_lag_threshold(weft_loop *loop, int64_t ns)
     loop->lag_threshold = ns == 0 ? DEFAULT_LAG_NS : ns < 0 ? 0 : ns;
     /* The coarse clock costs a quarter of the precise one but ticks in
      * 1-4 ms steps: good enough unless the threshold is small. */
+#ifdef CLOCK_MONOTONIC_COARSE
     loop->lag_clock = loop->lag_threshold >= 20000000 ? CLOCK_MONOTONIC_COARSE : CLOCK_MONOTONIC;
+#else
+    loop->lag_clock = CLOCK_MONOTONIC; /* no coarse clock (not Linux) */
+#endif
     loop->lag_stamp_valid = false;
     return 0;
 }
