@@ -373,7 +373,8 @@ int weft_timer_stop(weft_timer *t)
 
 bool weft_timer_active(const weft_timer *t)
 {
-    return t && (t->index != WEFT__NO_INDEX || weft__node_linked(&t->h.node));
+    /* t->loop is NULL for a zeroed (never initialised) or closed timer */
+    return t && t->loop && (t->index != WEFT__NO_INDEX || weft__node_linked(&t->h.node));
 }
 
 void weft_timer_close(weft_timer *t)

@@ -1163,6 +1163,25 @@ static void test_timer_restarted_from_own_callback_fires_again(void **state)
 
 /* weft_timer_stop of an inactive timer -> -ENOENT (never started, already
  * stopped, already fired). */
+/* loop.h: weft_timer_active is false for a timer that was never
+ * initialised (zeroed), for an initialised one never started, and after
+ * weft_timer_close. */
+static void test_timer_active_only_between_start_and_fire_or_stop(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_timer t = {0};
+    assert_false(weft_timer_active(&t));
+    assert_false(weft_timer_active(NULL));
+    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
+    assert_false(weft_timer_active(&t));
+    assert_int_equal(weft_timer_start(&t, SEC, 0), 0);
+    assert_true(weft_timer_active(&t));
+    weft_timer_close(&t);
+    assert_false(weft_timer_active(&t));
+    finish(loop);
+}
+
 static void test_timer_stop_inactive_returns_enoent(void **state)
 {
     (void)state;
@@ -2673,6 +2692,7 @@ int main(void)
         T(test_timer_stop_in_own_callback_stops_repetition),
         T(test_repeating_timer_that_fell_behind_rearms_from_now),
         T(test_timer_restarted_from_own_callback_fires_again),
+        T(test_timer_active_only_between_start_and_fire_or_stop),
         T(test_timer_stop_inactive_returns_enoent),
         T(test_timer_start_negative_repeat_returns_einval),
         T(test_timer_stop_unqueues_expired_timer),
