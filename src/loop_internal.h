@@ -180,6 +180,8 @@ struct weft_loop {
     /* task layer (task.c) */
     weft_link tasks;    /* live tasks */
     void *current_task; /* task whose step runs now */
+    int await_budget;   /* awaits the current step may still finish without
+                           suspending (fairness) */
     uint64_t task_counter;
     void *future_pool;  /* free futures */
     void *yield_future; /* the immortal done future of sleep(0) */

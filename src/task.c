@@ -12,6 +12,9 @@
 
 #include "future_internal.h"
 
+/* Awaits of done futures one task step may finish before it must yield. */
+#define WEFT__AWAIT_BUDGET 128
+
 static void task_step(weft_node *n);
 static void describe_step(weft_loop *loop, char *buf, size_t n);
 
@@ -201,6 +204,12 @@ int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, bool cat
         f->loop == t->fut.loop) {
         /* hot path: done with a value - no suspension, nothing to check */
         t->fut.u.task.waiting = f;
+        if (--t->fut.loop->await_budget < 0) {
+            /* fairness: a step that keeps awaiting done futures yields once
+             * in a while, then gets the value (tokio's coop budget) */
+            weft__ready_push(t->fut.loop, &t->node);
+            return 1;
+        }
         f->flags |= WEFT__F_OBSERVED;
         if (var)
             *var = 0;
@@ -362,6 +371,7 @@ static void task_step(weft_node *n)
     loop->step_name = t->fut.u.task.name ? t->fut.u.task.name : co->info->name;
     loop->step_file = co->info->file;
     loop->step_line = co->line;
+    loop->await_budget = WEFT__AWAIT_BUDGET;
     for (;;) {
         weft_co_rc rc = co->info->fn(co, &t->fut);
         if (rc.v == WEFT__RC_PENDING)

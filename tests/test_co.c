@@ -1296,8 +1296,11 @@ WEFT_ASYNC(million)
     WEFT_END;
 }
 
-/* P4.6-15, S-FUT-10: 10^6 awaits of already-done futures complete in one
- * step without suspending and without growing the C stack. */
+/* P4.6-15, S-FUT-10, P4.6-19: 10^6 awaits of already-done futures complete
+ * without growing the C stack.  An await of a done future does not suspend,
+ * except that the fairness budget makes a step yield once after 128 of
+ * them (co.h): the body is entered once per 129 awaits.  (asyncio never
+ * yields here; weft does, so such a loop cannot starve the others.) */
 static void test_million_done_awaits_neither_suspend_nor_grow_stack(void **state)
 {
     (void)state;
@@ -1307,9 +1310,57 @@ static void test_million_done_awaits_neither_suspend_nor_grow_stack(void **state
     weft_task *t = WEFT_SPAWN(loop, million);
     assert_int_equal(run(loop, t), 0);
     assert_int_equal(result_i(t), MILLION);
-    assert_int_equal(g_entries, 1); /* one body entry: never suspended */
-    assert_int_equal(g_after, 0);   /* the probe never moved */
+    assert_int_equal(g_entries, (MILLION + 128) / 129); /* one yield per 129 */
+    assert_int_equal(g_after, 0);                       /* the probe never moved */
     weft_future_unref(t);
+    finish(loop);
+}
+
+/* P4.6-19 (fairness): a task that keeps awaiting done futures and never
+ * suspends otherwise cannot starve the others: the budget makes it yield,
+ * so a second task runs and stops it. */
+static bool g_stop_spinner;
+
+struct spinner {
+    WEFT_FRAME(long); /* awaits done before it saw the stop flag */
+};
+
+WEFT_ASYNC(spinner)
+{
+    WEFT_BEGIN(self);
+    while (!g_stop_spinner) {
+        weft_future *f = weft_future_new(weft_task_loop(task));
+        weft_future_set_int(f, 1);
+        WEFT_AWAIT(self, f);
+        self->result++;
+    }
+    WEFT_END;
+}
+
+struct stopper {
+    WEFT_FRAME(int);
+};
+
+WEFT_ASYNC(stopper)
+{
+    WEFT_BEGIN(self);
+    g_stop_spinner = true;
+    WEFT_END;
+}
+
+static void test_done_awaits_loop_yields_to_other_tasks(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    g_stop_spinner = false;
+    weft_task *spin = WEFT_SPAWN(loop, spinner);
+    weft_task *stop = WEFT_SPAWN(loop, stopper);
+    assert_int_equal(run(loop, spin), 0);
+    assert_true(weft_future_done(stop));
+    /* the stopper ran right after the spinner's first yield */
+    assert_int_equal(result_i(spin), 129);
+    weft_future_unref(spin);
+    weft_future_unref(stop);
     finish(loop);
 }
 
@@ -1465,6 +1516,7 @@ int main(void)
         T(test_frame_records_line_of_suspension),
         T(test_frame_never_moves_across_suspensions),
         T(test_million_done_awaits_neither_suspend_nor_grow_stack),
+        T(test_done_awaits_loop_yields_to_other_tasks),
         T(test_deep_call_chain_resumes_leaf_directly),
     };
     return RUN_TESTS(tests);

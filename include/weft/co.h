@@ -270,7 +270,9 @@ weft_value weft__last_value(weft_task *task);
         weft__co->flags |= WEFT__CO_IN_FINALLY
 
 /* Await future f (consuming the reference passed in).  If f is already
- * done, continue at once without suspending; else park the task on f and
+ * done, continue at once without suspending (except that a task step which
+ * has already finished 128 such awaits yields once first, so a loop over
+ * done futures cannot starve the others); else park the task on f and
  * return to the loop.  On resume: if f failed or was cancelled (or f is
  * NULL: its constructor failed), unwind with that error.  The value is
  * then WEFT_RESULT(self). */
