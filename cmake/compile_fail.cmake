@@ -24,6 +24,16 @@ if(LABELS)
 endif()
 get_filename_component(_name "${SOURCE}" NAME)
 
+# A file may ask for extra compiler flags with a line
+#   COMPILE_FAIL_GCC_FLAGS: <flags>
+# (such a test is registered for GCC and the switch backend only).
+file(STRINGS "${SOURCE}" _flag_lines REGEX "COMPILE_FAIL_GCC_FLAGS:")
+foreach(_line IN LISTS _flag_lines)
+    string(REGEX REPLACE ".*COMPILE_FAIL_GCC_FLAGS:[ \t]*" "" _flags "${_line}")
+    separate_arguments(_flags UNIX_COMMAND "${_flags}")
+    list(APPEND _common ${_flags})
+endforeach()
+
 # The control: the same file without its OFFENDING line(s) must compile
 # (warning-free when WERROR is set).
 file(READ "${SOURCE}" _text)

@@ -283,10 +283,13 @@ weft_value weft__last_value(weft_task *task);
 #define WEFT_TRY_AWAIT(self, f, var) WEFT__AWAIT(self, f, true, &(var))
 
 /* weft__await: 0 = done (value or caught error), 1 = parked, -1 = unwind.
- * weft__r is assigned again after the resume point before it is read. */
+ * weft__r is assigned again after the resume point before it is read; it
+ * has no initializer, so resuming does not jump over one (the macros stay
+ * clean under GCC's -Wjump-misses-init, the lint for locals in bodies). */
 #define WEFT__AWAIT(self, f, catching, var)                                                        \
     do {                                                                                           \
-        int weft__r = weft__await(weft__co, task, (f), __LINE__, (catching), (var));              \
+        int weft__r;                                                                               \
+        weft__r = weft__await(weft__co, task, (f), __LINE__, (catching), (var));                  \
         if (weft__r > 0) {                                                                         \
             WEFT__SUSPEND(WEFT__RC_PENDING);                                                       \
             weft__r = weft__await_failed(weft__co, task, (catching), (var)) ? -1 : 0;              \
