@@ -27,7 +27,9 @@
  *
  * THE RULES, STATED LOUDLY:
  *   - C locals do NOT survive a suspension.  Put them in the frame.  Loop
- *     counters too (`for (self->i = 0; ...)`).
+ *     counters too (`for (self->i = 0; ...)`).  GCC's
+ *     -Werror=jump-misses-init catches an initialized local that crosses a
+ *     suspension (switch backend); weft's macros are clean under it.
  *   - No `return` in a body: use WEFT_RETURN / WEFT_THROW (a stray
  *     `return 0;` does not compile: the body returns a struct).
  *   - Switch backend (the default): no suspension (WEFT_AWAIT, WEFT_YIELD,
