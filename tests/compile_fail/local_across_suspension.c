@@ -36,7 +36,10 @@ struct keeps_a_local {
 WEFT_ASYNC(keeps_a_local)
 {
     WEFT_BEGIN(self);
+    /* The declaration and its use must share the OFFENDING line. */
+    /* clang-format off */
     int lost = 42; printf("%d\n", lost); /* OFFENDING: a C local crosses the yield */
+    /* clang-format on */
     WEFT_YIELD(self);
     WEFT_AWAIT(self, weft_sleep(weft_task_loop(task), 0.001));
     WEFT_TRY_AWAIT(self, weft_sleep(weft_task_loop(task), 0.001), self->e);
