@@ -20,10 +20,7 @@ static void sleep_cancelled(void *arg)
 {
     weft__pooled *c = arg;
     weft_future *f = c->t.h.arg;
-    if (c->t.index != WEFT__NO_INDEX)
-        weft__heap_remove(&c->t.loop->heap, &c->t);
-    else if (weft__node_linked(&c->t.h.node))
-        weft__node_unlink(&c->t.h.node);
+    weft_timer_stop(&c->t); /* armed, or expired and queued */
     weft__call_put(c->t.loop, c);
     weft_future_unref(f);
 }
@@ -192,6 +189,7 @@ static void finish_value(weft_results *m)
 }
 
 static void child_done(weft_node *n);
+static void outer_cancelled(void *arg);
 
 static weft_results *results_new(weft_loop *loop, weft_future *const *fs, size_t n, int kind)
 {
@@ -215,7 +213,7 @@ static weft_results *results_new(weft_loop *loop, weft_future *const *fs, size_t
         *m = (weft_results){.loop = loop, .n = n, .kind = kind};
         if (kind != ASCOMP) {
             m->outer = weft_future_new(loop);
-            if (!m->outer || weft__future_on_cancel(m->outer, NULL, NULL) < 0)
+            if (!m->outer || weft__future_on_cancel(m->outer, outer_cancelled, m) < 0)
                 err = -ENOMEM;
         } else {
             m->order = weft__alloc(loop, (n ? n : 1) * sizeof *m->order);
@@ -247,20 +245,6 @@ static weft_results *results_new(weft_loop *loop, weft_future *const *fs, size_t
         }
     }
     return m;
-}
-
-/* Give the outer future a cancel hook now that it is known (results_new
- * reserved the node with a NULL hook). */
-static void set_hook(weft_results *m, weft_cb *fn)
-{
-    for (weft_link *l = m->outer->waiters.next; l != &m->outer->waiters; l = l->next) {
-        weft__pooled *c = (weft__pooled *)(void *)l;
-        if (!c->t.h.fn) {
-            c->t.h.fn = fn;
-            c->t.h.arg = m;
-            return;
-        }
-    }
 }
 
 static void cancel_children(weft_results *m)
@@ -330,7 +314,6 @@ weft_future *weft_gather(weft_loop *loop, weft_future *const *fs, size_t n, unsi
     if (!m)
         return NULL;
     m->flags = flags;
-    set_hook(m, outer_cancelled);
     weft_future *outer = weft_future_ref(m->outer);
     /* children already done are accounted for at once (asyncio 3.12) */
     for (size_t i = 0; i < n && !(flags & WEFT_GATHER_ALL); i++) {
@@ -386,7 +369,6 @@ weft_future *weft_wait(weft_loop *loop, weft_future *const *fs, size_t n, weft_r
     if (!m)
         return NULL;
     m->when = when;
-    set_hook(m, outer_cancelled);
     weft_future *outer = weft_future_ref(m->outer);
     bool now = m->left == 0;
     for (size_t i = 0; i < n && !now && when != WEFT_ALL_COMPLETED; i++)

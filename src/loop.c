@@ -322,10 +322,7 @@ int weft_timer_init(weft_loop *loop, weft_timer *t, weft_cb *fn, void *arg)
 
 static void timer_arm(weft_loop *loop, weft_timer *t, int64_t when, int64_t repeat)
 {
-    if (t->index != WEFT__NO_INDEX)
-        weft__heap_remove(&loop->heap, t);
-    else if (weft__node_linked(&t->h.node))
-        weft__node_unlink(&t->h.node); /* expired but not run: superseded */
+    weft_timer_stop(t); /* armed: re-armed; expired but not run: superseded */
     t->when = when;
     t->repeat = repeat;
     weft__heap_insert(&loop->heap, t, loop->timer_seq++);
@@ -506,12 +503,8 @@ int weft_call_cancel(weft_loop *loop, weft_call call)
         return -EINVAL;
     if (weft__closed(loop) || c->gen != call.gen || c->t.h.node.run != pooled_run)
         return -ENOENT;
-    if (c->t.index != WEFT__NO_INDEX)
-        weft__heap_remove(&loop->heap, &c->t);
-    else if (weft__node_linked(&c->t.h.node))
-        weft__node_unlink(&c->t.h.node);
-    else
-        return -ENOENT;
+    if (weft_timer_stop(&c->t) < 0)
+        return -ENOENT; /* ran already */
     weft__call_put(loop, c);
     return 0;
 }

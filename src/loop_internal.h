@@ -182,7 +182,6 @@ struct weft_loop {
     void *current_task; /* task whose step runs now */
     int await_budget;   /* awaits the current step may still finish without
                            suspending (fairness) */
-    uint64_t task_counter;
     void *future_pool;  /* free futures */
     void *yield_future; /* the immortal done future of sleep(0) */
     void (*describe)(weft_loop *loop, char *buf, size_t n); /* task steps */

@@ -81,7 +81,6 @@ weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void *mem, size_t s
     t->top = root;
     weft__list_push(&loop->tasks, &t->live);
     weft__ready_push(loop, &t->node);
-    loop->task_counter++;
     loop->on_close = weft__tasks_on_close;
     loop->describe = describe_step;
     return &t->fut;
