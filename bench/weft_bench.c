@@ -162,11 +162,11 @@ static weft_timer *timers_setup(weft_loop *loop, long n, struct fire_count *f,
     if (!t)
         BENCH_DIE("out of memory for %ld timers", n);
     for (long i = 0; i < n; i++) {
-        int err = weft_timer_init(loop, &t[i], timer_cb, f);
+        int err = weft_timer_init(&t[i], loop, timer_cb, f);
         if (err)
             BENCH_DIE("weft_timer_init: %s", weft_strerror(err));
         unsigned ms = deadline_ms ? deadline_ms[i] : bench_timers_timeout_ms(i);
-        err = weft_timer_start(&t[i], (int64_t)ms * 1000000, 0);
+        err = weft_timer_start_ns(&t[i], (int64_t)ms * 1000000, 0);
         if (err)
             BENCH_DIE("weft_timer_start: %s", weft_strerror(err));
     }

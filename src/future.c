@@ -1,12 +1,21 @@
-/* future.c - futures: one-shot result cells with done callbacks.
+/* future.c - futures: the common header every kind shares, plain futures,
+ * done callbacks, run_until_complete.
  *
  * The waiter list is an intrusive list of ready-queue nodes: a parked task
- * links its own node, a done callback links a pooled node.  Completing a
- * future splices the whole list onto the ready queue in O(1), which is
- * asyncio's "schedule every callback with call_soon, in registration
- * order".  Standalone futures are recycled through a per-loop free list,
- * so await-heavy code allocates nothing in steady state.
+ * links its own node, a done callback a callback node.  Completing a
+ * future splices the whole list onto the ready queue, which is asyncio's
+ * "schedule every callback with call_soon, in registration order"; O(1)
+ * unless callbacks are among the waiters (each takes a reference on the
+ * future then, so that the future lives until its callbacks ran).  Plain
+ * futures and callback nodes are recycled per loop, so await-heavy code
+ * allocates nothing in steady state.
+ *
+ * Everything kind-specific goes through f->ops (future_internal.h); this
+ * file knows no kind but its own.
  */
+#include <stdio.h>
+#include <string.h>
+
 #include "future_internal.h"
 
 static _Thread_local int last_error;
@@ -21,28 +30,154 @@ void weft__set_last_error(int err)
     last_error = err;
 }
 
-/* ---- allocation and references ------------------------------------------------- */
+/* ---- the layer ------------------------------------------------------------------------ */
 
-weft_future *weft_future_new(weft_loop *loop)
+/* A done-callback node: in a pending future's waiters, or queued. */
+typedef struct weft__cbnode {
+    weft_node node;
+    weft_link inuse; /* in the layer's list of nodes in use (for close) */
+    weft_future *f;
+    weft_done_cb *fn;
+    void *arg;
+} weft__cbnode;
+
+static void layer_close(weft_loop *loop, weft__layer *self);
+static void layer_destroy(weft_loop *loop, weft__layer *self);
+static void cb_run(weft_node *n);
+
+static const weft__future_ops yield_ops = {.kind = "yield"};
+
+static weft__future_layer *layer_new(weft_loop *loop)
 {
-    if (!loop) {
-        last_error = -EINVAL;
+    weft__future_layer *fl = weft__alloc(loop, sizeof *fl);
+    if (!fl)
         return NULL;
-    }
-    weft_future *f = loop->future_pool;
-    if (f) {
-        loop->future_pool = (weft_future *)(void *)f->waiters.next;
-    } else {
-        f = weft__alloc(loop, sizeof *f);
-        if (!f) {
-            last_error = -ENOMEM;
-            return NULL;
-        }
-        loop->on_close = weft__tasks_on_close;
-    }
-    *f = (weft_future){.loop = loop, .refs = 1};
+    memset(fl, 0, sizeof *fl);
+    fl->base.close = layer_close;
+    fl->base.destroy = layer_destroy;
+    weft__pool_init(&fl->pool, loop);
+    weft__list_init(&fl->cbinuse);
+    weft__future_init(&fl->yield, &yield_ops, loop);
+    fl->yield.state = WEFT__DONE;
+    fl->yield.flags = WEFT__F_YIELD | WEFT__F_OBSERVED;
+    weft__layer_set(loop, WEFT__LAYER_FUTURE, &fl->base);
+    return fl;
+}
+
+weft__future_layer *weft__futures(weft_loop *loop)
+{
+    weft__layer *l = weft__layer_get(loop, WEFT__LAYER_FUTURE);
+    if (l)
+        return (weft__future_layer *)(void *)l;
+    if (weft__closed(loop))
+        return NULL;
+    return layer_new(loop);
+}
+
+weft_future *weft__future_yield(weft_loop *loop)
+{
+    weft__future_layer *fl = weft__futures(loop);
+    return fl ? weft_future_ref(&fl->yield) : NULL;
+}
+
+/* ---- the common header -------------------------------------------------------------------- */
+
+void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop)
+{
+    f->ops = ops;
+    f->loop = loop;
     weft__list_init(&f->waiters);
-    return f;
+    f->out.v.i = 0;
+    f->refs = 1;
+    f->state = WEFT__PENDING;
+    f->flags = 0;
+    f->aux = 0;
+    if (ops->release) {
+        weft__layer *l = weft__layer_get(loop, WEFT__LAYER_FUTURE);
+        if (l)
+            ((weft__future_layer *)(void *)l)->live++;
+    }
+}
+
+void weft__future_name(const weft_future *f, char *buf, size_t n)
+{
+    weft_report r;
+    memset(&r, 0, sizeof r);
+    if (f->ops->describe)
+        f->ops->describe(f, &r, buf, n);
+    else
+        snprintf(buf, n, "%s %p", f->ops->kind, (const void *)f);
+}
+
+/* The callbacks of a future that will never complete normally (freed while
+ * pending, or completed after close) are dropped. */
+static void drop_callbacks(weft_future *f)
+{
+    for (weft_link *l = f->waiters.next, *next; l != &f->waiters; l = next) {
+        next = l->next;
+        weft__cbnode *c = WEFT_CONTAINER_OF(l, weft__cbnode, node.link);
+        weft__node_unlink(&c->node);
+        if (c->inuse.next)
+            weft__list_unlink(&c->inuse);
+        weft__free(f->loop, c);
+    }
+}
+
+static void really_release(weft_future *f)
+{
+    weft__layer *l = weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
+    if (l)
+        ((weft__future_layer *)(void *)l)->live--;
+    f->ops->release(f);
+}
+
+void weft__future_free(weft_future *f)
+{
+    weft_loop *loop = f->loop;
+    f->refs = 0;
+    if (f->state == WEFT__FAILED && !(f->flags & WEFT__F_OBSERVED)) {
+        char name[160];
+        weft_report r;
+        memset(&r, 0, sizeof r);
+        if (f->ops->describe)
+            f->ops->describe(f, &r, name, sizeof name);
+        else
+            snprintf(name, sizeof name, "%s", f->ops->kind);
+        char msg[320];
+        snprintf(msg, sizeof msg, "%s failed and its error was never retrieved", name);
+        r.kind = WEFT_REPORT_UNOBSERVED;
+        r.err = f->out.err;
+        r.message = msg;
+        weft__report(loop, &r);
+    } else if (f->state == WEFT__DONE && (f->ops->flags & WEFT__OPS_DTOR)) {
+        weft__dfuture *d = (weft__dfuture *)(void *)f;
+        if (d->dtor) {
+            weft_dtor *dtor = d->dtor;
+            d->dtor = NULL;
+            dtor(f->out.v.p); /* a pointer value nobody took */
+        }
+    }
+    if (f->state == WEFT__PENDING && (f->flags & WEFT__F_CALLBACKS))
+        drop_callbacks(f);
+    if (!f->ops->release)
+        return; /* a frame's: the frame owns the memory */
+#ifdef WEFT__POISON
+    /* keep it a while, marked dead, so that a double unref or an await of
+     * a freed future is reported instead of corrupting another future */
+    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(loop,
+                                                                          WEFT__LAYER_FUTURE);
+    if (fl && !fl->closed) {
+        unsigned k = fl->quar_next++ % (sizeof fl->quar / sizeof fl->quar[0]);
+        weft_future *old = fl->quar[k];
+        fl->quar[k] = f;
+        f->state = 0xff;
+        f = old;
+        if (!f)
+            return;
+        f->state = WEFT__PENDING;
+    }
+#endif
+    really_release(f);
 }
 
 weft_future *weft_future_ref(weft_future *f)
@@ -52,95 +187,72 @@ weft_future *weft_future_ref(weft_future *f)
     return f;
 }
 
-void weft__future_free(weft_future *f)
-{
-    weft_loop *loop = f->loop;
-    if (f->err) {
-        if (f->state == WEFT_DONE && !(f->flags & WEFT__F_OBSERVED))
-            weft__report(loop, f->err, "%s '%s' failed and its error was never retrieved",
-                         (f->flags & WEFT__F_TASK) ? "task" : "future",
-                         (f->flags & WEFT__F_TASK) ? weft_task_name(f) : "-");
-    } else if (f->state == WEFT_DONE && !(f->flags & WEFT__F_TASK) && f->u.done.dtor) {
-        f->u.done.dtor(f->u.done.v.p); /* a pointer value nobody took */
-    }
-    if (f->flags & (WEFT__F_STORAGE | WEFT__F_TASK)) {
-        if (f->flags & WEFT__F_TASK)
-            weft__task_free(f);
-        return; /* else a waiter in a frame: the frame owns the memory */
-    }
-    if (weft__closed(loop)) {
-        weft__free(loop, f);
-        return;
-    }
-    f->waiters.next = (weft_link *)(void *)loop->future_pool; /* recycle */
-    loop->future_pool = f;
-}
-
 void weft_future_unref(weft_future *f)
 {
-    if (f && --f->refs == 0)
-        weft__future_free(f);
-}
-
-/* ---- completion ---------------------------------------------------------------- */
-
-static void hook_run(weft_node *n)
-{
-    (void)n; /* never queued: hooks are called or dropped by complete() */
-}
-
-/* Take f's cancel hooks out of its waiter list; call them if `call`. */
-static void take_hooks(weft_future *f, bool call)
-{
-    /* Move them to a list of our own first: a hook may complete f, which
-     * moves f's waiter list to the ready queue. */
-    weft_link hooks;
-    weft__list_init(&hooks);
-    f->flags &= (uint8_t)~WEFT__F_HOOKS;
-    for (weft_link *l = f->waiters.next, *next; l != &f->waiters; l = next) {
-        next = l->next;
-        if (((weft_node *)l)->run == hook_run) {
-            weft__list_unlink(l);
-            weft__list_push(&hooks, l);
-        }
+    if (!f)
+        return;
+    if (f->refs > 1) {
+        f->refs--;
+        return;
     }
-    while (!weft__list_empty(&hooks)) {
-        weft__pooled *c = (weft__pooled *)(void *)hooks.next;
-        weft__node_unlink(&c->t.h.node);
-        weft_cb *fn = c->t.h.fn;
-        void *arg = c->t.h.arg;
-        weft__call_put(f->loop, c);
-        if (call)
-            fn(arg);
+    if (f->refs == 0) {
+        if (!f->ops->release)
+            return; /* a frame's waiter: its count is not tracked */
+        weft__reportf(f->loop, WEFT_REPORT_MISUSE, -EINVAL,
+                      "weft_future_unref of a %s %p that has no reference left (a double "
+                      "unref, or an await of a future already released)",
+                      f->ops->kind, (void *)f);
+        return;
     }
+    weft__future_free(f);
 }
 
-void weft__future_complete(weft_future *f, uint8_t state)
+/* ---- completion ------------------------------------------------------------------------------ */
+
+int weft__future_finish(weft_future *f, uint8_t state)
 {
+    WEFT_ASSERT(f->state == WEFT__PENDING);
     f->state = state;
-    if (f->flags & WEFT__F_HOOKS)
-        take_hooks(f, false); /* completed otherwise than by cancel */
+    if (weft__list_empty(&f->waiters))
+        return weft__closed(f->loop) && (f->flags & WEFT__F_CALLBACKS) ? WEFT_ECLOSED : 0;
+    if (weft__closed(f->loop)) {
+        drop_callbacks(f); /* tasks were released at close: only callbacks */
+        return WEFT_ECLOSED;
+    }
+    if (f->flags & WEFT__F_CALLBACKS) {
+        /* the loop keeps f alive until each callback ran */
+        for (weft_link *l = f->waiters.next; l != &f->waiters; l = l->next)
+            if (((weft_node *)(void *)l)->run == cb_run)
+                f->refs++;
+    }
     weft__list_splice(&f->loop->ready, &f->waiters);
+    return 0;
 }
 
-int weft__future_on_cancel(weft_future *f, weft_cb *fn, void *arg)
+int weft__future_resolve(weft_future *f, weft_value v)
 {
-    weft__pooled *c = weft__call_get(f->loop);
-    if (!c)
-        return -ENOMEM;
-    c->t.h.node.run = hook_run;
-    c->t.h.fn = fn;
-    c->t.h.arg = arg;
-    weft__list_push(&f->waiters, &c->t.h.node.link);
-    f->flags |= WEFT__F_HOOKS;
-    return 0;
+    f->out.v = v;
+    return weft__future_finish(f, WEFT__DONE);
+}
+
+int weft__future_fail(weft_future *f, int err)
+{
+    f->out.err = err;
+    return weft__future_finish(f, WEFT__FAILED);
+}
+
+int weft__future_cancel_now(weft_future *f)
+{
+    if (f->state != WEFT__PENDING)
+        return WEFT_ESTATE;
+    return weft__future_finish(f, WEFT__CANCELLED);
 }
 
 static int settable(const weft_future *f)
 {
     if (!f)
         return -EINVAL;
-    if (f->state != WEFT_PENDING || (f->flags & WEFT__F_TASK))
+    if (f->state != WEFT__PENDING || !(f->ops->flags & WEFT__OPS_SETTABLE))
         return WEFT_ESTATE;
     return 0;
 }
@@ -150,10 +262,11 @@ static int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
     int err = settable(f);
     if (err)
         return err;
-    f->u.done.v = v;
-    f->u.done.dtor = dtor;
-    weft__future_complete(f, WEFT_DONE);
-    return 0;
+    if (f->ops->flags & WEFT__OPS_DTOR)
+        ((weft__dfuture *)(void *)f)->dtor = dtor;
+    else if (dtor)
+        return -EINVAL;
+    return weft__future_resolve(f, v);
 }
 
 int weft_future_set_result(weft_future *f, weft_value v)
@@ -178,94 +291,119 @@ int weft_future_set_ptr(weft_future *f, void *p, weft_dtor *dtor)
 
 int weft_future_set_error(weft_future *f, int err)
 {
-    if (err >= 0 || err == -ECANCELED)
+    if (err >= 0 || err == -ECANCELED || err < WEFT_ERR_MIN)
         return -EINVAL;
     int e = settable(f);
     if (e)
         return e;
-    f->err = err;
-    weft__future_complete(f, WEFT_DONE);
-    return 0;
+    return weft__future_fail(f, err);
 }
 
 int weft_future_cancel(weft_future *f)
 {
     if (!f)
         return -EINVAL;
-    if (f->flags & WEFT__F_TASK)
-        return weft_task_cancel(f);
-    if (f->state != WEFT_PENDING)
-        return WEFT_ESTATE;
-    if (f->flags & WEFT__F_HANDOFF) {
-        weft__handoff *h = (weft__handoff *)(void *)f;
-        h->cancelled(h, false); /* leave the primitive's queue */
-    }
-    if (f->flags & WEFT__F_HOOKS) {
-        /* Cancel hooks run first, synchronously (gather cancels its
-         * children, sleep drops its timer, ...).  One may complete f with
-         * a value that already exists: then the value wins. */
-        take_hooks(f, true);
-        if (f->state != WEFT_PENDING)
-            return WEFT_ESTATE;
-    }
-    f->err = -ECANCELED;
-    weft__future_complete(f, WEFT_CANCELLED);
-    return 0;
+    return weft__future_cancel(f);
 }
 
-bool weft__handoff_rollback(weft_future *f)
+int weft__future_copy_outcome(weft_future *dst, weft_future *src)
 {
-    if (!(f->flags & WEFT__F_HANDOFF) || f->state != WEFT_DONE || f->err ||
-        (f->flags & WEFT__F_OBSERVED))
-        return false;
-    weft__handoff *h = (weft__handoff *)(void *)f;
-    h->cancelled(h, true);
-    f->state = WEFT_CANCELLED;
-    f->err = -ECANCELED;
-    return true;
+    src->flags |= WEFT__F_OBSERVED;
+    if (src->state == WEFT__CANCELLED)
+        return weft__future_cancel_now(dst);
+    if (src->state == WEFT__FAILED)
+        return weft__future_fail(dst, src->out.err);
+    if ((src->ops->flags & WEFT__OPS_DTOR) && (dst->ops->flags & WEFT__OPS_DTOR)) {
+        weft__dfuture *s = (weft__dfuture *)(void *)src, *d = (weft__dfuture *)(void *)dst;
+        d->dtor = s->dtor; /* the pointer changes owner */
+        s->dtor = NULL;
+    }
+    return weft__future_resolve(dst, src->out.v);
 }
 
-weft_future *weft__handoff_init(weft__handoff *h, weft_loop *loop, void *prim,
-                                void (*cancelled)(weft__handoff *h, bool handed))
+/* ---- plain futures ---------------------------------------------------------------------------- */
+
+static void plain_release(weft_future *f)
 {
-    h->fut = (weft_future){.loop = loop, .refs = 1, .flags = WEFT__F_STORAGE | WEFT__F_HANDOFF};
-    weft__list_init(&h->fut.waiters);
-    h->q.next = h->q.prev = NULL;
-    h->cancelled = cancelled;
-    h->prim = prim;
-    h->item = (weft_value){0};
-    h->aux = 0;
-    return &h->fut;
+    weft__dfuture *d = (weft__dfuture *)(void *)f;
+    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
+                                                                          WEFT__LAYER_FUTURE);
+    if (!fl || fl->closed) {
+        weft__free(f->loop, d); /* made or released after close */
+        return;
+    }
+#ifdef WEFT__POISON
+    weft__free(f->loop, d);
+#else
+    f->waiters.next = (weft_link *)(void *)fl->free; /* recycle */
+    fl->free = d;
+#endif
 }
 
-/* ---- queries ----------------------------------------------------------------------- */
+static const weft__future_ops plain_ops = {
+    .kind = "future",
+    .flags = WEFT__OPS_SETTABLE | WEFT__OPS_DTOR,
+    .release = plain_release,
+};
+
+weft_future *weft_future_new(weft_loop *loop)
+{
+    if (!loop) {
+        last_error = -EINVAL;
+        return NULL;
+    }
+    weft__dfuture *d;
+    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(loop,
+                                                                          WEFT__LAYER_FUTURE);
+    if (fl && fl->free) {
+        d = fl->free; /* hot path: a recycled future */
+        fl->free = (weft__dfuture *)(void *)d->f.waiters.next;
+    } else {
+        if (!fl && !weft__closed(loop) && !weft__futures(loop)) {
+            last_error = -ENOMEM;
+            return NULL;
+        }
+        d = weft__alloc(loop, sizeof *d);
+        if (!d) {
+            last_error = -ENOMEM;
+            return NULL;
+        }
+    }
+    weft__future_init(&d->f, &plain_ops, loop);
+    d->dtor = NULL;
+    return &d->f;
+}
+
+/* ---- queries --------------------------------------------------------------------------------- */
 
 weft_future_state weft_future_state_of(const weft_future *f)
 {
-    return f ? (weft_future_state)f->state : WEFT_PENDING;
+    if (!f || f->state == WEFT__PENDING)
+        return WEFT_PENDING;
+    return f->state == WEFT__CANCELLED ? WEFT_CANCELLED : WEFT_DONE;
 }
 
 bool weft_future_done(const weft_future *f)
 {
-    return f && f->state != WEFT_PENDING;
+    return f && f->state != WEFT__PENDING;
 }
 
 bool weft_future_cancelled(const weft_future *f)
 {
-    return f && f->state == WEFT_CANCELLED;
+    return f && f->state == WEFT__CANCELLED;
 }
 
 int weft_future_result(weft_future *f, weft_value *out)
 {
     if (!f)
         return -EINVAL;
-    if (f->state == WEFT_PENDING)
+    if (f->state == WEFT__PENDING)
         return WEFT_ESTATE;
     f->flags |= WEFT__F_OBSERVED;
-    if (f->err)
-        return f->err;
+    if (f->state != WEFT__DONE)
+        return weft__future_err(f);
     if (out)
-        *out = f->u.done.v;
+        *out = f->out.v;
     return 0;
 }
 
@@ -276,12 +414,12 @@ int weft_future_error(weft_future *f)
 
 void *weft_future_take_ptr(weft_future *f)
 {
-    if (!f || f->state != WEFT_DONE || f->err)
+    if (!f || f->state != WEFT__DONE)
         return NULL;
     f->flags |= WEFT__F_OBSERVED;
-    if (!(f->flags & WEFT__F_TASK))
-        f->u.done.dtor = NULL;
-    return f->u.done.v.p;
+    if (f->ops->flags & WEFT__OPS_DTOR)
+        ((weft__dfuture *)(void *)f)->dtor = NULL;
+    return f->out.v.p;
 }
 
 weft_loop *weft_future_loop(const weft_future *f)
@@ -289,20 +427,36 @@ weft_loop *weft_future_loop(const weft_future *f)
     return f ? f->loop : NULL;
 }
 
-/* ---- done callbacks ------------------------------------------------------------------ */
+/* ---- done callbacks -------------------------------------------------------------------------- */
 
-static void done_run(weft_node *n)
+static void cb_put(weft_loop *loop, weft__cbnode *c)
 {
-    weft__pooled *c = (weft__pooled *)n;
-    weft_future *f = c->aux;
-    weft_done_cb *fn = (weft_done_cb *)c->aux_fn;
-    void *arg = c->t.h.arg;
-    weft_loop *loop = c->t.loop;
-    loop->cur_fn = (weft_cb *)c->aux_fn;
-    loop->cur_arg = arg;
-    weft__call_put(loop, c);
+    if (c->inuse.next)
+        weft__list_unlink(&c->inuse);
+    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(loop,
+                                                                          WEFT__LAYER_FUTURE);
+#ifndef WEFT__POISON
+    if (fl && !fl->closed) {
+        c->node.link.next = (weft_link *)(void *)fl->cbfree;
+        fl->cbfree = c;
+        return;
+    }
+#else
+    (void)fl;
+#endif
+    weft__free(loop, c);
+}
+
+static void cb_run(weft_node *n)
+{
+    weft__cbnode *c = WEFT_CONTAINER_OF(n, weft__cbnode, node);
+    weft_future *f = c->f;
+    weft_done_cb *fn = c->fn;
+    void *arg = c->arg;
+    weft__running_cb(f->loop, (weft_cb *)(void (*)(void))fn, arg);
+    cb_put(f->loop, c);
     fn(f, arg);
-    weft_future_unref(f);
+    weft__future_unref(f);
 }
 
 int weft_future_add_done_callback(weft_future *f, weft_done_cb *fn, void *arg)
@@ -311,17 +465,29 @@ int weft_future_add_done_callback(weft_future *f, weft_done_cb *fn, void *arg)
         return -EINVAL;
     if (weft__closed(f->loop))
         return WEFT_ECLOSED;
-    weft__pooled *c = weft__call_get(f->loop);
-    if (!c)
-        return -ENOMEM;
-    c->t.h.node.run = done_run;
-    c->t.h.arg = arg;
-    c->aux = weft_future_ref(f);
-    c->aux_fn = (void (*)(void))fn;
-    if (f->state == WEFT_PENDING)
-        weft__future_wait(f, &c->t.h.node);
-    else
-        weft__ready_push(f->loop, &c->t.h.node);
+    weft__future_layer *fl = weft__futures(f->loop);
+    if (!fl || fl->closed)
+        return fl ? WEFT_ECLOSED : -ENOMEM;
+    weft__cbnode *c = fl->cbfree;
+    if (c) {
+        fl->cbfree = (weft__cbnode *)(void *)c->node.link.next;
+    } else {
+        c = weft__alloc(f->loop, sizeof *c);
+        if (!c)
+            return -ENOMEM;
+    }
+    c->node = (weft_node){{NULL, NULL}, cb_run};
+    c->f = f;
+    c->fn = fn;
+    c->arg = arg;
+    weft__list_push(&fl->cbinuse, &c->inuse);
+    if (f->state == WEFT__PENDING) {
+        f->flags |= WEFT__F_CALLBACKS;
+        weft__future_wait(f, &c->node);
+    } else {
+        f->refs++;
+        weft__ready_push(f->loop, &c->node);
+    }
     return 0;
 }
 
@@ -330,22 +496,85 @@ int weft_future_remove_done_callback(weft_future *f, weft_done_cb *fn, void *arg
     if (!f || !fn)
         return -EINVAL;
     int n = 0;
-    weft_future_ref(f); /* the nodes' references may be the last ones */
-    for (weft_link *l = f->waiters.next; l != &f->waiters;) {
-        weft__pooled *c = (weft__pooled *)(void *)l;
-        l = l->next;
-        if (c->t.h.node.run != done_run || c->aux_fn != (void (*)(void))fn || c->t.h.arg != arg)
+    for (weft_link *l = f->waiters.next, *next; l != &f->waiters; l = next) {
+        next = l->next;
+        weft_node *node = (weft_node *)(void *)l;
+        if (node->run != cb_run)
+            continue; /* a parked task */
+        weft__cbnode *c = WEFT_CONTAINER_OF(node, weft__cbnode, node);
+        if (c->fn != fn || c->arg != arg)
             continue;
-        weft__node_unlink(&c->t.h.node);
-        weft__call_put(f->loop, c);
-        weft_future_unref(f);
+        weft__node_unlink(&c->node);
+        cb_put(f->loop, c);
         n++;
     }
-    weft_future_unref(f);
     return n;
 }
 
-/* ---- run_until_complete ------------------------------------------------------------- */
+/* ---- close ---------------------------------------------------------------------------------- */
+
+static void layer_close(weft_loop *loop, weft__layer *self)
+{
+    weft__future_layer *fl = (weft__future_layer *)(void *)self;
+    /* Callback nodes still in use: a queued one holds a reference on its
+     * (done) future, which goes; one on a pending future is dropped, and
+     * the future remembers it had callbacks (its completion then returns
+     * WEFT_ECLOSED).  Unlink them all before dropping any reference. */
+    weft_link queued;
+    weft__list_init(&queued);
+    while (!weft__list_empty(&fl->cbinuse)) {
+        weft__cbnode *c = WEFT_CONTAINER_OF(fl->cbinuse.next, weft__cbnode, inuse);
+        weft__list_unlink(&c->inuse);
+        weft__node_unlink(&c->node);
+        if (c->f->state != WEFT__PENDING)
+            weft__list_push(&queued, &c->inuse);
+        else
+            weft__free(loop, c);
+    }
+    fl->closed = true;
+    while (!weft__list_empty(&queued)) {
+        weft__cbnode *c = WEFT_CONTAINER_OF(queued.next, weft__cbnode, inuse);
+        weft__list_unlink(&c->inuse);
+        weft_future *f = c->f;
+        weft__free(loop, c);
+        weft__future_unref(f);
+    }
+    for (weft__cbnode *c = fl->cbfree, *next; c; c = next) {
+        next = (weft__cbnode *)(void *)c->node.link.next;
+        weft__free(loop, c);
+    }
+    fl->cbfree = NULL;
+#ifdef WEFT__POISON
+    for (size_t i = 0; i < sizeof fl->quar / sizeof fl->quar[0]; i++)
+        if (fl->quar[i]) {
+            fl->quar[i]->state = WEFT__PENDING;
+            really_release(fl->quar[i]);
+            fl->quar[i] = NULL;
+        }
+#endif
+    for (weft__dfuture *d = fl->free, *next; d; d = next) {
+        next = (weft__dfuture *)(void *)d->f.waiters.next;
+        weft__free(loop, d);
+    }
+    fl->free = NULL;
+}
+
+/* The loop is destroyed: the pool goes (blocks still referenced by users
+ * go with it: they must have dropped them). */
+static void layer_destroy(weft_loop *loop, weft__layer *self)
+{
+    weft__future_layer *fl = (weft__future_layer *)(void *)self;
+    if (fl->live)
+        weft__reportf(loop, WEFT_REPORT_OTHER, 0,
+                      "loop destroyed with %zu futures still referenced (a reference never "
+                      "dropped: they are freed now and must not be used)",
+                      fl->live);
+    weft__pool_free_all(&fl->pool);
+    weft__layer_set(loop, WEFT__LAYER_FUTURE, NULL);
+    weft__free(loop, fl);
+}
+
+/* ---- run_until_complete ------------------------------------------------------------------------ */
 
 static void stop_loop(weft_future *f, void *arg)
 {

@@ -1,113 +1,179 @@
-/* future_internal.h - layout of futures and tasks, shared by src/. */
+/* future_internal.h - the layout of futures and the interface every kind
+ * of future implements.  Never installed.
+ *
+ * A future is a 48-byte header embedded first in the struct of its kind: a
+ * plain future (future.c), a task (task.c), a sleep, a gather, a lock
+ * waiter...  Everything that differs between kinds goes through the kind's
+ * ops table, on cold paths only: how to cancel it, what a cancellation of
+ * its awaiter inside FINALLY means to it, how to undo a hand-off nobody saw
+ * yet, how to free it, how to name it.  The common fast paths (complete,
+ * await, unref) never dispatch.
+ */
 #ifndef WEFT_FUTURE_INTERNAL_H
 #define WEFT_FUTURE_INTERNAL_H
 
 #include "loop_internal.h"
-#include "weft/task.h"
-#include "weft/sync.h"
+#include "pool.h"
+#include "weft/future.h"
 
-/* Future flags. */
+/* Internal states; weft_future_state_of maps FAILED to WEFT_DONE. */
+enum { WEFT__PENDING = 0, WEFT__DONE = 1, WEFT__CANCELLED = 2, WEFT__FAILED = 3 };
+
+/* Future flags; bits 4-7 are the kind's own. */
 enum {
-    WEFT__F_TASK = 1u << 0,     /* is a struct weft__task */
-    WEFT__F_OBSERVED = 1u << 1, /* outcome retrieved: no failure report */
-    WEFT__F_HOOKS = 1u << 2,    /* waiters hold cancel hooks */
-    WEFT__F_STORAGE = 1u << 3,  /* memory is the caller's: never freed */
-    WEFT__F_LOOPREF = 1u << 4,  /* the loop holds a reference (pending task) */
-    WEFT__F_YIELD = 1u << 5,    /* done sleep(0) future: awaiting it yields */
-    WEFT__F_HANDOFF = 1u << 6,  /* a struct weft__handoff (sync.c, queue.c) */
+    WEFT__F_OBSERVED = 1u << 0,  /* outcome retrieved: no failure report */
+    WEFT__F_CALLBACKS = 1u << 1, /* done-callback nodes among the waiters */
+    WEFT__F_YIELD = 1u << 2      /* done, and awaiting it yields once (sleep(0)) */
 };
 
-/* Sized so that a task (future + node + links + top) is 104 bytes on LP64
- * and a task with a small frame fits a 160-byte malloc chunk: a task's
- * name shares the slot of a value's destructor, and its error origin the
- * slot of the error code. */
+/* Ops flags. */
+enum {
+    WEFT__OPS_SETTABLE = 1u << 0, /* weft_future_set_* from users */
+    WEFT__OPS_DTOR = 1u << 1,     /* the kind is a weft__dfuture */
+    WEFT__OPS_IN_FRAME = 1u << 2, /* lives in its awaiter's frame (a waiter):
+                                     combinators that keep futures refuse it */
+    WEFT__OPS_ALWAYS_WAIT = 1u << 3 /* a cancelled task still parks on it (a
+                                       group join: it must not be left half way) */
+};
+
+typedef struct weft__future_ops {
+    const char *kind; /* "future", "task", "sleep", "waiter", ... */
+    unsigned flags;   /* WEFT__OPS_* */
+    /* Cancel a pending f (weft_future_cancel, or its awaiter was cancelled).
+     * NULL: weft__future_cancel_now.  Returns 0 or WEFT_ESTATE. */
+    int (*cancel)(weft_future *f);
+    /* Its awaiting task was cancelled while cancellation is masked (inside
+     * FINALLY): f itself must not be cancelled, but may react (a group join
+     * cancels the children it waits for).  NULL: nothing. */
+    void (*masked_cancel)(weft_future *f);
+    /* f is done, its awaiting task is cancelled and has not seen f yet:
+     * undo the hand-off f carries (give the lock to the next waiter...) and
+     * make f CANCELLED; true if it did.  NULL: nothing to undo. */
+    bool (*rollback)(weft_future *f);
+    /* The task awaiting f is being released (loop close): f lives in its
+     * frame, which is about to go, so withdraw everything that points at
+     * it (a waiter leaves its primitive, a join lets go of its children).
+     * NULL: nothing to do. */
+    void (*abandon)(weft_future *f);
+    /* The last reference went (after the common checks): give the memory
+     * back.  NULL: the memory is not weft's (a frame's waiter). */
+    void (*release)(weft_future *f);
+    /* A name for reports ("task 'x'") in buf, and what r can say about it
+     * (task, name, coroutine, file, line).  NULL: the kind. */
+    void (*describe)(const weft_future *f, weft_report *r, char *buf, size_t n);
+} weft__future_ops;
+
 struct weft_future {
+    const weft__future_ops *ops;
     weft_loop *loop;
-    weft_link waiters; /* parked tasks and done callbacks, FIFO */
+    weft_link waiters; /* parked tasks and done-callback nodes, FIFO */
     union {
-        struct {
-            weft_value v;
-            weft_dtor *dtor;
-        } done; /* finished with a value */
-        struct {
-            weft_future *waiting; /* what the task awaits / awaited last */
-            const char *name;     /* name set by weft_task_set_name; it
-                                     overlays done.dtor, which a task never
-                                     uses, so it survives completion */
-        } task;
-    } u;
+        weft_value v;     /* DONE */
+        int err;          /* FAILED (CANCELLED implies -ECANCELED) */
+        const void *kind; /* pending: free for the kind (a task's error origin) */
+    } out;
     uint32_t refs;
-    uint8_t state; /* weft_future_state */
-    uint8_t flags;
-    uint16_t cancel_requests;
-    union {
-        int32_t err;                /* once done: 0 or the error code */
-        const weft_co_info *origin; /* a pending task: the coroutine that
-                                       raised the error it unwinds with */
-    };
+    uint8_t state; /* WEFT__PENDING ... */
+    uint8_t flags; /* WEFT__F_* */
+    uint16_t aux;  /* free for the kind: a task's cancel requests */
 };
 
-typedef struct weft__task {
-    weft_future fut; /* first: a task is a future */
-    weft_node node;  /* ready-queue node; or parked in a future's waiters */
-    weft_link live;  /* in loop->tasks while pending */
-    weft_co *top;    /* innermost frame: where the trampoline resumes */
-} weft__task;
+/* A future that owns its pointer value's destructor (WEFT__OPS_DTOR). */
+typedef struct weft__dfuture {
+    weft_future f;
+    weft_dtor *dtor;
+} weft__dfuture;
 
-_Static_assert(sizeof(weft__task) <= WEFT__TASK_SPACE, "WEFT__TASK_SPACE too small");
+/* ---- the future layer's per-loop state ------------------------------------------------ */
 
-static inline weft__task *weft__as_task(weft_future *f)
+typedef struct weft__future_layer {
+    weft__layer base;
+    weft__pool pool;       /* small blocks for every layer above the loop; it
+                              outlives close (blocks users still hold) until
+                              the loop is destroyed */
+    weft__dfuture *free;   /* recycled plain futures */
+    struct weft__cbnode *cbfree;
+    weft_link cbinuse;     /* callback nodes in use */
+    size_t live;           /* futures weft allocated and has not released */
+    bool closed;           /* the loop was closed: no more recycling */
+    weft_future yield;     /* the immortal done future of sleep(0) */
+    weft_future *quar[64]; /* WEFT__POISON: recently freed, kept to catch reuse */
+    unsigned quar_next;
+} weft__future_layer;
+
+/* The layer state of loop, made on first use; NULL if it cannot be made
+ * (-ENOMEM), or if the loop was closed before it was ever made. */
+weft__future_layer *weft__futures(weft_loop *loop);
+
+/* A reference to the loop's yield future: done, and awaiting it lets every
+ * other ready callback run once (sleep(0)).  NULL as weft__futures. */
+weft_future *weft__future_yield(weft_loop *loop);
+
+/* The loop's pool, or NULL as weft__futures. */
+static inline weft__pool *weft__pool_of(weft_loop *loop)
 {
-    return (weft__task *)(void *)f;
+    weft__future_layer *fl = weft__futures(loop);
+    return fl ? &fl->pool : NULL;
 }
 
-/* Offset of the root frame in a task allocation. */
-static inline size_t weft__frame_offset(size_t align)
-{
-    return (sizeof(weft__task) + align - 1) / align * align;
-}
+/* ---- for kinds ---------------------------------------------------------------------------- */
 
-/* A waiter of a primitive with hand-off semantics (lock, semaphore, queue,
- * ...), embedded in the waiting task's frame (public: weft_waiter).  The
- * primitive hands the resource over by completing fut; cancelled() is
- * called synchronously when the waiter is cancelled while queued
- * (handed == false: unlink it) or after the hand-off but before the task
- * observed it (handed == true: give the resource to the next waiter or back
- * to the primitive).  The memory belongs to the frame: never freed. */
-typedef struct weft__handoff {
-    weft_future fut;
-    weft_link q; /* in the primitive's waiter queue */
-    void (*cancelled)(struct weft__handoff *h, bool handed);
-    void *prim;
-    weft_value item; /* the item or count handed over / offered */
-    int64_t aux;     /* for the primitive */
-} weft__handoff;
+/* Make f a pending future of kind ops on loop with one reference.  A kind
+ * with a release op (memory weft allocated) is counted among the live
+ * futures that loop close reports; its layer state must exist. */
+void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop);
 
-_Static_assert(sizeof(weft__handoff) <= WEFT__WAITER_SPACE, "WEFT__WAITER_SPACE too small");
-
-/* Initialise h as a pending waiter future on loop; returns &h->fut with one
- * reference (the await consumes it; the memory is never freed). */
-weft_future *weft__handoff_init(weft__handoff *h, weft_loop *loop, void *prim,
-                                void (*cancelled)(weft__handoff *h, bool handed));
-
-/* Undo a hand-off the waiter's task has not seen yet: give the resource to
- * the next waiter or back to the primitive, and make f CANCELLED.  Returns
- * true if f was such a hand-off. */
-bool weft__handoff_rollback(weft_future *f);
-
-/* Internal future API (future.c). */
-void weft__future_complete(weft_future *f, uint8_t state);
-/* Park node n (a task, a done callback) on f, after its other waiters. */
+/* Park node n (a task, a callback) on pending f, after its other waiters. */
 static inline void weft__future_wait(weft_future *f, weft_node *n)
 {
     weft__list_push(&f->waiters, &n->link);
 }
-int weft__future_on_cancel(weft_future *f, weft_cb *fn, void *arg);
-void weft__future_free(weft_future *f);
-void weft__set_last_error(int err);
 
-/* task.c */
-void weft__task_free(weft_future *f);
-void weft__tasks_on_close(weft_loop *loop);
+/* Finish f (pending) in state with out already set: queue its waiters at
+ * the tail of the ready queue.  0, or WEFT_ECLOSED if they can never run
+ * (the loop is closed; they are released). */
+int weft__future_finish(weft_future *f, uint8_t state);
+
+/* The common completions (no settable check). */
+int weft__future_resolve(weft_future *f, weft_value v);
+int weft__future_fail(weft_future *f, int err);
+
+/* Cancel pending f plainly: CANCELLED, waiters queued.  0 or WEFT_ECLOSED. */
+int weft__future_cancel_now(weft_future *f);
+
+/* Cancel f through its kind (what weft_future_cancel does for users). */
+static inline int weft__future_cancel(weft_future *f)
+{
+    if (f->state != WEFT__PENDING)
+        return WEFT_ESTATE;
+    return f->ops->cancel ? f->ops->cancel(f) : weft__future_cancel_now(f);
+}
+
+/* The last reference of f went. */
+void weft__future_free(weft_future *f);
+
+/* Drop a reference (inline fast path of weft_future_unref). */
+static inline void weft__future_unref(weft_future *f)
+{
+    if (f->refs > 1)
+        f->refs--;
+    else
+        weft_future_unref(f);
+}
+
+/* Move src's outcome to pending dst (a pointer value's destructor moves
+ * too if both kinds keep one).  Marks src observed. */
+int weft__future_copy_outcome(weft_future *dst, weft_future *src);
+
+/* The error code of a finished f: 0 for a value. */
+static inline int weft__future_err(const weft_future *f)
+{
+    return f->state == WEFT__DONE ? 0 : f->state == WEFT__CANCELLED ? -ECANCELED : f->out.err;
+}
+
+/* "task 'x'" / "future" for reports. */
+void weft__future_name(const weft_future *f, char *buf, size_t n);
+
+void weft__set_last_error(int err);
 
 #endif

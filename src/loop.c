@@ -89,29 +89,6 @@ static void default_error_hook(weft_loop *loop, int err, const char *msg, void *
         fprintf(stderr, "weft: %s\n", msg);
 }
 
-void weft__report(weft_loop *loop, int err, const char *fmt, ...)
-{
-    char small[256], *buf = small;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n >= (int)sizeof small) {
-        /* a long report (a task dump): format it again in a buffer that
-         * fits, or settle for the truncated text */
-        char *big = weft__alloc(loop, (size_t)n + 1);
-        if (big) {
-            va_start(ap, fmt);
-            vsnprintf(big, (size_t)n + 1, fmt, ap);
-            va_end(ap);
-            buf = big;
-        }
-    }
-    loop->err_hook(loop, err, buf, loop->err_ud);
-    if (buf != small)
-        weft__free(loop, buf);
-}
-
 static void default_lag_hook(weft_loop *loop, const weft_lag_report *r, void *ud)
 {
     (void)loop, (void)ud;
@@ -131,12 +108,10 @@ static void lag_report(weft_loop *loop, int64_t ns)
         for (size_t i = sizeof b; i-- > 0 && k < (int)sizeof what - 3;)
             k += snprintf(what + k, sizeof what - (size_t)k, "%02x", b[i]);
         snprintf(what + k, sizeof what - (size_t)k, " arg=%p", loop->cur_arg);
-    } else if (loop->step_name) {
+    } else if (loop->cur_describe) {
+        weft_report rep = {0};
         r.fn = NULL;
-        if (loop->describe)
-            loop->describe(loop, what, sizeof what);
-        else
-            snprintf(what, sizeof what, "step of %s", loop->step_name);
+        loop->cur_describe(loop->cur_obj, &rep, what, sizeof what);
     } else {
         snprintf(what, sizeof what, "callback node=%p", loop->cur_arg);
     }
@@ -303,7 +278,7 @@ void weft__call_put(weft_loop *loop, weft__pooled *c)
 
 /* ---- timers ------------------------------------------------------------------- */
 
-int weft_timer_init(weft_loop *loop, weft_timer *t, weft_cb *fn, void *arg)
+int weft_timer_init(weft_timer *t, weft_loop *loop, weft_cb *fn, void *arg)
 {
     if (!loop || !t || !fn)
         return -EINVAL;
@@ -328,7 +303,7 @@ static void timer_arm(weft_loop *loop, weft_timer *t, int64_t when, int64_t repe
     weft__heap_insert(&loop->heap, t, loop->timer_seq++);
 }
 
-int weft_timer_start_at(weft_timer *t, int64_t when_ns, int64_t repeat_ns)
+int weft_timer_start_at_ns(weft_timer *t, int64_t when_ns, int64_t repeat_ns)
 {
     if (!t || !t->loop || repeat_ns < 0)
         return -EINVAL;
@@ -345,7 +320,7 @@ static int64_t add_sat(int64_t a, int64_t b)
     return a > INT64_MAX - b ? INT64_MAX : a + b;
 }
 
-int weft_timer_start(weft_timer *t, int64_t delay_ns, int64_t repeat_ns)
+int weft_timer_start_ns(weft_timer *t, int64_t delay_ns, int64_t repeat_ns)
 {
     if (!t || !t->loop || repeat_ns < 0)
         return -EINVAL;
@@ -366,6 +341,11 @@ int weft_timer_stop(weft_timer *t)
     else
         return -ENOENT;
     return 0;
+}
+
+int64_t weft_timer_when(const weft_timer *t)
+{
+    return weft_timer_active(t) ? t->when : INT64_MIN;
 }
 
 bool weft_timer_active(const weft_timer *t)
@@ -936,7 +916,6 @@ int weft_loop_new(weft_loop **out, const weft_loop_options *opts)
     loop->wake_rd = loop->wake_wr = -1;
     weft__list_init(&loop->ready);
     weft__list_init(&loop->inbox);
-    weft__list_init(&loop->tasks);
     atomic_init(&loop->inbox_pending, 0);
     loop->err_hook = default_error_hook;
     loop->lag_hook = default_lag_hook;
@@ -987,8 +966,11 @@ int weft_loop_close(weft_loop *loop)
         return -EBUSY;
     if (weft__closed(loop))
         return 0;
-    if (loop->on_close)
-        loop->on_close(loop); /* tasks and futures first: they use the pool */
+    for (int i = WEFT__LAYERS - 1; i >= 0; i--) {
+        weft__layer *l = loop->layers[i];
+        if (l)
+            l->close(loop, l);
+    }
     loop->state |= WEFT__CLOSED;
 
     pthread_mutex_lock(&loop->inbox_mu);
@@ -1034,6 +1016,11 @@ int weft_loop_destroy(weft_loop *loop)
     int err = weft_loop_close(loop);
     if (err)
         return err;
+    for (int i = WEFT__LAYERS - 1; i >= 0; i--) {
+        weft__layer *l = loop->layers[i];
+        if (l && l->destroy)
+            l->destroy(loop, l);
+    }
     pthread_mutex_destroy(&loop->inbox_mu);
     weft__free(loop, loop);
     return 0;

@@ -9,6 +9,8 @@
 
 #include "weft/loop.h"
 
+struct weft_report;
+
 /* ---- intrusive circular lists with a sentinel --------------------------------
  * A link that is in no list has next == prev == NULL. */
 static inline void weft__list_init(weft_link *s)
@@ -152,8 +154,8 @@ struct weft_loop {
     bool lag_stamp_valid;
     weft_cb *cur_fn; /* what the current callback is, for the lag report */
     void *cur_arg;
-    const char *step_name, *step_file; /* set by task steps */
-    int step_line;
+    void (*cur_describe)(const void *obj, struct weft_report *r, char *buf, size_t n);
+    const void *cur_obj;
 
     weft_loop_stats stats;
     weft__pooled *pool, *pool_all;
@@ -177,15 +179,7 @@ struct weft_loop {
     weft_error_hook *err_hook;
     void *err_ud;
 
-    /* task layer (task.c) */
-    weft_link tasks;    /* live tasks */
-    void *current_task; /* task whose step runs now */
-    int await_budget;   /* awaits the current step may still finish without
-                           suspending (fairness) */
-    void *future_pool;  /* free futures */
-    void *yield_future; /* the immortal done future of sleep(0) */
-    void (*describe)(weft_loop *loop, char *buf, size_t n); /* task steps */
-    void (*on_close)(weft_loop *loop);
+    struct weft__layer *layers[6];
 };
 
 /* allocation through the loop's hook */
@@ -202,8 +196,6 @@ static inline void weft__ready_push(weft_loop *loop, weft_node *n)
 /* The cached loop time, read now if it is stale. */
 int64_t weft__now(weft_loop *loop);
 
-/* Report through the error hook (printf-style message). */
-void weft__report(weft_loop *loop, int err, const char *fmt, ...);
 
 /* Run function of caller-owned weft_handle nodes. */
 void weft__handle_run(weft_node *n);
@@ -212,5 +204,103 @@ static inline bool weft__closed(const weft_loop *loop)
 {
     return (loop->state & WEFT__CLOSED) != 0;
 }
+
+
+void weft__assert_fail(const char *cond, const char *file, int line);
+#if defined(WEFT_ASSERTIONS) && WEFT_ASSERTIONS
+#define WEFT_ASSERT(c) ((c) ? (void)0 : weft__assert_fail(#c, __FILE__, __LINE__))
+#else
+#define WEFT_ASSERT(c) ((void)0)
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEFT__ASAN 1
+#endif
+#endif
+#if (defined(WEFT_ASSERTIONS) && WEFT_ASSERTIONS) || defined(__SANITIZE_ADDRESS__) || defined(WEFT__ASAN)
+#define WEFT__POISON 1
+#endif
+
+/* ==== SHIM: the new upper-layer interface on the old loop (replaced by the
+ * loop-layer rewrite) ==== */
+#include <stdio.h>
+typedef enum weft_report_kind {
+    WEFT_REPORT_UNOBSERVED = 1, WEFT_REPORT_RELEASED, WEFT_REPORT_SLOW, WEFT_REPORT_MISUSE,
+    WEFT_REPORT_SHUTDOWN, WEFT_REPORT_IO, WEFT_REPORT_DUMP, WEFT_REPORT_OTHER,
+} weft_report_kind;
+typedef struct weft_report {
+    weft_report_kind kind;
+    int err;
+    const char *message;
+    const char *detail;
+    const void *task;
+    const char *task_name;
+    const char *coroutine;
+    const char *file;
+    int line;
+    int64_t duration_ns;
+    weft_cb *fn;
+    void *arg;
+} weft_report;
+
+enum weft__layer_id {
+    WEFT__LAYER_FUTURE, WEFT__LAYER_TASK, WEFT__LAYER_EXECUTOR,
+    WEFT__LAYER_NET, WEFT__LAYER_OS, WEFT__LAYERS
+};
+typedef struct weft__strbuf {
+    weft_loop *loop;
+    char *s;
+    size_t len, cap;
+    bool failed;
+} weft__strbuf;
+typedef struct weft__layer weft__layer;
+struct weft__layer {
+    void (*close)(weft_loop *loop, weft__layer *self);
+    void (*dump)(weft_loop *loop, weft__layer *self, weft__strbuf *out);
+    /* loop destroy: free what close kept (NULL: close freed everything and
+     * cleared the slot) */
+    void (*destroy)(weft_loop *loop, weft__layer *self);
+};
+static inline weft__layer *weft__layer_get(const weft_loop *loop, int id)
+{
+    return loop->layers[id];
+}
+void weft__layer_set(weft_loop *loop, int id, weft__layer *state);
+void weft__report(weft_loop *loop, const weft_report *r);
+void weft__reportf(weft_loop *loop, weft_report_kind kind, int err, const char *fmt, ...);
+static inline void weft__running_cb(weft_loop *loop, weft_cb *fn, void *arg)
+{
+    loop->cur_fn = fn;
+    loop->cur_arg = arg;
+}
+typedef void weft__describe_fn(const void *obj, weft_report *r, char *buf, size_t n);
+static inline void weft__running_obj(weft_loop *loop, weft__describe_fn *d, const void *obj)
+{
+    loop->cur_fn = NULL;
+    loop->cur_arg = (void *)(uintptr_t)obj;
+    loop->cur_describe = d;
+    loop->cur_obj = obj;
+}
+static inline bool weft__lag_flagged(const weft_loop *loop)
+{
+    (void)loop;
+    return false;
+}
+void weft__lag_capture(weft_loop *loop);
+int weft__sec_to_ns(double s, int64_t *out);
+int64_t weft__add_sat(int64_t a, int64_t b);
+static inline bool weft__wrong_thread(weft_loop *loop, const char *call)
+{
+    (void)loop, (void)call;
+    return false;
+}
+static inline bool weft__ready_empty(const weft_loop *loop)
+{
+    return weft__list_empty(&loop->ready);
+}
+void weft__strbuf_init(weft__strbuf *b, weft_loop *loop);
+void weft__strbuf_printf(weft__strbuf *b, const char *fmt, ...);
+const char *weft__strbuf_str(const weft__strbuf *b);
+void weft__strbuf_free(weft__strbuf *b);
 
 #endif

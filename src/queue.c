@@ -38,16 +38,22 @@
  */
 #include <string.h>
 
-#include "future_internal.h"
+#include "handoff.h"
+#include "task_internal.h"
 #include "weft/queue.h"
 
 #define NONE ((size_t)-1)
 #define UNBOUNDED SIZE_MAX /* internal maxsize of an unbounded queue */
 #define FIRST_CAP_MAX 4096 /* a bounded queue allocates at most this much up front */
 
-static void getter_cancelled(weft__handoff *h, bool handed);
-static void putter_cancelled(weft__handoff *h, bool handed);
-static void joiner_cancelled(weft__handoff *h, bool handed);
+static bool getter_give_back(weft__handoff *h);
+static bool putter_give_back(weft__handoff *h);
+
+static const weft__handoff_kind getter_kind =
+    WEFT__HANDOFF_KIND("queue getter", NULL, getter_give_back);
+static const weft__handoff_kind putter_kind =
+    WEFT__HANDOFF_KIND("queue putter", NULL, putter_give_back);
+static const weft__handoff_kind joiner_kind = WEFT__HANDOFF_KIND("queue joiner", NULL, NULL);
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
@@ -77,37 +83,16 @@ static inline uint64_t *waiter_of(const weft_queue *q, size_t i)
 
 static inline weft__handoff *first(weft_link *list)
 {
-    weft__handoff *h = (weft__handoff *)(void *)((char *)list->next - offsetof(weft__handoff, q));
-    weft__list_unlink(&h->q);
-    return h;
-}
-
-/* Make h a done future at once: the fields weft__await, weft__await_failed,
- * WEFT_RESULT and weft__future_free read, and nothing else (the fast
- * paths).  Never queued, never cancelled: its task observes it before
- * anything else runs. */
-static inline weft_future *settle_now(weft__handoff *h, weft_loop *loop, void *p, int err)
-{
-    weft_future *f = &h->fut;
-    f->loop = loop;
-    f->waiters.next = f->waiters.prev = &f->waiters;
-    f->u.done.v.p = p;
-    f->u.done.dtor = NULL;
-    f->err = err;
-    f->state = WEFT_DONE;
-    f->flags = WEFT__F_STORAGE | WEFT__F_HANDOFF;
-    f->cancel_requests = 0;
-    f->refs = 1;
-    return f;
+    return weft__handoff_dequeue(list);
 }
 
 /* Complete a queued waiter (already unlinked) with p or err. */
 static void wake(weft__handoff *h, void *p, int err)
 {
-    h->fut.u.done.v.p = p;
-    h->fut.u.done.dtor = NULL;
-    h->fut.err = err;
-    weft__future_complete(&h->fut, WEFT_DONE);
+    if (err)
+        weft__handoff_fail(h, err);
+    else
+        weft__handoff_serve(h, (weft_value){.p = p});
 }
 
 static void wake_all(weft_link *list, int err)
@@ -259,7 +244,7 @@ static void heap_remove(weft_queue *q, size_t i)
 static void release_slot(weft_queue *q, size_t i)
 {
     uint64_t tag = q->seqs[i];
-    weft__task *t = (weft__task *)(uintptr_t)*who_of(q, i);
+    weft_task *t = (weft_task *)(uintptr_t)*who_of(q, i);
     weft__handoff *h = (weft__handoff *)(uintptr_t)*waiter_of(q, i);
     *who_of(q, i) = *waiter_of(q, i) = 0;
     if (!is_heap(q))
@@ -267,12 +252,11 @@ static void release_slot(weft_queue *q, size_t i)
     if (!t)
         return;
     /* A pending task's frame is alive; the waiter still describes this
-     * placement iff it was not re-used (prim, callback and tag match). */
-    if (t->fut.state == WEFT_PENDING && h->prim == q && h->cancelled == putter_cancelled &&
-        (uint64_t)h->aux == tag && (h->fut.flags & WEFT__F_HANDOFF) && h->fut.state == WEFT_DONE &&
-        !h->fut.err)
+     * placement iff it was not re-used (kind, primitive and tag match). */
+    if (!weft_future_done(t) && h->fut.ops == &putter_kind.ops && h->prim == q &&
+        (uint64_t)h->aux == tag && h->fut.state == WEFT__DONE)
         h->fut.flags |= WEFT__F_OBSERVED; /* cannot be taken back any more */
-    weft_future_unref(&t->fut);
+    weft_future_unref(t);
 }
 
 static bool tagged(const weft_queue *q, size_t i)
@@ -368,9 +352,9 @@ static void hand_to_getter(weft_queue *q, void *item, uint64_t seq)
 static void place_putter(weft_queue *q)
 {
     weft__handoff *h = first(&q->putters);
-    weft__task *t = (weft__task *)(intptr_t)h->aux;
+    weft_task *t = (weft_task *)(intptr_t)h->aux;
     uint64_t tag = q->seq++;
-    if (t && (t->fut.flags & WEFT__F_STORAGE))
+    if (t && weft__task_in_storage(t))
         t = NULL; /* caller storage: no hidden reference, the put is final */
     if (is_heap(q)) {
         heap_insert(q, h->item.p, tag, (uintptr_t)t, t ? (uintptr_t)h : 0);
@@ -388,7 +372,7 @@ static void place_putter(weft_queue *q)
     }
     q->unfinished++;
     if (t) {
-        weft_future_ref(&t->fut);
+        weft_future_ref(t);
         h->aux = (int64_t)tag;
     } else {
         h->fut.flags |= WEFT__F_OBSERVED; /* nobody can undo it */
@@ -438,31 +422,27 @@ static inline bool get_fast(weft_queue *q, void **out)
 
 /* ---- cancellation callbacks (called by future.c / task.c) ---------------------------------- */
 
-static void getter_cancelled(weft__handoff *h, bool handed)
+/* Woken with an item but cancelled before it ran: the item goes on. */
+static bool getter_give_back(weft__handoff *h)
 {
     weft_queue *q = h->prim;
-    if (!handed) {
-        weft__list_unlink(&h->q);
-        return;
-    }
-    /* Woken with an item but cancelled before it ran: the item goes on. */
     void *item = h->item.p;
     if (!weft__list_empty(&q->getters)) {
         hand_to_getter(q, item, (uint64_t)h->aux);
-        return;
+        return true;
     }
     if (q->shutdown == 2) {
         drop(q, item); /* as if still queued at the immediate shutdown */
         done_one(q);
-        return;
+        return true;
     }
     if (reserve(q, q->count + 1)) {
-        weft__report(q->loop, -ENOMEM,
-                     "queue: no memory to give back the item of a cancelled "
-                     "getter; the item is destroyed");
+        weft__reportf(q->loop, WEFT_REPORT_OTHER, -ENOMEM,
+                      "queue: no memory to give back the item of a cancelled "
+                      "getter; the item is destroyed");
         drop(q, item);
         done_one(q);
-        return;
+        return true;
     }
     if (is_heap(q)) {
         heap_insert(q, item, (uint64_t)h->aux, 0, 0);
@@ -471,23 +451,20 @@ static void getter_cancelled(weft__handoff *h, bool handed)
         q->items[q->head] = item;
         q->count++;
     }
+    return true;
 }
 
-static void putter_cancelled(weft__handoff *h, bool handed)
+/* Its item was placed but it has not run: take the item out again.  (Had
+ * the item left meanwhile, release_slot made the put final and we would
+ * not be called.)  A put that was immediate (no tag) is final. */
+static bool putter_give_back(weft__handoff *h)
 {
     weft_queue *q = h->prim;
-    if (!handed) {
-        weft__list_unlink(&h->q);
-        return;
-    }
-    /* Its item was placed but it has not run: take the item out again.
-     * (Had the item left meanwhile, release_slot made the put final and
-     * we would not be called.) */
     size_t k = find_tag(q, (uint64_t)h->aux);
     if (k == NONE)
-        return;
+        return false;
     size_t i = is_heap(q) ? k : at(q, k);
-    weft__task *t = (weft__task *)(uintptr_t)*who_of(q, i);
+    weft_task *t = (weft_task *)(uintptr_t)*who_of(q, i);
     *who_of(q, i) = *waiter_of(q, i) = 0;
     if (is_heap(q)) {
         heap_remove(q, i);
@@ -495,17 +472,12 @@ static void putter_cancelled(weft__handoff *h, bool handed)
         q->seqs[i] = 0;
         ring_remove(q, k);
     }
-    weft_future_unref(&t->fut);
+    weft_future_unref(t);
     q->unfinished--; /* counted when placed */
     refill(q);       /* the slot goes to the next putter */
     if (!q->unfinished)
         wake_all(&q->joiners, 0);
-}
-
-static void joiner_cancelled(weft__handoff *h, bool handed)
-{
-    if (!handed)
-        weft__list_unlink(&h->q);
+    return true;
 }
 
 /* ---- public API ------------------------------------------------------------------------- */
@@ -630,55 +602,52 @@ int weft_queue_get_nowait(weft_queue *q, void **out)
 
 static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
 {
-    if (!q || !h || !q->loop) {
-        weft__set_last_error(-EINVAL);
-        return NULL;
-    }
     if (q->count >= q->maxsize && !q->shutdown && weft__list_empty(&q->getters)) {
-        /* full: wait in line */
-        weft_future *f = weft__handoff_init(h, q->loop, q, putter_cancelled);
+        /* full: wait in line; remember who to ask if it gets placed */
         h->item.p = item;
-        h->aux = (int64_t)(intptr_t)q->loop->current_task; /* who to ask if it gets placed */
-        weft__list_push(&q->putters, &h->q);
-        return f;
+        h->aux = (int64_t)(intptr_t)weft_current_task(q->loop);
+        weft__handoff_enqueue(&q->putters, h);
+        return &h->fut;
     }
     int err = put_nowait_slow(q, item);
-    return settle_now(h, q->loop, NULL, err);
+    return weft__handoff_settle(h, (weft_value){.p = NULL}, err);
 }
 
 weft_future *weft_queue_put(weft_queue *q, void *item, weft_waiter *w)
 {
-    weft__handoff *h = (weft__handoff *)(void *)w;
-    if ((q && h) && put_fast(q, item))
-        return settle_now(h, q->loop, NULL, 0);
-    return put_slow(q, item, h);
-}
-
-static weft_future *get_slow(weft_queue *q, weft__handoff *h)
-{
-    if (!q || !h || !q->loop) {
+    if (!q || !q->loop) {
         weft__set_last_error(-EINVAL);
         return NULL;
     }
-    if (q->count) {
-        void *item = pop(q);
-        refill(q);
-        return settle_now(h, q->loop, item, 0);
-    }
-    if (q->shutdown)
-        return settle_now(h, q->loop, NULL, WEFT_ESHUTDOWN);
-    weft_future *f = weft__handoff_init(h, q->loop, q, getter_cancelled);
-    weft__list_push(&q->getters, &h->q);
-    return f;
+    weft__handoff *h = weft__handoff_begin(w, q->loop, q, &putter_kind);
+    if (!h)
+        return NULL;
+    if (put_fast(q, item))
+        return weft__handoff_settle(h, (weft_value){.p = NULL}, 0);
+    return put_slow(q, item, h);
 }
 
 weft_future *weft_queue_get(weft_queue *q, weft_waiter *w)
 {
-    weft__handoff *h = (weft__handoff *)(void *)w;
+    if (!q || !q->loop) {
+        weft__set_last_error(-EINVAL);
+        return NULL;
+    }
+    weft__handoff *h = weft__handoff_begin(w, q->loop, q, &getter_kind);
+    if (!h)
+        return NULL;
     void *item;
-    if ((q && h) && get_fast(q, &item))
-        return settle_now(h, q->loop, item, 0);
-    return get_slow(q, h);
+    if (get_fast(q, &item))
+        return weft__handoff_settle(h, (weft_value){.p = item}, 0);
+    if (q->count) {
+        item = pop(q);
+        refill(q);
+        return weft__handoff_settle(h, (weft_value){.p = item}, 0);
+    }
+    if (q->shutdown)
+        return weft__handoff_settle(h, (weft_value){.p = NULL}, WEFT_ESHUTDOWN);
+    weft__handoff_enqueue(&q->getters, h);
+    return &h->fut;
 }
 
 int weft_queue_task_done(weft_queue *q)
@@ -693,16 +662,32 @@ int weft_queue_task_done(weft_queue *q)
 
 weft_future *weft_queue_join(weft_queue *q, weft_waiter *w)
 {
-    weft__handoff *h = (weft__handoff *)(void *)w;
-    if (!q || !h || !q->loop) {
+    if (!q || !q->loop) {
         weft__set_last_error(-EINVAL);
         return NULL;
     }
+    weft__handoff *h = weft__handoff_begin(w, q->loop, q, &joiner_kind);
+    if (!h)
+        return NULL;
     if (!q->unfinished)
-        return settle_now(h, q->loop, NULL, 0);
-    weft_future *f = weft__handoff_init(h, q->loop, q, joiner_cancelled);
-    weft__list_push(&q->joiners, &h->q);
-    return f;
+        return weft__handoff_settle(h, (weft_value){.p = NULL}, 0);
+    weft__handoff_enqueue(&q->joiners, h);
+    return &h->fut;
+}
+
+size_t weft_queue_unfinished(const weft_queue *q)
+{
+    return q ? q->unfinished : 0;
+}
+
+size_t weft_queue_getters(const weft_queue *q)
+{
+    return q && q->loop ? weft__handoff_count(&q->getters) : 0;
+}
+
+size_t weft_queue_putters(const weft_queue *q)
+{
+    return q && q->loop ? weft__handoff_count(&q->putters) : 0;
 }
 
 size_t weft_queue_size(const weft_queue *q)

@@ -1,10 +1,10 @@
 /* sync.c - Event, Lock, Semaphore, BoundedSemaphore, Condition, Barrier.
  *
- * One model for all five: a blocking operation turns the caller's
- * weft_waiter (memory in the task's frame) into a weft__handoff, a future
- * with an intrusive link.  If the operation can complete at once, the
- * future is completed right away and awaiting it does not suspend.  Else
- * the link goes to the tail of the primitive's waiter list.
+ * One model for all five, the hand-off waiter of handoff.h: a blocking
+ * operation turns the caller's weft_waiter (memory in the task's frame)
+ * into a waiter future.  If the operation can complete at once, the future
+ * is done right away and awaiting it does not suspend.  Else it goes to the
+ * tail of the primitive's waiter list.
  *
  * Hand-off: whoever frees the resource (release, set, notify, the last
  * arrival at a barrier) pops the FIRST waiter, gives it the resource and
@@ -12,103 +12,53 @@
  * never reaches `value`: nobody can take it in between, so there is no
  * barging and no lost wake-up.  The waiter list holds only waiters that
  * were not served yet, so every operation here is O(1) per waiter served.
- *
- * Cancellation goes through the waiter's cancelled() hook, called
- * synchronously by future.c / task.c:
- *   handed == false: the waiter was still queued; it leaves the queue.
- *   handed == true:  it was served but its task had not run yet, and will
- *                    see -ECANCELED; what it was given goes to the next
- *                    waiter, or back to the primitive.
+ * A waiter cancelled after it was served but before its task ran gives
+ * the resource to the next waiter, or back (its kind's give_back).
  *
  * Nothing here allocates.  The primitives are not thread-safe.
  */
 #include <limits.h>
 
-#include "future_internal.h"
+#include "handoff.h"
 
-/* ---- waiters ---------------------------------------------------------------------- */
-
-typedef void cancelled_fn(weft__handoff *h, bool handed);
-
-static weft__handoff *handoff_of(weft_link *l)
+static weft_value one(void)
 {
-    return (weft__handoff *)(void *)((char *)l - offsetof(weft__handoff, q));
-}
-
-/* Turn w into a pending waiter of prim.  NULL (-EINVAL) for a NULL waiter,
- * an uninitialised primitive, or a call from a task of another loop: its
- * await would be refused, and the node would be left in our queue. */
-static weft__handoff *waiter_begin(weft_waiter *w, weft_loop *loop, void *prim,
-                                   cancelled_fn *cancelled)
-{
-    weft_loop *running = weft_running_loop();
-    if (!w || !loop || (running && running != loop)) {
-        weft__set_last_error(-EINVAL);
-        return NULL;
-    }
-    weft__handoff *h = (weft__handoff *)(void *)w;
-    weft__handoff_init(h, loop, prim, cancelled);
-    return h;
-}
-
-static void enqueue(weft_link *waiters, weft__handoff *h)
-{
-    weft__list_push(waiters, &h->q);
-}
-
-/* Remove and return the first waiter, or NULL. */
-static weft__handoff *dequeue(weft_link *waiters)
-{
-    if (weft__list_empty(waiters))
-        return NULL;
-    weft__handoff *h = handoff_of(waiters->next);
-    weft__list_unlink(&h->q);
-    return h;
-}
-
-/* Hand-off: complete h with value i.  Its task resumes in the next batch. */
-static void serve(weft__handoff *h, int64_t i)
-{
-    h->item.i = i;
-    weft_future_set_int(&h->fut, i);
-}
-
-static void leave_queue(weft__handoff *h)
-{
-    if (h->q.next)
-        weft__list_unlink(&h->q);
+    return (weft_value){.i = 1};
 }
 
 /* ---- Event ------------------------------------------------------------------------ */
 
-static void event_cancelled(weft__handoff *h, bool handed)
-{
-    if (!handed)
-        leave_queue(h); /* handed: nothing to give back, the flag stays */
-}
+/* handed: nothing to give back, the flag stays */
+static const weft__handoff_kind event_kind = WEFT__HANDOFF_KIND("event waiter", NULL, NULL);
 
-void weft_event_init(weft_event *e, weft_loop *loop)
+int weft_event_init(weft_event *e, weft_loop *loop)
 {
-    if (!e)
-        return;
+    if (!e || !loop)
+        return -EINVAL;
     e->loop = loop;
     weft__list_init(&e->waiters);
     e->set = false;
+    return 0;
 }
 
-void weft_event_set(weft_event *e)
+int weft_event_set(weft_event *e)
 {
-    if (!e || e->set)
-        return;
+    if (!e || !e->loop)
+        return -EINVAL;
+    if (e->set)
+        return 0;
     e->set = true;
-    for (weft__handoff *h; (h = dequeue(&e->waiters));)
-        serve(h, 1);
+    for (weft__handoff *h; (h = weft__handoff_dequeue(&e->waiters));)
+        weft__handoff_serve(h, one());
+    return 0;
 }
 
-void weft_event_clear(weft_event *e)
+int weft_event_clear(weft_event *e)
 {
-    if (e)
-        e->set = false;
+    if (!e || !e->loop)
+        return -EINVAL;
+    e->set = false;
+    return 0;
 }
 
 bool weft_event_is_set(const weft_event *e)
@@ -116,17 +66,23 @@ bool weft_event_is_set(const weft_event *e)
     return e && e->set;
 }
 
+size_t weft_event_waiters(const weft_event *e)
+{
+    return e && e->loop ? weft__handoff_count(&e->waiters) : 0;
+}
+
 weft_future *weft_event_wait(weft_event *e, weft_waiter *w)
 {
-    weft__handoff *h = e ? waiter_begin(w, e->loop, e, event_cancelled) : NULL;
-    if (!h) {
+    if (!e || !e->loop) {
         weft__set_last_error(-EINVAL);
         return NULL;
     }
+    weft__handoff *h = weft__handoff_begin(w, e->loop, e, &event_kind);
+    if (!h)
+        return NULL;
     if (e->set)
-        serve(h, 1);
-    else
-        enqueue(&e->waiters, h);
+        return weft__handoff_settle(h, one(), 0);
+    weft__handoff_enqueue(&e->waiters, h);
     return &h->fut;
 }
 
@@ -135,49 +91,52 @@ weft_future *weft_event_wait(weft_event *e, weft_waiter *w)
 /* The holder lets go: the first waiter becomes the holder, else unlock. */
 static void lock_pass(weft_lock *l)
 {
-    weft__handoff *h = dequeue(&l->waiters);
+    weft__handoff *h = weft__handoff_dequeue(&l->waiters);
     if (h)
-        serve(h, 1); /* stays locked: now it is h's */
+        weft__handoff_serve(h, one()); /* stays locked: now it is h's */
     else
         l->locked = false;
 }
 
-static void lock_cancelled(weft__handoff *h, bool handed)
+static bool lock_give_back(weft__handoff *h)
 {
-    if (handed)
-        lock_pass(h->prim);
-    else
-        leave_queue(h);
+    lock_pass(h->prim);
+    return true;
 }
 
-void weft_lock_init(weft_lock *l, weft_loop *loop)
+static const weft__handoff_kind lock_kind =
+    WEFT__HANDOFF_KIND("lock waiter", NULL, lock_give_back);
+
+int weft_lock_init(weft_lock *l, weft_loop *loop)
 {
-    if (!l)
-        return;
+    if (!l || !loop)
+        return -EINVAL;
     l->loop = loop;
     weft__list_init(&l->waiters);
     l->locked = false;
+    return 0;
 }
 
 weft_future *weft_lock_acquire(weft_lock *l, weft_waiter *w)
 {
-    weft__handoff *h = l ? waiter_begin(w, l->loop, l, lock_cancelled) : NULL;
-    if (!h) {
+    if (!l || !l->loop) {
         weft__set_last_error(-EINVAL);
         return NULL;
     }
+    weft__handoff *h = weft__handoff_begin(w, l->loop, l, &lock_kind);
+    if (!h)
+        return NULL;
     if (!l->locked && weft__list_empty(&l->waiters)) {
         l->locked = true;
-        serve(h, 1);
-    } else {
-        enqueue(&l->waiters, h);
+        return weft__handoff_settle(h, one(), 0);
     }
+    weft__handoff_enqueue(&l->waiters, h);
     return &h->fut;
 }
 
 int weft_lock_release(weft_lock *l)
 {
-    if (!l)
+    if (!l || !l->loop)
         return -EINVAL;
     if (!l->locked)
         return WEFT_ESTATE;
@@ -190,26 +149,32 @@ bool weft_lock_locked(const weft_lock *l)
     return l && l->locked;
 }
 
+size_t weft_lock_waiters(const weft_lock *l)
+{
+    return l && l->loop ? weft__handoff_count(&l->waiters) : 0;
+}
+
 /* ---- Semaphore ------------------------------------------------------------------------ */
 
 /* A permit comes back: to the first waiter, else to the count.  Invariant:
  * waiters are queued only while value == 0. */
 static void sem_pass(weft_semaphore *s)
 {
-    weft__handoff *h = dequeue(&s->waiters);
+    weft__handoff *h = weft__handoff_dequeue(&s->waiters);
     if (h)
-        serve(h, 1);
+        weft__handoff_serve(h, one());
     else
         s->value++;
 }
 
-static void sem_cancelled(weft__handoff *h, bool handed)
+static bool sem_give_back(weft__handoff *h)
 {
-    if (handed)
-        sem_pass(h->prim);
-    else
-        leave_queue(h);
+    sem_pass(h->prim);
+    return true;
 }
+
+static const weft__handoff_kind sem_kind =
+    WEFT__HANDOFF_KIND("semaphore waiter", NULL, sem_give_back);
 
 static int sem_init(weft_semaphore *s, weft_loop *loop, int64_t value, int64_t bound)
 {
@@ -234,23 +199,24 @@ int weft_bounded_semaphore_init(weft_semaphore *s, weft_loop *loop, int64_t valu
 
 weft_future *weft_semaphore_acquire(weft_semaphore *s, weft_waiter *w)
 {
-    weft__handoff *h = s ? waiter_begin(w, s->loop, s, sem_cancelled) : NULL;
-    if (!h) {
+    if (!s || !s->loop) {
         weft__set_last_error(-EINVAL);
         return NULL;
     }
+    weft__handoff *h = weft__handoff_begin(w, s->loop, s, &sem_kind);
+    if (!h)
+        return NULL;
     if (s->value > 0 && weft__list_empty(&s->waiters)) {
         s->value--;
-        serve(h, 1);
-    } else {
-        enqueue(&s->waiters, h);
+        return weft__handoff_settle(h, one(), 0);
     }
+    weft__handoff_enqueue(&s->waiters, h);
     return &h->fut;
 }
 
 int weft_semaphore_release(weft_semaphore *s)
 {
-    if (!s)
+    if (!s || !s->loop)
         return -EINVAL;
     if ((s->bound >= 0 && s->value >= s->bound) || s->value == INT64_MAX)
         return -EOVERFLOW;
@@ -268,32 +234,39 @@ int64_t weft_semaphore_value(const weft_semaphore *s)
     return s ? s->value : 0;
 }
 
+size_t weft_semaphore_waiters(const weft_semaphore *s)
+{
+    return s && s->loop ? weft__handoff_count(&s->waiters) : 0;
+}
+
 /* ---- Condition ------------------------------------------------------------------------ */
 
 /* Wake (serve) the first waiter not woken yet; false if there is none. */
 static bool cond_wake_one(weft_condition *c)
 {
-    weft__handoff *h = dequeue(&c->waiters);
+    weft__handoff *h = weft__handoff_dequeue(&c->waiters);
     if (h)
-        serve(h, 1);
+        weft__handoff_serve(h, one());
     return h != NULL;
 }
 
-static void cond_cancelled(weft__handoff *h, bool handed)
+static bool cond_give_back(weft__handoff *h)
 {
-    if (handed)
-        cond_wake_one(h->prim); /* pass the notification on (3.13) */
-    else
-        leave_queue(h);
+    cond_wake_one(h->prim); /* pass the notification on (3.13) */
+    return true;
 }
 
-void weft_condition_init(weft_condition *c, weft_loop *loop, weft_lock *lock)
+static const weft__handoff_kind cond_kind =
+    WEFT__HANDOFF_KIND("condition waiter", NULL, cond_give_back);
+
+int weft_condition_init(weft_condition *c, weft_loop *loop, weft_lock *lock)
 {
-    if (!c)
-        return;
-    weft_lock_init(&c->own, loop);
+    if (!c || (!loop && !lock))
+        return -EINVAL;
+    weft_lock_init(&c->own, loop ? loop : lock->loop);
     c->lock = lock ? lock : &c->own;
     weft__list_init(&c->waiters);
+    return 0;
 }
 
 weft_lock *weft_condition_lock(weft_condition *c)
@@ -318,15 +291,20 @@ int weft_condition_notify_all(weft_condition *c)
     return weft_condition_notify(c, SIZE_MAX);
 }
 
+size_t weft_condition_waiters(const weft_condition *c)
+{
+    return c && c->lock ? weft__handoff_count(&c->waiters) : 0;
+}
+
 /* Queue the waiter, then release the lock (it may go straight to a task
  * queued on it).  From here on the frame's FINALLY owes a re-acquire. */
 static weft_future *cond_wait_begin(struct weft_condition_wait *self)
 {
     weft_condition *c = self->cond;
-    weft__handoff *h = waiter_begin(&self->w, c->lock->loop, c, cond_cancelled);
+    weft__handoff *h = weft__handoff_begin(&self->w, c->lock->loop, c, &cond_kind);
     if (!h)
         return NULL;
-    enqueue(&c->waiters, h);
+    weft__handoff_enqueue(&c->waiters, h);
     weft_lock_release(c->lock);
     self->result = 1; /* the lock is out of our hands */
     return &h->fut;
@@ -380,8 +358,8 @@ enum { BARRIER_FILLING = 0, BARRIER_BROKEN = 1 };
 /* Fail every waiter with WEFT_EBROKEN (arrival order) and empty the barrier. */
 static void barrier_fail_all(weft_barrier *b)
 {
-    for (weft__handoff *h; (h = dequeue(&b->waiters));)
-        weft_future_set_error(&h->fut, WEFT_EBROKEN);
+    for (weft__handoff *h; (h = weft__handoff_dequeue(&b->waiters));)
+        weft__handoff_fail(h, WEFT_EBROKEN);
     b->count = 0;
 }
 
@@ -389,15 +367,16 @@ static void barrier_fail_all(weft_barrier *b)
  * rule; see docs/sync.md): the others could never be released by a full
  * set of parties, and their arrival indexes would no longer add up.  A
  * waiter cancelled after the release has nothing to give back. */
-static void barrier_cancelled(weft__handoff *h, bool handed)
+static void barrier_leave(weft__handoff *h)
 {
-    if (handed)
-        return;
     weft_barrier *b = h->prim;
-    leave_queue(h);
+    weft__list_unlink(&h->q);
     b->state = BARRIER_BROKEN;
     barrier_fail_all(b);
 }
+
+static const weft__handoff_kind barrier_kind =
+    WEFT__HANDOFF_KIND("barrier waiter", barrier_leave, NULL);
 
 int weft_barrier_init(weft_barrier *b, weft_loop *loop, size_t parties)
 {
@@ -413,34 +392,33 @@ int weft_barrier_init(weft_barrier *b, weft_loop *loop, size_t parties)
 
 weft_future *weft_barrier_wait(weft_barrier *b, weft_waiter *w)
 {
-    weft__handoff *h = b ? waiter_begin(w, b->loop, b, barrier_cancelled) : NULL;
-    if (!h) {
+    if (!b || !b->loop) {
         weft__set_last_error(-EINVAL);
         return NULL;
     }
-    if (b->state == BARRIER_BROKEN) {
-        weft_future_set_error(&h->fut, WEFT_EBROKEN);
-        return &h->fut;
-    }
+    weft__handoff *h = weft__handoff_begin(w, b->loop, b, &barrier_kind);
+    if (!h)
+        return NULL;
+    if (b->state == BARRIER_BROKEN)
+        return weft__handoff_settle(h, (weft_value){0}, WEFT_EBROKEN);
     size_t index = b->count;
     if (index + 1 < b->parties) {
         h->item.i = (int64_t)index;
         b->count++;
-        enqueue(&b->waiters, h);
+        weft__handoff_enqueue(&b->waiters, h);
         return &h->fut;
     }
     /* The last arriver: it goes on at once, the others wake in arrival
      * order, and the barrier is empty again for the next round. */
-    serve(h, (int64_t)index);
-    for (weft__handoff *o; (o = dequeue(&b->waiters));)
-        serve(o, o->item.i);
+    for (weft__handoff *o; (o = weft__handoff_dequeue(&b->waiters));)
+        weft__handoff_serve(o, o->item);
     b->count = 0;
-    return &h->fut;
+    return weft__handoff_settle(h, (weft_value){.i = (int64_t)index}, 0);
 }
 
 int weft_barrier_abort(weft_barrier *b)
 {
-    if (!b)
+    if (!b || !b->loop)
         return -EINVAL;
     b->state = BARRIER_BROKEN;
     barrier_fail_all(b);
@@ -449,7 +427,7 @@ int weft_barrier_abort(weft_barrier *b)
 
 int weft_barrier_reset(weft_barrier *b)
 {
-    if (!b)
+    if (!b || !b->loop)
         return -EINVAL;
     barrier_fail_all(b);
     b->state = BARRIER_FILLING;

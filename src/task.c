@@ -1,53 +1,112 @@
 /* task.c - tasks: a future that drives a coroutine frame.
  *
  * A task's step is a trampoline: it resumes the innermost frame directly
- * (O(1) at any depth), enters a child when a frame returns RC_CALL, and
- * pops to the parent when a frame returns RC_DONE.  A parked task's
+ * (O(1) at any depth), enters a child when a frame returns WEFT_CO_CALL,
+ * and pops to the parent when a frame is done.  Frames form a ring: each
+ * points to its caller and the root to the innermost frame, so the task
+ * needs no pointer of its own for "where to resume".  A parked task's
  * ready-queue node sits in the awaited future's waiter list, so waking it
  * costs nothing and a stale wakeup cannot exist: cancelling unlinks it.
+ *
+ * The task is the frames' driver (see "Driving a frame" in weft/co.h): it
+ * delivers cancellation when a frame is entered, marks a child's error
+ * uncatchable when it is the task's own cancellation, records where an
+ * error came from and reports misuse.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "future_internal.h"
+#include "task_internal.h"
 
 /* Awaits of done futures one task step may finish before it must yield. */
-#define WEFT__AWAIT_BUDGET 128
+#define AWAIT_BUDGET 128
 
-static void task_step(weft_node *n);
-static void describe_step(weft_loop *loop, char *buf, size_t n);
+/* ---- the layer ------------------------------------------------------------------------ */
 
-static weft__task *task_of_node(weft_node *n)
+typedef struct task_layer {
+    weft__layer base;
+    weft__task *current;          /* whose step runs */
+    int budget;                   /* done awaits the step may still finish */
+    const weft_co_info *step_info; /* where the current step resumed (lag reports) */
+    int step_line;
+    weft_link listed;             /* listed tasks (see task_internal.h) */
+    size_t pending;
+} task_layer;
+
+static void layer_close(weft_loop *loop, weft__layer *self);
+static void layer_dump(weft_loop *loop, weft__layer *self, weft__strbuf *out);
+
+static task_layer *tasks_of(weft_loop *loop)
 {
-    return (weft__task *)(void *)((char *)n - offsetof(weft__task, node));
+    return (task_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_TASK);
 }
 
-static weft__task *task_of_live(weft_link *l)
+static task_layer *tasks_make(weft_loop *loop)
 {
-    return (weft__task *)(void *)((char *)l - offsetof(weft__task, live));
+    task_layer *ts = tasks_of(loop);
+    if (ts)
+        return ts;
+    ts = weft__alloc(loop, sizeof *ts);
+    if (!ts)
+        return NULL;
+    memset(ts, 0, sizeof *ts);
+    ts->base.close = layer_close;
+    ts->base.dump = layer_dump;
+    weft__list_init(&ts->listed);
+    weft__layer_set(loop, WEFT__LAYER_TASK, &ts->base);
+    return ts;
 }
 
-static weft_co *root_of(weft__task *t, const weft_co_info *info)
+/* ---- layout ---------------------------------------------------------------------------- */
+
+static weft__task *T(const weft_task *f)
 {
-    return (weft_co *)(void *)((char *)t + weft__frame_offset(info->align));
+    return (weft__task *)(void *)(uintptr_t)f;
 }
 
-static weft__task *T(weft_task *t)
+static size_t frame_offset(size_t align)
 {
-    return weft__as_task(t);
+    return (sizeof(weft__task) + align - 1) / align * align;
 }
+
+static weft_co *root_of(const weft__task *t)
+{
+    size_t off = (t->fut.flags & WEFT__T_ALIGN16) ? frame_offset(16) : frame_offset(8);
+    return (weft_co *)(void *)((char *)(uintptr_t)t + off);
+}
+
+static size_t task_bytes(const weft__task *t)
+{
+    const weft_co_info *info = root_of(t)->info;
+    return frame_offset(info->align) + info->size;
+}
+
+static weft_link *prefix_of(weft__task *t)
+{
+    return (weft_link *)(void *)((char *)t - WEFT__TASK_PREFIX);
+}
+
+static const weft__future_ops task_ops;
 
 bool weft_is_task(const weft_future *f)
 {
-    return f && (f->flags & WEFT__F_TASK);
+    return f && f->ops == &task_ops;
 }
 
-/* ---- spawn ---------------------------------------------------------------------- */
+bool weft__task_in_storage(const weft_task *t)
+{
+    return weft_is_task(t) && (t->flags & WEFT__T_STORAGE);
+}
+
+/* ---- spawn ---------------------------------------------------------------------------------- */
+
+static void task_step(weft_node *n);
 
 weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void *mem, size_t size)
 {
-    if (!loop || !init || !init->info) {
+    if (!loop || !init || !init->info || init->info->align > 16 ||
+        init->info->size < sizeof(weft_co)) {
         weft__set_last_error(-EINVAL);
         return NULL;
     }
@@ -55,373 +114,464 @@ weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void *mem, size_t s
         weft__set_last_error(WEFT_ECLOSED);
         return NULL;
     }
+    if (weft__wrong_thread(loop, "WEFT_SPAWN")) {
+        weft__set_last_error(-EPERM);
+        return NULL;
+    }
+    task_layer *ts = tasks_make(loop);
+    weft__pool *pool = weft__pool_of(loop);
+    if (!ts || !pool) {
+        weft__set_last_error(-ENOMEM);
+        return NULL;
+    }
     const weft_co_info *info = init->info;
-    size_t need = weft__frame_offset(info->align) + info->size;
+    size_t off = frame_offset(info->align), need = off + info->size;
     weft__task *t;
+    uint8_t kflags = 0;
     if (mem) {
-        if (size < need || ((uintptr_t)mem & 15)) {
+        if (size < WEFT__TASK_PREFIX + need || ((uintptr_t)mem & 15)) {
             weft__set_last_error(-EINVAL);
             return NULL;
         }
-        t = mem;
+        t = (weft__task *)(void *)((char *)mem + WEFT__TASK_PREFIX);
+        kflags = WEFT__T_STORAGE | WEFT__T_LISTED;
     } else {
-        t = weft__alloc(loop, need);
-        if (!t) {
-            weft__set_last_error(-ENOMEM);
-            return NULL;
-        }
+        t = weft__pool_get(pool, WEFT__POOL_TASKS, need); /* hot path */
     }
-    weft_co *root = root_of(t, info);
+    if (!t) {
+        weft__set_last_error(-ENOMEM);
+        return NULL;
+    }
+    weft_co *root = (weft_co *)(void *)((char *)t + off);
+    if (off > sizeof(weft__task))
+        memset((char *)t + sizeof(weft__task), 0, off - sizeof(weft__task));
     memcpy(root, init, info->size);
-    t->fut = (weft_future){.loop = loop, .refs = 2, .flags = WEFT__F_TASK | WEFT__F_LOOPREF};
-    if (mem)
-        t->fut.flags |= WEFT__F_STORAGE;
-    weft__list_init(&t->fut.waiters);
+    root->up = root;
+    weft__future_init(&t->fut, &task_ops, loop);
+    t->fut.refs = 2; /* the caller's and the loop's */
+    t->fut.flags = WEFT__T_LOOPREF | kflags | (off != frame_offset(8) ? WEFT__T_ALIGN16 : 0);
+    t->node.link.next = t->node.link.prev = NULL;
     t->node.run = task_step;
-    t->top = root;
-    weft__list_push(&loop->tasks, &t->live);
+    t->w.waiting = NULL;
+    t->name = NULL;
+    if (kflags & WEFT__T_LISTED)
+        weft__list_push(&ts->listed, prefix_of(t));
+    ts->pending++;
     weft__ready_push(loop, &t->node);
-    loop->on_close = weft__tasks_on_close;
-    loop->describe = describe_step;
     return &t->fut;
 }
 
-void weft__task_free(weft_future *f)
+static void task_release(weft_future *f)
 {
-    if (!(f->flags & WEFT__F_STORAGE))
-        weft__free(f->loop, f);
-}
-
-/* ---- cancellation ------------------------------------------------------------------ */
-
-/* Cancellation is masked while any frame of the chain runs its FINALLY. */
-static bool masked(const weft_co *co)
-{
-    for (; co; co = co->parent)
-        if (co->flags & WEFT__CO_IN_FINALLY)
-            return true;
-    return false;
-}
-
-static bool cancelling(const weft__task *t, const weft_co *co)
-{
-    return t->fut.cancel_requests && !masked(co);
-}
-
-int weft_task_cancel(weft_task *tf)
-{
-    if (!weft_is_task(tf))
-        return -EINVAL;
-    if (tf->state != WEFT_PENDING)
-        return WEFT_ESTATE;
-    weft__task *t = T(tf);
-    if (t->fut.cancel_requests < UINT16_MAX)
-        t->fut.cancel_requests++;
-    weft_future *w = t->fut.u.task.waiting;
-    if (!weft__node_linked(&t->node) || !w || masked(t->top))
-        return 0; /* running, between awaits, or in cleanup: delivered at the
-                     next suspension outside FINALLY */
-    if (w->state == WEFT_PENDING)
-        weft_future_cancel(w); /* parked on w: cancel what it awaits */
-    else
-        weft__handoff_rollback(w); /* woken by a hand-off it has not seen */
-    return 0;
-}
-
-int weft_task_cancelling(const weft_task *t)
-{
-    return weft_is_task(t) ? t->cancel_requests : 0;
-}
-
-int weft_task_uncancel(weft_task *t)
-{
-    if (!weft_is_task(t))
-        return -EINVAL;
-    if (t->cancel_requests)
-        t->cancel_requests--;
-    return t->cancel_requests;
-}
-
-/* ---- the macros' helpers ----------------------------------------------------------- */
-
-void weft__raise(weft_co *co, int err, int line)
-{
-    if (err >= 0)
-        err = WEFT_ECORO; /* WEFT_THROW needs a negative code (checked by the
-                             callers that can report it) */
-    if (!co->err) {
-        co->err = err;
-        co->err_line = line;
+    weft__task *t = T(f);
+    if (f->flags & WEFT__T_LISTED) { /* caller storage */
+        weft_link *l = prefix_of(t);
+        if (l->next)
+            weft__list_unlink(l);
+        return;
     }
+    weft__pool *pool = weft__pool_of(f->loop);
+    WEFT_ASSERT(pool != NULL);
+    size_t bytes = task_bytes(t);
+    t->fut.ops = NULL; /* free: the arena walk skips it */
+    weft__pool_put(pool, WEFT__POOL_TASKS, t, bytes);
 }
 
-intptr_t weft__unwind_key(weft_co *co)
+/* ---- names and reports ------------------------------------------------------------------------ */
+
+static const char *tname(const weft__task *t)
 {
-    return (co->flags & WEFT__CO_IN_FINALLY) ? WEFT__K_END : WEFT__K_FINALLY;
+    return t->name ? t->name : root_of(t)->info->name;
 }
-
-/* Raise err in co; a new error that starts in co (origin) records co's
- * coroutine as where the task's error comes from. */
-static void raise_in(weft_co *co, weft__task *t, int err, int line, bool origin)
-{
-    if (!co->err && origin)
-        t->fut.origin = co->info;
-    weft__raise(co, err, line);
-}
-
-bool weft__co_start(weft_co *co, weft_task *task)
-{
-    if (cancelling(T(task), co)) {
-        /* entered while the task is cancelled: skip the body, but run
-         * FINALLY, which may own what the initializers handed over */
-        raise_in(co, T(task), -ECANCELED, co->parent ? co->parent->line : 0, true);
-        return false;
-    }
-    return true;
-}
-
-/* Release the future the task awaited last.  Most often it is a waiter in
- * a frame (a queue put/get, a lock) with nothing to destroy: then dropping
- * it is a decrement. */
-static inline void drop_waiting(weft__task *t)
-{
-    weft_future *w = t->fut.u.task.waiting;
-    t->fut.u.task.waiting = NULL;
-    if (w && --w->refs == 0 && (w->flags & (WEFT__F_STORAGE | WEFT__F_TASK)) != WEFT__F_STORAGE)
-        weft__future_free(w);
-}
-
-static bool fail(weft_co *co, weft__task *t, int err, int line, bool catching, int *var,
-                 bool origin);
-
-int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, bool catching, int *var)
-{
-    weft__task *t = T(task);
-    drop_waiting(t);
-    co->line = line;
-    if (f && f->state == WEFT_DONE && !f->err && !(f->flags & WEFT__F_YIELD) &&
-        f->loop == t->fut.loop) {
-        /* hot path: done with a value - no suspension, nothing to check */
-        t->fut.u.task.waiting = f;
-        if (--t->fut.loop->await_budget < 0) {
-            /* fairness: a step that keeps awaiting done futures yields once
-             * in a while, then gets the value (tokio's coop budget) */
-            weft__ready_push(t->fut.loop, &t->node);
-            return 1;
-        }
-        f->flags |= WEFT__F_OBSERVED;
-        if (var)
-            *var = 0;
-        return 0;
-    }
-    if (f && (f->loop != t->fut.loop || f == task)) {
-        weft__set_last_error(f == task ? WEFT_ENOTASK : -EINVAL);
-        weft_future_unref(f);
-        f = NULL;
-    }
-    t->fut.u.task.waiting = f;
-    if (f && (f->flags & WEFT__F_YIELD)) {
-        if (weft__yield(co, task, line))
-            return 1; /* sleep(0) */
-    } else if (f && f->state == WEFT_PENDING) {
-        if (!cancelling(t, co)) {
-            weft__future_wait(f, &t->node);
-            return 1;
-        }
-        weft_future_cancel(f); /* sticky: a cancelled task cannot park */
-    }
-    return weft__await_failed(co, task, catching, var) ? -1 : 0;
-}
-
-/* Decide whether err ends the await: true = unwind (err raised). */
-static bool fail(weft_co *co, weft__task *t, int err, int line, bool catching, int *var,
-                 bool origin)
-{
-    if (!err) {
-        if (var)
-            *var = 0;
-        return false;
-    }
-    if (catching && !(err == -ECANCELED && cancelling(t, co))) {
-        *var = err; /* caught: the task's own cancellation never is */
-        return false;
-    }
-    raise_in(co, t, err, line, origin);
-    return true;
-}
-
-bool weft__await_failed(weft_co *co, weft_task *task, bool catching, int *var)
-{
-    weft__task *t = T(task);
-    weft_future *f = t->fut.u.task.waiting;
-    int err;
-    if (!f) {
-        err = weft_last_error();
-        if (!err)
-            err = -ENOMEM;
-    } else if (f->state == WEFT_PENDING) {
-        err = -ECANCELED; /* refused to park: the task is cancelled */
-    } else if (f->flags & WEFT__F_YIELD) {
-        err = cancelling(t, co) ? -ECANCELED : 0;
-    } else {
-        f->flags |= WEFT__F_OBSERVED;
-        err = f->err; /* a value wins over a cancellation that came later */
-    }
-    return fail(co, t, err, co->line, catching, var, true);
-}
-
-bool weft__yield(weft_co *co, weft_task *task, int line)
-{
-    /* also reached from weft__await for a sleep(0) future */
-    weft__task *t = T(task);
-    co->line = line;
-    if (cancelling(t, co))
-        return false;
-    weft__ready_push(t->fut.loop, &t->node);
-    return true;
-}
-
-bool weft__yield_failed(weft_co *co, weft_task *task)
-{
-    weft__task *t = T(task);
-    return fail(co, t, cancelling(t, co) ? -ECANCELED : 0, co->line, false, NULL, true);
-}
-
-bool weft__call(weft_co *co, weft_task *task, weft_co *child, int line)
-{
-    weft__task *t = T(task);
-    co->line = line;
-    child->parent = co;
-    t->top = child; /* even when cancelled: the child's FINALLY must run */
-    return true;
-}
-
-bool weft__call_failed(weft_co *co, weft_task *task, weft_co *child, bool catching, int *var)
-{
-    return fail(co, T(task), child->err, child->err_line, catching, var, false);
-}
-
-weft_co_rc weft__co_done(weft_co *co, weft_task *task)
-{
-    (void)co, (void)task;
-    return (weft_co_rc){WEFT__RC_DONE};
-}
-
-weft_co_rc weft__co_misuse(weft_co *co, weft_task *task, const char *what)
-{
-    weft__report(task->loop, WEFT_ECORO,
-                 "task '%s': coroutine '%s' (%s, last suspended at line %d): %s",
-                 weft_task_name(task), co->info->name, co->info->file, (int)co->line, what);
-    co->err = WEFT_ECORO;
-    co->err_line = co->line;
-    return (weft_co_rc){WEFT__RC_DONE};
-}
-
-weft_value weft__last_value(weft_task *task)
-{
-    weft_future *f = T(task)->fut.u.task.waiting;
-    if (f && f->state == WEFT_DONE && !f->err)
-        return f->u.done.v;
-    return (weft_value){0};
-}
-
-/* ---- stepping and completion ------------------------------------------------------- */
-
-static void task_finish(weft__task *t, weft_co *root)
-{
-    weft_loop *loop = t->fut.loop;
-    drop_waiting(t);
-    int err = root->err;
-    const weft_co_info *origin = t->fut.origin ? t->fut.origin : root->info;
-    t->fut.err = 0; /* the slot held origin: from here on it is the error */
-    if (!err && t->fut.cancel_requests)
-        err = -ECANCELED; /* cancellation is sticky: not uncancelled = cancelled */
-    weft__list_unlink(&t->live);
-    if (err == -ECANCELED) {
-        t->fut.err = err;
-        weft__future_complete(&t->fut, WEFT_CANCELLED);
-    } else if (err) {
-        t->fut.err = err;
-        if (weft__list_empty(&t->fut.waiters) && t->fut.refs == 1) {
-            /* nobody awaits it, nobody holds it: nobody ever will */
-            t->fut.flags |= WEFT__F_OBSERVED;
-            weft__report(loop, err, "task '%s' failed at %s:%d (in %s)", weft_task_name(&t->fut),
-                         origin->file, (int)root->err_line, origin->name);
-        }
-        weft__future_complete(&t->fut, WEFT_DONE);
-    } else {
-        weft_value v;
-        root->info->store(root, &v);
-        t->fut.u.done.v = v; /* u.task.name stays: see future_internal.h */
-        weft__future_complete(&t->fut, WEFT_DONE);
-    }
-    t->fut.flags &= (uint8_t)~WEFT__F_LOOPREF;
-    weft_future_unref(&t->fut);
-}
-
-static void task_step(weft_node *n)
-{
-    weft__task *t = task_of_node(n);
-    weft_loop *loop = t->fut.loop;
-    weft_co *co = t->top;
-    loop->current_task = t;
-    loop->cur_fn = NULL;
-    loop->cur_arg = t;
-    loop->step_name = t->fut.u.task.name ? t->fut.u.task.name : co->info->name;
-    loop->step_file = co->info->file;
-    loop->step_line = co->line;
-    loop->await_budget = WEFT__AWAIT_BUDGET;
-    for (;;) {
-        weft_co_rc rc = co->info->fn(co, &t->fut);
-        if (rc.v == WEFT__RC_PENDING)
-            break;
-        if (rc.v == WEFT__RC_CALL) {
-            co = t->top;
-            continue;
-        }
-        if (!co->parent) {
-            task_finish(t, co);
-            break;
-        }
-        t->top = co = co->parent;
-    }
-    loop->current_task = NULL;
-}
-
-static void describe_step(weft_loop *loop, char *buf, size_t n)
-{
-    snprintf(buf, n, "task '%s' step resumed at %s:%d", loop->step_name, loop->step_file,
-             loop->step_line);
-}
-
-/* ---- names and introspection --------------------------------------------------------- */
 
 const char *weft_task_name(const weft_task *tf)
 {
-    if (!weft_is_task(tf))
-        return NULL;
-    const weft__task *t = (const weft__task *)(const void *)tf;
-    if (tf->u.task.name)
-        return tf->u.task.name;
-    const weft_co *root = t->top;
-    while (root->parent)
-        root = root->parent;
-    return root->info->name;
+    return weft_is_task(tf) ? tname(T(tf)) : NULL;
 }
 
 int weft_task_set_name(weft_task *t, const char *name)
 {
     if (!weft_is_task(t) || !name)
         return -EINVAL;
-    if (t->state != WEFT_PENDING)
+    if (t->state != WEFT__PENDING)
         return WEFT_ESTATE;
-    t->u.task.name = name;
+    T(t)->name = name;
     return 0;
 }
 
+/* Fill a report about t failing with its root frame's error. */
+static void task_describe(const weft_future *f, weft_report *r, char *buf, size_t n)
+{
+    const weft__task *t = T(f);
+    const weft_co *root = root_of(t);
+    const weft_co_info *origin =
+        f->state == WEFT__PENDING ? f->out.kind : f->state == WEFT__FAILED ? t->w.origin : NULL;
+    if (!origin)
+        origin = root->info;
+    r->task = f;
+    r->task_name = tname(t);
+    r->coroutine = origin->name;
+    r->file = origin->file;
+    r->line = root->err_line;
+    snprintf(buf, n, "task '%s'", r->task_name);
+}
+
+/* ---- cancellation ------------------------------------------------------------------------------- */
+
+/* Cancellation is masked while any frame of the chain runs its FINALLY.
+ * from: the frame to start at (the innermost, or a frame about to become
+ * it); the walk stops at the root. */
+static bool masked_from(const weft__task *t, const weft_co *from)
+{
+    const weft_co *root = root_of(t);
+    for (const weft_co *co = from;; co = co->up) {
+        if (co->flags & WEFT__CO_IN_FINALLY)
+            return true;
+        if (co == root)
+            return false;
+    }
+}
+
+static bool cancelling(const weft__task *t)
+{
+    return t->fut.aux && !masked_from(t, root_of(t)->up);
+}
+
+int weft_task_cancel(weft_task *tf)
+{
+    if (!weft_is_task(tf))
+        return -EINVAL;
+    if (tf->state != WEFT__PENDING)
+        return WEFT_ESTATE;
+    weft__task *t = T(tf);
+    if (t->fut.aux < UINT16_MAX)
+        t->fut.aux++;
+    weft_future *w = t->w.waiting;
+    if (!weft__node_linked(&t->node) || !w)
+        return 0; /* running, or not started: delivered at its next suspension */
+    bool mask = masked_from(t, root_of(t)->up);
+    if (w->state == WEFT__PENDING) {
+        if (!mask)
+            weft__future_cancel(w); /* parked on w: cancel what it awaits */
+        else if (w->ops->masked_cancel)
+            w->ops->masked_cancel(w); /* in cleanup: w may still react */
+    } else if (!mask && w->ops->rollback) {
+        w->ops->rollback(w); /* woken by a hand-off it has not seen */
+    }
+    return 0;
+}
+
+static int task_cancel_op(weft_future *f)
+{
+    return weft_task_cancel(f);
+}
+
+int weft_task_cancelling(const weft_task *t)
+{
+    return weft_is_task(t) ? t->aux : 0;
+}
+
+int weft_task_uncancel(weft_task *t)
+{
+    if (!weft_is_task(t))
+        return -EINVAL;
+    if (t->aux)
+        t->aux--;
+    return t->aux;
+}
+
+/* ---- awaiting --------------------------------------------------------------------------------------- */
+
+/* Decide whether err ends the await: true = unwind (err raised). */
+static bool fail(weft_co *co, const weft__task *t, int err, int catching, int *var)
+{
+    if (!err) {
+        if (var)
+            *var = 0;
+        return false;
+    }
+    if (catching && !(err == -ECANCELED && cancelling(t))) {
+        *var = err; /* caught: the task's own cancellation never is */
+        return false;
+    }
+    weft__co_raise(co, err, co->line, 0);
+    return true;
+}
+
+/* The outcome of done f, observed. */
+static int outcome(weft_co *co, const weft__task *t, weft_future *f, int catching, int *var)
+{
+    if (f->flags & WEFT__F_YIELD)
+        return fail(co, t, cancelling(t) ? -ECANCELED : 0, catching, var) ? -1 : 0;
+    f->flags |= WEFT__F_OBSERVED;
+    return fail(co, t, weft__future_err(f), catching, var) ? -1 : 0;
+}
+
+static int await_slow(weft_co *co, weft__task *t, weft_future *f, int catching, int *var)
+{
+    weft_loop *loop = t->fut.loop;
+    if (!f) {
+        int err = weft_last_error();
+        return fail(co, t, err < 0 ? err : -ENOMEM, catching, var) ? -1 : 0;
+    }
+    if (f->refs == 0 && f->ops->release) {
+        t->w.waiting = NULL;
+        weft__reportf(loop, WEFT_REPORT_MISUSE, -EINVAL,
+                      "task '%s' awaits a %s %p that was already released (%s:%d)",
+                      tname(t), f->ops->kind, (void *)f, co->info->file, co->line);
+        return fail(co, t, -EINVAL, catching, var) ? -1 : 0;
+    }
+    if (f == &t->fut || f->loop != loop) {
+        t->w.waiting = NULL;
+        int err = f == &t->fut ? WEFT_ENOTASK : -EINVAL;
+        weft__future_unref(f);
+        return fail(co, t, err, catching, var) ? -1 : 0;
+    }
+    if (f->flags & WEFT__F_YIELD) {
+        if (cancelling(t))
+            return fail(co, t, -ECANCELED, catching, var) ? -1 : 0;
+        weft__ready_push(loop, &t->node); /* sleep(0) */
+        return 1;
+    }
+    if (f->state == WEFT__PENDING) {
+        if (!cancelling(t) || (f->ops->flags & WEFT__OPS_ALWAYS_WAIT)) {
+            if (t->fut.aux && (f->ops->flags & WEFT__OPS_ALWAYS_WAIT))
+                weft__future_cancel(f); /* it reacts, and goes on waiting */
+            weft__future_wait(f, &t->node);
+            return 1;
+        }
+        weft__future_cancel(f); /* sticky: a cancelled task cannot park */
+        if (f->state == WEFT__PENDING)
+            return fail(co, t, -ECANCELED, catching, var) ? -1 : 0;
+    }
+    task_layer *ts = tasks_of(loop);
+    if (--ts->budget < 0) {
+        /* fairness: a step that keeps awaiting done futures yields once in
+         * a while, then gets the outcome (tokio's coop budget) */
+        ts->budget = AWAIT_BUDGET;
+        weft__ready_push(loop, &t->node);
+        return 1;
+    }
+    return outcome(co, t, f, catching, var);
+}
+
+int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var)
+{
+    weft__task *t = T(task);
+    weft_future *prev = t->w.waiting;
+    t->w.waiting = f;
+    co->line = line;
+    if (prev) {
+        if (prev != f)
+            weft__future_unref(prev);
+        else if (prev->refs > 1)
+            prev->refs--; /* the reference of its previous await */
+    }
+    if (f && f->state == WEFT__PENDING && f != task && f->loop == task->loop && !t->fut.aux) {
+        weft__future_wait(f, &t->node); /* hot path: park */
+        return 1;
+    }
+    return await_slow(co, t, f, catching, var);
+}
+
+int weft__await_end(weft_co *co, weft_task *task, int catching, int *var)
+{
+    weft__task *t = T(task);
+    weft_future *f = t->w.waiting;
+    if (f->state == WEFT__DONE && !(f->flags & WEFT__F_YIELD)) {
+        f->flags |= WEFT__F_OBSERVED; /* hot path: a value */
+        if (var)
+            *var = 0;
+        return 0;
+    }
+    if (f->state == WEFT__PENDING) /* cannot happen: woken means done */
+        return fail(co, t, -ECANCELED, catching, var) ? -1 : 0;
+    return outcome(co, t, f, catching, var);
+}
+
+weft_value weft__last_value(weft_task *task)
+{
+    weft_future *f = T(task)->w.waiting;
+    if (f && f->state == WEFT__DONE)
+        return f->out.v;
+    return (weft_value){0};
+}
+
+int weft__yield(weft_co *co, weft_task *task, int line)
+{
+    weft__task *t = T(task);
+    co->line = line;
+    if (cancelling(t))
+        return 0;
+    weft__ready_push(t->fut.loop, &t->node);
+    return 1;
+}
+
+int weft__yield_end(weft_co *co, weft_task *task)
+{
+    weft__task *t = T(task);
+    return fail(co, t, cancelling(t) ? -ECANCELED : 0, 0, NULL);
+}
+
+/* ---- stepping and completion ------------------------------------------------------------------------ */
+
+/* Make a frame that is about to run for the first time start in its
+ * cleanup: the task is cancelled (asyncio: a task cancelled before it
+ * started never runs its body; here its FINALLY still runs). */
+static void enter_cancelled(weft_co *co, int line)
+{
+    co->err = -ECANCELED;
+    co->err_line = line;
+    co->key = WEFT_CO_KEY_FINALLY;
+}
+
+static const char *misuse_text(unsigned flags)
+{
+    if (flags & WEFT_CO_MISUSE_RESUME)
+        return "resumed at an unknown point (a suspension inside a switch?)";
+    if (flags & WEFT_CO_MISUSE_BREAK)
+        return "a 'break' escaped the coroutine body";
+    return "WEFT_THROW needs a negative error code (>= WEFT_ERR_MIN)";
+}
+
+/* A frame finished with an error or by misuse (cold). */
+static void frame_failed(weft__task *t, weft_co *co)
+{
+    if (co->flags & WEFT_CO_MISUSE) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "task '%s': coroutine '%s' (%s:%d): %s",
+                 tname(t), co->info->name, co->info->file, (int)co->err_line,
+                 misuse_text(co->flags));
+        weft_report r;
+        memset(&r, 0, sizeof r);
+        r.kind = WEFT_REPORT_MISUSE;
+        r.err = WEFT_ECORO;
+        r.message = msg;
+        r.task = &t->fut;
+        r.task_name = tname(t);
+        r.coroutine = co->info->name;
+        r.file = co->info->file;
+        r.line = co->err_line;
+        weft__report(t->fut.loop, &r);
+        co->flags &= (uint16_t)~WEFT_CO_MISUSE;
+    }
+    if (co->err && !(co->flags & WEFT__CO_PROPAGATED))
+        t->fut.out.kind = co->info; /* raised here: the origin, until an outer
+                                        frame raises one of its own */
+}
+
+static void task_finish(weft__task *t, weft_co *root)
+{
+    weft_loop *loop = t->fut.loop;
+    task_layer *ts = tasks_of(loop);
+    weft_future *w = t->w.waiting;
+    int err = root->err;
+    const weft_co_info *origin = t->fut.out.kind ? t->fut.out.kind : root->info;
+    t->w.origin = origin;
+    if (w)
+        weft__future_unref(w);
+    if (!err && t->fut.aux)
+        err = -ECANCELED; /* cancellation is sticky: not uncancelled = cancelled */
+    ts->pending--;
+    if (err == -ECANCELED) {
+        weft__future_finish(&t->fut, WEFT__CANCELLED);
+        return;
+    }
+    if (err) {
+        t->fut.out.err = err;
+        if (weft__list_empty(&t->fut.waiters) && t->fut.refs == 1) {
+            /* nobody awaits it, nobody holds it: nobody ever will */
+            t->fut.flags |= WEFT__F_OBSERVED;
+            char msg[320];
+            snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)", tname(t),
+                     origin->file, (int)root->err_line, origin->name);
+            weft_report r;
+            memset(&r, 0, sizeof r);
+            r.kind = WEFT_REPORT_UNOBSERVED;
+            r.err = err;
+            r.message = msg;
+            r.task = &t->fut;
+            r.task_name = tname(t);
+            r.coroutine = origin->name;
+            r.file = origin->file;
+            r.line = root->err_line;
+            weft__report(loop, &r);
+        }
+        weft__future_finish(&t->fut, WEFT__FAILED);
+        return;
+    }
+    weft_value v;
+    root->info->store(root, &v);
+    t->fut.out.v = v;
+    weft__future_finish(&t->fut, WEFT__DONE);
+}
+
+static void describe_step(const void *obj, weft_report *r, char *buf, size_t n)
+{
+    const weft__task *t = obj;
+    const task_layer *ts = tasks_of(t->fut.loop);
+    r->task = &t->fut;
+    r->task_name = tname(t);
+    r->coroutine = ts->step_info->name;
+    r->file = ts->step_info->file;
+    r->line = ts->step_line;
+    snprintf(buf, n, "task '%s' step resumed at %s:%d", r->task_name, r->file, r->line);
+}
+
+static void task_step(weft_node *n)
+{
+    weft__task *t = WEFT_CONTAINER_OF(n, weft__task, node);
+    weft_loop *loop = t->fut.loop;
+    task_layer *ts = tasks_of(loop);
+    weft_co *root = root_of(t), *co = root->up;
+    ts->current = t;
+    ts->budget = AWAIT_BUDGET;
+    ts->step_info = co->info;
+    ts->step_line = co->line;
+    weft__running_obj(loop, describe_step, t);
+    if (t->fut.aux && co->key == WEFT_CO_KEY_START && co == root && !(co->flags & WEFT__CO_IN_FINALLY))
+        enter_cancelled(co, 0); /* cancelled before its first step */
+    bool finished = false;
+    for (;;) {
+        weft_co_rc rc = co->info->fn(co, &t->fut);
+        if (rc.v == WEFT_CO_PENDING)
+            break;
+        if (rc.v == WEFT_CO_CALL) {
+            weft_co *child = rc.child;
+            if (t->fut.aux && !masked_from(t, co))
+                enter_cancelled(child, co->line);
+            root->up = child;
+            co = child;
+            continue;
+        }
+        if (co->err || (co->flags & WEFT_CO_MISUSE))
+            frame_failed(t, co);
+        if (co == root) {
+            task_finish(t, root);
+            finished = true;
+            break;
+        }
+        weft_co *parent = co->up;
+        if (co->err == -ECANCELED && t->fut.aux && !masked_from(t, parent))
+            co->flags |= WEFT_CO_UNCATCHABLE; /* the task's own: TRY_CALL must not catch it */
+        root->up = parent;
+        co = parent;
+    }
+    ts->current = NULL;
+    if (finished) {
+        if (weft__lag_flagged(loop))
+            weft__lag_capture(loop); /* while t is alive */
+        t->fut.flags &= (uint8_t)~WEFT__T_LOOPREF;
+        weft__future_unref(&t->fut);
+    }
+}
+
+/* ---- introspection -------------------------------------------------------------------------------- */
+
 weft_task *weft_current_task(weft_loop *loop)
 {
-    return loop && loop->current_task ? &((weft__task *)loop->current_task)->fut : NULL;
+    task_layer *ts = loop ? tasks_of(loop) : NULL;
+    return ts && ts->current ? &ts->current->fut : NULL;
 }
 
 weft_loop *weft_task_loop(const weft_task *t)
@@ -429,123 +579,236 @@ weft_loop *weft_task_loop(const weft_task *t)
     return t ? t->loop : NULL;
 }
 
+/* Visit every pending task: the pool's task arena, then the listed ones. */
+typedef struct visit {
+    void (*fn)(weft__task *t, void *ctx);
+    void *ctx;
+} visit;
+
+static void visit_block(void *block, void *ctx)
+{
+    weft__task *t = block;
+    visit *v = ctx;
+    if (t->fut.ops == &task_ops && t->fut.state == WEFT__PENDING)
+        v->fn(t, v->ctx);
+}
+
+static void for_each_pending(weft_loop *loop, void (*fn)(weft__task *t, void *ctx), void *ctx)
+{
+    task_layer *ts = tasks_of(loop);
+    weft__pool *pool = weft__pool_of(loop);
+    if (!ts || !pool)
+        return;
+    visit v = {fn, ctx};
+    weft__pool_walk(pool, WEFT__POOL_TASKS, visit_block, &v);
+    for (weft_link *l = ts->listed.next, *next; l != &ts->listed; l = next) {
+        next = l->next;
+        weft__task *t = (weft__task *)(void *)((char *)l + WEFT__TASK_PREFIX);
+        if (t->fut.state == WEFT__PENDING)
+            fn(t, ctx);
+    }
+}
+
+typedef struct collect {
+    weft_task **out;
+    size_t n, k;
+} collect;
+
+static void collect_one(weft__task *t, void *ctx)
+{
+    collect *c = ctx;
+    if (c->out && c->k < c->n)
+        c->out[c->k] = &t->fut;
+    c->k++;
+}
+
 size_t weft_all_tasks(weft_loop *loop, weft_task **out, size_t n)
 {
     if (!loop)
         return 0;
-    size_t k = 0;
-    for (weft_link *l = loop->tasks.next; l && l != &loop->tasks; l = l->next, k++)
-        if (out && k < n)
-            out[k] = &task_of_live(l)->fut;
-    return k;
+    collect c = {out, n, 0};
+    for_each_pending(loop, collect_one, &c);
+    return c.k;
 }
 
-static const char *task_state(weft_loop *loop, weft__task *t)
+static const char *task_state(const task_layer *ts, const weft__task *t)
 {
-    if (loop->current_task == t)
+    if (ts->current == t)
         return "running";
-    weft_future *w = t->fut.u.task.waiting;
-    if (weft__node_linked(&t->node) && w && w->state == WEFT_PENDING)
+    weft_future *w = t->w.waiting;
+    if (weft__node_linked(&t->node) && w && w->state == WEFT__PENDING)
         return "waiting";
-    return t->top->resume.key == WEFT__K_START && !(t->top->flags & WEFT__CO_LABEL) &&
-                   !t->top->parent
-               ? "scheduled"
-               : "ready";
+    const weft_co *root = root_of(t);
+    return root->up == root && root->key == WEFT_CO_KEY_START ? "scheduled" : "ready";
+}
+
+typedef struct dump_ctx {
+    const task_layer *ts;
+    weft__strbuf *out;
+    size_t k;
+} dump_ctx;
+
+static void dump_one(weft__task *t, void *ctx)
+{
+    dump_ctx *d = ctx;
+    weft__strbuf *b = d->out;
+    d->k++;
+    weft__strbuf_printf(b, "task %p '%s' %s", (void *)t, tname(t),
+                        task_state(d->ts, t));
+    if (t->fut.aux)
+        weft__strbuf_printf(b, " (cancelling x%u)", (unsigned)t->fut.aux);
+    weft__strbuf_printf(b, "\n");
+    const weft_co *root = root_of(t), *chain[64];
+    int depth = 0;
+    for (const weft_co *co = root->up; depth < 64; co = co->up) {
+        chain[depth++] = co;
+        if (co == root)
+            break;
+    }
+    for (int i = depth - 1; i >= 0; i--)
+        weft__strbuf_printf(b, "  %-20s at %s:%d%s\n", chain[i]->info->name, chain[i]->info->file,
+                            (int)chain[i]->line,
+                            (chain[i]->flags & WEFT__CO_IN_FINALLY) ? " (finally)" : "");
+    weft_future *w = t->w.waiting;
+    if (w && w->state == WEFT__PENDING) {
+        if (weft_is_task(w))
+            weft__strbuf_printf(b, "  waiting on task %p '%s'\n", (void *)w, weft_task_name(w));
+        else
+            weft__strbuf_printf(b, "  waiting on %s %p\n", w->ops->kind, (void *)w);
+    }
+}
+
+static size_t dump_into(weft_loop *loop, weft__strbuf *b)
+{
+    task_layer *ts = tasks_of(loop);
+    if (!ts)
+        return 0;
+    dump_ctx d = {ts, b, 0};
+    for_each_pending(loop, dump_one, &d);
+    return d.k;
+}
+
+static void layer_dump(weft_loop *loop, weft__layer *self, weft__strbuf *out)
+{
+    (void)self;
+    dump_into(loop, out);
 }
 
 size_t weft_loop_dump_tasks(weft_loop *loop, FILE *out)
 {
     if (!loop || !out)
         return 0;
-    size_t k = 0;
-    for (weft_link *l = loop->tasks.next; l && l != &loop->tasks; l = l->next, k++) {
-        weft__task *t = task_of_live(l);
-        fprintf(out, "task %p '%s' %s", (void *)t, weft_task_name(&t->fut), task_state(loop, t));
-        if (t->fut.cancel_requests)
-            fprintf(out, " (cancelling x%u)", (unsigned)t->fut.cancel_requests);
-        fputc('\n', out);
-        const weft_co *chain[64];
-        int depth = 0;
-        for (const weft_co *co = t->top; co && depth < 64; co = co->parent)
-            chain[depth++] = co;
-        for (int i = depth - 1; i >= 0; i--)
-            fprintf(out, "  %-20s at %s:%d%s\n", chain[i]->info->name, chain[i]->info->file,
-                    (int)chain[i]->line,
-                    (chain[i]->flags & WEFT__CO_IN_FINALLY) ? " (finally)" : "");
-        weft_future *w = t->fut.u.task.waiting;
-        if (w && w->state == WEFT_PENDING) {
-            if (weft_is_task(w))
-                fprintf(out, "  waiting on task %p '%s'\n", (void *)w, weft_task_name(w));
-            else
-                fprintf(out, "  waiting on future %p\n", (void *)w);
-        }
-    }
+    weft__strbuf b;
+    weft__strbuf_init(&b, loop);
+    size_t k = dump_into(loop, &b);
+    fputs(weft__strbuf_str(&b), out);
+    weft__strbuf_free(&b);
     return k;
 }
 
-/* ---- loop close: release what is still pending ------------------------------------- */
+/* ---- loop close: release what is still pending ---------------------------------------------------- */
 
-void weft__tasks_on_close(weft_loop *loop)
+typedef struct release_ctx {
+    weft__task **list;
+    size_t n, cap;
+    bool oom;
+} release_ctx;
+
+static void gather_one(weft__task *t, void *ctx)
 {
-    while (!weft__list_empty(&loop->tasks)) {
-        weft__task *t = task_of_live(loop->tasks.next);
-        weft__list_unlink(&t->live);
-        weft__report(loop, 0, "task '%s' released while pending (at %s:%d)",
-                     weft_task_name(&t->fut), t->top->info->file, (int)t->top->line);
-        if (weft__node_linked(&t->node))
-            weft__node_unlink(&t->node);
-        /* a waiter in the frame about to be freed must leave its primitive
-         * (queued), or give back what it was handed (not yet seen) */
-        weft_future *w = t->fut.u.task.waiting;
-        if (w && (w->flags & WEFT__F_HANDOFF) && w->state == WEFT_PENDING)
-            weft_future_cancel(w);
-        else if (w)
-            weft__handoff_rollback(w);
-        drop_waiting(t);
-        t->fut.err = -ECANCELED;
-        t->fut.state = WEFT_CANCELLED;
-        t->fut.flags |= WEFT__F_OBSERVED;
-        weft__list_splice(&loop->ready, &t->fut.waiters); /* dropped by close */
-        if (t->fut.flags & WEFT__F_LOOPREF) {
-            t->fut.flags &= (uint8_t)~WEFT__F_LOOPREF;
-            weft_future_unref(&t->fut);
-        }
-    }
-    /* Pooled nodes still in use (done callbacks, sleep timers) hold
-     * references: unlink them all first, then drop the references, so that
-     * no unlink touches a future that was just freed. */
-    for (weft__pooled *c = loop->pool_all; c; c = c->all) {
-        if (c->t.h.node.link.prev)
-            weft__node_unlink(&c->t.h.node);
-        if (c->t.index != WEFT__NO_INDEX)
-            weft__heap_remove(&loop->heap, &c->t);
-    }
-    for (weft__pooled *c = loop->pool_all; c; c = c->all) {
-        weft_future *f = c->aux;
-        c->aux = NULL;
-        weft_future_unref(f);
-    }
-    loop->describe = NULL;
-    weft__free(loop, loop->yield_future);
-    loop->yield_future = NULL;
-    for (weft_future *f = loop->future_pool, *next; f; f = next) {
-        next = (weft_future *)(void *)f->waiters.next;
-        weft__free(loop, f);
-    }
-    loop->future_pool = NULL;
+    release_ctx *r = ctx;
+    if (r->n < r->cap)
+        r->list[r->n++] = t;
+    else
+        r->oom = true;
 }
 
-/* ---- weft_run ------------------------------------------------------------------------ */
-
-/* WEFT_THROW's entry point: a non-negative code is a bug worth naming. */
-void weft__throw(weft_co *co, weft_task *task, int err, int line)
+/* First pass for one task: report it, take it off every queue, and make
+ * what it awaits forget it (a waiter in its frame leaves its primitive). */
+static void release_detach(weft__task *t)
 {
-    if (err >= 0)
-        weft__report(task->loop, WEFT_ECORO,
-                     "task '%s': WEFT_THROW(%d) at %s:%d needs a negative code",
-                     weft_task_name(task), err, co->info->file, line);
-    raise_in(co, T(task), err, line, true);
+    weft_loop *loop = t->fut.loop;
+    const weft_co *top = root_of(t)->up;
+    weft_report r;
+    memset(&r, 0, sizeof r);
+    char msg[320];
+    snprintf(msg, sizeof msg, "task '%s' released while pending (at %s:%d)",
+             tname(t), top->info->file, (int)top->line);
+    r.kind = WEFT_REPORT_RELEASED;
+    r.message = msg;
+    r.task = &t->fut;
+    r.task_name = tname(t);
+    r.coroutine = top->info->name;
+    r.file = top->info->file;
+    r.line = top->line;
+    weft__report(loop, &r);
+    if (weft__node_linked(&t->node))
+        weft__node_unlink(&t->node);
+    weft_future *w = t->w.waiting;
+    if (w && w->ops->abandon)
+        w->ops->abandon(w); /* in the frame that goes: a waiter leaves its queue */
 }
+
+/* Second pass: the task ends CANCELLED (observed: nobody is told), drops
+ * what it awaited and the loop's reference. */
+static void release_finish(weft__task *t)
+{
+    weft_future *w = t->w.waiting;
+    t->w.waiting = NULL;
+    t->fut.state = WEFT__CANCELLED;
+    t->fut.flags |= WEFT__F_OBSERVED;
+    weft__list_splice(&t->fut.loop->ready, &t->fut.waiters); /* dropped by close */
+    t->w.origin = NULL;
+    if (w)
+        weft__future_unref(w);
+    if (t->fut.flags & WEFT__T_LOOPREF) {
+        t->fut.flags &= (uint8_t)~WEFT__T_LOOPREF;
+        weft__future_unref(&t->fut);
+    }
+}
+
+static void release_one(weft__task *t, void *ctx)
+{
+    (void)ctx;
+    release_detach(t);
+    release_finish(t);
+}
+
+static void layer_close(weft_loop *loop, weft__layer *self)
+{
+    task_layer *ts = (task_layer *)(void *)self;
+    release_ctx r = {NULL, 0, ts->pending, false};
+    if (ts->pending)
+        r.list = weft__alloc(loop, ts->pending * sizeof *r.list);
+    if (r.list) {
+        /* two passes, so that no task is freed while another still points
+         * at it (a task awaiting a task) */
+        for_each_pending(loop, gather_one, &r);
+        for (size_t i = 0; i < r.n; i++)
+            release_detach(r.list[i]);
+        for (size_t i = 0; i < r.n; i++)
+            release_finish(r.list[i]);
+        weft__free(loop, r.list);
+    } else if (ts->pending) {
+        for_each_pending(loop, release_one, NULL); /* no memory for the list */
+    }
+    /* listed tasks still referenced by users outlive the layer: unhook them */
+    while (!weft__list_empty(&ts->listed))
+        weft__list_unlink(ts->listed.next);
+    weft__layer_set(loop, WEFT__LAYER_TASK, NULL);
+    weft__free(loop, ts);
+}
+
+/* ---- the kind ---------------------------------------------------------------------------------------- */
+
+static const weft__future_ops task_ops = {
+    .kind = "task",
+    .cancel = task_cancel_op,
+    .release = task_release,
+    .describe = task_describe,
+};
+
+/* ---- weft_run ---------------------------------------------------------------------------------------- */
 
 #define SHUTDOWN_GRACE_NS 5000000000LL /* bounded shutdown: 5 s of loop time */
 
@@ -554,34 +817,45 @@ static void shutdown_expired(void *arg)
     *(bool *)arg = true;
 }
 
-/* Cancel every pending task and run the loop until they are done, or until
- * the grace period ends (then dump and abandon them). */
-static void cancel_all(weft_loop *loop)
+static void cancel_one(weft__task *t, void *ctx)
 {
-    if (weft__list_empty(&loop->tasks))
-        return;
-    for (weft_link *l = loop->tasks.next; l != &loop->tasks; l = l->next)
-        weft_task_cancel(&task_of_live(l)->fut);
+    (void)ctx;
+    weft_task_cancel(&t->fut);
+}
+
+/* Cancel every pending task and run the loop until they are done and the
+ * callbacks their completion queued have run, or until the grace period
+ * ends (then dump and abandon what is left). */
+static void shutdown_tasks(weft_loop *loop)
+{
     bool expired = false;
-    weft_call grace;
-    if (weft_call_later_ns(loop, SHUTDOWN_GRACE_NS, shutdown_expired, &expired, &grace) < 0)
-        expired = true;
-    while (!weft__list_empty(&loop->tasks) && !expired)
+    weft_call grace = {0};
+    bool armed = false;
+    if (tasks_of(loop) && tasks_of(loop)->pending) {
+        for_each_pending(loop, cancel_one, NULL);
+        armed = weft_call_later_ns(loop, SHUTDOWN_GRACE_NS, shutdown_expired, &expired, &grace) == 0;
+        expired = !armed;
+        while (tasks_of(loop)->pending && !expired)
+            if (weft_loop_run_once(loop) < 0)
+                break;
+    }
+    /* what the last completions queued (done callbacks, gathers settling) */
+    for (int i = 0; i < 64 && !weft__ready_empty(loop); i++) {
+        weft_loop_stop(loop);
         if (weft_loop_run_once(loop) < 0)
             break;
-    weft_call_cancel(loop, grace);
-    if (!weft__list_empty(&loop->tasks)) {
-        /* through the error hook, like every other report */
-        char *dump = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&dump, &len);
-        if (f) {
-            weft_loop_dump_tasks(loop, f);
-            fclose(f);
-        }
-        weft__report(loop, -ETIMEDOUT, "shutdown: tasks still pending after %.1f s:\n%s",
-                     SHUTDOWN_GRACE_NS / 1e9, dump ? dump : "");
-        free(dump);
+    }
+    if (armed)
+        weft_call_cancel(loop, grace);
+    task_layer *ts = tasks_of(loop);
+    if (ts && ts->pending) {
+        weft__strbuf b;
+        weft__strbuf_init(&b, loop);
+        weft__strbuf_printf(&b, "shutdown: tasks still pending after %.1f s:\n",
+                            SHUTDOWN_GRACE_NS / 1e9);
+        dump_into(loop, &b);
+        weft__reportf(loop, WEFT_REPORT_SHUTDOWN, -ETIMEDOUT, "%s", weft__strbuf_str(&b));
+        weft__strbuf_free(&b);
     }
 }
 
@@ -595,13 +869,14 @@ int weft__run(const weft_loop_options *opts, weft_value *out, const weft_co *ini
         return err;
     weft_task *main_task = weft__spawn(loop, init, NULL, 0);
     if (!main_task) {
+        err = weft_last_error();
         weft_loop_destroy(loop);
-        return weft_last_error();
+        return err;
     }
     err = weft_loop_run_until_complete(loop, main_task);
     if (!err && out)
         weft_future_result(main_task, out);
-    cancel_all(loop);
+    shutdown_tasks(loop);
     weft_future_unref(main_task);
     weft_loop_destroy(loop);
     return err;

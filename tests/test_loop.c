@@ -257,10 +257,10 @@ static void test_null_arguments_return_einval_scheduling(void **state)
     assert_int_equal(weft_handle_schedule(NULL, &h), -EINVAL);
     assert_int_equal(weft_handle_schedule(loop, NULL), -EINVAL);
     assert_int_equal(weft_handle_cancel(NULL), -EINVAL);
-    assert_int_equal(weft_timer_init(NULL, &t, rec, NULL), -EINVAL);
-    assert_int_equal(weft_timer_init(loop, NULL, rec, NULL), -EINVAL);
-    assert_int_equal(weft_timer_start(NULL, 1, 0), -EINVAL);
-    assert_int_equal(weft_timer_start_at(NULL, 1, 0), -EINVAL);
+    assert_int_equal(weft_timer_init(&t, NULL, rec, NULL), -EINVAL);
+    assert_int_equal(weft_timer_init(NULL, loop, rec, NULL), -EINVAL);
+    assert_int_equal(weft_timer_start_ns(NULL, 1, 0), -EINVAL);
+    assert_int_equal(weft_timer_start_at_ns(NULL, 1, 0), -EINVAL);
     assert_int_equal(weft_timer_stop(NULL), -EINVAL);
     weft_timer_close(NULL); /* no-op */
     step(loop);             /* none of it was queued */
@@ -274,8 +274,8 @@ static void test_timer_start_uninitialised_returns_einval(void **state)
     (void)state;
     weft_timer t;
     memset(&t, 0, sizeof t);
-    assert_int_equal(weft_timer_start(&t, 1, 0), -EINVAL);
-    assert_int_equal(weft_timer_start_at(&t, 1, 0), -EINVAL);
+    assert_int_equal(weft_timer_start_ns(&t, 1, 0), -EINVAL);
+    assert_int_equal(weft_timer_start_at_ns(&t, 1, 0), -EINVAL);
 }
 
 /* NULL loop or callback -> -EINVAL: watchers and hooks. */
@@ -438,7 +438,7 @@ static void test_closed_loop_refuses_scheduling(void **state)
     weft_timer t, t2;
     weft_handle h;
     weft_call c;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
     weft_handle_init(&h, rec, TAG(2));
     assert_int_equal(weft_loop_close(loop), 0);
 
@@ -448,9 +448,9 @@ static void test_closed_loop_refuses_scheduling(void **state)
     assert_int_equal(weft_call_later_ns(loop, 0, rec, TAG(3), &c), WEFT_ECLOSED);
     assert_int_equal(weft_call_at_ns(loop, 0, rec, TAG(3), &c), WEFT_ECLOSED);
     assert_int_equal(weft_handle_schedule(loop, &h), WEFT_ECLOSED);
-    assert_int_equal(weft_timer_init(loop, &t2, rec, TAG(3)), WEFT_ECLOSED);
-    assert_int_equal(weft_timer_start(&t, 0, 0), WEFT_ECLOSED);
-    assert_int_equal(weft_timer_start_at(&t, 0, 0), WEFT_ECLOSED);
+    assert_int_equal(weft_timer_init(&t2, loop, rec, TAG(3)), WEFT_ECLOSED);
+    assert_int_equal(weft_timer_start_ns(&t, 0, 0), WEFT_ECLOSED);
+    assert_int_equal(weft_timer_start_at_ns(&t, 0, 0), WEFT_ECLOSED);
     assert_int_equal(weft_add_reader(loop, p[0], rec, TAG(3)), WEFT_ECLOSED);
     assert_int_equal(weft_add_writer(loop, p[1], rec, TAG(3)), WEFT_ECLOSED);
     assert_int_equal(weft_remove_reader(loop, p[0]), WEFT_ECLOSED);
@@ -487,8 +487,8 @@ static void test_close_drops_pending_work_without_running_it(void **state)
     weft_timer t;
     weft_handle h;
     weft_handle_init(&h, rec, TAG(1));
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(2)), 0);
-    assert_int_equal(weft_timer_start(&t, 0, 0), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(2)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 0, 0), 0);
     assert_int_equal(weft_handle_schedule(loop, &h), 0);
     assert_int_equal(weft_call_soon(loop, rec, TAG(3), NULL), 0);
     assert_int_equal(weft_call_later(loop, 0.0, rec, TAG(4), NULL), 0);
@@ -799,9 +799,9 @@ static void test_equal_deadline_fifo_across_embedded_and_convenience_timers(void
     weft_loop *loop = vloop();
     weft_timer t[3];
     for (int i = 0; i < 3; i++)
-        assert_int_equal(weft_timer_init(loop, &t[i], rec, TAG(2 * i)), 0);
+        assert_int_equal(weft_timer_init(&t[i], loop, rec, TAG(2 * i)), 0);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(weft_timer_start_at(&t[i], SEC, 0), 0);
+        assert_int_equal(weft_timer_start_at_ns(&t[i], SEC, 0), 0);
         assert_int_equal(weft_call_at_ns(loop, SEC, rec, TAG(2 * i + 1), NULL), 0);
     }
     run_until(loop, 2 * SEC);
@@ -845,8 +845,8 @@ static void test_timer_never_fires_early_on_real_clock(void **state)
     const int64_t delay[4] = {1000, 300 * 1000, 1500 * 1000, 2700 * 1000};
     weft_timer t[4];
     for (int i = 0; i < 4; i++) {
-        assert_int_equal(weft_timer_init(loop, &t[i], check_not_early, TAG(i)), 0);
-        assert_int_equal(weft_timer_start(&t[i], delay[i], 0), 0);
+        assert_int_equal(weft_timer_init(&t[i], loop, check_not_early, TAG(i)), 0);
+        assert_int_equal(weft_timer_start_ns(&t[i], delay[i], 0), 0);
         g_deadline[i] = t[i].when;
     }
     /* FIFO: after t[3] */
@@ -978,9 +978,9 @@ static void test_timer_fires_once_at_deadline(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
     assert_false(weft_timer_active(&t));
-    assert_int_equal(weft_timer_start(&t, 2 * SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 2 * SEC, 0), 0);
     assert_true(weft_timer_active(&t));
     assert_int_equal(t.when, 2 * SEC);
     run_until(loop, 5 * SEC);
@@ -997,9 +997,9 @@ static void test_timer_start_at_uses_absolute_deadline(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
     run_until(loop, 3 * SEC);
-    assert_int_equal(weft_timer_start_at(&t, 7 * SEC, 0), 0);
+    assert_int_equal(weft_timer_start_at_ns(&t, 7 * SEC, 0), 0);
     run_until(loop, 10 * SEC);
     EXPECT_TAGS(1);
     assert_int_equal(g_ev[0].now, 7 * SEC);
@@ -1013,8 +1013,8 @@ static void test_timer_negative_delay_fires_at_next_pass(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
-    assert_int_equal(weft_timer_start(&t, -5 * SEC, 0), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, -5 * SEC, 0), 0);
     assert_int_equal(weft_loop_run_once(loop), 0);
     EXPECT_TAGS(1);
     assert_int_equal(g_ev[0].now, 0);
@@ -1028,9 +1028,9 @@ static void test_timer_restart_moves_deadline_earlier(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
-    assert_int_equal(weft_timer_start(&t, 5 * SEC, 0), 0);
-    assert_int_equal(weft_timer_start(&t, 1 * SEC, 0), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 5 * SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 1 * SEC, 0), 0);
     run_until(loop, 10 * SEC);
     EXPECT_TAGS(1);
     assert_int_equal(g_ev[0].now, 1 * SEC);
@@ -1044,9 +1044,9 @@ static void test_timer_restart_moves_deadline_later(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
-    assert_int_equal(weft_timer_start(&t, 1 * SEC, 0), 0);
-    assert_int_equal(weft_timer_start(&t, 5 * SEC, 0), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 1 * SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 5 * SEC, 0), 0);
     run_until(loop, 10 * SEC);
     EXPECT_TAGS(1);
     assert_int_equal(g_ev[0].now, 5 * SEC);
@@ -1079,8 +1079,8 @@ static void test_repeating_timer_fires_every_period(void **state)
     (void)state;
     weft_loop *loop = vloop();
     ticker k = {.stop_at = 5};
-    assert_int_equal(weft_timer_init(loop, &k.t, tick, &k), 0);
-    assert_int_equal(weft_timer_start(&k.t, SEC, 250 * MS), 0);
+    assert_int_equal(weft_timer_init(&k.t, loop, tick, &k), 0);
+    assert_int_equal(weft_timer_start_ns(&k.t, SEC, 250 * MS), 0);
     run_until(loop, 10 * SEC);
     assert_int_equal(k.count, 5);
     for (int i = 0; i < 5; i++)
@@ -1096,8 +1096,8 @@ static void test_repeating_timer_is_rearmed_before_its_callback(void **state)
     (void)state;
     weft_loop *loop = vloop();
     ticker k = {.stop_at = 2};
-    assert_int_equal(weft_timer_init(loop, &k.t, tick, &k), 0);
-    assert_int_equal(weft_timer_start(&k.t, SEC, SEC), 0);
+    assert_int_equal(weft_timer_init(&k.t, loop, tick, &k), 0);
+    assert_int_equal(weft_timer_start_ns(&k.t, SEC, SEC), 0);
     run_until(loop, 10 * SEC);
     assert_int_equal(k.count, 2);
     assert_true(k.active_inside[0]);
@@ -1112,8 +1112,8 @@ static void test_timer_stop_in_own_callback_stops_repetition(void **state)
     (void)state;
     weft_loop *loop = vloop();
     ticker k = {.stop_at = 3};
-    assert_int_equal(weft_timer_init(loop, &k.t, tick, &k), 0);
-    assert_int_equal(weft_timer_start(&k.t, SEC, SEC), 0);
+    assert_int_equal(weft_timer_init(&k.t, loop, tick, &k), 0);
+    assert_int_equal(weft_timer_start_ns(&k.t, SEC, SEC), 0);
     run_until(loop, 100 * SEC);
     assert_int_equal(k.count, 3);
     assert_false(weft_timer_active(&k.t));
@@ -1127,9 +1127,9 @@ static void test_repeating_timer_that_fell_behind_rearms_from_now(void **state)
     (void)state;
     weft_loop *loop = vloop();
     ticker k = {.stop_at = 2};
-    assert_int_equal(weft_timer_init(loop, &k.t, tick, &k), 0);
+    assert_int_equal(weft_timer_init(&k.t, loop, tick, &k), 0);
     run_until(loop, 10 * SEC);
-    assert_int_equal(weft_timer_start_at(&k.t, 1 * SEC, 2 * SEC), 0); /* 9 s behind */
+    assert_int_equal(weft_timer_start_at_ns(&k.t, 1 * SEC, 2 * SEC), 0); /* 9 s behind */
     run_until(loop, 100 * SEC);
     assert_int_equal(k.count, 2);
     assert_int_equal(k.at[0], 10 * SEC);
@@ -1143,7 +1143,7 @@ static void restart_self(void *arg)
     ticker *k = arg;
     k->at[k->count++] = weft_loop_now(g_loop);
     if (k->count < 3)
-        assert_int_equal(weft_timer_start(&k->t, SEC, 0), 0);
+        assert_int_equal(weft_timer_start_ns(&k->t, SEC, 0), 0);
 }
 
 /* A one-shot timer can re-arm itself from its own callback. */
@@ -1152,8 +1152,8 @@ static void test_timer_restarted_from_own_callback_fires_again(void **state)
     (void)state;
     weft_loop *loop = vloop();
     ticker k = {0};
-    assert_int_equal(weft_timer_init(loop, &k.t, restart_self, &k), 0);
-    assert_int_equal(weft_timer_start(&k.t, SEC, 0), 0);
+    assert_int_equal(weft_timer_init(&k.t, loop, restart_self, &k), 0);
+    assert_int_equal(weft_timer_start_ns(&k.t, SEC, 0), 0);
     run_until(loop, 100 * SEC);
     assert_int_equal(k.count, 3);
     assert_int_equal(k.at[2], 3 * SEC);
@@ -1173,9 +1173,9 @@ static void test_timer_active_only_between_start_and_fire_or_stop(void **state)
     weft_timer t = {0};
     assert_false(weft_timer_active(&t));
     assert_false(weft_timer_active(NULL));
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
     assert_false(weft_timer_active(&t));
-    assert_int_equal(weft_timer_start(&t, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, SEC, 0), 0);
     assert_true(weft_timer_active(&t));
     weft_timer_close(&t);
     assert_false(weft_timer_active(&t));
@@ -1187,12 +1187,12 @@ static void test_timer_stop_inactive_returns_enoent(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
     assert_int_equal(weft_timer_stop(&t), -ENOENT);
-    assert_int_equal(weft_timer_start(&t, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, SEC, 0), 0);
     assert_int_equal(weft_timer_stop(&t), 0);
     assert_int_equal(weft_timer_stop(&t), -ENOENT);
-    assert_int_equal(weft_timer_start(&t, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, SEC, 0), 0);
     run_until(loop, 2 * SEC);
     EXPECT_TAGS(1);
     assert_int_equal(weft_timer_stop(&t), -ENOENT);
@@ -1206,9 +1206,9 @@ static void test_timer_start_negative_repeat_returns_einval(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
-    assert_int_equal(weft_timer_start(&t, SEC, -1), -EINVAL);
-    assert_int_equal(weft_timer_start_at(&t, SEC, -1), -EINVAL);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, SEC, -1), -EINVAL);
+    assert_int_equal(weft_timer_start_at_ns(&t, SEC, -1), -EINVAL);
     assert_false(weft_timer_active(&t));
     run_until(loop, 5 * SEC);
     assert_int_equal(g_n, 0);
@@ -1231,11 +1231,11 @@ static void test_timer_stop_unqueues_expired_timer(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer a, b;
-    assert_int_equal(weft_timer_init(loop, &a, stop_victim_timer, TAG(1)), 0);
-    assert_int_equal(weft_timer_init(loop, &b, rec, TAG(2)), 0);
+    assert_int_equal(weft_timer_init(&a, loop, stop_victim_timer, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&b, loop, rec, TAG(2)), 0);
     g_victim_timer = &b;
-    assert_int_equal(weft_timer_start(&a, SEC, 0), 0);
-    assert_int_equal(weft_timer_start(&b, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&a, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&b, SEC, 0), 0);
     run_until(loop, 2 * SEC);
     assert_int_equal(g_rc, 0);
     EXPECT_TAGS(1);
@@ -1251,8 +1251,8 @@ static void test_timer_close_disarms_and_is_idempotent(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
-    assert_int_equal(weft_timer_start(&t, SEC, 0), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, SEC, 0), 0);
     weft_timer_close(&t);
     assert_false(weft_timer_active(&t));
     weft_timer_close(&t);
@@ -1349,10 +1349,10 @@ static void test_embedded_timer_heap_stress_with_restarts_and_stops(void **state
     assert_non_null(t);
     g_rng = 7;
     for (int i = 0; i < STRESS_N; i++) {
-        assert_int_equal(weft_timer_init(loop, &t[i], rec, TAG(i)), 0);
+        assert_int_equal(weft_timer_init(&t[i], loop, rec, TAG(i)), 0);
         g_when[i] = 1 + rnd() % STRESS_SPAN;
         g_seq[i] = seq++;
-        assert_int_equal(weft_timer_start_at(&t[i], g_when[i], 0), 0);
+        assert_int_equal(weft_timer_start_at_ns(&t[i], g_when[i], 0), 0);
         live[i] = true;
         idx[i] = i;
     }
@@ -1361,7 +1361,7 @@ static void test_embedded_timer_heap_stress_with_restarts_and_stops(void **state
         int i = idx[k];
         g_when[i] = 1 + rnd() % STRESS_SPAN;
         g_seq[i] = seq++;
-        assert_int_equal(weft_timer_start_at(&t[i], g_when[i], 0), 0);
+        assert_int_equal(weft_timer_start_at_ns(&t[i], g_when[i], 0), 0);
     }
     shuffle(idx, STRESS_N);
     for (int k = 0; k < STRESS_N / 4; k++) { /* stop a quarter */
@@ -2389,7 +2389,7 @@ static void churn_step(void *arg)
     if (c->tok.p)
         assert_int_equal(weft_call_cancel(g_loop, c->tok), 0);
     assert_int_equal(weft_call_later(g_loop, 1.0, noop, NULL, &c->tok), 0);
-    assert_int_equal(weft_timer_start(&c->t, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&c->t, SEC, 0), 0);
     assert_int_equal(weft_handle_schedule(g_loop, &c->h), 0);
     if (--c->left == 0)
         assert_int_equal(weft_loop_stop(g_loop), 0);
@@ -2406,7 +2406,7 @@ static void test_steady_state_allocates_nothing(void **state)
     weft_loop *loop = vloop();
     churn c;
     memset(&c, 0, sizeof c);
-    assert_int_equal(weft_timer_init(loop, &c.t, noop, NULL), 0);
+    assert_int_equal(weft_timer_init(&c.t, loop, noop, NULL), 0);
     weft_handle_init(&c.h, noop, NULL);
     c.left = 1000;
     assert_int_equal(weft_call_soon(loop, churn_step, &c, NULL), 0);
@@ -2518,7 +2518,7 @@ static weft_timer *g_timers;
 
 static int op_timer_init(weft_loop *loop, int i, void *tag)
 {
-    return weft_timer_init(loop, &g_timers[i], count_cb, tag);
+    return weft_timer_init(&g_timers[i], loop, count_cb, tag);
 }
 
 /* -ENOMEM from weft_timer_init leaves the timer uninitialised (start ->
@@ -2530,10 +2530,10 @@ static void test_timer_init_enomem_leaves_loop_unchanged(void **state)
     g_timers = calloc(MAX_TIMERS, sizeof *g_timers);
     assert_non_null(g_timers);
     int ok = fill_until_enomem(loop, op_timer_init);
-    assert_int_equal(weft_timer_start(&g_timers[ok], 0, 0), -EINVAL);
-    assert_int_equal(weft_timer_init(loop, &g_timers[ok], count_cb, TAG(2)), 0);
+    assert_int_equal(weft_timer_start_ns(&g_timers[ok], 0, 0), -EINVAL);
+    assert_int_equal(weft_timer_init(&g_timers[ok], loop, count_cb, TAG(2)), 0);
     for (int i = 0; i <= ok; i++)
-        assert_int_equal(weft_timer_start(&g_timers[i], SEC, 0), 0);
+        assert_int_equal(weft_timer_start_ns(&g_timers[i], SEC, 0), 0);
     run_until(loop, 2 * SEC);
     assert_int_equal(g_count[0], ok);
     assert_int_equal(g_count[2], 1);

@@ -353,7 +353,7 @@ static void test_null_arguments_are_einval(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_queue q;
-    weft_waiter w;
+    weft_waiter w = {0};
     void *p;
     assert_int_equal(weft_queue_init(NULL, loop, 0, NULL), -EINVAL);
     assert_int_equal(weft_queue_init(&q, NULL, 0, NULL), -EINVAL);
@@ -377,7 +377,7 @@ static void test_put_and_get_with_room_complete_at_once(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_queue q;
-    weft_waiter w;
+    weft_waiter w = {0};
     weft_value v;
     assert_int_equal(weft_queue_init(&q, loop, 1, NULL), 0);
     weft_future *f = weft_queue_put(&q, ITEM(5), &w);
@@ -488,7 +488,7 @@ static void test_join_done_at_once_when_nothing_unfinished(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_queue q;
-    weft_waiter w;
+    weft_waiter w = {0};
     assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
     weft_future *f = weft_queue_join(&q, &w);
     assert_true(weft_future_done(f));
@@ -1522,7 +1522,7 @@ static void test_unbounded_growth_failure_is_enomem_nothing_lost(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_queue q;
-    weft_waiter w;
+    weft_waiter w = {0};
     assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
     long i = 0;
     for (; i < 8; i++) /* the first allocation: 8 slots */

@@ -194,7 +194,7 @@ WEFT_ASYNC(user)
  * the fast path applies: the future is done at once). */
 static void take_outside(int kind, void *prim)
 {
-    weft_waiter w;
+    weft_waiter w = {0};
     memset(&w, 0, sizeof w);
     weft_future *f = op_start(kind, prim, &w);
     assert_non_null(f);
@@ -1717,7 +1717,7 @@ static void test_barrier_cancelled_then_last_arrives_is_broken(void **state)
     t[1] = USER(loop, .kind = BARRIER, .prim = &b, .id = 2);
     step(loop);
     assert_int_equal(weft_task_cancel(t[0]), 0);
-    weft_waiter w;
+    weft_waiter w = {0};
     memset(&w, 0, sizeof w);
     weft_future *f = weft_barrier_wait(&b, &w);
     assert_int_equal(weft_future_error(f), WEFT_EBROKEN);
@@ -1856,7 +1856,7 @@ static void test_null_arguments_are_einval(void **state)
     weft_loop *loop = vloop();
     weft_event e;
     weft_event_init(&e, loop);
-    weft_waiter w;
+    weft_waiter w = {0};
     assert_null(weft_event_wait(NULL, &w));
     assert_int_equal(weft_last_error(), -EINVAL);
     assert_null(weft_event_wait(&e, NULL));

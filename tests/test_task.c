@@ -243,6 +243,7 @@ static void test_spawn_into_storage_allocates_nothing(void **state)
 {
     (void)state;
     weft_loop *loop = vloop();
+    wt_warm(loop);
     static WEFT_TASK_STORAGE(worker) storage;
     long before = alloc_calls();
     weft_task *t = WEFT_SPAWN_INTO(loop, &storage, worker, .n = 3, .v = 11);
@@ -1558,6 +1559,7 @@ static void test_spawn_enomem_returns_null_without_leak(void **state)
 {
     (void)state;
     weft_loop *loop = vloop();
+    wt_warm(loop);
     long live = alloc_live();
     alloc_fail_at(alloc_calls() + 1);
     assert_null(WEFT_SPAWN(loop, worker));

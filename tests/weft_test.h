@@ -64,6 +64,22 @@
 #include <weft.h>
 
 #define TAG(x) ((void *)(intptr_t)(x))
+
+/* weft recycles futures and tasks through per-loop pools, except in
+ * sanitizer and assertion builds, where every block goes back to the
+ * allocator so that use-after-free is caught: steady-state allocation
+ * counts hold only when pooling is on. */
+#if defined(__SANITIZE_ADDRESS__) || (defined(WEFT_ASSERTIONS) && WEFT_ASSERTIONS)
+#define WT_POOLED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WT_POOLED 0
+#else
+#define WT_POOLED 1
+#endif
+#else
+#define WT_POOLED 1
+#endif
 #define SEC INT64_C(1000000000)
 #define MS INT64_C(1000000)
 
@@ -338,6 +354,29 @@ static inline void finish(weft_loop *loop)
     assert_int_equal(alloc_live(), 0);
     if (g_policy.check_reports)
         assert_int_equal(g_hook.count, g_hook.expect);
+}
+
+/* ---- warming a loop up ------------------------------------------------------------------- */
+
+/* The first use of futures and of tasks on a loop makes their per-loop
+ * state (one allocation each, kept until the loop is destroyed): a test
+ * that counts allocations warms the loop up first. */
+struct wt_nop {
+    WEFT_FRAME(int);
+};
+
+WEFT_ASYNC(wt_nop)
+{
+    WEFT_BEGIN(self);
+    WEFT_END;
+}
+
+static inline void wt_warm(weft_loop *loop)
+{
+    weft_task *t = WEFT_SPAWN(loop, wt_nop);
+    assert_non_null(t);
+    assert_int_equal(weft_loop_run_until_complete(loop, t), 0);
+    weft_future_unref(t);
 }
 
 /* ---- event log ------------------------------------------------------------------------ */

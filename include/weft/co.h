@@ -1,4 +1,9 @@
-/* weft/co.h - stackless coroutines: explicit frames, resume points, await.
+/* weft/co.h - stackless coroutines: explicit frames and resume points.
+ *
+ * This header is the coroutine mechanics alone: it includes nothing of the
+ * loop and calls no function of the library, so a frame can be driven by
+ * any code (see "Driving a frame" below).  weft's tasks (weft/task.h) are
+ * the usual driver; they add awaiting futures, cancellation and spawning.
  *
  * A coroutine is a function plus one struct, its frame.  The frame starts
  * with WEFT_FRAME(T) (a header and the result of type T), then holds the
@@ -13,17 +18,17 @@
  *     WEFT_ASYNC(say_after)         // defines the coroutine `say_after`
  *     {
  *         WEFT_BEGIN(self);
- *         WEFT_AWAIT(self, weft_sleep(task, self->delay));
+ *         WEFT_AWAIT(self, weft_sleep(weft_task_loop(task), self->delay));
  *         printf("%s\n", self->what);
  *         WEFT_RETURN(self, 0);
  *         WEFT_END;
  *     }
  *
- * Inside a body, `self` is the frame and `task` the task running it.
- * Frames are zeroed at creation and never move after the first step.
- * Declarations may precede WEFT_BEGIN (e.g. `weft_loop *loop =
- * weft_task_loop(task);`): they run again on every resume, so they must
- * only compute things from self and task.
+ * Inside a body, `self` is the frame and `task` the task running it (NULL
+ * for a frame you drive yourself).  Frames are zeroed at creation and never
+ * move after the first step.  Declarations may precede WEFT_BEGIN (e.g.
+ * `weft_loop *loop = weft_task_loop(task);`): they run again on every
+ * resume, so they must only compute things from self and task.
  *
  * THE RULES, STATED LOUDLY:
  *   - C locals do NOT survive a suspension.  Put them in the frame.  Loop
@@ -34,13 +39,14 @@
  *     `return 0;` does not compile: the body returns a struct).
  *   - Switch backend (the default): no suspension (WEFT_AWAIT, WEFT_YIELD,
  *     WEFT_CALL, ...) inside a `switch` of yours.  It is detected on resume:
- *     the task fails with WEFT_ECORO and the error hook names the frame and
+ *     the frame fails with WEFT_ECORO and the driver names the frame and
  *     line.  The labels backend (define WEFT_CO_LABELS, GCC/Clang) lifts this.
  *   - One suspension per source line: two fail to compile (duplicate case).
  *   - A top-level `break` (one that is not inside a loop or switch of yours)
- *     is detected: the task fails with WEFT_ECORO.
+ *     is detected: the frame fails with WEFT_ECORO.
  *   - The result type T is a scalar (integer, floating or pointer): a task's
  *     value is stored in a weft_value.
+ *   - Error codes are negative and at least WEFT_ERR_MIN (-32767).
  *
  * Errors propagate by default: a failed await or call jumps to the frame's
  * WEFT_FINALLY section (if any), which runs exactly once on every path
@@ -49,14 +55,16 @@
  * Catching is explicit (WEFT_TRY_AWAIT, WEFT_TRY_CALL).  The first error
  * wins: an error raised while unwinding does not replace it.
  *
- * Cancellation is sticky.  Once a task is cancelled, every await that would
- * suspend, every WEFT_YIELD and every frame entered (WEFT_CALL) fails with
- * -ECANCELED until weft_task_uncancel brings its count back to 0, and the
- * TRY forms do not catch it.  (Awaiting a future that is already done still
- * returns its value: completion wins.)  A frame entered while its task is
- * cancelled skips its body but runs its WEFT_FINALLY.  Inside WEFT_FINALLY,
- * and in every frame it calls, cancellation is masked, so cleanup may
- * await.
+ * Driving a frame (what weft's tasks do; write your own to use frames
+ * without the loop): zero the frame, set co.info = &name__info and co.up to
+ * the frame itself, then call `rc = co->info->fn(co, NULL)` repeatedly.
+ * rc.v is WEFT_CO_PENDING (it suspended: call again later), WEFT_CO_CALL
+ * (it entered the child frame rc.child: drive the child until it is done,
+ * then call the parent again) or WEFT_CO_DONE (finished: result and co.err
+ * are final; co.flags & WEFT_CO_MISUSE tells a misuse ended it).  Before
+ * calling a frame for the first time, a driver may make it start in its
+ * cleanup by setting co.err, co.err_line and co.key = WEFT_CO_KEY_FINALLY
+ * (that is how a task cancelled before a step skips the body).
  */
 #ifndef WEFT_CO_H
 #define WEFT_CO_H
@@ -65,8 +73,9 @@
 /* clang-format off */
 
 #include <stddef.h>
+#include <stdint.h>
 
-#include "future.h"
+#include "common.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -78,12 +87,20 @@ typedef struct weft_future weft_task;
 typedef struct weft_co weft_co;
 
 /* What a coroutine function returns: a struct, so `return 0;` fails to
- * compile in a body.  Private values. */
+ * compile in a body.  v: WEFT_CO_PENDING, WEFT_CO_CALL or WEFT_CO_DONE;
+ * child: the frame entered, for WEFT_CO_CALL. */
 typedef struct weft_co_rc {
+    weft_co *child;
     int v;
 } weft_co_rc;
 
-/* The uniform entry point the task's trampoline calls. */
+enum {
+    WEFT_CO_PENDING = 1, /* suspended: resume it later */
+    WEFT_CO_CALL = 2,    /* entered rc.child: run it to the end, then resume */
+    WEFT_CO_DONE = 3,    /* finished */
+};
+
+/* The uniform entry point a driver calls. */
 typedef weft_co_rc weft_co_fn(weft_co *co, weft_task *task);
 
 /* Static description of a coroutine, emitted by WEFT_ASYNC. */
@@ -95,19 +112,34 @@ typedef struct weft_co_info {
     size_t size, align;                                 /* of the frame */
 } weft_co_info;
 
-/* The frame header.  Fields are private except where noted. */
+/* The frame header, 32 bytes on LP64.  Fields are private except where
+ * noted. */
 struct weft_co {
     const weft_co_info *info; /* what this frame runs */
-    weft_co *parent;          /* the frame that WEFT_CALLed this one */
-    union {
-        intptr_t key; /* switch backend: line of the resume point */
-        void *label;  /* labels backend: address of the resume point */
-    } resume;
-    int32_t line;     /* public: source line of the current suspension */
-    int32_t err;      /* public: error this frame is unwinding with, or 0 */
-    int32_t err_line; /* public: line where err was raised */
-    uint32_t flags;
+    weft_co *up;       /* the frame that entered this one; a root frame's
+                          points to the innermost frame of its chain */
+    int32_t key;       /* resume point */
+    int32_t line;      /* public: source line of the current suspension */
+    int32_t err_line;  /* public: line where err was raised */
+    int16_t err;       /* public: error this frame is unwinding with, or 0 */
+    uint16_t flags;
 };
+
+/* Frame flags (WEFT_CO_MISUSE is public: a driver reports it). */
+enum {
+    WEFT__CO_IN_FINALLY = 1u << 0, /* in WEFT_FINALLY: the unwind target is the end */
+    WEFT__CO_PROPAGATED = 1u << 1, /* err came from a child frame */
+    WEFT_CO_UNCATCHABLE = 1u << 2, /* set by a driver on a finished child: its
+                                      error must propagate (a task's own
+                                      cancellation), TRY forms do not catch it */
+    WEFT_CO_MISUSE_RESUME = 1u << 3, /* resumed at an unknown point */
+    WEFT_CO_MISUSE_BREAK = 1u << 4,  /* a `break` escaped the body */
+    WEFT_CO_MISUSE_THROW = 1u << 5,  /* WEFT_THROW with a code >= 0 or < WEFT_ERR_MIN */
+    WEFT_CO_MISUSE = WEFT_CO_MISUSE_RESUME | WEFT_CO_MISUSE_BREAK | WEFT_CO_MISUSE_THROW,
+};
+
+/* Resume keys a driver may set (see "Driving a frame"). */
+enum { WEFT_CO_KEY_START = 0, WEFT_CO_KEY_FINALLY = -1, WEFT__CO_KEY_END = -2 };
 
 /* Put first in a frame struct: the header and `T result`. */
 #define WEFT_FRAME(T)                                                                              \
@@ -168,61 +200,95 @@ static inline weft_value weft__value_p(const void *p)
     return v;
 }
 
-/* ---- private helpers the macros call (src/task.c) ------------------------ */
-enum {
-    WEFT__RC_PENDING = 1, /* parked or queued: back to the loop */
-    WEFT__RC_CALL = 2,    /* entered a child frame: trampoline to it */
-    WEFT__RC_DONE = 3,    /* this frame finished */
-};
-enum { WEFT__K_START = 0, WEFT__K_FINALLY = -1, WEFT__K_END = -2 };
-enum {
-    WEFT__CO_IN_FINALLY = 1u << 0, /* cancellation masked */
-    WEFT__CO_LABEL = 1u << 1,      /* resume.label is set (labels backend) */
-};
+/* ---- private helpers the macros use (pure: no library calls) ------------ */
 
-bool weft__co_start(weft_co *co, weft_task *task);
-int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, bool catching,
-                int *var);
-bool weft__await_failed(weft_co *co, weft_task *task, bool catching, int *var);
-bool weft__yield(weft_co *co, weft_task *task, int line);
-bool weft__yield_failed(weft_co *co, weft_task *task);
-bool weft__call(weft_co *co, weft_task *task, weft_co *child, int line);
-bool weft__call_failed(weft_co *co, weft_task *task, weft_co *child, bool catching, int *var);
-void weft__raise(weft_co *co, int err, int line);
-void weft__throw(weft_co *co, weft_task *task, int err, int line);
-intptr_t weft__unwind_key(weft_co *co);
-weft_co_rc weft__co_done(weft_co *co, weft_task *task);
-weft_co_rc weft__co_misuse(weft_co *co, weft_task *task, const char *what);
-weft_value weft__last_value(weft_task *task);
+/* `self` must be a frame: &self->co must be a weft_co *. */
+static inline weft_co *weft__co_self(weft_co *co)
+{
+    return co;
+}
+
+/* Start unwinding with err raised at line (the first error wins). */
+static inline void weft__co_raise(weft_co *co, int err, int line, int propagated)
+{
+    if (co->err)
+        return;
+    co->err = (int16_t)err;
+    co->err_line = line;
+    if (propagated)
+        co->flags |= WEFT__CO_PROPAGATED;
+    else
+        co->flags &= (uint16_t)~WEFT__CO_PROPAGATED;
+}
+
+/* WEFT_THROW: a code that is not a valid error is misuse. */
+static inline void weft__co_throw(weft_co *co, int err, int line)
+{
+    if (err >= 0 || err < WEFT_ERR_MIN) {
+        co->flags |= WEFT_CO_MISUSE_THROW;
+        err = WEFT_ECORO;
+    }
+    weft__co_raise(co, err, line, 0);
+}
+
+/* Where unwinding goes: the cleanup, or the end from inside it. */
+static inline int32_t weft__co_unwind_key(const weft_co *co)
+{
+    return (co->flags & WEFT__CO_IN_FINALLY) ? WEFT__CO_KEY_END : WEFT_CO_KEY_FINALLY;
+}
+
+/* The frame ends by misuse (reason: a WEFT_CO_MISUSE_* flag). */
+static inline weft_co_rc weft__co_misuse(weft_co *co, unsigned reason)
+{
+    co->flags |= (uint16_t)reason;
+    co->err = WEFT_ECORO;
+    co->err_line = co->line;
+    return (weft_co_rc){NULL, WEFT_CO_DONE};
+}
+
+/* After a child frame finished: 1 = unwind with its error. */
+static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catching, int *var)
+{
+    int e = child->err;
+    if (!e) {
+        if (var)
+            *var = 0;
+        return 0;
+    }
+    if (catching && !(child->flags & WEFT_CO_UNCATCHABLE)) {
+        *var = e;
+        return 0;
+    }
+    weft__co_raise(co, e, child->err_line, 1);
+    return 1;
+}
 
 /* ---- resume backends -------------------------------------------------------- */
 #if defined(WEFT_CO_LABELS) && (defined(__GNUC__) || defined(__clang__))
 #define WEFT__CAT2(a, b) a##b
 #define WEFT__CAT(a, b) WEFT__CAT2(a, b)
 #define WEFT__LABEL WEFT__CAT(weft__resume_, __LINE__)
-/* __extension__ keeps -Wpedantic quiet about the two GNU constructs. */
-/* The dead store keeps clang happy in bodies that never suspend (it
- * rejects an indirect goto in a function that takes no label address). */
+/* A resume point is stored as its label's distance from weft__dispatch (a
+ * positive int32), so both backends share the frame layout.  __extension__
+ * keeps -Wpedantic quiet about the GNU constructs. */
 #define WEFT__DISPATCH                                                                             \
-    if (0)                                                                                         \
-        weft__co->resume.label = __extension__ && weft__dispatch;                                  \
-    if (weft__co->flags & WEFT__CO_LABEL)                                                          \
-        __extension__({ goto *weft__co->resume.label; });                                          \
-    switch (weft__co->resume.key)
-#define WEFT__SUSPEND(rc)                                                                          \
+    if (weft__co->key > 0)                                                                         \
+        __extension__({ goto *(void *)((char *)&&weft__dispatch + weft__co->key); });             \
+    switch (weft__co->key)
+#define WEFT__SUSPEND(rc, child)                                                                   \
     do {                                                                                           \
-        weft__co->resume.label = __extension__ && WEFT__LABEL;                                     \
-        weft__co->flags |= WEFT__CO_LABEL;                                                         \
-        return (weft_co_rc){rc};                                                                   \
-    WEFT__LABEL:                                                                                   \
-        weft__co->flags &= ~(uint32_t)WEFT__CO_LABEL;                                              \
+        weft__co->key = (int32_t)(__extension__((char *)&&WEFT__LABEL -                           \
+                                                (char *)&&weft__dispatch));                        \
+        weft__co->line = __LINE__;                                                                 \
+        return (weft_co_rc){(child), (rc)};                                                        \
+    WEFT__LABEL:;                                                                                  \
     } while (0)
 #else
-#define WEFT__DISPATCH switch (weft__co->resume.key)
-#define WEFT__SUSPEND(rc)                                                                          \
+#define WEFT__DISPATCH switch (weft__co->key)
+#define WEFT__SUSPEND(rc, child)                                                                   \
     do {                                                                                           \
-        weft__co->resume.key = __LINE__;                                                           \
-        return (weft_co_rc){rc};                                                                   \
+        weft__co->key = weft__co->line = __LINE__;                                                 \
+        return (weft_co_rc){(child), (rc)};                                                        \
     case __LINE__:;                                                                                \
     } while (0)
 #endif
@@ -230,88 +296,51 @@ weft_value weft__last_value(weft_task *task);
 /* ---- body macros ------------------------------------------------------------ */
 
 /* Open a coroutine body: the first statement after any declarations.
- * If the task is cancelled when the frame starts (before its first step,
- * or at the WEFT_CALL that enters it), the body is skipped and only
- * WEFT_FINALLY runs (with self->co.err == -ECANCELED). */
+ * If the driver starts the frame in its cleanup (a task cancelled before
+ * the frame ran), the body is skipped and only WEFT_FINALLY runs. */
 #define WEFT_BEGIN(self)                                                                           \
-    weft_co *const weft__co = &(self)->co;                                                         \
+    weft_co *const weft__co = weft__co_self(&(self)->co);                                          \
+    (void)task;                                                                                    \
     weft__dispatch:                                                                                \
     WEFT__DISPATCH                                                                                 \
     {                                                                                              \
-    case WEFT__K_START:                                                                            \
-        if (!weft__co_start(weft__co, task))                                                       \
-            goto weft__unwind;
+    case WEFT_CO_KEY_START:                                                                        \
+        if (0)                                                                                     \
+            goto weft__unwind; /* a body that never unwinds still has the label */
 
-/* Close a coroutine body.  Must be the last statement.  Also reports
+/* Close a coroutine body.  Must be the last statement.  Also catches
  * misuse: a resume point inside a user switch, or a `break` that escaped
- * the body (the task then fails with WEFT_ECORO). */
+ * the body (the frame then fails with WEFT_ECORO and WEFT_CO_MISUSE_*). */
 #define WEFT_END                                                                                   \
-    weft__co->resume.key = WEFT__K_END;                                                            \
+    weft__co->key = WEFT__CO_KEY_END;                                                              \
     goto weft__dispatch;                                                                           \
-    case WEFT__K_END:                                                                              \
-        return weft__co_done(weft__co, task);                                                      \
+    case WEFT__CO_KEY_END:                                                                         \
+        return (weft_co_rc){NULL, WEFT_CO_DONE};                                                   \
     default:                                                                                       \
-        if (weft__co->resume.key == WEFT__K_FINALLY)                                               \
-            return weft__co_done(weft__co, task); /* no WEFT_FINALLY section */                    \
-        return weft__co_misuse(weft__co, task,                                                     \
-                               "resumed at an unknown point (a suspension inside a switch?)");     \
+        if (weft__co->key == WEFT_CO_KEY_FINALLY)                                                  \
+            return (weft_co_rc){NULL, WEFT_CO_DONE}; /* no WEFT_FINALLY section */                 \
+        return weft__co_misuse(weft__co, WEFT_CO_MISUSE_RESUME);                                   \
         }                                                                                          \
-        return weft__co_misuse(weft__co, task, "a 'break' escaped the coroutine body");            \
+        return weft__co_misuse(weft__co, WEFT_CO_MISUSE_BREAK);                                    \
         weft__unwind:                                                                              \
-        weft__co->resume.key = weft__unwind_key(weft__co);                                         \
-        weft__co->flags &= ~WEFT__CO_LABEL;                                                        \
+        weft__co->key = weft__co_unwind_key(weft__co);                                             \
         goto weft__dispatch
 
 /* Start the cleanup section: runs exactly once, after the body finished,
  * returned, threw, or was cancelled (then self->co.err says why).
  * Cancellation is masked inside it, so it may await. */
 #define WEFT_FINALLY                                                                               \
-    weft__co->resume.key = WEFT__K_FINALLY;                                                        \
+    weft__co->key = WEFT_CO_KEY_FINALLY;                                                           \
     goto weft__dispatch;                                                                           \
-    case WEFT__K_FINALLY:                                                                          \
+    case WEFT_CO_KEY_FINALLY:                                                                      \
         weft__co->flags |= WEFT__CO_IN_FINALLY
 
-/* Await future f (consuming the reference passed in).  If f is already
- * done, continue at once without suspending (except that a task step which
- * has already finished 128 such awaits yields once first, so a loop over
- * done futures cannot starve the others); else park the task on f and
- * return to the loop.  On resume: if f failed or was cancelled (or f is
- * NULL: its constructor failed), unwind with that error.  The value is
- * then WEFT_RESULT(self). */
-#define WEFT_AWAIT(self, f) WEFT__AWAIT(self, f, false, NULL)
-
-/* Like WEFT_AWAIT, but store the error code (0 = value) in the int lvalue
- * var instead of unwinding.  The task's own cancellation is not caught. */
-#define WEFT_TRY_AWAIT(self, f, var) WEFT__AWAIT(self, f, true, &(var))
-
-/* weft__await: 0 = done (value or caught error), 1 = parked, -1 = unwind.
- * weft__r is assigned again after the resume point before it is read; it
- * has no initializer, so resuming does not jump over one (the macros stay
- * clean under GCC's -Wjump-misses-init, the lint for locals in bodies). */
-#define WEFT__AWAIT(self, f, catching, var)                                                        \
+/* Return to the driver; resume here when it calls the frame again.  The
+ * raw suspension for frames driven by hand; in tasks use WEFT_YIELD. */
+#define WEFT_CO_SUSPEND(self)                                                                      \
     do {                                                                                           \
-        int weft__r;                                                                               \
-        weft__r = weft__await(weft__co, task, (f), __LINE__, (catching), (var));                  \
-        if (weft__r > 0) {                                                                         \
-            WEFT__SUSPEND(WEFT__RC_PENDING);                                                       \
-            weft__r = weft__await_failed(weft__co, task, (catching), (var)) ? -1 : 0;              \
-        }                                                                                          \
-        if (weft__r < 0)                                                                           \
-            goto weft__unwind;                                                                     \
-    } while (0)
-
-/* The value (weft_value) of this task's last successful await - possibly
- * one inside a child frame; after WEFT_CALL read child->result instead. */
-#define WEFT_RESULT(self) weft__last_value(task)
-
-/* Let every other ready callback run, then continue (asyncio.sleep(0)).
- * Fails with -ECANCELED if the task is cancelled. */
-#define WEFT_YIELD(self)                                                                           \
-    do {                                                                                           \
-        if (weft__yield(weft__co, task, __LINE__))                                                 \
-            WEFT__SUSPEND(WEFT__RC_PENDING);                                                       \
-        if (weft__yield_failed(weft__co, task))                                                    \
-            goto weft__unwind;                                                                     \
+        (void)weft__co_self(&(self)->co);                                                          \
+        WEFT__SUSPEND(WEFT_CO_PENDING, NULL);                                                      \
     } while (0)
 
 /* Call child coroutine fn inline (Python's `await fn(args)`): its frame is
@@ -320,15 +349,17 @@ weft_value weft__last_value(weft_task *task);
  * run in this task until it ends; resuming it later is O(1) at any depth.
  * Its result is child->result; its error propagates.
  *     WEFT_CALL(self, read_exact, &self->rx, .fd = self->fd, .want = 8);   */
-#define WEFT_CALL(self, ...) WEFT__CALL(self, false, NULL, __VA_ARGS__, )
-/* Like WEFT_CALL, storing the child's error (0 = ok) in the int lvalue var. */
-#define WEFT_TRY_CALL(self, var, ...) WEFT__CALL(self, true, &(var), __VA_ARGS__, )
+#define WEFT_CALL(self, ...) WEFT__CALL(self, 0, NULL, __VA_ARGS__, )
+/* Like WEFT_CALL, storing the child's error (0 = ok) in the int lvalue var.
+ * The task's own cancellation is not caught. */
+#define WEFT_TRY_CALL(self, var, ...) WEFT__CALL(self, 1, &(var), __VA_ARGS__, )
 #define WEFT__CALL(self, catching, var, fn, child, ...)                                            \
     do {                                                                                           \
+        (void)weft__co_self(&(self)->co);                                                          \
         *(child) = (struct fn){.co = {.info = &fn##__info}, __VA_ARGS__};                          \
-        if (weft__call(weft__co, task, &(child)->co, __LINE__))                                    \
-            WEFT__SUSPEND(WEFT__RC_CALL);                                                          \
-        if (weft__call_failed(weft__co, task, &(child)->co, (catching), (var)))                    \
+        (child)->co.up = weft__co;                                                                 \
+        WEFT__SUSPEND(WEFT_CO_CALL, &(child)->co);                                                 \
+        if (weft__co_call_end(weft__co, &(child)->co, (catching), (var)))                          \
             goto weft__unwind;                                                                     \
     } while (0)
 
@@ -336,17 +367,17 @@ weft_value weft__last_value(weft_task *task);
 #define WEFT_RETURN(self, v)                                                                       \
     do {                                                                                           \
         (self)->result = (v);                                                                      \
-        weft__co->resume.key = weft__unwind_key(weft__co);                                         \
-        weft__co->flags &= ~WEFT__CO_LABEL;                                                        \
+        weft__co->key = weft__co_unwind_key(weft__co);                                             \
         goto weft__dispatch;                                                                       \
     } while (0)
 
-/* Fail this frame with error code e (< 0): unwind to WEFT_FINALLY.  A code
- * >= 0 is misuse: the frame fails with WEFT_ECORO and the error hook says
- * where. */
+/* Fail this frame with error code e (WEFT_ERR_MIN <= e < 0): unwind to
+ * WEFT_FINALLY.  Any other code is misuse: the frame fails with WEFT_ECORO
+ * and WEFT_CO_MISUSE_THROW (a task reports where). */
 #define WEFT_THROW(self, e)                                                                        \
     do {                                                                                           \
-        weft__throw(weft__co, task, (e), __LINE__);                                                \
+        (void)weft__co_self(&(self)->co);                                                          \
+        weft__co_throw(weft__co, (e), __LINE__);                                                   \
         goto weft__unwind;                                                                         \
     } while (0)
 

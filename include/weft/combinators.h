@@ -4,7 +4,13 @@
  * Every combinator that takes futures takes the references you pass (as
  * WEFT_AWAIT does): spawn inline and forget, or pass weft_future_ref(f) to
  * keep using f.  Constructors return NULL on failure with weft_last_error()
- * set; awaiting that NULL fails with the same error.
+ * set; awaiting that NULL fails with the same error.  On a closed loop they
+ * fail with WEFT_ECLOSED.
+ *
+ * Seconds, one rule everywhere (the loop's): NaN is -EINVAL; values beyond
+ * the int64 nanosecond range, infinities included, saturate.  For the
+ * `timeout` of wait, wait_for and as_completed a negative value means "no
+ * timeout" (WEFT_NO_TIMEOUT), as does +INFINITY.
  */
 #ifndef WEFT_COMBINATORS_H
 #define WEFT_COMBINATORS_H
@@ -15,16 +21,19 @@
 extern "C" {
 #endif
 
+/* No timeout, for the timeout arguments below. */
+#define WEFT_NO_TIMEOUT (-1.0)
+
 /* ---- sleep ------------------------------------------------------------------- */
 
 /* A future that completes (value .i = 0) delay seconds from now, on the
  * loop clock.  delay <= 0 is a bare yield: awaiting it lets every other
  * ready callback run once (asyncio's sleep(0)).  Cancelling it drops its
  * timer.  NULL on failure (NaN delay: -EINVAL). */
-weft_future *weft_sleep(weft_loop *loop, double delay);
+WEFT_NODISCARD weft_future *weft_sleep(weft_loop *loop, double delay);
 
 /* Nanosecond form of weft_sleep. */
-weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns);
+WEFT_NODISCARD weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns);
 
 /* Sleep inside a coroutine body: WEFT_AWAIT(self, weft_sleep(loop, delay)). */
 #define WEFT_SLEEP(self, delay) WEFT_AWAIT(self, weft_sleep(weft_task_loop(task), (delay)))
@@ -69,11 +78,13 @@ enum {
  * completes with a CancelledError); a task group waits.  n == 0 gives an
  * already done gather.  Takes the references in fs; if an entry is NULL
  * (its constructor failed) the gather is not made, weft_last_error() says
- * why, and the tasks among the others are cancelled.
+ * why, and the tasks among the others are cancelled.  A waiter of sync.h or
+ * queue.h is refused (-EINVAL; it is withdrawn): await those directly.
  * Note: C leaves the evaluation order of an initializer list unspecified,
  * so `(weft_future *[]){WEFT_SPAWN(a), WEFT_SPAWN(b)}` may spawn b first;
  * spawn in separate statements when start order matters. */
-weft_future *weft_gather(weft_loop *loop, weft_future *const *fs, size_t n, unsigned flags);
+WEFT_NODISCARD weft_future *weft_gather(weft_loop *loop, weft_future *const *fs, size_t n,
+                                        unsigned flags);
 
 /* ---- wait ----------------------------------------------------------------------- */
 
@@ -84,43 +95,44 @@ typedef enum weft_return_when {
 } weft_return_when;
 
 /* Wait for fs[0..n) under the return_when rule, or until timeout seconds
- * pass (timeout < 0 or NaN: none).  Never fails because of the futures and never
- * cancels them: the value is a weft_results whose weft_results_done says
- * which were done when it completed.  n must be > 0 and return_when valid
+ * pass (< 0: none).  Never fails because of the futures and never cancels
+ * them: the value is a weft_results whose weft_results_done says which
+ * were done when it completed.  n must be > 0 and return_when valid
  * (-EINVAL); a NULL entry fails it with weft_last_error().  Takes the
  * references in fs. */
-weft_future *weft_wait(weft_loop *loop, weft_future *const *fs, size_t n, weft_return_when when,
-                       double timeout);
+WEFT_NODISCARD weft_future *weft_wait(weft_loop *loop, weft_future *const *fs, size_t n,
+                                      weft_return_when when, double timeout);
 
 /* ---- wait_for, shield ------------------------------------------------------------- */
 
-/* f's outcome, or -ETIMEDOUT after timeout seconds (< 0: none; NaN:
- * -EINVAL).  On timeout f is cancelled and the result arrives only after f
- * finished its cleanup; if f produced a value anyway (completion wins a
- * tie), the value is delivered.  Cancelling the wait_for future cancels f
- * and completes at once, without waiting for f's cleanup (await f itself,
- * or use a timeout scope, to wait for it).  Takes f. */
-weft_future *weft_wait_for(weft_future *f, double timeout);
+/* f's outcome, or -ETIMEDOUT after timeout seconds (< 0: none).  On
+ * timeout f is cancelled and the result arrives only after f finished its
+ * cleanup; if f produced a value anyway (completion wins a tie), the value
+ * is delivered.  Cancelling the wait_for future cancels f and completes at
+ * once, without waiting for f's cleanup (await f itself, or use a timeout
+ * scope, to wait for it).  Takes f; f may be a waiter of sync.h/queue.h. */
+WEFT_NODISCARD weft_future *weft_wait_for(weft_future *f, double timeout);
 
 /* A future that mirrors f but whose cancellation does not reach f: the
  * awaiting task can be cancelled while f runs on.  If f is already done, f
- * itself is returned.  Takes f. */
-weft_future *weft_shield(weft_future *f);
+ * itself is returned.  Takes f; a waiter is refused (-EINVAL, withdrawn). */
+WEFT_NODISCARD weft_future *weft_shield(weft_future *f);
 
 /* ---- as_completed ------------------------------------------------------------------ */
 
 typedef struct weft_as_completed weft_as_completed;
 
-/* Iterate fs[0..n) in completion order; timeout < 0 or NaN: none.  Takes the
+/* Iterate fs[0..n) in completion order; timeout < 0: none.  Takes the
  * references in fs.  NULL on failure. */
-weft_as_completed *weft_as_completed_new(weft_loop *loop, weft_future *const *fs, size_t n,
-                                         double timeout);
+WEFT_NODISCARD weft_as_completed *weft_as_completed_new(weft_loop *loop, weft_future *const *fs,
+                                                        size_t n, double timeout);
 
 /* A future for the next future to complete: its value is that future's
  * value (its error is that future's error; -ETIMEDOUT once the timeout
  * passed).  NULL (with weft_last_error() == WEFT_EEMPTY) when all were
- * handed out. */
-weft_future *weft_as_completed_next(weft_as_completed *ac);
+ * handed out.  A next-future its holder cancels or completes is skipped:
+ * the outcome goes to the next one. */
+WEFT_NODISCARD weft_future *weft_as_completed_next(weft_as_completed *ac);
 
 /* Release the iterator: the input futures are released (not cancelled),
  * and next() futures still pending are cancelled. */
@@ -129,41 +141,44 @@ void weft_as_completed_free(weft_as_completed *ac);
 /* ---- timeout scopes ------------------------------------------------------------------ */
 
 /* A timeout scope around an inline child call (asyncio's
- * `async with timeout(d): await child(...)`).  Lives in the frame. */
+ * `async with timeout(d): await child(...)`).  Lives in the frame; fields
+ * are private but `when`. */
 typedef struct weft_timeout {
-    weft_timer timer; /* private */
-    weft_task *task;  /* private */
-    int64_t when;     /* deadline (loop clock, ns); INT64_MAX = never */
-    uint16_t base;    /* private: the task's cancel count at entry */
-    uint8_t state;    /* private */
+    weft_timer timer; /* the deadline */
+    weft_handle soon; /* a deadline already due expires through the ready queue */
+    weft_task *task;
+    int64_t when;  /* public: deadline (loop clock, ns); INT64_MAX = never */
+    uint16_t base; /* the task's cancel count at entry */
+    uint8_t state;
 } weft_timeout;
 
 /* Run child coroutine fn inline (as WEFT_CALL) under a timeout of delay
- * seconds.  When it expires the task is cancelled; once the child has
- * unwound, the scope turns its own cancellation into -ETIMEDOUT, which
- * then propagates.  A cancellation from outside stays -ECANCELED.  delay
- * NaN means no deadline.  Inside WEFT_FINALLY, where cancellation is
- * masked, a scope cannot interrupt anything.  If the scope's timer cannot
- * be set up (-ENOMEM) the child is not entered at all.
+ * seconds (+INFINITY: none; <= 0: expires at once).  When it expires the
+ * task is cancelled; once the child has unwound, the scope turns its own
+ * cancellation into -ETIMEDOUT, which then propagates.  A cancellation from
+ * outside stays -ECANCELED.  Inside WEFT_FINALLY, where cancellation is
+ * masked, a scope cannot interrupt anything.  If the scope cannot be set up
+ * (NaN: -EINVAL; -ENOMEM) the child is not entered and that is the error.
  *     WEFT_TIMEOUT_CALL(self, &self->to, 2.0, fetch, &self->f, .url = u); */
 #define WEFT_TIMEOUT_CALL(self, scope, delay, ...) \
-    WEFT__TIMEOUT_CALL(self, scope, weft__deadline(task, (delay)), false, NULL, __VA_ARGS__, )
+    WEFT__TIMEOUT_CALL(self, scope, (delay), 0, 0, NULL, __VA_ARGS__, )
 /* Same, with an absolute deadline in loop seconds (asyncio timeout_at). */
 #define WEFT_TIMEOUT_AT_CALL(self, scope, when, ...) \
-    WEFT__TIMEOUT_CALL(self, scope, weft__abs_deadline(when), false, NULL, __VA_ARGS__, )
+    WEFT__TIMEOUT_CALL(self, scope, (when), 1, 0, NULL, __VA_ARGS__, )
 /* Like WEFT_TIMEOUT_CALL, storing the outcome (0, -ETIMEDOUT, or the
  * child's error) in the int lvalue var instead of propagating it. */
 #define WEFT_TRY_TIMEOUT_CALL(self, var, scope, delay, ...) \
-    WEFT__TIMEOUT_CALL(self, scope, weft__deadline(task, (delay)), true, &(var), __VA_ARGS__, )
-#define WEFT__TIMEOUT_CALL(self, scope, when, catching, var, fn, child, ...)    \
-    do {                                                                        \
-        *(child) = (struct fn){.co = {.info = &fn##__info}, __VA_ARGS__};       \
-        if (weft__timeout_enter((scope), task, (when), &(child)->co) &&         \
-            weft__call(weft__co, task, &(child)->co, __LINE__))                 \
-            WEFT__SUSPEND(WEFT__RC_CALL);                                       \
-        weft__timeout_exit((scope), &(child)->co);                              \
-        if (weft__call_failed(weft__co, task, &(child)->co, (catching), (var))) \
-            goto weft__unwind;                                                  \
+    WEFT__TIMEOUT_CALL(self, scope, (delay), 0, 1, &(var), __VA_ARGS__, )
+#define WEFT__TIMEOUT_CALL(self, scope, t, absolute, catching, var, fn, child, ...) \
+    do {                                                                             \
+        (void)weft__co_self(&(self)->co);                                            \
+        *(child) = (struct fn){.co = {.info = &fn##__info}, __VA_ARGS__};            \
+        (child)->co.up = weft__co;                                                   \
+        if (weft__timeout_enter((scope), task, (t), (absolute), &(child)->co))       \
+            WEFT__SUSPEND(WEFT_CO_CALL, &(child)->co);                               \
+        weft__timeout_exit((scope), &(child)->co);                                   \
+        if (weft__co_call_end(weft__co, &(child)->co, (catching), (var)))            \
+            goto weft__unwind;                                                       \
     } while (0)
 
 /* Move the deadline of an active scope to when_ns (loop clock;
@@ -175,9 +190,8 @@ int weft_timeout_reschedule(weft_timeout *scope, int64_t when_ns);
 /* True once the scope's deadline passed (also after exit). */
 bool weft_timeout_expired(const weft_timeout *scope);
 
-int64_t weft__deadline(weft_task *task, double delay);
-int64_t weft__abs_deadline(double when);
-bool weft__timeout_enter(weft_timeout *scope, weft_task *task, int64_t when, weft_co *child);
+bool weft__timeout_enter(weft_timeout *scope, weft_task *task, double t, int absolute,
+                         weft_co *child);
 void weft__timeout_exit(weft_timeout *scope, weft_co *child);
 
 /* ---- task groups ------------------------------------------------------------------------ */
@@ -198,38 +212,34 @@ void weft__timeout_exit(weft_timeout *scope, weft_co *child);
  * cancellation of the owner, and the group's error becomes the frame's
  * error (the first child error, in completion order; else the body's).  A
  * child's cancellation is not an error.  Join in WEFT_FINALLY so that it
- * runs on every path; cancellation of the owner from outside cancels the
- * children and stays -ECANCELED. */
+ * runs on every path.  A cancellation of the owner from outside cancels the
+ * children, also while the owner waits in the join, and stays -ECANCELED.
+ * Fields are private: use the functions. */
 typedef struct weft_group {
-    weft_loop *loop; /* private fields: use the functions */
+    weft_loop *loop;
     weft_task *owner;
-    weft_future **kids;    /* every child (references held) */
+    weft_future **kids;    /* every child (references held until the join) */
     size_t n, cap, active; /* children, capacity, children still pending */
-    weft_future *joined;   /* completed when active reaches 0 during join */
     int errors[8];         /* first child errors, in completion order */
     size_t nerrors;        /* child errors seen (may exceed 8) */
+    int body_error;        /* the error the body ended with, or 0 */
     uint16_t base;         /* the owner's cancel count at init */
-    uint8_t aborting, cancelled_owner, spawn_failed;
+    uint8_t state, flags;
+    weft_waiter join; /* the join's future */
 } weft_group;
 
-/* Enter a group owned by task.  Never fails.  */
-void weft_group_init(weft_group *g, weft_task *owner);
+/* Enter a group owned by task.  0 or -EINVAL. */
+int weft_group_init(weft_group *g, weft_task *owner);
 
 /* Spawn coroutine fn in group g; returns the task (borrowed: the group
- * holds it until the join) or NULL (weft_last_error(); a failed spawn also
- * makes the join cancel the other children and fail with that error).
- * WEFT_ESTATE if the group is aborting or joined. */
+ * holds it until the join) or NULL with weft_last_error(): WEFT_ESTATE if
+ * the group is aborting or joined (nothing else happens); for a failed
+ * spawn (-ENOMEM...) the join also cancels the other children and fails
+ * with that error. */
 #define WEFT_GROUP_SPAWN(g, ...) WEFT__GROUP_SPAWN(g, __VA_ARGS__, )
-#define WEFT__GROUP_SPAWN(g, fn, ...)                                                              \
-    weft__group_add(                                                                               \
-        (g), weft__group_ok(g)                                                                     \
-                 ? weft__spawn((g)->loop,                                                          \
-                               &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co, NULL, 0) \
-                 : NULL)
-
-/* Add an existing task (taking the reference) to g.  Returns it, or NULL. */
-weft_task *weft__group_add(weft_group *g, weft_task *t);
-bool weft__group_ok(weft_group *g);
+#define WEFT__GROUP_SPAWN(g, fn, ...) \
+    weft__group_spawn((g), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
+weft_task *weft__group_spawn(weft_group *g, const weft_co *init);
 
 /* Wait until every child of g is done, then set the frame's error from the
  * group and release the children.  Use once, normally in WEFT_FINALLY. */
@@ -242,9 +252,13 @@ bool weft__group_ok(weft_group *g);
 weft_future *weft__group_join_begin(weft_group *g, weft_co *co);
 void weft__group_join_end(weft_group *g, weft_co *co);
 
-/* Child errors in completion order: copies up to n into out, returns how
- * many there were. */
+/* Child errors in completion order: copies up to n (at most 8) into out,
+ * returns how many there were. */
 size_t weft_group_errors(const weft_group *g, int *out, size_t n);
+
+/* The error the owner's body ended with before the join (0 if none): kept
+ * apart from the children's. */
+int weft_group_body_error(const weft_group *g);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,22 @@ extern "C" {
 #define WEFT_VERSION_MINOR 1
 #define WEFT_VERSION_PATCH 0
 
+/* Marks a function whose result must not be dropped (a future nobody
+ * awaits is a bug: asyncio's "coroutine was never awaited").  The compiler
+ * warns where it can (GCC and Clang; C23's [[nodiscard]] elsewhere). */
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 202311L
+#define WEFT_NODISCARD [[nodiscard]]
+#elif defined(__GNUC__) || defined(__clang__)
+#define WEFT_NODISCARD __attribute__((warn_unused_result))
+#else
+#define WEFT_NODISCARD
+#endif
+
+/* The struct of type `type` whose member `member` is at ptr (for callers
+ * that embed weft structs in their own: weft_io, weft_timer, ...). */
+#define WEFT_CONTAINER_OF(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
 /* weft's own error codes, below every errno value. */
 enum weft_errc {
     WEFT_ESTATE = -10001,    /* operation invalid in the object's current state */
@@ -33,6 +49,10 @@ enum weft_errc {
     WEFT_ECORO = -10007,     /* coroutine misuse: bad resume point, escaped break */
     WEFT_ENOTASK = -10008,   /* needs a current task, or awaited itself */
 };
+
+/* The most negative error code weft carries (codes live in a frame's
+ * 16-bit err field): every error code is in [WEFT_ERR_MIN, -1]. */
+#define WEFT_ERR_MIN (-32767)
 
 /* Return a static, human-readable description of a weft error code
  * (negative errno values included).  Never returns NULL. */

@@ -13,11 +13,18 @@
  * nobody took).  WEFT_AWAIT consumes the reference it is handed, so
  * `WEFT_AWAIT(self, weft_sleep(...))` leaks nothing and awaiting a future you
  * keep is `WEFT_AWAIT(self, weft_future_ref(f))`.  The loop holds its own
- * reference while a task is pending, while a callback is queued and while a
- * task is parked on a future, so dropping yours never frees or cancels
- * anything early: a task whose handle you drop still runs to completion.
- * Constructors return NULL on failure; weft_last_error() says why, and
- * awaiting NULL fails with that error.
+ * reference while a task is pending and while a completed future's
+ * callbacks wait to run, and a task holds one on what it awaits, so
+ * dropping yours never frees or cancels anything early.  A pending future's
+ * callbacks do not keep it alive: a pending future nobody holds is freed
+ * (its callbacks never run).  Drop every reference before destroying the
+ * loop.  Constructors return NULL on failure; weft_last_error() says why,
+ * and awaiting NULL fails with that error.
+ *
+ * After weft_loop_close, nothing can run: completing a future still changes
+ * its state (asyncio does too) but returns WEFT_ECLOSED when the future had
+ * callbacks or parked tasks, which then never run (asyncio's "Event loop is
+ * closed").
  */
 #ifndef WEFT_FUTURE_H
 #define WEFT_FUTURE_H
@@ -47,16 +54,21 @@ int weft_last_error(void);
 /* A new pending future bound to loop; the caller owns one reference.
  * Works on a closed loop too (as asyncio's create_future).
  * NULL on failure (-EINVAL, -ENOMEM). */
-weft_future *weft_future_new(weft_loop *loop);
+WEFT_NODISCARD weft_future *weft_future_new(weft_loop *loop);
 
 /* Add a reference; returns f (NULL stays NULL). */
 weft_future *weft_future_ref(weft_future *f);
 
-/* Drop a reference; the last one frees f.  NULL is a no-op. */
+/* Drop a reference; the last one frees f.  NULL is a no-op.  Dropping a
+ * reference that is not there (a double unref) is reported through the
+ * loop's report hook (WEFT_REPORT_MISUSE) when it can be detected: always
+ * in Debug and sanitizer builds. */
 void weft_future_unref(weft_future *f);
 
-/* Finish f with a value.  Returns 0, -EINVAL, or WEFT_ESTATE if f is not
- * pending (also for tasks, whose value comes from their coroutine). */
+/* Finish f with a value.  Returns 0; -EINVAL; WEFT_ESTATE if f is not
+ * pending or is a kind whose outcome weft sets (a task, a sleep, a lock
+ * waiter...); WEFT_ECLOSED if f is now done but its callbacks and waiters
+ * can never run because the loop is closed. */
 int weft_future_set_result(weft_future *f, weft_value v);
 
 /* Typed forms of weft_future_set_result.  set_ptr's dtor (may be NULL)
@@ -66,12 +78,15 @@ int weft_future_set_double(weft_future *f, double d);
 int weft_future_set_ptr(weft_future *f, void *p, weft_dtor *dtor);
 
 /* Finish f with an error code (err < 0, not -ECANCELED: use cancel).
- * Returns 0, -EINVAL or WEFT_ESTATE. */
+ * Returns as weft_future_set_result; -EINVAL for a bad code. */
 int weft_future_set_error(weft_future *f, int err);
 
 /* Cancel a pending future: it becomes CANCELLED and its callbacks are
- * queued.  For a task this is weft_task_cancel (a request).
- * Returns 0, -EINVAL, or WEFT_ESTATE if it is already done. */
+ * queued.  For a task this is weft_task_cancel (a request); for a future
+ * made by a combinator or a primitive, cancelling also withdraws what it
+ * registered (a sleep's timer, a lock waiter's place in line, gather's
+ * children...).  Returns 0, -EINVAL, WEFT_ESTATE if it is already done, or
+ * WEFT_ECLOSED as for weft_future_set_result. */
 int weft_future_cancel(weft_future *f);
 
 /* State queries; NULL reads as not done. */
@@ -95,8 +110,8 @@ void *weft_future_take_ptr(weft_future *f);
 weft_loop *weft_future_loop(const weft_future *f);
 
 /* Call fn(f, arg) once f is done, through the ready queue (never inline,
- * even if f is already done).  The loop keeps f alive until then.
- * Returns 0, -EINVAL, -ENOMEM or WEFT_ECLOSED. */
+ * even if f is already done).  From the completion until fn ran, the loop
+ * keeps f alive.  Returns 0, -EINVAL, -ENOMEM or WEFT_ECLOSED. */
 int weft_future_add_done_callback(weft_future *f, weft_done_cb *fn, void *arg);
 
 /* Remove every pending registration of (fn, arg); returns how many were

@@ -152,21 +152,24 @@ typedef struct weft_timer {
 
 /* Bind t to loop and make it call fn(arg).  Returns 0, -EINVAL, -ENOMEM
  * (the heap could not grow) or WEFT_ECLOSED. */
-int weft_timer_init(weft_loop *loop, weft_timer *t, weft_cb *fn, void *arg);
+int weft_timer_init(weft_timer *t, weft_loop *loop, weft_cb *fn, void *arg);
 
 /* Arm t to fire delay_ns after the loop's cached time (negative = 0), then
  * every repeat_ns if repeat_ns > 0.  Re-arming a pending timer moves it.
  * Returns 0; only -EINVAL (NULL, uninitialised, repeat < 0) or WEFT_ECLOSED.
  * A repeating timer is re-armed before its callback runs, at
  * deadline + period (or now + period if it fell behind). */
-int weft_timer_start(weft_timer *t, int64_t delay_ns, int64_t repeat_ns);
+int weft_timer_start_ns(weft_timer *t, int64_t delay_ns, int64_t repeat_ns);
 
 /* Same as weft_timer_start with an absolute deadline on the loop clock. */
-int weft_timer_start_at(weft_timer *t, int64_t when_ns, int64_t repeat_ns);
+int weft_timer_start_at_ns(weft_timer *t, int64_t when_ns, int64_t repeat_ns);
 
 /* Disarm t, and unqueue it if it already expired but has not run.
  * Returns 0, -ENOENT if it was not active, -EINVAL. */
 int weft_timer_stop(weft_timer *t);
+
+/* Deadline while active, else INT64_MIN. */
+int64_t weft_timer_when(const weft_timer *t);
 
 /* True while t is armed or expired-but-not-yet-run. */
 bool weft_timer_active(const weft_timer *t);

@@ -35,7 +35,7 @@ typedef struct weft_queue {
     weft_loop *loop; /* private fields: use the functions */
     weft_queue_kind kind;
     void **items;
-    uint64_t *seqs; /* priority: put order, for stable ties */
+    uint64_t *seqs; /* put order (priority ties), and marks of placed puts */
     size_t head, count, cap, maxsize;
     uint64_t seq;
     size_t unfinished;
@@ -73,12 +73,12 @@ int weft_queue_get_nowait(weft_queue *q, void **out);
 /* Put, waiting while the queue is full (FIFO among putters).  The future
  * fails with WEFT_ESHUTDOWN if the queue is or gets shut down, -ENOMEM if
  * an unbounded queue cannot grow.  On failure the item stays yours. */
-weft_future *weft_queue_put(weft_queue *q, void *item, weft_waiter *w);
+WEFT_NODISCARD weft_future *weft_queue_put(weft_queue *q, void *item, weft_waiter *w);
 
 /* Get, waiting while the queue is empty (FIFO among getters); the value
  * (.p) is the item, now yours.  Fails with WEFT_ESHUTDOWN once the queue is
  * shut down and empty. */
-weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
+WEFT_NODISCARD weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
 
 /* Put item in a coroutine: without any future when there is room (the
  * usual case), else through weft_queue_put with the waiter w (in the
@@ -108,7 +108,7 @@ weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
 int weft_queue_task_done(weft_queue *q);
 
 /* Wait until every item put has been marked done (done at once if so). */
-weft_future *weft_queue_join(weft_queue *q, weft_waiter *w);
+WEFT_NODISCARD weft_future *weft_queue_join(weft_queue *q, weft_waiter *w);
 
 /* Shut down (asyncio 3.13): puts fail with WEFT_ESHUTDOWN and blocked
  * putters are woken with it; gets drain what is left, then fail with it.
@@ -117,10 +117,25 @@ weft_future *weft_queue_join(weft_queue *q, weft_waiter *w);
  * Returns 0 or -EINVAL. */
 int weft_queue_shutdown(weft_queue *q, bool immediate);
 
+/* Items in the queue. */
 size_t weft_queue_size(const weft_queue *q);
+
+/* The maxsize given at init (0: unbounded). */
 size_t weft_queue_maxsize(const weft_queue *q);
+
+/* True when size is 0 (a NULL queue too). */
 bool weft_queue_empty(const weft_queue *q);
+
+/* True when size reached maxsize (never for an unbounded queue). */
 bool weft_queue_full(const weft_queue *q);
+
+/* Items put and not yet marked done with weft_queue_task_done (what join
+ * waits for). */
+size_t weft_queue_unfinished(const weft_queue *q);
+
+/* Tasks waiting in weft_queue_get / weft_queue_put. */
+size_t weft_queue_getters(const weft_queue *q);
+size_t weft_queue_putters(const weft_queue *q);
 
 #ifdef __cplusplus
 }

@@ -16,24 +16,22 @@
  * So waiting costs no allocation: the waiter node is in the frame.  Await
  * it directly or through weft_wait_for / a timeout scope; the combinators
  * that keep futures (gather, wait, shield, as_completed) refuse waiter
- * futures (-EINVAL).  A waiter serves one operation at a time.
- * Primitives belong to one loop and are not thread-safe.
+ * futures (-EINVAL), and so does weft_future_set_* (WEFT_ESTATE): only the
+ * primitive completes its waiters.  A waiter serves one operation at a
+ * time: starting another while it is still queued fails (WEFT_ESTATE).
+ * Zero a waiter before its first use (frames are zeroed).
+ * Primitives belong to one loop and are not thread-safe.  Every init
+ * returns 0 or -EINVAL; the *_waiters accessors count the waiters queued.
  */
 #ifndef WEFT_SYNC_H
 #define WEFT_SYNC_H
 
-#include "combinators.h"
+#include "task.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define WEFT__WAITER_SPACE 112
-
-/* Storage for one waiting operation; put it in your frame.  Opaque. */
-typedef struct weft_waiter {
-    _Alignas(8) unsigned char opaque[WEFT__WAITER_SPACE];
-} weft_waiter;
 
 /* ---- Event ------------------------------------------------------------------ */
 
@@ -43,21 +41,25 @@ typedef struct weft_event {
     bool set;
 } weft_event;
 
-/* Initialise an unset event bound to loop. */
-void weft_event_init(weft_event *e, weft_loop *loop);
+/* Initialise an unset event bound to loop.  0 or -EINVAL. */
+int weft_event_init(weft_event *e, weft_loop *loop);
 
 /* Set the flag and wake every current waiter (in wait order).  A clear()
- * right after does not un-wake them. */
-void weft_event_set(weft_event *e);
+ * right after does not un-wake them.  0 or -EINVAL (NULL, uninitialised). */
+int weft_event_set(weft_event *e);
 
-/* Reset the flag; waiters already woken still succeed. */
-void weft_event_clear(weft_event *e);
+/* Reset the flag; waiters already woken still succeed.  0 or -EINVAL. */
+int weft_event_clear(weft_event *e);
 
+/* True while the flag is set. */
 bool weft_event_is_set(const weft_event *e);
+
+/* Tasks waiting for the flag. */
+size_t weft_event_waiters(const weft_event *e);
 
 /* Wait until the flag is set (value .i = 1): the future is already done
  * if it is set.  NULL (weft_last_error) for NULL arguments. */
-weft_future *weft_event_wait(weft_event *e, weft_waiter *w);
+WEFT_NODISCARD weft_future *weft_event_wait(weft_event *e, weft_waiter *w);
 
 /* ---- Lock ------------------------------------------------------------------ */
 
@@ -67,14 +69,14 @@ typedef struct weft_lock {
     bool locked;
 } weft_lock;
 
-/* Initialise an unlocked lock bound to loop. */
-void weft_lock_init(weft_lock *l, weft_loop *loop);
+/* Initialise an unlocked lock bound to loop.  0 or -EINVAL. */
+int weft_lock_init(weft_lock *l, weft_loop *loop);
 
 /* Acquire: done at once if the lock is free and nobody waits; else queue
  * (FIFO).  A task calling acquire while others wait queues behind them.
  * Every blocking operation here returns NULL with weft_last_error() ==
  * -EINVAL for NULL arguments or when called from a task of another loop. */
-weft_future *weft_lock_acquire(weft_lock *l, weft_waiter *w);
+WEFT_NODISCARD weft_future *weft_lock_acquire(weft_lock *l, weft_waiter *w);
 
 /* Release: hands the lock to the first waiter, if any (it stays locked),
  * else unlocks.  Returns 0, -EINVAL or WEFT_ESTATE (not locked). */
@@ -82,6 +84,9 @@ int weft_lock_release(weft_lock *l);
 
 /* True while held (including when just handed to a waiter). */
 bool weft_lock_locked(const weft_lock *l);
+
+/* Tasks queued for the lock. */
+size_t weft_lock_waiters(const weft_lock *l);
 
 /* Acquire inside a coroutine. */
 #define WEFT_LOCK(self, l, w) WEFT_AWAIT(self, weft_lock_acquire((l), (w)))
@@ -102,7 +107,7 @@ int weft_semaphore_init(weft_semaphore *s, weft_loop *loop, int64_t value);
 int weft_bounded_semaphore_init(weft_semaphore *s, weft_loop *loop, int64_t value);
 
 /* Take a permit: done at once if one is free and nobody waits; else queue. */
-weft_future *weft_semaphore_acquire(weft_semaphore *s, weft_waiter *w);
+WEFT_NODISCARD weft_future *weft_semaphore_acquire(weft_semaphore *s, weft_waiter *w);
 
 /* Give a permit back: handed to the first waiter if any, else value+1.
  * Returns 0, -EINVAL, or -EOVERFLOW for a bounded semaphore already at its
@@ -115,6 +120,9 @@ bool weft_semaphore_locked(const weft_semaphore *s);
 /* Free permits. */
 int64_t weft_semaphore_value(const weft_semaphore *s);
 
+/* Tasks queued for a permit. */
+size_t weft_semaphore_waiters(const weft_semaphore *s);
+
 /* ---- Condition ------------------------------------------------------------------ */
 
 typedef struct weft_condition {
@@ -123,8 +131,9 @@ typedef struct weft_condition {
     weft_link waiters;
 } weft_condition;
 
-/* Initialise a condition on lock, or on a lock of its own if lock is NULL. */
-void weft_condition_init(weft_condition *c, weft_loop *loop, weft_lock *lock);
+/* Initialise a condition on lock, or on a lock of its own if lock is NULL.
+ * 0 or -EINVAL. */
+int weft_condition_init(weft_condition *c, weft_loop *loop, weft_lock *lock);
 
 /* The condition's lock. */
 weft_lock *weft_condition_lock(weft_condition *c);
@@ -133,6 +142,9 @@ weft_lock *weft_condition_lock(weft_condition *c);
  * number woken, -EINVAL, or WEFT_ESTATE if the lock is not held. */
 int weft_condition_notify(weft_condition *c, size_t n);
 int weft_condition_notify_all(weft_condition *c);
+
+/* Tasks waiting for a notification (not those woken and re-acquiring). */
+size_t weft_condition_waiters(const weft_condition *c);
 
 /* Wait (call inline with WEFT_CALL): release the lock, wait for a notify,
  * then re-acquire the lock before returning - also when the wait ends by
@@ -177,7 +189,7 @@ int weft_barrier_init(weft_barrier *b, weft_loop *loop, size_t parties);
  * suspend).  Fails with WEFT_EBROKEN if the barrier is or becomes broken
  * (abort, or a waiter cancelled or timed out while the barrier fills; a
  * waiter cancelled after the release breaks nothing). */
-weft_future *weft_barrier_wait(weft_barrier *b, weft_waiter *w);
+WEFT_NODISCARD weft_future *weft_barrier_wait(weft_barrier *b, weft_waiter *w);
 
 /* Break the barrier: current and future waiters fail with WEFT_EBROKEN
  * until reset.  Returns 0 or -EINVAL. */
@@ -187,7 +199,11 @@ int weft_barrier_abort(weft_barrier *b);
  * Returns 0 or -EINVAL. */
 int weft_barrier_reset(weft_barrier *b);
 
+/* Tasks waiting for the barrier to fill. */
 size_t weft_barrier_n_waiting(const weft_barrier *b);
+
+/* True after weft_barrier_abort (or a waiter left while it filled), until
+ * weft_barrier_reset. */
 bool weft_barrier_broken(const weft_barrier *b);
 
 #ifdef __cplusplus

@@ -1,4 +1,5 @@
-/* weft/task.h - tasks: futures that drive a coroutine.
+/* weft/task.h - tasks: futures that drive a coroutine, and the macros that
+ * await inside coroutine bodies.
  *
  * A task is a weft_future (weft_task is the same type), so everything in
  * future.h applies: await it, add done callbacks, read its value.  Its value
@@ -7,9 +8,14 @@
  * The loop keeps every pending task alive until it is done, whether or not
  * you keep a reference.  A task that fails and whose failure nobody can
  * observe (no awaiter, no callback, no reference left) is reported through
- * the loop's error hook when it completes, with its name, the coroutine and
+ * the loop's report hook when it completes, with its name, the coroutine and
  * the line it failed at; one whose last reference is dropped without its
  * outcome having been read is reported then ("never retrieved").
+ *
+ * Costs (LP64): a task is 88 bytes plus its frame, in one block from the
+ * loop's pool (a task whose frame is WEFT_FRAME(int) alone is 128 bytes);
+ * spawning takes no allocator call in steady state; resuming a task is one
+ * ready-queue node and one indirect call per frame entered.
  */
 #ifndef WEFT_TASK_H
 #define WEFT_TASK_H
@@ -17,17 +23,21 @@
 #include <stdio.h>
 
 #include "co.h"
+#include "future.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* ---- spawning ------------------------------------------------------------------ */
+
 /* Spawn coroutine fn as a new task on loop (asyncio's create_task):
  *     weft_task *t = WEFT_SPAWN(loop, say_after, .delay = 1, .what = "hi");
  * The designated initializers become the frame's fields (the rest is
- * zero); task and frame are one allocation.  The first step is queued, not
- * run.  Returns a new reference (drop it with weft_future_unref; the task
- * still runs), or NULL with weft_last_error() set. */
+ * zero); task and frame are one block.  The first step is queued, not run.
+ * Returns a new reference (drop it with weft_future_unref; the task still
+ * runs), or NULL with weft_last_error() set (-EINVAL, -ENOMEM,
+ * WEFT_ECLOSED).  Frames may be aligned to at most 16 bytes. */
 #define WEFT_SPAWN(loop, ...) WEFT__SPAWN(loop, NULL, 0, __VA_ARGS__, )
 
 /* Bytes of caller storage for a task running coroutine fn. */
@@ -39,22 +49,90 @@ extern "C" {
         _Alignas(16) unsigned char bytes[WEFT_TASK_SIZE(fn)]; \
     }
 
-/* Spawn into storage (a WEFT_TASK_STORAGE(fn) object) instead of the heap:
+/* Spawn into storage (a WEFT_TASK_STORAGE(fn) object) instead of the pool:
  * never allocates.  The storage must stay valid until the task is done and
  * every reference is dropped. */
 #define WEFT_SPAWN_INTO(loop, storage, ...) \
     WEFT__SPAWN(loop, (storage)->bytes, sizeof((storage)->bytes), __VA_ARGS__, )
 
-#define WEFT__TASK_SPACE 128
+/* Room a task needs besides its frame, in caller storage (a list link, the
+ * task header, padding for a 16-byte aligned frame). */
+#define WEFT__TASK_SPACE 112
 #define WEFT__SPAWN(loop, mem, size, fn, ...) \
     weft__spawn((loop), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co, (mem), (size))
-weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void *mem, size_t size);
+WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void *mem, size_t size);
+
+/* ---- awaiting, inside a coroutine body ------------------------------------------- */
+
+/* Await future f (consuming the reference passed in).  If f is already
+ * done, continue at once without suspending (except that a task step which
+ * has already finished 128 such awaits yields once first, so a loop over
+ * done futures cannot starve the others); else park the task on f and
+ * return to the loop.  On resume: if f failed or was cancelled (or f is
+ * NULL: its constructor failed), unwind with that error.  The value is
+ * then WEFT_RESULT(self).  A task that is cancelled cannot park: the await
+ * cancels f and fails with -ECANCELED (unless f completes at once). */
+#define WEFT_AWAIT(self, f) WEFT__AWAIT(self, f, 0, NULL)
+
+/* Like WEFT_AWAIT, but store the error code (0 = value) in the int lvalue
+ * var instead of unwinding.  The task's own cancellation is not caught. */
+#define WEFT_TRY_AWAIT(self, f, var) WEFT__AWAIT(self, f, 1, &(var))
+
+/* weft__await: 0 = done (value or caught error), 1 = suspend, -1 = unwind.
+ * weft__r is assigned again after the resume point before it is read; it
+ * has no initializer, so resuming does not jump over one (the macros stay
+ * clean under GCC's -Wjump-misses-init, the lint for locals in bodies). */
+#define WEFT__AWAIT(self, f, catching, var)                                                        \
+    do {                                                                                           \
+        int weft__r;                                                                               \
+        (void)weft__co_self(&(self)->co);                                                          \
+        weft__r = weft__await(weft__co, task, (f), __LINE__, (catching), (var));                  \
+        if (weft__r > 0) {                                                                         \
+            WEFT__SUSPEND(WEFT_CO_PENDING, NULL);                                                  \
+            weft__r = weft__await_end(weft__co, task, (catching), (var));                         \
+        }                                                                                          \
+        if (weft__r < 0)                                                                           \
+            goto weft__unwind;                                                                     \
+    } while (0)
+
+/* The value (weft_value) of this task's last successful await - possibly
+ * one inside a child frame; after WEFT_CALL read child->result instead. */
+#define WEFT_RESULT(self) ((void)weft__co_self(&(self)->co), weft__last_value(task))
+
+/* Let every other ready callback run, then continue (asyncio.sleep(0)).
+ * Fails with -ECANCELED if the task is cancelled. */
+#define WEFT_YIELD(self)                                                                           \
+    do {                                                                                           \
+        (void)weft__co_self(&(self)->co);                                                          \
+        if (weft__yield(weft__co, task, __LINE__))                                                 \
+            WEFT__SUSPEND(WEFT_CO_PENDING, NULL);                                                  \
+        if (weft__yield_end(weft__co, task))                                                       \
+            goto weft__unwind;                                                                     \
+    } while (0)
+
+int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var);
+int weft__await_end(weft_co *co, weft_task *task, int catching, int *var);
+weft_value weft__last_value(weft_task *task);
+int weft__yield(weft_co *co, weft_task *task, int line);
+int weft__yield_end(weft_co *co, weft_task *task);
+
+/* Storage for one waiting operation (a lock acquire, a queue get, a group
+ * join...): put it in your frame; zeroed, as frames are.  Opaque. */
+#define WEFT__WAITER_SPACE 88
+typedef struct weft_waiter {
+    _Alignas(8) unsigned char opaque[WEFT__WAITER_SPACE];
+} weft_waiter;
+
+/* ---- the task API ---------------------------------------------------------------- */
 
 /* Request cancellation (asyncio's Task.cancel): counts one request, and
  * cancels what the task awaits.  The task sees -ECANCELED at its current
  * or next suspension point, and at every later one until uncancelled.
  * Cancelled before its first step, its body never runs (only its
- * WEFT_FINALLY).  Returns 0, -EINVAL, or WEFT_ESTATE if already done. */
+ * WEFT_FINALLY).  Inside WEFT_FINALLY cancellation is masked: it is
+ * delivered after the cleanup, but what the task waits for there may still
+ * react (a task group's join cancels its children).  Returns 0, -EINVAL,
+ * or WEFT_ESTATE if already done. */
 int weft_task_cancel(weft_task *t);
 
 /* Pending cancellation requests (asyncio 3.13 cancelling()). */
@@ -64,7 +142,8 @@ int weft_task_cancelling(const weft_task *t);
  * longer cancelled.  Returns the new count, or -EINVAL. */
 int weft_task_uncancel(weft_task *t);
 
-/* The task's name: the one set, else its coroutine's name. */
+/* The task's name: the one set, else its coroutine's name; NULL if t is
+ * not a task. */
 const char *weft_task_name(const weft_task *t);
 
 /* Name the task; name must outlive it (a string literal is typical).
@@ -83,21 +162,25 @@ weft_task *weft_current_task(weft_loop *loop);
 weft_loop *weft_task_loop(const weft_task *t);
 
 /* Store up to n pending tasks of loop in out (borrowed pointers, valid
- * until the loop runs again); returns how many tasks are pending, which
- * may exceed n (asyncio's all_tasks). */
+ * until the loop runs again; in no particular order); returns how many
+ * tasks are pending, which may exceed n (asyncio's all_tasks). */
 size_t weft_all_tasks(weft_loop *loop, weft_task **out, size_t n);
 
-/* Print every live task: its address, name and state, the file:line each
- * frame of its chain of inline coroutines waits at (root first), and what
- * it waits on (a task by name, anything else by address).
- * Returns the number of tasks (0 for a NULL loop or file). */
+/* Print every pending task: its address, name and state, the file:line
+ * each frame of its chain of inline coroutines waits at (root first), and
+ * what it waits on (a task by name, anything else by kind and address).
+ * Returns the number of tasks (0 for a NULL loop or file).  The same text
+ * is what weft_loop_request_dump delivers. */
 size_t weft_loop_dump_tasks(weft_loop *loop, FILE *out);
+
+/* ---- asyncio.run ------------------------------------------------------------------- */
 
 /* asyncio.run: make a loop (opts may be NULL), run fn as the main task to
  * completion, then cancel the tasks still pending and run the loop until
- * they are done - for at most 5 s of loop time; stragglers are then listed
- * through the error hook and released (each reported) - and close and free
- * the loop.  Returns main's error code (0 on success; -EBUSY if a loop
+ * they are done and every callback their completion queued has run - for
+ * at most 5 s of loop time; stragglers are then listed through the report
+ * hook (WEFT_REPORT_SHUTDOWN) and released (each reported) - and close and
+ * free the loop.  Returns main's error code (0 on success; -EBUSY if a loop
  * already runs in this thread; a weft_loop_new or spawn error) and stores
  * its value in *out if out is not NULL.
  *     int main(void) { return WEFT_RUN(NULL, NULL, hello) ? 1 : 0; }     */

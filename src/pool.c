@@ -1,0 +1,240 @@
+/* pool.c - per-loop slab pools of small blocks (see pool.h).
+ *
+ * A slab is SLAB_BYTES from the allocator hook: a small header, then
+ * blocks of one size.  Free blocks of a class form one LIFO list through
+ * their second word (the first is NULL: "free", for walks).  A class keeps
+ * its slabs in an array sorted by address, so trimming can find a block's
+ * slab by binary search.  Costs: get and put O(1) (a new slab or a trim
+ * aside); a trim is O(free blocks * log slabs) and runs only when free
+ * blocks outnumber used ones by more than two slabs' worth, so it is
+ * amortised over the frees that made the surplus.
+ */
+#include <string.h>
+
+#include "pool.h"
+
+#define SLAB_BYTES 16384
+
+typedef struct weft__slab {
+    uint32_t nblocks;
+    uint32_t nfree; /* scratch for trim */
+    /* blocks follow at BLOCKS_AT */
+} weft__slab;
+
+#define BLOCKS_AT 16 /* keeps blocks 16-byte aligned */
+
+typedef struct free_block {
+    void *zero; /* first word: NULL while free */
+    struct free_block *next;
+} free_block;
+
+#if defined(WEFT__POISON)
+#define POOLING 0
+#else
+#define POOLING 1
+#endif
+
+void weft__pool_init(weft__pool *p, weft_loop *loop)
+{
+    memset(p, 0, sizeof *p);
+    p->loop = loop;
+    for (int a = 0; a < WEFT__POOL_ARENAS; a++)
+        weft__list_init(&p->big[a]);
+}
+
+#define BIG_HEADER 16 /* a weft_link, keeps the block 16-byte aligned */
+
+static void *big_get(weft__pool *p, int arena, size_t size)
+{
+    weft_link *l = weft__alloc(p->loop, BIG_HEADER + (size ? size : 1));
+    if (!l)
+        return NULL;
+    weft__list_push(&p->big[arena], l);
+    return (char *)l + BIG_HEADER;
+}
+
+static void big_put(weft__pool *p, void *b)
+{
+    weft_link *l = (weft_link *)(void *)((char *)b - BIG_HEADER);
+    weft__list_unlink(l);
+    weft__free(p->loop, l);
+}
+
+static size_t class_of(size_t size)
+{
+    return (size + 15) / 16 - 1;
+}
+
+static char *blocks(weft__slab *s)
+{
+    return (char *)s + BLOCKS_AT;
+}
+
+/* Add a slab of blocks of bsize bytes to c (sorted insert).  0 or -ENOMEM. */
+static int grow(weft__pool *p, weft__pool_class *c, size_t bsize)
+{
+    if (c->nslabs == c->cap) {
+        uint32_t cap = c->cap ? c->cap * 2 : 4;
+        weft__slab **a = weft__realloc(p->loop, c->slabs, cap * sizeof *a);
+        if (!a)
+            return -ENOMEM;
+        c->slabs = a;
+        c->cap = cap;
+    }
+    weft__slab *s = weft__alloc(p->loop, SLAB_BYTES);
+    if (!s)
+        return -ENOMEM;
+    s->nblocks = (uint32_t)((SLAB_BYTES - BLOCKS_AT) / bsize);
+    s->nfree = 0;
+    uint32_t k = c->nslabs;
+    while (k > 0 && (uintptr_t)c->slabs[k - 1] > (uintptr_t)s) {
+        c->slabs[k] = c->slabs[k - 1];
+        k--;
+    }
+    c->slabs[k] = s;
+    c->nslabs++;
+    /* thread the new blocks in address order (the first is popped first) */
+    char *b = blocks(s);
+    for (uint32_t i = s->nblocks; i-- > 0;) {
+        free_block *fb = (free_block *)(void *)(b + i * bsize);
+        fb->zero = NULL;
+        fb->next = c->free;
+        c->free = fb;
+    }
+    c->nfree += s->nblocks;
+    return 0;
+}
+
+void *weft__pool_get(weft__pool *p, int arena, size_t size)
+{
+    if (!POOLING || size > WEFT__POOL_MAX || size == 0)
+        return big_get(p, arena, size);
+    weft__pool_class *c = &p->cls[arena][class_of(size)];
+    free_block *fb = c->free;
+    if (!fb) {
+        if (grow(p, c, (class_of(size) + 1) * 16) < 0)
+            return NULL;
+        fb = c->free;
+    }
+    c->free = fb->next;
+    c->nfree--;
+    c->used++;
+    return fb;
+}
+
+/* The slab of c holding block b (binary search), or NULL. */
+static weft__slab *slab_of(const weft__pool_class *c, const void *b)
+{
+    uint32_t lo = 0, hi = c->nslabs;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if ((uintptr_t)c->slabs[mid] <= (uintptr_t)b)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return NULL;
+    weft__slab *s = c->slabs[lo - 1];
+    return (uintptr_t)b < (uintptr_t)s + SLAB_BYTES ? s : NULL;
+}
+
+/* Give back every slab of c whose blocks are all free. */
+static void trim(weft__pool *p, weft__pool_class *c)
+{
+    for (uint32_t i = 0; i < c->nslabs; i++)
+        c->slabs[i]->nfree = 0;
+    for (free_block *fb = c->free; fb; fb = fb->next) {
+        weft__slab *s = slab_of(c, fb);
+        WEFT_ASSERT(s != NULL);
+        s->nfree++;
+    }
+    /* rebuild the free list without the blocks of empty slabs */
+    free_block *keep = NULL, **tail = &keep;
+    size_t nfree = 0;
+    for (free_block *fb = c->free, *next; fb; fb = next) {
+        next = fb->next;
+        weft__slab *s = slab_of(c, fb);
+        if (s->nfree == s->nblocks)
+            continue;
+        *tail = fb;
+        tail = &fb->next;
+        nfree++;
+    }
+    *tail = NULL;
+    c->free = keep;
+    c->nfree = nfree;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < c->nslabs; i++) {
+        weft__slab *s = c->slabs[i];
+        if (s->nfree == s->nblocks)
+            weft__free(p->loop, s);
+        else
+            c->slabs[k++] = s;
+    }
+    c->nslabs = k;
+}
+
+void weft__pool_put(weft__pool *p, int arena, void *b, size_t size)
+{
+    if (!POOLING || size > WEFT__POOL_MAX || size == 0) {
+        big_put(p, b);
+        return;
+    }
+    size_t k = class_of(size);
+    weft__pool_class *c = &p->cls[arena][k];
+    free_block *fb = b;
+    fb->zero = NULL;
+    fb->next = c->free;
+    c->free = fb;
+    c->nfree++;
+    c->used--;
+    size_t per_slab = (SLAB_BYTES - BLOCKS_AT) / ((k + 1) * 16);
+    if (c->nfree > c->used + 2 * per_slab && c->nslabs > 2 && !p->walking)
+        trim(p, c);
+}
+
+void weft__pool_walk(weft__pool *p, int arena, void (*fn)(void *block, void *ctx), void *ctx)
+{
+    bool was = p->walking;
+    p->walking = true;
+    for (size_t k = 0; k < WEFT__POOL_CLASSES; k++) {
+        weft__pool_class *c = &p->cls[arena][k];
+        size_t bsize = (k + 1) * 16;
+        /* fn may free blocks, which then stay in their slab (no trim
+         * while walking); it must not allocate from this arena */
+        for (uint32_t i = 0; i < c->nslabs; i++) {
+            weft__slab *s = c->slabs[i];
+            for (uint32_t j = 0; j < s->nblocks; j++) {
+                void *blk = blocks(s) + j * bsize;
+                if (*(void **)blk)
+                    fn(blk, ctx);
+            }
+        }
+    }
+    for (weft_link *l = p->big[arena].next, *next; l != &p->big[arena]; l = next) {
+        next = l->next;
+        void *blk = (char *)l + BIG_HEADER;
+        if (*(void **)blk)
+            fn(blk, ctx);
+    }
+    p->walking = was;
+}
+
+void weft__pool_free_all(weft__pool *p)
+{
+    for (int a = 0; a < WEFT__POOL_ARENAS; a++)
+        while (!weft__list_empty(&p->big[a])) {
+            weft_link *l = p->big[a].next;
+            weft__list_unlink(l);
+            weft__free(p->loop, l);
+        }
+    for (int a = 0; a < WEFT__POOL_ARENAS; a++)
+        for (size_t k = 0; k < WEFT__POOL_CLASSES; k++) {
+            weft__pool_class *c = &p->cls[a][k];
+            for (uint32_t i = 0; i < c->nslabs; i++)
+                weft__free(p->loop, c->slabs[i]);
+            weft__free(p->loop, c->slabs);
+            memset(c, 0, sizeof *c);
+        }
+}

@@ -1,0 +1,68 @@
+/* pool.h - per-loop pools of small blocks, for the layers above the loop.
+ *
+ * Blocks of up to WEFT__POOL_MAX bytes come from 16 KiB slabs, one set of
+ * slabs per size class (16-byte steps), recycled LIFO: steady state costs
+ * a pointer pop and push, no allocator call and no per-block header, so a
+ * 128-byte task costs 128 bytes.  Slabs come from the loop's allocator
+ * hook; a class whose free blocks far outnumber its used ones gives its
+ * empty slabs back (amortised O(1) per free).  Larger blocks go to the
+ * allocator with a 16-byte link, so that the pool still frees them if
+ * their owner never does (a loop destroyed with work pending).
+ *
+ * Two arenas: WEFT__POOL_ANY for anything, WEFT__POOL_TASKS for tasks,
+ * whose blocks can be walked (weft__pool_walk) so that the loop can find
+ * every task at close without a list link in each task.  A walked block
+ * must keep a non-NULL pointer in its first word while in use, and NULL
+ * when its owner gives it back.
+ *
+ * With WEFT__POISON (Debug and sanitizer builds) every block goes to the
+ * allocator on its own (with the big-block link) so that AddressSanitizer
+ * and valgrind see a use after free.
+ */
+#ifndef WEFT_POOL_H
+#define WEFT_POOL_H
+
+#include "loop_internal.h"
+
+#define WEFT__POOL_MAX 512
+
+enum weft__pool_arena { WEFT__POOL_ANY, WEFT__POOL_TASKS, WEFT__POOL_ARENAS };
+
+#define WEFT__POOL_CLASSES (WEFT__POOL_MAX / 16)
+
+/* One size class of one arena (private). */
+typedef struct weft__pool_class {
+    void *free;                /* free blocks, linked through their second word */
+    struct weft__slab **slabs; /* sorted by address */
+    uint32_t nslabs, cap;      /* slabs used / allocated */
+    size_t used, nfree;        /* blocks in use / on the free list */
+} weft__pool_class;
+
+typedef struct weft__pool {
+    weft_loop *loop;
+    weft_link big[WEFT__POOL_ARENAS]; /* blocks larger than WEFT__POOL_MAX
+                                          (and all of them under POISON) */
+    bool walking; /* no trim while a walk runs */
+    weft__pool_class cls[WEFT__POOL_ARENAS][WEFT__POOL_CLASSES];
+} weft__pool;
+
+/* Make p an empty pool for loop (no allocation). */
+void weft__pool_init(weft__pool *p, weft_loop *loop);
+
+/* Give every slab and big block back.  Blocks still in use are lost to
+ * their owners: call this only once they are all freed or abandoned. */
+void weft__pool_free_all(weft__pool *p);
+
+/* A block of size bytes (16-byte aligned), or NULL.  size > WEFT__POOL_MAX
+ * is allocated directly (and must be freed with the same size). */
+void *weft__pool_get(weft__pool *p, int arena, size_t size);
+
+/* Return a block got with the same arena and size. */
+void weft__pool_put(weft__pool *p, int arena, void *b, size_t size);
+
+/* Call fn(block, ctx) for every block in use in arena (first word not
+ * NULL), slab by slab, then the big ones.  fn may free the block it is
+ * given, and no other block of the arena. */
+void weft__pool_walk(weft__pool *p, int arena, void (*fn)(void *block, void *ctx), void *ctx);
+
+#endif
