@@ -532,6 +532,7 @@ static void layer_close(weft_loop *loop, weft__layer *self)
             weft__free(loop, c);
     }
     fl->closed = true;
+    weft__pool_close(&fl->pool);
     while (!weft__list_empty(&queued)) {
         weft__cbnode *c = WEFT_CONTAINER_OF(queued.next, weft__cbnode, inuse);
         weft__list_unlink(&c->inuse);

@@ -275,8 +275,9 @@ weft_future *weft_wait(weft_loop *loop, weft_future *const *fs, size_t n, weft_r
     } else if (ns >= 0) {
         int err = weft_timer_init(&m->timer, loop, wait_timeout, m);
         if (err) {
-            entries_detach(m->e, m->n);
-            weft__future_fail(&m->f, err);
+            weft_future_unref(&m->f); /* lets go of the children too */
+            weft__set_last_error(err);
+            return NULL;
         } else {
             m->timer_on = true;
             weft_timer_start_ns(&m->timer, ns, 0);

@@ -14,6 +14,7 @@
 #include "pool.h"
 
 #define SLAB_BYTES 16384
+#define TRIM_DELAY_NS 1000000000LL /* trims run at most once a second */
 
 typedef struct weft__slab {
     uint32_t nblocks;
@@ -142,6 +143,15 @@ static weft__slab *slab_of(const weft__pool_class *c, const void *b)
 /* Give back every slab of c whose blocks are all free. */
 static void trim(weft__pool *p, weft__pool_class *c)
 {
+    if (c->used == 0) {
+        /* nothing in use: every slab goes, no search needed */
+        for (uint32_t i = 0; i < c->nslabs; i++)
+            weft__free(p->loop, c->slabs[i]);
+        c->nslabs = 0;
+        c->free = NULL;
+        c->nfree = 0;
+        return;
+    }
     for (uint32_t i = 0; i < c->nslabs; i++)
         c->slabs[i]->nfree = 0;
     for (free_block *fb = c->free; fb; fb = fb->next) {
@@ -175,6 +185,45 @@ static void trim(weft__pool *p, weft__pool_class *c)
     c->nslabs = k;
 }
 
+static size_t per_slab(size_t k)
+{
+    return (SLAB_BYTES - BLOCKS_AT) / ((k + 1) * 16);
+}
+
+static bool wants_trim(const weft__pool_class *c, size_t k)
+{
+    return c->nslabs > 2 && c->nfree > c->used + 2 * per_slab(k);
+}
+
+static void trim_all(void *arg)
+{
+    weft__pool *p = arg;
+    p->trim_armed = false;
+    for (int a = 0; a < WEFT__POOL_ARENAS; a++)
+        for (size_t k = 0; k < WEFT__POOL_CLASSES; k++)
+            if (wants_trim(&p->cls[a][k], k))
+                trim(p, &p->cls[a][k]);
+}
+
+static void arm_trim(weft__pool *p)
+{
+    if (p->trim_armed || p->walking || weft__closed(p->loop))
+        return;
+    if (!p->timer_ready) {
+        if (weft_timer_init(&p->trim, p->loop, trim_all, p) < 0)
+            return; /* no memory for the timer: memory stays pooled */
+        p->timer_ready = true;
+    }
+    p->trim_armed = weft_timer_start_ns(&p->trim, TRIM_DELAY_NS, 0) == 0;
+}
+
+void weft__pool_close(weft__pool *p)
+{
+    if (p->timer_ready)
+        weft_timer_close(&p->trim);
+    p->timer_ready = p->trim_armed = false;
+}
+
 void weft__pool_put(weft__pool *p, int arena, void *b, size_t size)
 {
     if (!POOLING || size > WEFT__POOL_MAX || size == 0) {
@@ -189,9 +238,12 @@ void weft__pool_put(weft__pool *p, int arena, void *b, size_t size)
     c->free = fb;
     c->nfree++;
     c->used--;
-    size_t per_slab = (SLAB_BYTES - BLOCKS_AT) / ((k + 1) * 16);
-    if (c->nfree > c->used + 2 * per_slab && c->nslabs > 2 && !p->walking)
-        trim(p, c);
+    if (wants_trim(c, k)) {
+        if (c->used == 0 && !p->walking)
+            trim(p, c); /* O(slabs), paid for by the blocks that made them */
+        else
+            arm_trim(p);
+    }
 }
 
 void weft__pool_walk(weft__pool *p, int arena, void (*fn)(void *block, void *ctx), void *ctx)
@@ -223,6 +275,7 @@ void weft__pool_walk(weft__pool *p, int arena, void (*fn)(void *block, void *ctx
 
 void weft__pool_free_all(weft__pool *p)
 {
+    weft__pool_close(p);
     for (int a = 0; a < WEFT__POOL_ARENAS; a++)
         while (!weft__list_empty(&p->big[a])) {
             weft_link *l = p->big[a].next;

@@ -42,12 +42,18 @@ typedef struct weft__pool {
     weft_loop *loop;
     weft_link big[WEFT__POOL_ARENAS]; /* blocks larger than WEFT__POOL_MAX
                                           (and all of them under POISON) */
-    bool walking; /* no trim while a walk runs */
+    bool walking;      /* no trim while a walk runs */
+    bool trim_armed;   /* the trim timer is armed */
+    bool timer_ready;  /* the trim timer is initialised */
+    weft_timer trim;   /* runs trims, at most once a second */
     weft__pool_class cls[WEFT__POOL_ARENAS][WEFT__POOL_CLASSES];
 } weft__pool;
 
 /* Make p an empty pool for loop (no allocation). */
 void weft__pool_init(weft__pool *p, weft_loop *loop);
+
+/* The loop closes: no more trims (closes the trim timer). */
+void weft__pool_close(weft__pool *p);
 
 /* Give every slab and big block back.  Blocks still in use are lost to
  * their owners: call this only once they are all freed or abandoned. */

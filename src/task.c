@@ -544,6 +544,12 @@ static void task_step(weft_node *n)
             co = child;
             continue;
         }
+        if (!co->err && (co->flags & WEFT__CO_IN_FINALLY) && t->fut.aux &&
+            (co == root || !masked_from(t, co->up))) {
+            /* a cancellation its cleanup masked is delivered as it ends */
+            co->err = -ECANCELED;
+            co->err_line = co->line;
+        }
         if (co->err || (co->flags & WEFT_CO_MISUSE))
             frame_failed(t, co);
         if (co == root) {

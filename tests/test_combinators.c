@@ -2010,6 +2010,368 @@ static void test_group_child_error_takes_precedence_over_body_error(void **state
  * Registration
  * ========================================================================== */
 
+
+/* =============================================================================
+ * Regressions (issue 7)
+ * ========================================================================== */
+
+/* A service: spawns two workers that would run for an hour, reaches its
+ * join at once (in FINALLY, where cancellation is masked). */
+struct service {
+    WEFT_FRAME(int);
+    weft_group g;
+};
+
+WEFT_ASYNC(service)
+{
+    WEFT_BEGIN(self);
+    weft_group_init(&self->g, task);
+    WEFT_GROUP_SPAWN(&self->g, work, .d = 3600, .tag = 41);
+    WEFT_GROUP_SPAWN(&self->g, work, .d = 3600, .tag = 42);
+    WEFT_FINALLY;
+    WEFT_GROUP_JOIN(self, &self->g);
+    note(40, self->co.err);
+    WEFT_END;
+}
+
+struct timed_service {
+    WEFT_FRAME(int);
+    weft_timeout to;
+    struct service svc;
+};
+
+WEFT_ASYNC(timed_service)
+{
+    WEFT_BEGIN(self);
+    WEFT_TIMEOUT_CALL(self, &self->to, 1.5, service, &self->svc);
+    WEFT_END;
+}
+
+/* Defect: an outside cancel was lost once the owner waited in its join
+ * (masked), so timeout(1.5) around a service never cancelled the workers
+ * and the program ran forever.  Now the expiry cancels the children, the
+ * join completes, and the scope fails with -ETIMEDOUT at 1.5 s (S-TG-2,
+ * S-TIMEOUT-2). */
+static void test_timeout_around_group_cancels_workers_in_join(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_task *t = WEFT_SPAWN(loop, timed_service);
+    assert_int_equal(run_task(loop, t), -ETIMEDOUT);
+    assert_int_equal(ev(41)->err, -ECANCELED);
+    assert_int_equal(ev(42)->err, -ECANCELED);
+    assert_int_equal(ev(41)->now, 1500 * MS);
+    assert_int_equal(ev(40)->err, 0); /* in its cleanup: the cancellation lands as it ends */
+    assert_int_equal(weft_loop_now(loop), 1500 * MS);
+    finish(loop);
+}
+
+/* A supervisor that cancels the owner while it waits in its join: the
+ * children are cancelled and the owner ends cancelled. */
+static void cancel_later(void *t)
+{
+    assert_int_equal(weft_task_cancel(t), 0);
+}
+
+static void test_supervisor_cancel_of_owner_in_join_cancels_children(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_task *t = WEFT_SPAWN(loop, service);
+    assert_int_equal(weft_call_later_ns(loop, 2 * SEC, cancel_later, t, NULL), 0);
+    assert_int_equal(run(loop, t), -ECANCELED);
+    assert_true(weft_future_cancelled(t));
+    assert_int_equal(ev(41)->err, -ECANCELED);
+    assert_int_equal(ev(42)->now, 2 * SEC);
+    weft_future_unref(t);
+    finish(loop);
+}
+
+/* Defect: a spawn refused because the group is shutting down was recorded
+ * as a group error (and could replace the body's error at the join).  A
+ * refusal (WEFT_ESTATE) leaves the errors alone: here the body fails with
+ * its own error, and spawns after the join are refused without a trace. */
+struct refusing_out {
+    bool refused;
+    int refused_err, nerr_after, body_err;
+};
+
+struct refusing {
+    WEFT_FRAME(int);
+    weft_group g;
+    struct refusing_out *out;
+};
+
+WEFT_ASYNC(refusing)
+{
+    WEFT_BEGIN(self);
+    weft_group_init(&self->g, task);
+    WEFT_GROUP_SPAWN(&self->g, work, .d = 1);
+    WEFT_THROW(self, -EPIPE);
+    WEFT_FINALLY;
+    WEFT_GROUP_JOIN(self, &self->g);
+    self->out->refused = WEFT_GROUP_SPAWN(&self->g, work, .d = 1) == NULL;
+    self->out->refused_err = weft_last_error();
+    self->out->nerr_after = (int)weft_group_errors(&self->g, NULL, 0);
+    self->out->body_err = weft_group_body_error(&self->g);
+    WEFT_END;
+}
+
+static void test_refused_group_spawn_is_not_a_group_error(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    struct refusing_out o = {0};
+    weft_task *t = WEFT_SPAWN(loop, refusing, .out = &o);
+    assert_int_equal(run(loop, t), -EPIPE); /* the body's own error */
+    assert_true(o.refused);
+    assert_int_equal(o.refused_err, WEFT_ESTATE);
+    assert_int_equal(o.nerr_after, 0);
+    assert_int_equal(o.body_err, -EPIPE);
+    weft_future_unref(t);
+    finish(loop);
+}
+
+static void test_refused_group_spawn_records_nothing(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    static const kidspec ks[] = {{.d = 1, .fail = -EIO}, {.d = 5}};
+    grp_out o = {0};
+    weft_task *g = GRP(loop, ks, &o, .body_d = 10, .spawn_while_aborting = true);
+    assert_int_equal(run_task(loop, g), -EIO);
+    assert_true(o.abort_null);
+    assert_int_equal(o.abort_err, WEFT_ESTATE);
+    assert_int_equal(o.nerr, 1); /* only the child's failure */
+    finish(loop);
+}
+
+/* A gather or wait over a future that never completes, then loop destroy
+ * with a task awaiting it: nothing leaks (finish() counts blocks).  Also a
+ * gather and a wait nobody awaits, and a group owner waiting in its join. */
+struct awaits {
+    WEFT_FRAME(int);
+    weft_future *f;
+};
+
+WEFT_ASYNC(awaits)
+{
+    WEFT_BEGIN(self);
+    WEFT_AWAIT(self, self->f);
+    WEFT_END;
+}
+
+/* Destroy without letting the tasks finish (the file's finish() drains),
+ * and check that every block came back. */
+static void destroy_now(weft_loop *loop)
+{
+    assert_int_equal(weft_loop_destroy(loop), 0);
+    g_loop = NULL;
+    assert_int_equal(alloc_live(), 0);
+}
+
+static void test_destroy_with_pending_combinators_leaks_nothing(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_future *never = weft_future_new(loop);
+    weft_future *g = weft_gather(loop, (weft_future *[]){weft_future_ref(never)}, 1, 0);
+    weft_future *w = weft_wait(loop, (weft_future *[]){weft_future_ref(never)}, 1,
+                               WEFT_ALL_COMPLETED, WEFT_NO_TIMEOUT);
+    weft_future *g2 = weft_gather(loop, (weft_future *[]){weft_future_ref(never)}, 1, 0);
+    weft_task *a = WEFT_SPAWN(loop, awaits, .f = g2);
+    weft_task *s = WEFT_SPAWN(loop, service);
+    step(loop);
+    step(loop);
+    weft_future_unref(g); /* nobody holds g and w any more: they go now */
+    weft_future_unref(w);
+    weft_future_unref(a);
+    weft_future_unref(s);
+    weft_future_unref(never);
+    destroy_now(loop);
+    assert_int_equal(g_hook.count, 4); /* released while pending: a, s and its workers */
+}
+
+/* wait_for and shield on a closed loop are refused (WEFT_ECLOSED) and
+ * allocate nothing. */
+static void test_wait_for_and_shield_refuse_a_closed_loop(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_future *f = weft_future_new(loop);
+    assert_int_equal(weft_loop_close(loop), 0);
+    long live = alloc_live();
+    assert_null(weft_wait_for(weft_future_ref(f), 1.0));
+    assert_int_equal(weft_last_error(), WEFT_ECLOSED);
+    assert_null(weft_shield(weft_future_ref(f)));
+    assert_int_equal(weft_last_error(), WEFT_ECLOSED);
+    assert_int_equal(alloc_live(), live);
+    weft_future_unref(f);
+    destroy_now(loop);
+}
+
+/* One policy for seconds: NaN is -EINVAL everywhere; -INFINITY and huge
+ * negative delays are "now" (no undefined behaviour: defect). */
+static void test_seconds_policy_nan_einval_infinities_saturate(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    assert_null(weft_sleep(loop, NAN));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    weft_future *y = weft_sleep(loop, -INFINITY); /* a yield */
+    assert_non_null(y);
+    assert_true(weft_future_done(y));
+    weft_future_unref(y);
+    y = weft_sleep(loop, -1e300);
+    assert_non_null(y);
+    weft_future_unref(y);
+    weft_future *f = weft_future_new(loop);
+    assert_null(weft_wait_for(weft_future_ref(f), NAN));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    assert_null(weft_wait(loop, (weft_future *[]){weft_future_ref(f)}, 1, WEFT_ALL_COMPLETED, NAN));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    assert_null(weft_as_completed_new(loop, (weft_future *[]){weft_future_ref(f)}, 1, NAN));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    weft_future *s = weft_sleep(loop, INFINITY); /* forever: pending */
+    assert_non_null(s);
+    assert_false(weft_future_done(s));
+    weft_future_unref(s);
+    weft_future_unref(f);
+    finish(loop);
+}
+
+/* as_completed: a next-future its holder cancelled is skipped, and the
+ * outcome (with its pointer value's destructor) goes to the next one. */
+static int g_dtor_runs;
+static void count_dtor(void *p)
+{
+    (void)p;
+    g_dtor_runs++;
+}
+
+static void test_as_completed_skips_next_futures_their_holder_finished(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    g_dtor_runs = 0;
+    weft_future *a = weft_future_new(loop);
+    weft_as_completed *ac = weft_as_completed_new(loop, (weft_future *[]){weft_future_ref(a)}, 1,
+                                                  WEFT_NO_TIMEOUT);
+    assert_non_null(ac);
+    weft_future *n1 = weft_as_completed_next(ac);
+    assert_int_equal(weft_future_cancel(n1), 0); /* its holder gives up on it */
+    static int payload;
+    assert_int_equal(weft_future_set_ptr(a, &payload, count_dtor), 0);
+    step(loop);
+    assert_true(weft_future_cancelled(n1)); /* not overwritten */
+    weft_as_completed_free(ac);
+    weft_future_unref(n1);
+    assert_int_equal(g_dtor_runs, 0); /* still a's: it holds the value */
+    weft_future_unref(a);
+    assert_int_equal(g_dtor_runs, 1); /* the value nobody took is destroyed once */
+    finish(loop);
+}
+
+/* gather, wait and shield refuse a lock waiter (-EINVAL) and withdraw it:
+ * the lock is not handed to a frame that no longer waits for it (defect). */
+static void test_combinators_refuse_waiters_and_withdraw_them(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_lock l;
+    assert_int_equal(weft_lock_init(&l, loop), 0);
+    weft_waiter holder = {0}, w1 = {0}, w2 = {0}, w3 = {0};
+    weft_future *h = weft_lock_acquire(&l, &holder);
+    assert_true(weft_future_done(h));
+    assert_null(weft_gather(loop, (weft_future *[]){weft_lock_acquire(&l, &w1)}, 1, 0));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    assert_null(weft_wait(loop, (weft_future *[]){weft_lock_acquire(&l, &w2)}, 1,
+                          WEFT_ALL_COMPLETED, WEFT_NO_TIMEOUT));
+    assert_null(weft_shield(weft_lock_acquire(&l, &w3)));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    assert_int_equal(weft_lock_waiters(&l), 0);
+    weft_future_unref(h);
+    assert_int_equal(weft_lock_release(&l), 0);
+    assert_false(weft_lock_locked(&l)); /* nobody was handed the lock */
+    finish(loop);
+}
+
+/* Every allocation of wait_for over a queued lock acquire, failed in turn:
+ * the waiter is withdrawn each time (no use-after-free at the release),
+ * nothing leaks, and the last try succeeds. */
+static void test_wait_for_on_lock_survives_every_allocation_failure(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    wt_warm(loop);
+    weft_lock l;
+    assert_int_equal(weft_lock_init(&l, loop), 0);
+    weft_waiter holder = {0}, w = {0};
+    weft_future *h = weft_lock_acquire(&l, &holder);
+    int failures = 0;
+    for (long k = 1;; k++) {
+        alloc_fail_at(alloc_calls() + k);
+        weft_future *f = weft_wait_for(weft_lock_acquire(&l, &w), 1.0);
+        alloc_fail_at(0);
+        if (f) {
+            assert_int_equal(weft_lock_waiters(&l), 1);
+            weft_future_unref(f); /* wait_for released: its lock waiter stays queued */
+            break;
+        }
+        failures++;
+        assert_int_equal(weft_last_error(), -ENOMEM);
+        assert_int_equal(weft_lock_waiters(&l), 0);
+    }
+    assert_true(failures >= 1);
+    weft_future_cancel((weft_future *)(void *)&w); /* withdraw the waiter */
+    weft_future_unref(h);
+    assert_int_equal(weft_lock_release(&l), 0);
+    assert_false(weft_lock_locked(&l));
+    finish(loop);
+}
+
+/* Every allocation site of the combinators, failed in turn (a countdown
+ * per constructor): each fails with -ENOMEM, leaks nothing (no block and no
+ * reference: finish() checks both at destroy), and the one that succeeds
+ * works. */
+static void test_combinator_constructors_survive_every_allocation_failure(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    wt_warm(loop);
+    for (int which = 0; which < 6; which++) {
+        for (long k = 1;; k++) {
+            weft_future *a = weft_future_new(loop), *b = weft_future_new(loop);
+            assert_non_null(a);
+            assert_non_null(b);
+            alloc_fail_at(alloc_calls() + k);
+            weft_future *f = NULL;
+            weft_as_completed *ac = NULL;
+            weft_future *fs[] = {weft_future_ref(a), weft_future_ref(b)};
+            switch (which) {
+            case 0: f = weft_gather(loop, fs, 2, 0); break;
+            case 1: f = weft_wait(loop, fs, 2, WEFT_FIRST_COMPLETED, 5.0); break;
+            case 2: ac = weft_as_completed_new(loop, fs, 2, 5.0); break;
+            case 3: f = weft_wait_for(fs[0], 5.0); weft_future_unref(b); break;
+            case 4: f = weft_shield(fs[0]); weft_future_unref(b); break;
+            default: f = weft_sleep(loop, 5.0); weft_future_unref(fs[0]); weft_future_unref(fs[1]); break;
+            }
+            alloc_fail_at(0);
+            bool ok = f || ac;
+            if (!ok) /* (the pool may keep what it grew; finish() checks for leaks) */
+                assert_int_equal(weft_last_error(), -ENOMEM);
+            if (ac)
+                weft_as_completed_free(ac);
+            weft_future_unref(f);
+            weft_future_unref(a);
+            weft_future_unref(b);
+            if (ok)
+                break;
+        }
+    }
+    finish(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2086,6 +2448,18 @@ int main(void)
         T(test_group_restores_owner_cancelling_after_join),
         T(test_group_spawn_into_aborting_or_joined_group_is_estate),
         T(test_group_child_error_takes_precedence_over_body_error),
+        /* regressions */
+        T(test_timeout_around_group_cancels_workers_in_join),
+        T(test_supervisor_cancel_of_owner_in_join_cancels_children),
+        T(test_refused_group_spawn_is_not_a_group_error),
+        T(test_refused_group_spawn_records_nothing),
+        T(test_destroy_with_pending_combinators_leaks_nothing),
+        T(test_wait_for_and_shield_refuse_a_closed_loop),
+        T(test_seconds_policy_nan_einval_infinities_saturate),
+        T(test_as_completed_skips_next_futures_their_holder_finished),
+        T(test_combinators_refuse_waiters_and_withdraw_them),
+        T(test_wait_for_on_lock_survives_every_allocation_failure),
+        T(test_combinator_constructors_survive_every_allocation_failure),
     };
     return RUN_TESTS(tests);
 }

@@ -682,10 +682,10 @@ static void test_loop_close_unlinks_waiting_getter_from_queue(void **state)
     assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
     go(spawn_getter(loop, &q, "G1"));
     step(loop); /* G1 waits in weft_queue_get */
-    assert_int_equal(qlen(&q.getters), 1);
+    assert_int_equal(weft_queue_getters(&q), 1);
     assert_int_equal(weft_loop_close(loop), 0);
     assert_int_equal(g_hook.count, 1); /* released while pending */
-    assert_int_equal(qlen(&q.getters), 0);
+    assert_int_equal(weft_queue_getters(&q), 0);
     assert_int_equal(weft_queue_put_nowait(&q, ITEM(7)), 0);
     assert_int_equal(weft_queue_size(&q), 1); /* queued: nobody to hand it to */
     void *p;
@@ -707,10 +707,10 @@ static void test_loop_destroy_unlinks_waiting_getter_from_queue(void **state)
     assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0); /* allocates nothing yet */
     go(spawn_getter(loop, &q, "G1"));
     step(loop);
-    assert_int_equal(qlen(&q.getters), 1);
+    assert_int_equal(weft_queue_getters(&q), 1);
     finish(loop); /* the queue owns no memory: it outlives its loop unused */
     assert_int_equal(g_hook.count, 1);
-    assert_int_equal(qlen(&q.getters), 0);
+    assert_int_equal(weft_queue_getters(&q), 0);
     assert_int_equal(weft_queue_size(&q), 0);
 }
 
@@ -1960,6 +1960,229 @@ static void test_model_random_interleavings_lose_and_duplicate_nothing(void **st
  * Registration
  * ========================================================================== */
 
+
+/* =============================================================================
+ * Regressions (issue 7): the fairness budget, other loops, waiter reuse
+ * ========================================================================== */
+
+/* A task that awaits many gets (or puts, or joins) which complete at once:
+ * after 128 of them in one step the fairness budget makes it yield with
+ * the last one done but not yet seen.  q2: a blocking get on another queue
+ * first, with the same waiter. */
+struct budget_user {
+    WEFT_FRAME(int);
+    weft_queue *q, *q2;
+    int op; /* 0 get, 1 put, 2 join */
+    int n, done;
+    weft_waiter w;
+};
+
+WEFT_ASYNC(budget_user)
+{
+    WEFT_BEGIN(self);
+    if (self->q2)
+        WEFT_AWAIT(self, weft_queue_get(self->q2, &self->w));
+    for (self->done = 0; self->done < self->n; self->done++) {
+        if (self->op == 0)
+            WEFT_AWAIT(self, weft_queue_get(self->q, &self->w));
+        else if (self->op == 1)
+            WEFT_AWAIT(self, weft_queue_put(self->q, ITEM(self->done), &self->w));
+        else
+            WEFT_AWAIT(self, weft_queue_join(self->q, &self->w));
+    }
+    WEFT_FINALLY;
+    logf_("U!%s done=%d", errname(self->co.err), self->done);
+    WEFT_END;
+}
+
+/* Defect: the fast path built a done waiter without its kind, so a task
+ * cancelled while the budget parked it on that waiter called a NULL
+ * function.  Now the 129th get, cancelled before the task saw it, gives
+ * its item back to the front: nothing lost, nothing duplicated. */
+static void test_budget_yield_on_fast_get_then_cancel_gives_item_back(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
+    for (long i = 0; i < 200; i++)
+        assert_int_equal(weft_queue_put_nowait(&q, ITEM(i)), 0);
+    weft_task *t = WEFT_SPAWN(loop, budget_user, .q = &q, .n = 200);
+    step(loop); /* 128 gets, then the 129th yields with item 128 taken */
+    assert_false(weft_future_done(t));
+    assert_int_equal(weft_queue_size(&q), 71);
+    assert_int_equal(weft_task_cancel(t), 0);
+    assert_int_equal(run(loop, t), -ECANCELED);
+    assert_string_equal(g_text, "U!cancel done=128");
+    assert_int_equal(weft_queue_size(&q), 72);
+    void *p;
+    assert_int_equal(weft_queue_get_nowait(&q, &p), 0);
+    assert_int_equal(VAL(p), 128); /* back at the front */
+    weft_future_unref(t);
+    finish_queue(loop, &q);
+}
+
+/* Same, with the waiter used for a blocking get on another queue first:
+ * the item goes back to the queue it came from, not to the other one. */
+static void test_budget_yield_with_reused_waiter_returns_item_to_its_queue(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q, q2;
+    assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
+    assert_int_equal(weft_queue_init(&q2, loop, 0, NULL), 0);
+    for (long i = 0; i < 200; i++)
+        assert_int_equal(weft_queue_put_nowait(&q, ITEM(i)), 0);
+    weft_task *t = WEFT_SPAWN(loop, budget_user, .q = &q, .q2 = &q2, .n = 200);
+    step(loop); /* blocks on q2 */
+    assert_int_equal(weft_queue_getters(&q2), 1);
+    assert_int_equal(weft_queue_put_nowait(&q2, ITEM(999)), 0);
+    step(loop); /* resumes with 999, then 128 fast gets from q and yields */
+    assert_int_equal(weft_queue_size(&q), 71);
+    assert_int_equal(weft_task_cancel(t), 0);
+    assert_int_equal(run(loop, t), -ECANCELED);
+    assert_int_equal(weft_queue_size(&q), 72);
+    assert_int_equal(weft_queue_size(&q2), 0);
+    weft_future_unref(t);
+    weft_queue_destroy(&q2);
+    finish_queue(loop, &q);
+}
+
+/* A put that completed at once is final: cancelled while the budget parked
+ * the task on it, the task sees the put done, every item is in the queue
+ * once, and the task still ends cancelled (sticky). */
+static void test_budget_yield_on_fast_put_then_cancel_keeps_every_item_once(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
+    weft_task *t = WEFT_SPAWN(loop, budget_user, .q = &q, .op = 1, .n = 200);
+    step(loop);
+    assert_int_equal(weft_queue_size(&q), 129);
+    assert_int_equal(weft_task_cancel(t), 0);
+    assert_int_equal(run(loop, t), -ECANCELED);
+    assert_string_equal(g_text, "U!success done=200");
+    assert_int_equal(weft_queue_size(&q), 200);
+    for (long i = 0; i < 200; i++) {
+        void *p;
+        assert_int_equal(weft_queue_get_nowait(&q, &p), 0);
+        assert_int_equal(VAL(p), i);
+    }
+    weft_future_unref(t);
+    finish_queue(loop, &q);
+}
+
+/* A join done at once, cancelled while the budget parked the task on it,
+ * has nothing to give back: the task ends cancelled. */
+static void test_budget_yield_on_fast_join_then_cancel(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
+    weft_task *t = WEFT_SPAWN(loop, budget_user, .q = &q, .op = 2, .n = 200);
+    step(loop);
+    assert_false(weft_future_done(t));
+    assert_int_equal(weft_task_cancel(t), 0);
+    assert_int_equal(run(loop, t), -ECANCELED);
+    assert_string_equal(g_text, "U!cancel done=128");
+    weft_future_unref(t);
+    finish_queue(loop, &q);
+}
+
+/* A get (put, join) from a task of another loop is refused (-EINVAL) and
+ * leaves nothing queued (it used to leave a getter behind: a use-after-free
+ * at the next put). */
+struct other_loop_op {
+    WEFT_FRAME(int);
+    weft_queue *q;
+    int op;
+    weft_waiter w;
+};
+
+WEFT_ASYNC(other_loop_op)
+{
+    WEFT_BEGIN(self);
+    if (self->op == 0)
+        WEFT_AWAIT(self, weft_queue_get(self->q, &self->w));
+    else if (self->op == 1)
+        WEFT_AWAIT(self, weft_queue_put(self->q, ITEM(1), &self->w));
+    else
+        WEFT_AWAIT(self, weft_queue_join(self->q, &self->w));
+    WEFT_END;
+}
+
+static void test_queue_ops_from_a_task_of_another_loop_are_refused(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_loop *other = new_vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 1, NULL), 0);
+    assert_int_equal(weft_queue_put_nowait(&q, ITEM(7)), 0); /* full: a put would wait */
+    static const int ops[] = {1, 0, 2}; /* put (full), get (then empty), join (unfinished) */
+    for (int k = 0; k < 3; k++) {
+        if (ops[k] == 0) {
+            void *p;
+            assert_int_equal(weft_queue_get_nowait(&q, &p), 0);
+        }
+        weft_task *t = WEFT_SPAWN(other, other_loop_op, .q = &q, .op = ops[k]);
+        assert_int_equal(run(other, t), -EINVAL);
+        weft_future_unref(t);
+        assert_int_equal(weft_queue_getters(&q) + weft_queue_putters(&q), 0);
+    }
+    assert_int_equal(weft_queue_unfinished(&q), 1);
+    assert_int_equal(weft_loop_destroy(other), 0);
+    finish_queue(loop, &q);
+}
+
+/* Starting an operation with a waiter that is still queued for another is
+ * refused (WEFT_ESTATE) and changes nothing (it used to re-initialise a
+ * linked node: a NULL dereference at the next release). */
+static void test_reusing_a_queued_waiter_is_refused(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
+    weft_waiter w = {0};
+    weft_future *f = weft_queue_get(&q, &w); /* empty: queued */
+    assert_non_null(f);
+    assert_false(weft_future_done(f));
+    assert_null(weft_queue_get(&q, &w));
+    assert_int_equal(weft_last_error(), WEFT_ESTATE);
+    assert_null(weft_queue_join(&q, &w));
+    assert_int_equal(weft_queue_getters(&q), 1);
+    assert_int_equal(weft_queue_put_nowait(&q, ITEM(3)), 0); /* served */
+    assert_int_equal(weft_future_result(f, NULL), 0);
+    weft_future_unref(f);
+    assert_int_equal(weft_queue_unfinished(&q), 1);
+    assert_int_equal(weft_queue_task_done(&q), 0);
+    assert_int_equal(weft_queue_unfinished(&q), 0);
+    finish_queue(loop, &q);
+}
+
+/* A waiter's future is completed by its queue only: weft_future_set_* and
+ * cancel of a served waiter are refused (WEFT_ESTATE). */
+static void test_waiter_futures_refuse_completion_by_users(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
+    weft_waiter w = {0};
+    weft_future *f = weft_queue_get(&q, &w);
+    assert_int_equal(weft_future_set_int(f, 1), WEFT_ESTATE);
+    assert_int_equal(weft_future_set_error(f, -EIO), WEFT_ESTATE);
+    assert_int_equal(weft_queue_getters(&q), 1);
+    assert_int_equal(weft_future_cancel(f), 0); /* cancel withdraws it */
+    assert_int_equal(weft_queue_getters(&q), 0);
+    assert_true(weft_future_cancelled(f));
+    weft_future_unref(f);
+    finish_queue(loop, &q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2034,6 +2257,14 @@ int main(void)
         T(test_queue_macros_allocate_nothing),
         /* model check */
         T(test_model_random_interleavings_lose_and_duplicate_nothing),
+        /* regressions */
+        T(test_budget_yield_on_fast_get_then_cancel_gives_item_back),
+        T(test_budget_yield_with_reused_waiter_returns_item_to_its_queue),
+        T(test_budget_yield_on_fast_put_then_cancel_keeps_every_item_once),
+        T(test_budget_yield_on_fast_join_then_cancel),
+        T(test_queue_ops_from_a_task_of_another_loop_are_refused),
+        T(test_reusing_a_queued_waiter_is_refused),
+        T(test_waiter_futures_refuse_completion_by_users),
     };
     return RUN_TESTS(tests);
 }

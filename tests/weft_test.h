@@ -15,8 +15,7 @@
  *     and "the loop under test" (g_loop) that callbacks may use;
  *   - finish(), which destroys a loop and asserts that every block came
  *     back (plus the per-file checks chosen by the file's wt_policy);
- *   - run helpers (step, run, run_task, drain), qlen (waiters queued on
- *     a primitive), an event log (note, rec, EXPECT_TAGS), a tag log
+ *   - run helpers (step, run, run_task, drain), an event log (note, rec, EXPECT_TAGS), a tag log
  *     (log_tag, EXPECT_LOG), small callbacks;
  *   - fixtures: wt_setup() for a file's setup, teardown, T(f), and
  *     RUN_TESTS(), which honours WEFT_TEST_FILTER / WEFT_TEST_SKIP.
@@ -54,6 +53,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fnmatch.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -286,16 +287,6 @@ static inline uint64_t iterations(weft_loop *loop)
     return stats(loop).iterations;
 }
 
-/* Number of waiters queued on a primitive (one of its private weft_link
- * lists: a lock's waiters, a queue's getters, ...). */
-static inline size_t qlen(const weft_link *list)
-{
-    size_t n = 0;
-    for (const weft_link *l = list->next; l != list; l = l->next)
-        n++;
-    return n;
-}
-
 /* ---- running ---------------------------------------------------------------------- */
 
 /* One iteration that never blocks, even on an idle loop where a plain
@@ -518,17 +509,54 @@ static inline int teardown(void **state)
 /* A test with the file's setup() and the shared teardown. */
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
-/* Run a subset when asked: WEFT_TEST_FILTER / WEFT_TEST_SKIP take cmocka
- * globs on test names. */
-static inline void apply_test_filters(void)
+/* Run a group with every test in a process of its own (fork), so that a
+ * failure cannot cascade: a cmocka assertion that fails inside a loop
+ * callback leaves that loop marked running, and in-process every later
+ * test would fail with -EBUSY.  Each child runs a one-test cmocka group
+ * (setup, test, teardown) and exits with its status; the parent counts
+ * the failures.  WEFT_TEST_FILTER / WEFT_TEST_SKIP (globs, fnmatch) select
+ * tests; WEFT_TEST_NOFORK=1 runs them all in-process (for a debugger). */
+static inline int wt_run_tests(const struct CMUnitTest *tests, size_t n, const char *group)
 {
-    if (getenv("WEFT_TEST_FILTER"))
-        cmocka_set_test_filter(getenv("WEFT_TEST_FILTER"));
-    if (getenv("WEFT_TEST_SKIP"))
-        cmocka_set_skip_filter(getenv("WEFT_TEST_SKIP"));
+    const char *filter = getenv("WEFT_TEST_FILTER"), *skip = getenv("WEFT_TEST_SKIP");
+    if (getenv("WEFT_TEST_NOFORK")) {
+        if (filter)
+            cmocka_set_test_filter(filter);
+        if (skip)
+            cmocka_set_skip_filter(skip);
+        return _cmocka_run_group_tests(group, tests, n, NULL, NULL);
+    }
+    int failed = 0, ran = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((filter && fnmatch(filter, tests[i].name, 0) != 0) ||
+            (skip && fnmatch(skip, tests[i].name, 0) == 0))
+            continue;
+        fflush(stdout);
+        fflush(stderr);
+        ran++;
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("fork");
+            return 1;
+        }
+        if (pid == 0)
+            _exit(_cmocka_run_group_tests(tests[i].name, &tests[i], 1, NULL, NULL) ? 1 : 0);
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            failed++;
+            if (WIFSIGNALED(status))
+                fprintf(stderr, "[  CRASHED ] %s (signal %d)\n", tests[i].name, WTERMSIG(status));
+            fprintf(stderr, "[  FAILED  ] %s\n", tests[i].name);
+        }
+    }
+    printf("[==========] %s: %d test(s) run in their own processes, %d failed.\n", group, ran,
+           failed);
+    return failed;
 }
 
 /* main()'s return: run the group `tests` (an array of CMUnitTest). */
-#define RUN_TESTS(tests) (apply_test_filters(), cmocka_run_group_tests(tests, NULL, NULL))
+#define RUN_TESTS(tests) wt_run_tests((tests), sizeof(tests) / sizeof((tests)[0]), __FILE__)
 
 #endif
