@@ -57,6 +57,7 @@ static weft__future_layer *layer_new(weft_loop *loop)
     fl->base.destroy = layer_destroy;
     weft__pool_init(&fl->pool, loop);
     weft__list_init(&fl->cbinuse);
+    weft__list_init(&fl->held);
     weft__future_init(&fl->yield, &yield_ops, loop);
     fl->yield.state = WEFT__DONE;
     fl->yield.flags = WEFT__F_YIELD | WEFT__F_OBSERVED;
@@ -205,6 +206,28 @@ void weft_future_unref(weft_future *f)
         return;
     }
     weft__future_free(f);
+}
+
+void weft__future_hold(weft_future *f, weft__hold *h)
+{
+    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
+                                                                          WEFT__LAYER_FUTURE);
+    h->f = NULL;
+    h->link.next = h->link.prev = NULL;
+    if (!fl || fl->closed)
+        return;
+    h->f = weft_future_ref(f);
+    weft__list_push(&fl->held, &h->link);
+}
+
+void weft__future_unhold(weft__hold *h)
+{
+    if (!h->link.next)
+        return;
+    weft__list_unlink(&h->link);
+    weft_future *f = h->f;
+    h->f = NULL;
+    weft__future_unref(f);
 }
 
 /* ---- completion ------------------------------------------------------------------------------ */
@@ -533,6 +556,8 @@ static void layer_close(weft_loop *loop, weft__layer *self)
     }
     fl->closed = true;
     weft__pool_close(&fl->pool);
+    while (!weft__list_empty(&fl->held)) /* what the loop would have completed */
+        weft__future_unhold(WEFT_CONTAINER_OF(fl->held.next, weft__hold, link));
     while (!weft__list_empty(&queued)) {
         weft__cbnode *c = WEFT_CONTAINER_OF(queued.next, weft__cbnode, inuse);
         weft__list_unlink(&c->inuse);

@@ -84,6 +84,16 @@ typedef struct weft__dfuture {
     weft_dtor *dtor;
 } weft__dfuture;
 
+/* A future whose completion is driven by the loop (a timer, children, an
+ * inner future) is held: the loop keeps a reference until it completes, as
+ * asyncio's handles keep their futures, so that a gather or a sleep nobody
+ * holds still completes and runs its callbacks.  The hold is a link in the
+ * kind's struct; loop close drops every hold left. */
+typedef struct weft__hold {
+    weft_link link;
+    weft_future *f;
+} weft__hold;
+
 /* ---- the future layer's per-loop state ------------------------------------------------ */
 
 typedef struct weft__future_layer {
@@ -94,6 +104,7 @@ typedef struct weft__future_layer {
     weft__dfuture *free;   /* recycled plain futures */
     struct weft__cbnode *cbfree;
     weft_link cbinuse;     /* callback nodes in use */
+    weft_link held;        /* weft__hold links of held futures */
     size_t live;           /* futures weft allocated and has not released */
     bool closed;           /* the loop was closed: no more recycling */
     weft_future yield;     /* the immortal done future of sleep(0) */
@@ -122,6 +133,14 @@ static inline weft__pool *weft__pool_of(weft_loop *loop)
  * with a release op (memory weft allocated) is counted among the live
  * futures that loop close reports; its layer state must exist. */
 void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop);
+
+/* Hold f (one reference) until weft__future_unhold; h in f's struct,
+ * zeroed or unheld.  After close nothing is held. */
+void weft__future_hold(weft_future *f, weft__hold *h);
+
+/* Drop the hold, if any: the reference goes, which may free f (call it
+ * last). */
+void weft__future_unhold(weft__hold *h);
 
 /* Park node n (a task, a callback) on pending f, after its other waiters. */
 static inline void weft__future_wait(weft_future *f, weft_node *n)

@@ -81,6 +81,7 @@ struct weft_results {
     weft_return_when when;
     bool timer_on;
     weft_timer timer;
+    weft__hold hold; /* while it waits for its children */
     entry e[];
 };
 
@@ -126,13 +127,16 @@ static int results_cancel(weft_future *f)
         entries_detach(m->e, m->n); /* wait cancels nothing */
         m->left = 0;
     }
-    return weft__future_cancel_now(f);
+    int err = weft__future_cancel_now(f);
+    weft__future_unhold(&m->hold); /* the caller holds f: it stays */
+    return err;
 }
 
 static void results_release(weft_future *f)
 {
     weft_results *m = results_of(f);
     disarm(m);
+    weft__future_unhold(&m->hold); /* (only after close) */
     entries_detach(m->e, m->n);
     for (size_t i = 0; i < m->n; i++)
         weft_future_unref(m->e[i].f);
@@ -184,6 +188,8 @@ static void results_child_done(weft_node *n)
     } else if (wait_satisfied(m, f)) {
         finish_value(m);
     }
+    if (m->f.state != WEFT__PENDING)
+        weft__future_unhold(&m->hold); /* last: it may free m */
 }
 
 static weft_results *results_new(weft_loop *loop, weft_future *const *fs, size_t n, int kind)
@@ -207,6 +213,7 @@ static weft_results *results_new(weft_loop *loop, weft_future *const *fs, size_t
     m->flags = 0;
     m->when = WEFT_ALL_COMPLETED;
     m->timer_on = false;
+    m->hold.link.next = NULL;
     for (size_t i = 0; i < n; i++) {
         m->e[i] = (entry){{{NULL, NULL}, results_child_done}, m, fs[i], false};
         if (fs[i]->state == WEFT__PENDING) {
@@ -235,6 +242,8 @@ weft_future *weft_gather(weft_loop *loop, weft_future *const *fs, size_t n, unsi
     }
     if (m->left == 0 && m->f.state == WEFT__PENDING)
         finish_value(m);
+    if (m->f.state == WEFT__PENDING)
+        weft__future_hold(&m->f, &m->hold);
     return &m->f;
 }
 
@@ -243,6 +252,7 @@ static void wait_timeout(void *arg)
     weft_results *m = arg;
     if (m->f.state == WEFT__PENDING)
         finish_value(m);
+    weft__future_unhold(&m->hold);
 }
 
 /* A timeout in seconds (< 0 or +inf: none) to ns, or -1 for none. */
@@ -283,6 +293,8 @@ weft_future *weft_wait(weft_loop *loop, weft_future *const *fs, size_t n, weft_r
             weft_timer_start_ns(&m->timer, ns, 0);
         }
     }
+    if (m->f.state == WEFT__PENDING)
+        weft__future_hold(&m->f, &m->hold);
     return &m->f;
 }
 

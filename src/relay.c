@@ -13,6 +13,7 @@ typedef struct relay {
     weft_node node;      /* in inner's waiters */
     weft_future *inner;  /* a reference */
     weft_timer timer;
+    weft__hold hold; /* while outer is pending */
     bool timer_on, expired, shield;
 } relay;
 
@@ -50,10 +51,20 @@ static void relay_done(weft_node *n)
     } else {
         weft__future_copy_outcome(&r->outer.f, in);
     }
+    weft__future_unhold(&r->hold); /* last: it may free r */
 }
 
-/* The outer was cancelled (by its awaiter or its holder). */
+static int relay_cancel_now(weft_future *f);
+
+/* The outer was cancelled (by its awaiter or its holder, who keeps it). */
 static int relay_cancel(weft_future *f)
+{
+    int err = relay_cancel_now(f);
+    weft__future_unhold(&relay_of(f)->hold);
+    return err;
+}
+
+static int relay_cancel_now(weft_future *f)
 {
     relay *r = relay_of(f);
     disarm(r);
@@ -64,6 +75,8 @@ static int relay_cancel(weft_future *f)
     weft_future *in = r->inner;
     if (in->state == WEFT__PENDING) {
         weft__future_cancel(in);
+        if (r->outer.f.state != WEFT__PENDING)
+            return 0; /* inner's cancellation was relayed at once */
     } else if (in->ops->rollback && !in->ops->rollback(in) && in->state == WEFT__DONE) {
         /* a hand-off that cannot be given back (a put whose item was got
          * already): report it done rather than have the caller believe it
@@ -95,6 +108,7 @@ static void relay_release(weft_future *f)
 {
     relay *r = relay_of(f);
     disarm(r);
+    weft__future_unhold(&r->hold);
     unlink_node(r);
     weft_future_unref(r->inner);
     weft__pool_put(weft__pool_of(f->loop), WEFT__POOL_ANY, r, sizeof *r);
@@ -162,6 +176,7 @@ static weft_future *relay_new(weft_future *f, int64_t timeout_ns, bool shield)
     r->expired = false;
     r->shield = shield;
     weft__future_wait(f, &r->node);
+    weft__future_hold(&r->outer.f, &r->hold);
     return &r->outer.f;
 }
 

@@ -11,24 +11,29 @@
 typedef struct sleep_fut {
     weft_future f;
     weft_timer timer;
+    weft__hold hold; /* the timer holds the sleep */
 } sleep_fut;
 
 static void sleep_fire(void *arg)
 {
     sleep_fut *s = arg;
     weft__future_resolve(&s->f, (weft_value){.i = 0});
+    weft__future_unhold(&s->hold); /* last: it may free s */
 }
 
 static int sleep_cancel(weft_future *f)
 {
     sleep_fut *s = WEFT_CONTAINER_OF(f, sleep_fut, f);
     weft_timer_stop(&s->timer); /* armed, or due but not run */
-    return weft__future_cancel_now(f);
+    int err = weft__future_cancel_now(f);
+    weft__future_unhold(&s->hold);
+    return err;
 }
 
 static void sleep_release(weft_future *f)
 {
     sleep_fut *s = WEFT_CONTAINER_OF(f, sleep_fut, f);
+    weft__future_unhold(&s->hold);
     weft_timer_close(&s->timer);
     weft__pool_put(weft__pool_of(f->loop), WEFT__POOL_ANY, s, sizeof *s);
 }
@@ -69,6 +74,7 @@ weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns)
     }
     weft__future_init(&s->f, &sleep_ops, loop);
     weft_timer_start_ns(&s->timer, delay_ns, 0);
+    weft__future_hold(&s->f, &s->hold);
     return &s->f;
 }
 

@@ -367,7 +367,8 @@ int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catc
         else if (prev->refs > 1)
             prev->refs--; /* the reference of its previous await */
     }
-    if (f && f->state == WEFT__PENDING && f != task && f->loop == task->loop && !t->fut.aux) {
+    if (f && f->state == WEFT__PENDING && f->refs && f != task && f->loop == task->loop &&
+        !t->fut.aux) {
         weft__future_wait(f, &t->node); /* hot path: park */
         return 1;
     }

@@ -1144,6 +1144,107 @@ static void test_future_churn_allocates_nothing_in_steady_state(void **state)
  * Registration
  * ========================================================================== */
 
+
+/* =============================================================================
+ * Regressions (issue 7)
+ * ========================================================================== */
+
+/* Defect: closing the loop dropped the done callbacks of pending futures,
+ * and completing such a future afterwards returned 0 with nothing run.
+ * Now the completion says WEFT_ECLOSED (the state still changes, as in
+ * asyncio S-FUT-12) and the callback never runs; nothing leaks. */
+static void test_completing_after_close_with_callbacks_is_eclosed(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_future *f = weft_future_new(loop), *g = weft_future_new(loop);
+    weft_future *h = weft_future_new(loop), *k = weft_future_new(loop);
+    assert_int_equal(weft_future_add_done_callback(f, done_rec, TAG(1)), 0);
+    assert_int_equal(weft_future_add_done_callback(g, done_rec, TAG(2)), 0);
+    assert_int_equal(weft_future_add_done_callback(h, done_rec, TAG(3)), 0);
+    assert_int_equal(weft_loop_close(loop), 0);
+    assert_int_equal(weft_future_set_int(f, 7), WEFT_ECLOSED);
+    assert_true(weft_future_done(f));
+    assert_int_equal(weft_future_set_error(g, -EIO), WEFT_ECLOSED);
+    assert_int_equal(weft_future_error(g), -EIO);
+    assert_int_equal(weft_future_cancel(h), WEFT_ECLOSED);
+    assert_true(weft_future_cancelled(h));
+    assert_int_equal(weft_future_set_int(k, 1), 0); /* no callbacks: nothing lost */
+    assert_int_equal(g_n, 0);                      /* no callback ever ran */
+    weft_future_unref(f);
+    weft_future_unref(g);
+    weft_future_unref(h);
+    weft_future_unref(k);
+    finish(loop);
+}
+
+/* Defect: a double unref (or an await of a released future) silently
+ * completed someone else's future.  Now it is reported through the hook
+ * (WEFT_REPORT_MISUSE) and changes nothing. */
+static void test_double_unref_is_reported(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_future *f = weft_future_new(loop);
+    weft_future_unref(f);
+    weft_future_unref(f);
+    assert_int_equal(g_hook.count, 1);
+    assert_int_equal(g_hook.err, -EINVAL);
+    assert_non_null(strstr(g_hook.msg, "no reference left"));
+    weft_future *g = weft_future_new(loop); /* the loop goes on */
+    assert_int_equal(weft_future_set_int(g, 1), 0);
+    weft_future_unref(g);
+    g_hook.expect = 1;
+    finish(loop);
+}
+
+struct await_it {
+    WEFT_FRAME(int);
+    weft_future *f;
+};
+
+WEFT_ASYNC(await_it)
+{
+    WEFT_BEGIN(self);
+    WEFT_AWAIT(self, self->f);
+    WEFT_END;
+}
+
+static void test_await_of_released_future_is_reported_and_fails(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_future *f = weft_future_new(loop);
+    weft_future_unref(f); /* released: the task below awaits a dangling pointer */
+    weft_task *t = WEFT_SPAWN(loop, await_it, .f = f);
+    assert_int_equal(weft_loop_run_until_complete(loop, t), -EINVAL);
+    assert_int_equal(g_hook.count, 1);
+    assert_non_null(strstr(g_hook.msg, "already released"));
+    weft_future_unref(t);
+    g_hook.expect = 1;
+    finish(loop);
+}
+
+/* Completion by users is for plain futures: a lock waiter refuses it. */
+static void test_set_result_refused_for_a_waiter(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_lock l;
+    assert_int_equal(weft_lock_init(&l, loop), 0);
+    weft_waiter w1 = {0}, w2 = {0};
+    weft_future *held = weft_lock_acquire(&l, &w1), *queued = weft_lock_acquire(&l, &w2);
+    assert_int_equal(weft_future_set_int(queued, 1), WEFT_ESTATE);
+    assert_false(weft_future_done(queued));
+    assert_int_equal(weft_lock_waiters(&l), 1);
+    assert_int_equal(weft_lock_release(&l), 0); /* the real hand-off */
+    assert_true(weft_future_done(queued));
+    weft_future_unref(held);
+    weft_future_unref(queued);
+    assert_int_equal(weft_lock_release(&l), 0);
+    finish(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1193,6 +1294,11 @@ int main(void)
         T(test_future_new_enomem_returns_null_with_last_error),
         T(test_add_done_callback_enomem_never_calls_callback),
         T(test_future_churn_allocates_nothing_in_steady_state),
+        /* regressions */
+        T(test_completing_after_close_with_callbacks_is_eclosed),
+        T(test_double_unref_is_reported),
+        T(test_await_of_released_future_is_reported_and_fails),
+        T(test_set_result_refused_for_a_waiter),
     };
     return RUN_TESTS(tests);
 }

@@ -1876,6 +1876,62 @@ static void test_null_arguments_are_einval(void **state)
     finish(loop);
 }
 
+
+/* =============================================================================
+ * Regressions (issue 7)
+ * ========================================================================== */
+
+/* A zero-initialised primitive (never initialised) is refused with -EINVAL
+ * by every call (event_set, barrier abort/reset used to dereference NULL). */
+static void test_zeroed_primitives_are_einval(void **state)
+{
+    (void)state;
+    weft_event e;
+    weft_barrier b;
+    weft_lock l;
+    weft_semaphore s;
+    memset(&e, 0, sizeof e);
+    memset(&b, 0, sizeof b);
+    memset(&l, 0, sizeof l);
+    memset(&s, 0, sizeof s);
+    weft_waiter w = {0};
+    assert_int_equal(weft_event_set(&e), -EINVAL);
+    assert_int_equal(weft_event_clear(&e), -EINVAL);
+    assert_null(weft_event_wait(&e, &w));
+    assert_int_equal(weft_barrier_abort(&b), -EINVAL);
+    assert_int_equal(weft_barrier_reset(&b), -EINVAL);
+    assert_null(weft_barrier_wait(&b, &w));
+    assert_int_equal(weft_lock_release(&l), -EINVAL);
+    assert_null(weft_lock_acquire(&l, &w));
+    assert_int_equal(weft_semaphore_release(&s), -EINVAL);
+    assert_null(weft_semaphore_acquire(&s, &w));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    assert_int_equal(weft_event_init(NULL, NULL), -EINVAL);
+    assert_int_equal(weft_lock_init(&l, NULL), -EINVAL);
+    assert_int_equal(weft_condition_init(NULL, NULL, NULL), -EINVAL);
+}
+
+/* Reusing a waiter still queued on a lock is refused (WEFT_ESTATE): the
+ * queue is untouched. */
+static void test_reusing_a_queued_lock_waiter_is_estate(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_lock l;
+    assert_int_equal(weft_lock_init(&l, loop), 0);
+    weft_waiter w1 = {0}, w2 = {0};
+    weft_future *a = weft_lock_acquire(&l, &w1), *b = weft_lock_acquire(&l, &w2);
+    assert_null(weft_lock_acquire(&l, &w2));
+    assert_int_equal(weft_last_error(), WEFT_ESTATE);
+    assert_int_equal(weft_lock_waiters(&l), 1);
+    assert_int_equal(weft_future_cancel(b), 0);
+    assert_int_equal(weft_lock_waiters(&l), 0);
+    weft_future_unref(a);
+    weft_future_unref(b);
+    assert_int_equal(weft_lock_release(&l), 0);
+    finish(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1941,6 +1997,9 @@ int main(void)
         T(test_barrier_timeout_scope_breaks_barrier),
         T(test_contended_waiting_allocates_nothing),
         T(test_null_arguments_are_einval),
+        /* regressions */
+        T(test_zeroed_primitives_are_einval),
+        T(test_reusing_a_queued_lock_waiter_is_estate),
     };
     return RUN_TESTS(tests);
 }

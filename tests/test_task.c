@@ -1787,6 +1787,116 @@ static void test_failure_report_names_file_of_failing_frame(void **state)
 
 /* ---- main ------------------------------------------------------------------------------ */
 
+
+/* =============================================================================
+ * Regressions (issue 7)
+ * ========================================================================== */
+
+/* Defect: WEFT_RUN's shutdown stopped iterating as soon as no task was
+ * pending, so callbacks queued by the last completions never ran (and a
+ * gather over children cancelled at shutdown leaked).  Now they run before
+ * the loop is destroyed, and nothing leaks. */
+static int g_shutdown_cb;
+
+static void shutdown_cb(weft_future *f, void *arg)
+{
+    (void)arg;
+    g_shutdown_cb += weft_future_cancelled(f) ? 1 : 100;
+}
+
+struct forever {
+    WEFT_FRAME(int);
+};
+
+WEFT_ASYNC(forever)
+{
+    WEFT_BEGIN(self);
+    WEFT_AWAIT(self, weft_sleep(weft_task_loop(task), 3600));
+    WEFT_END;
+}
+
+struct leaves_work {
+    WEFT_FRAME(int);
+};
+
+WEFT_ASYNC(leaves_work)
+{
+    weft_loop *loop = weft_task_loop(task);
+    WEFT_BEGIN(self);
+    weft_task *a = WEFT_SPAWN(loop, forever), *b = WEFT_SPAWN(loop, forever);
+    weft_future_add_done_callback(a, shutdown_cb, NULL);
+    weft_future *g = weft_gather(loop, (weft_future *[]){weft_future_ref(a), weft_future_ref(b)}, 2, 0);
+    weft_future_add_done_callback(g, shutdown_cb, NULL);
+    weft_future_unref(g);
+    weft_future_unref(a);
+    weft_future_unref(b);
+    WEFT_END;
+}
+
+static void test_run_shutdown_runs_callbacks_of_the_last_completions(void **state)
+{
+    (void)state;
+    g_shutdown_cb = 0;
+    weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
+    assert_int_equal(WEFT_RUN(&o, NULL, leaves_work), 0);
+    /* a's callback (a cancelled: 1) and the gather's (children cancelled
+     * by someone else are no failure: it succeeds, 100), although nobody
+     * held the gather: the loop holds it while its children run */
+    assert_int_equal(g_shutdown_cb, 101);
+    assert_int_equal(g_hook.count, 0);
+    assert_int_equal(alloc_live(), 0);
+}
+
+/* A cancellation that arrives while a frame's cleanup runs is masked until
+ * the cleanup ends, then delivered: the frame ends with -ECANCELED (asyncio:
+ * the CancelledError raised in a finally block propagates). */
+struct cleanup_sleeps {
+    WEFT_FRAME(int);
+    int seen;
+};
+
+WEFT_ASYNC(cleanup_sleeps)
+{
+    WEFT_BEGIN(self);
+    WEFT_FINALLY;
+    WEFT_AWAIT(self, weft_sleep(weft_task_loop(task), 1.0)); /* masked: not interrupted */
+    self->seen = self->co.err;
+    WEFT_END;
+}
+
+struct calls_cleanup {
+    WEFT_FRAME(int);
+    struct cleanup_sleeps c;
+};
+
+WEFT_ASYNC(calls_cleanup)
+{
+    WEFT_BEGIN(self);
+    WEFT_CALL(self, cleanup_sleeps, &self->c);
+    log_tag(1); /* not reached: the child ends cancelled */
+    WEFT_FINALLY;
+    log_tag(self->co.err == -ECANCELED ? 2 : 3);
+    WEFT_END;
+}
+
+static void cancel_cb(void *t)
+{
+    weft_task_cancel(t);
+}
+
+static void test_cancel_masked_by_cleanup_is_delivered_as_it_ends(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_task *t = WEFT_SPAWN(loop, calls_cleanup);
+    assert_int_equal(weft_call_later_ns(loop, 500 * MS, cancel_cb, t, NULL), 0);
+    assert_int_equal(run(loop, t), -ECANCELED);
+    assert_int_equal(weft_loop_now(loop), 1 * SEC); /* the cleanup's sleep ran to the end */
+    EXPECT_LOG(2);
+    weft_future_unref(t);
+    finish(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1853,6 +1963,9 @@ int main(void)
         T(test_every_allocation_failure_is_survived),
         /* lag */
         T(test_slow_task_step_lag_report_names_task),
+        /* regressions */
+        T(test_run_shutdown_runs_callbacks_of_the_last_completions),
+        T(test_cancel_masked_by_cleanup_is_delivered_as_it_ends),
     };
     return RUN_TESTS(tests);
 }

@@ -13,12 +13,13 @@
  * nobody took).  WEFT_AWAIT consumes the reference it is handed, so
  * `WEFT_AWAIT(self, weft_sleep(...))` leaks nothing and awaiting a future you
  * keep is `WEFT_AWAIT(self, weft_future_ref(f))`.  The loop holds its own
- * reference while a task is pending and while a completed future's
- * callbacks wait to run, and a task holds one on what it awaits, so
- * dropping yours never frees or cancels anything early.  A pending future's
- * callbacks do not keep it alive: a pending future nobody holds is freed
- * (its callbacks never run).  Drop every reference before destroying the
- * loop.  Constructors return NULL on failure; weft_last_error() says why,
+ * reference while a task is pending, while a future the loop itself will
+ * complete is pending (a sleep, a gather, a wait_for, ...), and while a
+ * completed future's callbacks wait to run; a task holds one on what it
+ * awaits.  So dropping yours never frees or cancels anything early.  A
+ * pending plain future (weft_future_new) nobody holds is freed, and its
+ * callbacks never run: nobody could complete it.  Drop every reference
+ * before destroying the loop (what is left is reported and freed then).  Constructors return NULL on failure; weft_last_error() says why,
  * and awaiting NULL fails with that error.
  *
  * After weft_loop_close, nothing can run: completing a future still changes
