@@ -75,6 +75,83 @@ weft__future_layer *weft__futures(weft_loop *loop)
     return layer_new(loop);
 }
 
+/* ---- extras: a small hash table keyed by future ------------------------------------- */
+
+static size_t extras_slot(const weft__future_layer *fl, const weft_future *f)
+{
+    uint64_t h = (uint64_t)(uintptr_t)f * UINT64_C(0x9e3779b97f4a7c15);
+    return (size_t)(h >> 32) & (fl->extras_cap - 1);
+}
+
+static int extras_grow(weft_loop *loop, weft__future_layer *fl)
+{
+    size_t cap = fl->extras_cap ? fl->extras_cap * 2 : 16;
+    weft__extras *old = fl->extras, *e = weft__alloc(loop, cap * sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    memset(e, 0, cap * sizeof *e);
+    size_t oldcap = fl->extras_cap;
+    fl->extras = e;
+    fl->extras_cap = cap;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].f) {
+            size_t k = extras_slot(fl, old[i].f);
+            while (e[k].f)
+                k = (k + 1) & (cap - 1);
+            e[k] = old[i];
+        }
+    weft__free(loop, old);
+    return 0;
+}
+
+weft__extras *weft__future_extras(weft_future *f, bool create)
+{
+    weft__future_layer *fl = weft__futures(f->loop);
+    if (!fl || (!(f->flags & WEFT__F_EXTRAS) && !create))
+        return NULL;
+    if (f->flags & WEFT__F_EXTRAS) {
+        for (size_t k = extras_slot(fl, f);; k = (k + 1) & (fl->extras_cap - 1))
+            if (fl->extras[k].f == f)
+                return &fl->extras[k];
+    }
+    if ((fl->nextras + 1) * 2 > fl->extras_cap && extras_grow(f->loop, fl) < 0)
+        return NULL;
+    size_t k = extras_slot(fl, f);
+    while (fl->extras[k].f)
+        k = (k + 1) & (fl->extras_cap - 1);
+    fl->extras[k] = (weft__extras){.f = f};
+    fl->nextras++;
+    f->flags |= WEFT__F_EXTRAS;
+    return &fl->extras[k];
+}
+
+/* Remove f's entry (backward-shift deletion: no tombstones). */
+static void extras_drop(weft_future *f)
+{
+    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
+                                                                          WEFT__LAYER_FUTURE);
+    f->flags &= (uint8_t)~WEFT__F_EXTRAS;
+    if (!fl || !fl->extras_cap)
+        return;
+    size_t mask = fl->extras_cap - 1, k = extras_slot(fl, f);
+    while (fl->extras[k].f != f) {
+        if (!fl->extras[k].f)
+            return;
+        k = (k + 1) & mask;
+    }
+    weft__free(f->loop, fl->extras[k].detail);
+    fl->nextras--;
+    for (size_t j = (k + 1) & mask; fl->extras[j].f; j = (j + 1) & mask) {
+        size_t home = extras_slot(fl, fl->extras[j].f);
+        /* move j into the hole at k if its home is not in (k, j] */
+        if ((j > k && (home <= k || home > j)) || (j < k && home <= k && home > j)) {
+            fl->extras[k] = fl->extras[j];
+            k = j;
+        }
+    }
+    fl->extras[k] = (weft__extras){0};
+}
+
 weft_future *weft__future_yield(weft_loop *loop)
 {
     weft__future_layer *fl = weft__futures(loop);
@@ -132,8 +209,25 @@ static void really_release(weft_future *f)
     f->ops->release(f);
 }
 
+static const weft__future_ops plain_ops;
+
 void weft__future_free(weft_future *f)
 {
+#ifndef WEFT__POISON
+    if (f->ops == &plain_ops && f->state == WEFT__DONE &&
+        !((weft__dfuture *)(void *)f)->dtor) {
+        /* hot path: a plain future done with a value nobody must destroy */
+        weft__future_layer *fl =
+            (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
+        if (fl && !fl->closed) {
+            f->refs = 0;
+            fl->live--;
+            f->waiters.next = (weft_link *)(void *)fl->free;
+            fl->free = (weft__dfuture *)(void *)f;
+            return;
+        }
+    }
+#endif
     weft_loop *loop = f->loop;
     f->refs = 0;
     if (f->state == WEFT__FAILED && !(f->flags & WEFT__F_OBSERVED)) {
@@ -160,6 +254,8 @@ void weft__future_free(weft_future *f)
     }
     if (f->state == WEFT__PENDING && (f->flags & WEFT__F_CALLBACKS))
         drop_callbacks(f);
+    if (f->flags & WEFT__F_EXTRAS)
+        extras_drop(f);
     if (!f->ops->release)
         return; /* a frame's: the frame owns the memory */
 #ifdef WEFT__POISON
@@ -282,6 +378,16 @@ static int settable(const weft_future *f)
 
 static int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
 {
+    if (f && f->ops == &plain_ops && f->state == WEFT__PENDING &&
+        weft__list_empty(&f->waiters) == false && !(f->flags & WEFT__F_CALLBACKS) &&
+        !weft__closed(f->loop)) {
+        /* hot path: a plain future with parked tasks only */
+        ((weft__dfuture *)(void *)f)->dtor = dtor;
+        f->out.v = v;
+        f->state = WEFT__DONE;
+        weft__list_splice(&f->loop->ready, &f->waiters);
+        return 0;
+    }
     int err = settable(f);
     if (err)
         return err;
@@ -596,6 +702,9 @@ static void layer_destroy(weft_loop *loop, weft__layer *self)
                       "dropped: they are freed now and must not be used)",
                       fl->live);
     weft__pool_free_all(&fl->pool);
+    for (size_t i = 0; i < fl->extras_cap; i++)
+        weft__free(loop, fl->extras[i].detail);
+    weft__free(loop, fl->extras);
     weft__layer_set(loop, WEFT__LAYER_FUTURE, NULL);
     weft__free(loop, fl);
 }

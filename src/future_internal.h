@@ -23,7 +23,8 @@ enum { WEFT__PENDING = 0, WEFT__DONE = 1, WEFT__CANCELLED = 2, WEFT__FAILED = 3 
 enum {
     WEFT__F_OBSERVED = 1u << 0,  /* outcome retrieved: no failure report */
     WEFT__F_CALLBACKS = 1u << 1, /* done-callback nodes among the waiters */
-    WEFT__F_YIELD = 1u << 2      /* done, and awaiting it yields once (sleep(0)) */
+    WEFT__F_YIELD = 1u << 2,     /* done, and awaiting it yields once (sleep(0)) */
+    WEFT__F_EXTRAS = 1u << 3     /* has an entry in the loop's extras table */
 };
 
 /* Ops flags. */
@@ -94,6 +95,14 @@ typedef struct weft__hold {
     weft_future *f;
 } weft__hold;
 
+/* What few futures need and most do not, kept beside them in a per-loop
+ * table rather than in every future: a task's name, an error's message. */
+typedef struct weft__extras {
+    weft_future *f;     /* the key */
+    const char *name;   /* a task's name (the caller's string) */
+    char *detail;       /* the error's message, owned (NULL: none) */
+} weft__extras;
+
 /* ---- the future layer's per-loop state ------------------------------------------------ */
 
 typedef struct weft__future_layer {
@@ -108,6 +117,8 @@ typedef struct weft__future_layer {
     size_t live;           /* futures weft allocated and has not released */
     bool closed;           /* the loop was closed: no more recycling */
     weft_future yield;     /* the immortal done future of sleep(0) */
+    weft__extras *extras;  /* open addressing, power-of-two capacity */
+    size_t nextras, extras_cap;
     weft_future *quar[64]; /* WEFT__POISON: recently freed, kept to catch reuse */
     unsigned quar_next;
 } weft__future_layer;
@@ -115,6 +126,10 @@ typedef struct weft__future_layer {
 /* The layer state of loop, made on first use; NULL if it cannot be made
  * (-ENOMEM), or if the loop was closed before it was ever made. */
 weft__future_layer *weft__futures(weft_loop *loop);
+
+/* f's extras: the entry if it has one, else (create) a new zeroed one, or
+ * NULL (none, or -ENOMEM).  Valid until the next call that creates one. */
+weft__extras *weft__future_extras(weft_future *f, bool create);
 
 /* A reference to the loop's yield future: done, and awaiting it lets every
  * other ready callback run once (sleep(0)).  NULL as weft__futures. */

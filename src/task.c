@@ -65,15 +65,19 @@ static weft__task *T(const weft_task *f)
     return (weft__task *)(void *)(uintptr_t)f;
 }
 
+/* The root frame follows the header at once: the header is a multiple of
+ * 16 bytes, the most a frame may be aligned to. */
+_Static_assert(sizeof(weft__task) % 16 == 0, "a frame follows the task header unpadded");
+
 static size_t frame_offset(size_t align)
 {
-    return (sizeof(weft__task) + align - 1) / align * align;
+    (void)align;
+    return sizeof(weft__task);
 }
 
 static weft_co *root_of(const weft__task *t)
 {
-    size_t off = (t->fut.flags & WEFT__T_ALIGN16) ? frame_offset(16) : frame_offset(8);
-    return (weft_co *)(void *)((char *)(uintptr_t)t + off);
+    return (weft_co *)(void *)((char *)(uintptr_t)t + sizeof(weft__task));
 }
 
 static size_t task_bytes(const weft__task *t)
@@ -143,17 +147,14 @@ weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void *mem, size_t s
         return NULL;
     }
     weft_co *root = (weft_co *)(void *)((char *)t + off);
-    if (off > sizeof(weft__task))
-        memset((char *)t + sizeof(weft__task), 0, off - sizeof(weft__task));
     memcpy(root, init, info->size);
     root->up = root;
     weft__future_init(&t->fut, &task_ops, loop);
     t->fut.refs = 2; /* the caller's and the loop's */
-    t->fut.flags = WEFT__T_LOOPREF | kflags | (off != frame_offset(8) ? WEFT__T_ALIGN16 : 0);
+    t->fut.flags = WEFT__T_LOOPREF | kflags;
     t->node.link.next = t->node.link.prev = NULL;
     t->node.run = task_step;
     t->w.waiting = NULL;
-    t->name = NULL;
     if (kflags & WEFT__T_LISTED)
         weft__list_push(&ts->listed, prefix_of(t));
     ts->pending++;
@@ -181,7 +182,12 @@ static void task_release(weft_future *f)
 
 static const char *tname(const weft__task *t)
 {
-    return t->name ? t->name : root_of(t)->info->name;
+    if (t->fut.flags & WEFT__F_EXTRAS) {
+        weft__extras *x = weft__future_extras((weft_future *)(uintptr_t)&t->fut, false);
+        if (x && x->name)
+            return x->name;
+    }
+    return root_of(t)->info->name;
 }
 
 const char *weft_task_name(const weft_task *tf)
@@ -195,7 +201,10 @@ int weft_task_set_name(weft_task *t, const char *name)
         return -EINVAL;
     if (t->state != WEFT__PENDING)
         return WEFT_ESTATE;
-    T(t)->name = name;
+    weft__extras *x = weft__future_extras(t, true);
+    if (!x)
+        return -ENOMEM;
+    x->name = name;
     return 0;
 }
 
@@ -432,6 +441,9 @@ static const char *misuse_text(unsigned flags)
         return "resumed at an unknown point (a suspension inside a switch?)";
     if (flags & WEFT_CO_MISUSE_BREAK)
         return "a 'break' escaped the coroutine body";
+    if (flags & WEFT_CO_MISUSE_BLOCK)
+        return "the frame ended inside a block whose end was never reached (a 'break' or "
+               "'goto' out of it?)";
     return "WEFT_THROW needs a negative error code (>= WEFT_ERR_MIN)";
 }
 

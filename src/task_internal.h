@@ -1,6 +1,6 @@
 /* task_internal.h - the layout of a task, for src/ only.
  *
- * A task is one block: [weft__task][padding][root frame].  Tasks from the
+ * A task is one block: [weft__task][root frame].  Tasks from the
  * loop's pool (the usual case) have nothing before the header: loop close
  * finds them by walking the pool's task arena, so a task needs no list
  * link of its own.  Tasks in caller storage carry a list link just before
@@ -17,7 +17,6 @@ enum {
     WEFT__T_LOOPREF = 1u << 4, /* the loop holds a reference (pending) */
     WEFT__T_STORAGE = 1u << 5, /* the caller's memory: never freed */
     WEFT__T_LISTED = 1u << 6,  /* a list link precedes the header (storage) */
-    WEFT__T_ALIGN16 = 1u << 7, /* the root frame is at 96, not 88 */
 };
 
 typedef struct weft__task {
@@ -28,12 +27,11 @@ typedef struct weft__task {
         weft_future *waiting;       /* pending: the future awaited now or last */
         const weft_co_info *origin; /* done: where its error came from */
     } w;
-    const char *name; /* set by weft_task_set_name, or NULL */
-} weft__task;
+} weft__task;       /* a name, if set, is in the loop's extras table */
 
 #define WEFT__TASK_PREFIX 16 /* the list link of a listed task */
 
-_Static_assert(sizeof(weft__task) <= 88 || sizeof(void *) != 8, "a task header is 88 bytes");
+_Static_assert(sizeof(weft__task) <= 80 || sizeof(void *) != 8, "a task header is 80 bytes");
 _Static_assert(WEFT__TASK_PREFIX + (sizeof(weft__task) + 15) / 16 * 16 <= WEFT__TASK_SPACE,
                "WEFT__TASK_SPACE too small");
 

@@ -112,12 +112,24 @@ typedef struct weft_co_info {
     size_t size, align;                                 /* of the frame */
 } weft_co_info;
 
-/* The frame header, 32 bytes on LP64.  Fields are private except where
+/* A block of a frame: a scope whose exit runs on every way out of it
+ * (its end, an error, a return, a cancellation), like a cleanup section of
+ * its own.  The first member of every block struct (weft_timeout,
+ * weft_group, the lock blocks...).  Private. */
+typedef struct weft_block {
+    struct weft_block *outer; /* the active block it is nested in */
+    int32_t exit_key;         /* resume key of its exit */
+    int16_t active;           /* entered and not left */
+    int16_t err_at_entry;     /* the frame's err when it was entered */
+} weft_block;
+
+/* The frame header, 40 bytes on LP64.  Fields are private except where
  * noted. */
 struct weft_co {
     const weft_co_info *info; /* what this frame runs */
     weft_co *up;       /* the frame that entered this one; a root frame's
                           points to the innermost frame of its chain */
+    weft_block *block; /* the innermost active block */
     int32_t key;       /* resume point */
     int32_t line;      /* public: source line of the current suspension */
     int32_t err_line;  /* public: line where err was raised */
@@ -135,7 +147,9 @@ enum {
     WEFT_CO_MISUSE_RESUME = 1u << 3, /* resumed at an unknown point */
     WEFT_CO_MISUSE_BREAK = 1u << 4,  /* a `break` escaped the body */
     WEFT_CO_MISUSE_THROW = 1u << 5,  /* WEFT_THROW with a code >= 0 or < WEFT_ERR_MIN */
-    WEFT_CO_MISUSE = WEFT_CO_MISUSE_RESUME | WEFT_CO_MISUSE_BREAK | WEFT_CO_MISUSE_THROW,
+    WEFT_CO_MISUSE_BLOCK = 1u << 6,  /* the frame ended inside a block (a `break` out of it?) */
+    WEFT_CO_MISUSE = WEFT_CO_MISUSE_RESUME | WEFT_CO_MISUSE_BREAK | WEFT_CO_MISUSE_THROW |
+                     WEFT_CO_MISUSE_BLOCK,
 };
 
 /* Resume keys a driver may set (see "Driving a frame"). */
@@ -231,10 +245,47 @@ static inline void weft__co_throw(weft_co *co, int err, int line)
     weft__co_raise(co, err, line, 0);
 }
 
-/* Where unwinding goes: the cleanup, or the end from inside it. */
+/* Where unwinding goes: the exit of the innermost active block, else the
+ * cleanup, or the end from inside the cleanup. */
 static inline int32_t weft__co_unwind_key(const weft_co *co)
 {
+    if (co->block)
+        return co->block->exit_key;
     return (co->flags & WEFT__CO_IN_FINALLY) ? WEFT__CO_KEY_END : WEFT_CO_KEY_FINALLY;
+}
+
+/* Enter block b, whose exit resumes at key. */
+static inline void weft__co_block_enter(weft_co *co, weft_block *b, int32_t key)
+{
+    b->outer = co->block;
+    b->exit_key = key;
+    b->active = 1;
+    b->err_at_entry = co->err;
+    co->block = b;
+}
+
+/* Leave block b (both ways out call it; the second call does nothing). */
+static inline void weft__co_block_leave(weft_co *co, weft_block *b)
+{
+    if (b->active) {
+        co->block = b->outer;
+        b->active = 0;
+    }
+}
+
+/* At the exit of block b reached by unwinding: the error raised inside the
+ * block (0 if it was a return, or an error the frame had before).  A TRY
+ * form catching it calls weft__co_block_catch. */
+static inline int weft__co_block_error(const weft_co *co, const weft_block *b)
+{
+    return co->err != b->err_at_entry ? co->err : 0;
+}
+
+/* Catch the error raised inside block b: the frame stops unwinding. */
+static inline void weft__co_block_catch(weft_co *co, const weft_block *b)
+{
+    co->err = b->err_at_entry;
+    co->flags &= (uint16_t)~WEFT__CO_PROPAGATED;
 }
 
 /* The frame ends by misuse (reason: a WEFT_CO_MISUSE_* flag). */
@@ -275,6 +326,11 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
     if (weft__co->key > 0)                                                                         \
         __extension__({ goto *(void *)((char *)&&weft__dispatch + weft__co->key); });             \
     switch (weft__co->key)
+/* A block exit is a label: its key is its distance from weft__dispatch. */
+#define WEFT__BLOCK_DECLARE(name) typedef int weft__blk_declared_##name
+#define WEFT__BLOCK_KEY(name)                                                                      \
+    ((int32_t)(__extension__((char *)&&weft__blk_##name - (char *)&&weft__dispatch)))
+#define WEFT__BLOCK_EXIT(name) weft__blk_##name:
 #define WEFT__SUSPEND(rc, child)                                                                   \
     do {                                                                                           \
         weft__co->key = (int32_t)(__extension__((char *)&&WEFT__LABEL -                           \
@@ -285,6 +341,11 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
     } while (0)
 #else
 #define WEFT__DISPATCH switch (weft__co->key)
+/* A block exit's key: an enumeration constant declared where the block
+ * begins (block scope; unique per line), a case label where it ends. */
+#define WEFT__BLOCK_DECLARE(name) enum { weft__blk_##name = -1000 - __LINE__ }
+#define WEFT__BLOCK_KEY(name) weft__blk_##name
+#define WEFT__BLOCK_EXIT(name) case weft__blk_##name:
 #define WEFT__SUSPEND(rc, child)                                                                   \
     do {                                                                                           \
         weft__co->key = weft__co->line = __LINE__;                                                 \
@@ -315,6 +376,8 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
     weft__co->key = WEFT__CO_KEY_END;                                                              \
     goto weft__dispatch;                                                                           \
     case WEFT__CO_KEY_END:                                                                         \
+        if (weft__co->block)                                                                       \
+            return weft__co_misuse(weft__co, WEFT_CO_MISUSE_BLOCK);                                \
         return (weft_co_rc){NULL, WEFT_CO_DONE};                                                   \
     default:                                                                                       \
         if (weft__co->key == WEFT_CO_KEY_FINALLY)                                                  \
@@ -380,6 +443,67 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
         weft__co_throw(weft__co, (e), __LINE__);                                                   \
         goto weft__unwind;                                                                         \
     } while (0)
+
+/* ---- blocks: scopes with an exit on every path --------------------------------
+
+ * The building block of the scoped forms (WEFT_TIMEOUT_BEGIN/END,
+ * WEFT_GROUP_BEGIN/END, WEFT_LOCK_BEGIN/END, WEFT_TRY/WEFT_EXCEPT): `name`
+ * is a member of the frame whose first member is a weft_block; the block's
+ * exit code runs when the body ends and when anything unwinds out of it.
+ * A member may open one block per body (its name makes the exit's label).
+ * Blocks nest, suspend inside, and need no C local.  Not inside a switch
+ * of yours on the switch backend (the exit is a case label); the labels
+ * backend lifts that, as for suspensions.
+
+ * Open block `name` (&self->name begins with a weft_block). */
+#define WEFT__BLOCK_BEGIN(self, name)                                                              \
+    WEFT__BLOCK_DECLARE(name);                                                                     \
+    weft__co_block_enter(weft__co, &(self)->name.blk, WEFT__BLOCK_KEY(name))
+
+/* The exit of block `name`: `normal` is 1 after the body, 0 when unwinding
+ * reached it.  Follows with the exit code, which ends with
+ * WEFT__BLOCK_DONE. */
+#define WEFT__BLOCK_END(self, name, normal)                                                        \
+    (normal) = 1;                                                                                  \
+    if (0) {                                                                                       \
+        WEFT__BLOCK_EXIT(name)                                                                     \
+        (normal) = 0;                                                                              \
+    }                                                                                              \
+    weft__co_block_leave(weft__co, &(self)->name.blk)
+
+/* After the exit code: go on unwinding if unwinding brought us here and
+ * nothing caught it. */
+#define WEFT__BLOCK_DONE(self, name, normal)                                                       \
+    if (!(normal))                                                                                 \
+        goto weft__unwind
+
+/* A plain TRY block (Python's try/except): an error raised inside jumps
+ * to WEFT_EXCEPT, which stores it in the int lvalue var (0: none) and
+ * continues after it; a cancellation (-ECANCELED) is not caught by
+ * WEFT_EXCEPT and goes on unwinding (WEFT_EXCEPT_CANCEL catches it too,
+ * but the task stays cancelled until weft_task_uncancel: its next
+ * suspension fails again).  A WEFT_RETURN inside goes on to the frame's
+ * end, as in Python.
+ *     WEFT_TRY(self, t);
+ *         WEFT_AWAIT(self, fetch(...));
+ *     WEFT_EXCEPT(self, t, self->err);
+ *     if (self->err == -EIO) ...          // handled: the body goes on */
+typedef struct weft_try {
+    weft_block blk;
+    uint8_t normal;
+} weft_try;
+
+#define WEFT_TRY(self, name) WEFT__BLOCK_BEGIN(self, name)
+#define WEFT_EXCEPT(self, name, var) WEFT__EXCEPT(self, name, var, 0)
+#define WEFT_EXCEPT_CANCEL(self, name, var) WEFT__EXCEPT(self, name, var, 1)
+#define WEFT__EXCEPT(self, name, var, cancel)                                                      \
+    WEFT__BLOCK_END(self, name, (self)->name.normal);                                              \
+    (var) = (self)->name.normal ? 0 : weft__co_block_error(weft__co, &(self)->name.blk);          \
+    if ((var) && ((cancel) || (var) != -ECANCELED)) {                                              \
+        weft__co_block_catch(weft__co, &(self)->name.blk);                                         \
+        (self)->name.normal = 1;                                                                   \
+    }                                                                                              \
+    WEFT__BLOCK_DONE(self, name, (self)->name.normal)
 
 #ifdef __cplusplus
 }

@@ -12,7 +12,7 @@
  * the line it failed at; one whose last reference is dropped without its
  * outcome having been read is reported then ("never retrieved").
  *
- * Costs (LP64): a task is 88 bytes plus its frame, in one block from the
+ * Costs (LP64): a task is 80 bytes plus its frame, in one block from the
  * loop's pool (a task whose frame is WEFT_FRAME(int) alone is 128 bytes);
  * spawning takes no allocator call in steady state; resuming a task is one
  * ready-queue node and one indirect call per frame entered.
@@ -55,9 +55,9 @@ extern "C" {
 #define WEFT_SPAWN_INTO(loop, storage, ...) \
     WEFT__SPAWN(loop, (storage)->bytes, sizeof((storage)->bytes), __VA_ARGS__, )
 
-/* Room a task needs besides its frame, in caller storage (a list link, the
- * task header, padding for a 16-byte aligned frame). */
-#define WEFT__TASK_SPACE 112
+/* Room a task needs besides its frame, in caller storage (a list link and
+ * the task header). */
+#define WEFT__TASK_SPACE 96
 #define WEFT__SPAWN(loop, mem, size, fn, ...) \
     weft__spawn((loop), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co, (mem), (size))
 WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void *mem, size_t size);
