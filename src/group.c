@@ -8,7 +8,7 @@
  */
 #include <string.h>
 
-#include "future_internal.h"
+#include "task_internal.h"
 #include "weft/combinators.h"
 
 enum { G_OPEN = 0, G_JOINING = 1, G_JOINED = 2 };
@@ -188,6 +188,11 @@ void weft__group_join_end(weft_group *g, weft_co *co)
         co->err = (int16_t)g->errors[0];
         co->err_line = co->line;
         co->flags &= (uint16_t)~(WEFT__CO_PROPAGATED | WEFT_CO_UNCATCHABLE);
+    } else if (!co->err && weft__task_cancel_pending(g->owner)) {
+        /* cancelled from outside while it waited: raised from the join, as
+         * asyncio's TaskGroup.__aexit__ does */
+        co->err = -ECANCELED;
+        co->err_line = co->line;
     }
     release_kids(g);
     g->state = G_JOINED;

@@ -443,3 +443,29 @@ bool weft_barrier_broken(const weft_barrier *b)
 {
     return b && b->state == BARRIER_BROKEN;
 }
+
+/* ---- blocks -------------------------------------------------------------------------- */
+
+void weft__lock_block_release(weft_lock_block *b)
+{
+    if (b->held) {
+        b->held = 0;
+        weft_lock_release(b->prim);
+    }
+}
+
+void weft__semaphore_block_release(weft_lock_block *b)
+{
+    if (b->held) {
+        b->held = 0;
+        weft_semaphore_release(b->prim);
+    }
+}
+
+void weft__condition_block_release(weft_lock_block *b)
+{
+    if (b->held) {
+        b->held = 0;
+        weft_lock_release(weft_condition_lock(b->prim));
+    }
+}

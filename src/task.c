@@ -270,6 +270,11 @@ int weft_task_cancel(weft_task *tf)
     return 0;
 }
 
+bool weft__task_cancel_pending(const weft_task *t)
+{
+    return weft_is_task(t) && t->state == WEFT__PENDING && cancelling(T(t));
+}
+
 static int task_cancel_op(weft_future *f)
 {
     return weft_task_cancel(f);

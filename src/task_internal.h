@@ -35,6 +35,10 @@ _Static_assert(sizeof(weft__task) <= 80 || sizeof(void *) != 8, "a task header i
 _Static_assert(WEFT__TASK_PREFIX + (sizeof(weft__task) + 15) / 16 * 16 <= WEFT__TASK_SPACE,
                "WEFT__TASK_SPACE too small");
 
+/* True if t is cancelled and not inside a cleanup that masks it: its next
+ * suspension would fail with -ECANCELED. */
+bool weft__task_cancel_pending(const weft_task *t);
+
 /* True if t runs in caller storage (its memory must not be referenced
  * after it is done: the caller may reuse it). */
 bool weft__task_in_storage(const weft_task *t);

@@ -6,6 +6,8 @@
  * the task; when the child has unwound, the scope turns its own
  * cancellation, and only its own, into -ETIMEDOUT.
  */
+#include <string.h>
+
 #include "future_internal.h"
 #include "weft/combinators.h"
 
@@ -86,4 +88,32 @@ int weft_timeout_reschedule(weft_timeout *s, int64_t when_ns)
 bool weft_timeout_expired(const weft_timeout *s)
 {
     return s && (s->state & TO_EXPIRED);
+}
+
+/* ---- the block form -------------------------------------------------------------------- */
+
+int weft__timeout_open(weft_timeout *s, weft_task *task, double t, int absolute, weft_co *co,
+                       int line)
+{
+    weft_co child;
+    memset(&child, 0, sizeof child);
+    if (weft__timeout_enter(s, task, t, absolute, &child))
+        return 0;
+    weft__co_raise(co, child.err, line, 0);
+    return -1;
+}
+
+void weft__timeout_close(weft_timeout *s, weft_co *co)
+{
+    if (s->state & TO_EXITED)
+        return;
+    weft_timer_close(&s->timer);
+    weft_handle_cancel(&s->soon);
+    if (s->state & TO_EXPIRED) {
+        weft_task_uncancel(s->task);
+        if (co->err == -ECANCELED && s->blk.err_at_entry != -ECANCELED &&
+            weft_task_cancelling(s->task) <= s->base)
+            co->err = -ETIMEDOUT; /* our own cancellation, and only ours */
+    }
+    s->state |= TO_EXITED;
 }

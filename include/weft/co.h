@@ -327,7 +327,7 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
         __extension__({ goto *(void *)((char *)&&weft__dispatch + weft__co->key); });             \
     switch (weft__co->key)
 /* A block exit is a label: its key is its distance from weft__dispatch. */
-#define WEFT__BLOCK_DECLARE(name) typedef int weft__blk_declared_##name
+#define WEFT__BLOCK_DECLARE(name) enum { weft__blk_declared_##name }
 #define WEFT__BLOCK_KEY(name)                                                                      \
     ((int32_t)(__extension__((char *)&&weft__blk_##name - (char *)&&weft__dispatch)))
 #define WEFT__BLOCK_EXIT(name) weft__blk_##name:
@@ -460,20 +460,20 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
     WEFT__BLOCK_DECLARE(name);                                                                     \
     weft__co_block_enter(weft__co, &(self)->name.blk, WEFT__BLOCK_KEY(name))
 
-/* The exit of block `name`: `normal` is 1 after the body, 0 when unwinding
- * reached it.  Follows with the exit code, which ends with
- * WEFT__BLOCK_DONE. */
-#define WEFT__BLOCK_END(self, name, normal)                                                        \
+/* The exit of block `name` (blkp: its weft_block): `normal` (an lvalue)
+ * becomes 1 after the body, 0 when unwinding reached it.  The exit code
+ * follows, then WEFT__BLOCK_DONE. */
+#define WEFT__BLOCK_END(name, blkp, normal)                                                        \
     (normal) = 1;                                                                                  \
     if (0) {                                                                                       \
         WEFT__BLOCK_EXIT(name)                                                                     \
         (normal) = 0;                                                                              \
     }                                                                                              \
-    weft__co_block_leave(weft__co, &(self)->name.blk)
+    weft__co_block_leave(weft__co, (blkp))
 
 /* After the exit code: go on unwinding if unwinding brought us here and
  * nothing caught it. */
-#define WEFT__BLOCK_DONE(self, name, normal)                                                       \
+#define WEFT__BLOCK_DONE(normal)                                                                   \
     if (!(normal))                                                                                 \
         goto weft__unwind
 
@@ -497,13 +497,13 @@ typedef struct weft_try {
 #define WEFT_EXCEPT(self, name, var) WEFT__EXCEPT(self, name, var, 0)
 #define WEFT_EXCEPT_CANCEL(self, name, var) WEFT__EXCEPT(self, name, var, 1)
 #define WEFT__EXCEPT(self, name, var, cancel)                                                      \
-    WEFT__BLOCK_END(self, name, (self)->name.normal);                                              \
+    WEFT__BLOCK_END(name, &(self)->name.blk, (self)->name.normal);                                 \
     (var) = (self)->name.normal ? 0 : weft__co_block_error(weft__co, &(self)->name.blk);          \
     if ((var) && ((cancel) || (var) != -ECANCELED)) {                                              \
         weft__co_block_catch(weft__co, &(self)->name.blk);                                         \
         (self)->name.normal = 1;                                                                   \
     }                                                                                              \
-    WEFT__BLOCK_DONE(self, name, (self)->name.normal)
+    WEFT__BLOCK_DONE((self)->name.normal)
 
 #ifdef __cplusplus
 }

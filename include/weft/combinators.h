@@ -140,17 +140,65 @@ void weft_as_completed_free(weft_as_completed *ac);
 
 /* ---- timeout scopes ------------------------------------------------------------------ */
 
-/* A timeout scope around an inline child call (asyncio's
- * `async with timeout(d): await child(...)`).  Lives in the frame; fields
- * are private but `when`. */
+/* A timeout scope (asyncio's `async with timeout(d)`): a block of the body
+ * (WEFT_TIMEOUT_BEGIN / WEFT_TIMEOUT_END) or a scope around one inline
+ * child call (WEFT_TIMEOUT_CALL).  Lives in the frame; fields are private
+ * but `when`. */
 typedef struct weft_timeout {
+    weft_block blk;   /* the block form's (first) */
     weft_timer timer; /* the deadline */
     weft_handle soon; /* a deadline already due expires through the ready queue */
     weft_task *task;
     int64_t when;  /* public: deadline (loop clock, ns); INT64_MAX = never */
     uint16_t base; /* the task's cancel count at entry */
-    uint8_t state;
+    uint8_t state, normal;
 } weft_timeout;
+
+/* The block form: `name` is a weft_timeout member of the frame.
+ *
+ *     WEFT_TIMEOUT_BEGIN(self, to, 1.5);      // async with timeout(1.5):
+ *         WEFT_AWAIT(self, fetch(...));        //     await fetch(...)
+ *         WEFT_AWAIT(self, store(...));        //     await store(...)
+ *     WEFT_TIMEOUT_END(self, to);
+ *
+ * When the deadline passes the task is cancelled; the cancellation, if it
+ * unwinds out of the block, turns into -ETIMEDOUT at WEFT_TIMEOUT_END and
+ * goes on unwinding; an outside cancellation stays -ECANCELED.
+ * weft_timeout_reschedule and weft_timeout_expired work on it.  NaN is
+ * -EINVAL (raised at BEGIN; the block is not entered).  See WEFT_TRY in
+ * weft/co.h for what blocks may contain. */
+#define WEFT_TIMEOUT_BEGIN(self, name, delay) WEFT__TIMEOUT_BEGIN(self, name, (delay), 0)
+/* Same with an absolute deadline in loop seconds (asyncio timeout_at). */
+#define WEFT_TIMEOUT_AT_BEGIN(self, name, when) WEFT__TIMEOUT_BEGIN(self, name, (when), 1)
+#define WEFT__TIMEOUT_BEGIN(self, name, t, absolute)                                     \
+    WEFT__BLOCK_DECLARE(name);                                                           \
+    if (weft__timeout_open(&(self)->name, task, (t), (absolute), weft__co, __LINE__) < 0) \
+        goto weft__unwind;                                                               \
+    weft__co_block_enter(weft__co, &(self)->name.blk, WEFT__BLOCK_KEY(name))
+
+/* End the block: close the scope; an error raised inside goes on
+ * unwinding (-ETIMEDOUT for the scope's own expiry). */
+#define WEFT_TIMEOUT_END(self, name)                              \
+    WEFT__BLOCK_END(name, &(self)->name.blk, (self)->name.normal);             \
+    weft__timeout_close(&(self)->name, weft__co);                 \
+    WEFT__BLOCK_DONE((self)->name.normal)
+
+/* Like WEFT_TIMEOUT_END, but store the error raised inside the block in
+ * the int lvalue var (0: none; -ETIMEDOUT: expired) and go on after the
+ * block instead of unwinding.  A cancellation is not caught. */
+#define WEFT_TIMEOUT_TRY_END(self, name, var)                                            \
+    WEFT__BLOCK_END(name, &(self)->name.blk, (self)->name.normal);                                    \
+    weft__timeout_close(&(self)->name, weft__co);                                        \
+    (var) = (self)->name.normal ? 0 : weft__co_block_error(weft__co, &(self)->name.blk); \
+    if ((var) && (var) != -ECANCELED) {                                                  \
+        weft__co_block_catch(weft__co, &(self)->name.blk);                               \
+        (self)->name.normal = 1;                                                         \
+    }                                                                                    \
+    WEFT__BLOCK_DONE((self)->name.normal)
+
+int weft__timeout_open(weft_timeout *scope, weft_task *task, double t, int absolute, weft_co *co,
+                       int line);
+void weft__timeout_close(weft_timeout *scope, weft_co *co);
 
 /* Run child coroutine fn inline (as WEFT_CALL) under a timeout of delay
  * seconds (+INFINITY: none; <= 0: expires at once).  When it expires the
@@ -216,6 +264,7 @@ void weft__timeout_exit(weft_timeout *scope, weft_co *child);
  * children, also while the owner waits in the join, and stays -ECANCELED.
  * Fields are private: use the functions. */
 typedef struct weft_group {
+    weft_block blk; /* the block form's (first) */
     weft_loop *loop;
     weft_task *owner;
     weft_future **kids;    /* every child (references held until the join) */
@@ -224,9 +273,33 @@ typedef struct weft_group {
     size_t nerrors;        /* child errors seen (may exceed 8) */
     int body_error;        /* the error the body ended with, or 0 */
     uint16_t base;         /* the owner's cancel count at init */
-    uint8_t state, flags;
+    uint8_t state, flags, normal;
     weft_waiter join; /* the join's future */
 } weft_group;
+
+/* The block form (async with TaskGroup() as tg): `name` is a weft_group
+ * member of the frame.  WEFT_GROUP_END joins: it waits for every child,
+ * also when an error or a cancellation unwinds out of the block, and the
+ * group's error (the first child error) then unwinds from there.
+ *
+ *     WEFT_GROUP_BEGIN(self, g);
+ *         WEFT_GROUP_SPAWN(&self->g, worker, .id = 1);
+ *         WEFT_GROUP_SPAWN(&self->g, worker, .id = 2);
+ *     WEFT_GROUP_END(self, g);                                            */
+#define WEFT_GROUP_BEGIN(self, name)                                                    \
+    WEFT__BLOCK_DECLARE(name);                                                          \
+    if (weft_group_init(&(self)->name, task) < 0) {                                     \
+        weft__co_raise(weft__co, -EINVAL, __LINE__, 0);                                 \
+        goto weft__unwind;                                                              \
+    }                                                                                   \
+    weft__co_block_enter(weft__co, &(self)->name.blk, WEFT__BLOCK_KEY(name))
+
+#define WEFT_GROUP_END(self, name)                                                      \
+    WEFT__BLOCK_END(name, &(self)->name.blk, (self)->name.normal);                                   \
+    WEFT_GROUP_JOIN(self, &(self)->name);                                               \
+    if (weft__co_block_error(weft__co, &(self)->name.blk))                              \
+        (self)->name.normal = 0; /* the group failed */                                 \
+    WEFT__BLOCK_DONE((self)->name.normal)
 
 /* Enter a group owned by task.  0 or -EINVAL. */
 int weft_group_init(weft_group *g, weft_task *owner);

@@ -91,6 +91,46 @@ size_t weft_lock_waiters(const weft_lock *l);
 /* Acquire inside a coroutine. */
 #define WEFT_LOCK(self, l, w) WEFT_AWAIT(self, weft_lock_acquire((l), (w)))
 
+/* ---- lock blocks (async with lock:) ----------------------------------------- */
+
+/* A member of the frame for a lock, semaphore or condition block: the
+ * acquire's waiter and what must be released on the way out.  Private. */
+typedef struct weft_lock_block {
+    weft_block blk;
+    void *prim;
+    uint8_t held, normal;
+    weft_waiter w;
+} weft_lock_block;
+
+/* Acquire lock l, then run the block; WEFT_LOCK_END releases it on every
+ * way out (the end, an error, a return, a cancellation), and whatever was
+ * unwinding goes on.  `name` is a weft_lock_block member of the frame.
+ *     WEFT_LOCK_BEGIN(self, guard, &self->lock);
+ *         ... critical section, may await ...
+ *     WEFT_LOCK_END(self, guard);                                         */
+#define WEFT_LOCK_BEGIN(self, name, l) WEFT__ACQUIRE_BEGIN(self, name, (l), weft_lock_acquire)
+#define WEFT_LOCK_END(self, name) WEFT__ACQUIRE_END(self, name, weft__lock_block_release)
+
+/* Same for a semaphore permit (async with semaphore:). */
+#define WEFT_SEMAPHORE_BEGIN(self, name, s) \
+    WEFT__ACQUIRE_BEGIN(self, name, (s), weft_semaphore_acquire)
+#define WEFT_SEMAPHORE_END(self, name) WEFT__ACQUIRE_END(self, name, weft__semaphore_block_release)
+
+#define WEFT__ACQUIRE_BEGIN(self, name, p, acquire)                     \
+    WEFT__BLOCK_DECLARE(name);                                          \
+    (self)->name.prim = (p);                                            \
+    (self)->name.held = 0;                                              \
+    WEFT_AWAIT(self, acquire((self)->name.prim, &(self)->name.w));      \
+    (self)->name.held = 1;                                              \
+    weft__co_block_enter(weft__co, &(self)->name.blk, WEFT__BLOCK_KEY(name))
+#define WEFT__ACQUIRE_END(self, name, release)                          \
+    WEFT__BLOCK_END(name, &(self)->name.blk, (self)->name.normal);                   \
+    release(&(self)->name);                                             \
+    WEFT__BLOCK_DONE((self)->name.normal)
+
+void weft__lock_block_release(weft_lock_block *b);
+void weft__semaphore_block_release(weft_lock_block *b);
+
 /* ---- Semaphore and BoundedSemaphore -------------------------------------------- */
 
 typedef struct weft_semaphore {
@@ -171,6 +211,44 @@ struct weft_condition_wait_for {
     struct weft_condition_wait inner; /* private */
 };
 WEFT_ASYNC_DECL(weft_condition_wait_for);
+
+/* ---- condition blocks (async with condition:) --------------------------------- */
+
+/* A member of the frame for a condition block.  Private. */
+typedef struct weft_condition_block {
+    weft_lock_block lb; /* first: the block and the lock's waiter */
+    struct weft_condition_wait cw;
+    struct weft_condition_wait_for cwf;
+} weft_condition_block;
+
+/* Acquire condition c's lock, run the block, release it on every way out.
+ * Inside, WEFT_CONDITION_WAIT(self, name) waits for a notification and
+ * WEFT_CONDITION_WAIT_FOR(self, name, pred, arg) until pred(arg) is true
+ * (both return holding the lock, also when they fail).
+ *     WEFT_CONDITION_BEGIN(self, cb, &self->cond);
+ *         while (!ready(self))
+ *             WEFT_CONDITION_WAIT(self, cb);
+ *         consume(self);
+ *     WEFT_CONDITION_END(self, cb);                                       */
+#define WEFT_CONDITION_BEGIN(self, name, c)                                                \
+    WEFT__BLOCK_DECLARE(name);                                                             \
+    (self)->name.lb.prim = (c);                                                            \
+    (self)->name.lb.held = 0;                                                              \
+    WEFT_AWAIT(self, weft_lock_acquire(weft_condition_lock((self)->name.lb.prim),          \
+                                       &(self)->name.lb.w));                               \
+    (self)->name.lb.held = 1;                                                              \
+    weft__co_block_enter(weft__co, &(self)->name.lb.blk, WEFT__BLOCK_KEY(name))
+#define WEFT_CONDITION_WAIT(self, name) \
+    WEFT_CALL(self, weft_condition_wait, &(self)->name.cw, .cond = (self)->name.lb.prim)
+#define WEFT_CONDITION_WAIT_FOR(self, name, p, a)                                             \
+    WEFT_CALL(self, weft_condition_wait_for, &(self)->name.cwf, .cond = (self)->name.lb.prim, \
+              .pred = (p), .arg = (a))
+#define WEFT_CONDITION_END(self, name)                                  \
+    WEFT__BLOCK_END(name, &(self)->name.lb.blk, (self)->name.lb.normal);                \
+    weft__condition_block_release(&(self)->name.lb);                    \
+    WEFT__BLOCK_DONE((self)->name.lb.normal)
+
+void weft__condition_block_release(weft_lock_block *b);
 
 /* ---- Barrier ---------------------------------------------------------------------- */
 
