@@ -3,44 +3,16 @@
  *
  * A convenience call takes an 88-byte node from the loop's free list (a
  * LIFO, so a call_soon chain reuses one warm node) and gives it back just
- * before its callback runs.  Nodes are freed only when the loop closes,
- * which is what makes a token {node, generation} safe to look at forever:
- * the generation moves on at every release, and the node remembers how its
- * last use ended (ran or cancelled).
+ * before its callback runs; call_pool.c makes and frees the nodes.  Nodes
+ * live until the loop closes, so a token {node, generation} is always safe
+ * to look at: the generation moves on at every release, and the node
+ * remembers the generation of its last cancelled use.
  *
- * Sanitizer and Debug builds (WEFT__POISON) do not recycle a node at once:
- * a released node waits in a FIFO quarantine of QUARANTINE nodes with its
- * run function, callback and argument poisoned (ASan, valgrind), so that a
- * stale use is reported instead of silently running someone else's call.
- * Tokens stay valid: the generation and outcome are outside the poison.
- *
- * Costs: call_soon O(1) (about 20 instructions on the warm path), call_at /
- * call_later O(log timers), cancel O(1) or O(log timers).
+ * Costs: call_soon O(1), about 20 instructions and no stack frame on the
+ * warm path; call_at / call_later O(log timers); cancel O(1) (queued) or
+ * O(log timers) (armed).
  */
 #include "loop_impl.h"
-
-#if WEFT__POISON
-#if WEFT__ASAN
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#elif defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define POISON(p, n) (void)VALGRIND_MAKE_MEM_NOACCESS(p, n)
-#define UNPOISON(p, n) (void)VALGRIND_MAKE_MEM_UNDEFINED(p, n)
-#endif
-#endif
-#ifndef POISON
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-enum { QUARANTINE = 256 };
-/* The poisoned part of a released node: node.run, t.fn, t.arg (8-byte
- * aligned, as ASan wants). */
-#define POISON_AT(c) ((void *)&(c)->node.run)
-#define POISON_LEN (offsetof(weft__call, t.loop) - offsetof(weft__call, node.run))
-#endif
 
 /* ---- handles ------------------------------------------------------------------------- */
 
@@ -90,104 +62,53 @@ bool weft_handle_pending(const weft_handle *h)
     return h && weft__node_linked(&h->node);
 }
 
-/* ---- the node pool ------------------------------------------------------------------------ */
-
-static void call_soon_run(weft_node *n);
+/* ---- the node pool's warm side (the cold side: call_pool.c) ---------------------------- */
 
 static inline weft__call *call_of_link(weft_link *l)
 {
     return (weft__call *)(void *)l; /* node.link is the first member */
 }
 
-/* A fresh node: allocated, with a heap slot reserved for call_later. */
-static weft__call *call_alloc(weft_loop *loop)
+/* A node for a new call (the free list first); NULL: -ENOMEM. */
+static inline weft__call *call_get(weft_loop *loop)
 {
-    weft__call *c = weft__alloc(loop, sizeof *c);
+    weft__call *c = loop->pool;
     if (!c)
-        return NULL;
-    if (weft__heap_reserve(loop) < 0) {
-        weft__free(loop, c);
-        return NULL;
-    }
-    *c = (weft__call){{{NULL, NULL}, call_soon_run}, {NULL, NULL, loop, 0, WEFT__T_IDLE, WEFT__T_CALL},
-                      0, 0, loop->calls};
-    loop->calls = c;
-    return c;
-}
-
-/* A node for a new call (free list first); NULL: -ENOMEM. */
-static weft__call *call_get(weft_loop *loop)
-{
-    weft__call *c;
-#if WEFT__POISON
-    if (loop->nquarantine < QUARANTINE)
-        return call_alloc(loop);
-    c = loop->quarantine;
-    loop->quarantine = call_of_link(c->node.link.next);
-    loop->nquarantine--;
-    UNPOISON(POISON_AT(c), POISON_LEN);
-    c->node.run = call_soon_run;
-#else
-    c = loop->pool;
-    if (!c)
-        return call_alloc(loop);
+        return weft__call_new(loop);
     loop->pool = call_of_link(c->node.link.next);
-#endif
     c->node.link.next = NULL;
     return c;
 }
 
 /* The call of c ended (it runs now, or was cancelled): the token goes
- * stale, the outcome is remembered, the node is free again. */
-static inline void call_release(weft_loop *loop, weft__call *c, bool cancelled)
+ * stale and the node is free again. */
+static inline void call_release(weft_loop *loop, weft__call *c)
 {
-    c->last = c->gen << 1 | (uint64_t)cancelled;
     c->gen++;
-#if WEFT__POISON
-    POISON(POISON_AT(c), POISON_LEN);
-    c->node.link.next = NULL;
-    if (loop->quarantine)
-        loop->quarantine_tail->node.link.next = &c->node.link;
-    else
-        loop->quarantine = c;
-    loop->quarantine_tail = c;
-    loop->nquarantine++;
-#else
+    if (WEFT__POISON) {
+        weft__call_retire(loop, c);
+        return;
+    }
     c->node.link.next = loop->pool ? &loop->pool->node.link : NULL;
     loop->pool = c;
-#endif
 }
 
 /* Run a call_soon: record what runs, let the node go (so that a chain
  * reuses it), then call. */
-static void call_soon_run(weft_node *n)
+void weft__call_soon_run(weft_node *n)
 {
     weft__call *c = (weft__call *)(void *)n;
     weft_loop *loop = c->t.loop;
     weft_cb *fn = c->t.fn;
     void *arg = c->t.arg;
     weft__running_cb(loop, fn, arg);
-    call_release(loop, c, false);
+    call_release(loop, c);
     fn(arg);
 }
 
 void weft__call_fired(weft_loop *loop, weft_timer *t)
 {
-    call_release(loop, WEFT_CONTAINER_OF(t, weft__call, t), false);
-}
-
-void weft__calls_close(weft_loop *loop)
-{
-    for (weft__call *c = loop->calls, *next; c; c = next) {
-        next = c->all;
-#if WEFT__POISON
-        UNPOISON(POISON_AT(c), POISON_LEN);
-#endif
-        weft__free(loop, c); /* unlinked and disarmed by close already */
-    }
-    loop->calls = loop->pool = NULL;
-    loop->quarantine = loop->quarantine_tail = NULL;
-    loop->nquarantine = 0;
+    call_release(loop, WEFT_CONTAINER_OF(t, weft__call, t));
 }
 
 /* ---- convenience calls ------------------------------------------------------------------------ */
@@ -209,28 +130,13 @@ static void call_token(const weft__call *c, weft_call *out)
         *out = (weft_call){(void *)c, c->gen};
 }
 
-static int call_soon_slow(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out)
-{
-    int err = call_check(loop, fn, "weft_call_soon");
-    if (err)
-        return err;
-    weft__call *c = call_get(loop);
-    if (!c)
-        return -ENOMEM;
-    c->t.fn = fn;
-    c->t.arg = arg;
-    weft__ready_push(loop, &c->node);
-    call_token(c, out);
-    return 0;
-}
-
 int weft_call_soon(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out)
 {
     weft__call *c;
-    /* the warm path: a free node; debug loops and closed loops (whose pool
-     * is empty) take the slow path, with every check */
-    if (!loop || !fn || (loop->flags & WEFT_LOOP_DEBUG) || !(c = loop->pool))
-        return call_soon_slow(loop, fn, arg, out);
+    /* the warm path: a free node and no debug checks; closed loops (whose
+     * pool is empty) and everything else take the cold path */
+    if (!loop || !fn || !(c = loop->pool) || (loop->flags & WEFT_LOOP_DEBUG))
+        return weft__call_soon_cold(loop, fn, arg, out);
     loop->pool = call_of_link(c->node.link.next);
     c->node.link.next = NULL;
     c->t.fn = fn;
@@ -308,7 +214,8 @@ int weft_call_cancel(weft_loop *loop, weft_call tok)
         weft__timer_disarm(loop, &c->t); /* an armed or due call_later */
     else
         return -ENOENT;
-    call_release(loop, c, true);
+    c->cancelled = c->gen + 1;
+    call_release(loop, c);
     return 0;
 }
 
@@ -323,5 +230,5 @@ bool weft_call_cancelled(weft_loop *loop, weft_call tok)
     if (!loop || !tok.p || weft__closed(loop))
         return false;
     const weft__call *c = tok.p;
-    return c->t.loop == loop && c->last == (tok.gen << 1 | 1u);
+    return c->t.loop == loop && c->cancelled == tok.gen + 1;
 }

@@ -42,7 +42,7 @@ static int inbox_push(weft_loop *loop, weft_node *n)
 void weft__inbox_drain(weft_loop *loop)
 {
     pthread_mutex_lock(&loop->inbox_mu);
-    weft__list_splice(&loop->ready, &loop->inbox);
+    weft__ready_splice(loop, &loop->inbox);
     pthread_mutex_unlock(&loop->inbox_mu);
 }
 
@@ -50,7 +50,7 @@ void weft__inbox_close(weft_loop *loop)
 {
     pthread_mutex_lock(&loop->inbox_mu);
     loop->inbox_closed = true;
-    weft__list_splice(&loop->ready, &loop->inbox); /* close drops it with the rest */
+    weft__ready_splice(loop, &loop->inbox); /* close drops it with the rest */
     pthread_mutex_unlock(&loop->inbox_mu);
 }
 

@@ -226,12 +226,16 @@ static void rec_run(weft_io *w, unsigned ev)
         ran = true;
     }
     if ((ev & WEFT_WRITABLE) && r->wr_fn) {
-        if (ran) {
-            weft__cb_end(loop, &w->node, NULL);
-            weft__cb_begin(loop);
+        uint64_t tick = 0;
+        if (ran) { /* the reader's tick is checked here, the writer gets its own */
+            weft__cb_end(loop, atomic_load_explicit(&loop->lag.tick, memory_order_relaxed),
+                         &w->node, NULL);
+            tick = weft__cb_begin(loop);
         }
         weft__running_cb(loop, r->wr_fn, r->wr_arg);
         r->wr_fn(r->wr_arg);
+        if (ran)
+            weft__cb_end(loop, tick, &w->node, NULL);
     }
 }
 

@@ -89,7 +89,7 @@ static int backend_wait(weft_loop *loop, int64_t timeout)
 static int poll_io(weft_loop *loop)
 {
     int64_t timeout = 0;
-    if (weft__list_empty(&loop->ready) && !(loop->state & WEFT__STOPPING)) {
+    if (weft__list_empty(loop->ready) && !(loop->state & WEFT__STOPPING)) {
         timeout = -1;
         if (loop->heap.n) {
             int64_t now = (loop->state & WEFT__VIRTUAL) ? loop->now : weft__clock_read(loop);
@@ -101,7 +101,7 @@ static int poll_io(weft_loop *loop)
         return 0;
     if ((loop->state & WEFT__VIRTUAL) && timeout > 0) {
         int err = backend_wait(loop, 0);
-        if (!err && weft__list_empty(&loop->ready))
+        if (!err && weft__list_empty(loop->ready))
             loop->now = loop->heap.e[0].when; /* nothing happened: jump */
         return err;
     }
@@ -111,35 +111,55 @@ static int poll_io(weft_loop *loop)
 /* 3. A fresh clock for this iteration, and the expired timers. */
 static void expire_timers(weft_loop *loop)
 {
-    loop->now_valid = (loop->state & WEFT__VIRTUAL) != 0;
+    loop->now_valid = loop->virtual_clock;
     if (loop->heap.n)
         weft__timers_expire(loop);
 }
 
-/* 4. Exactly what is queued now: the ready queue (callbacks queued before
- * this iteration, then I/O), then the due timers.  What they queue runs in
- * the next iteration. */
+/* 4, first half: the ready queue as it is now (callbacks queued before
+ * this iteration, then I/O).  What the callbacks queue runs in the next
+ * iteration: the two queues swap, so new work goes to the other one while
+ * this batch runs (no splice).  Per callback: a head pop, a tick for the
+ * lag watchdog, an indirect call and one flag load. */
+static inline void run_ready(weft_loop *loop)
+{
+    weft_link *batch = loop->ready;
+    loop->ready = loop->batch;
+    loop->batch = batch;
+    do {
+        weft_link *l = batch->next, *next = l->next; /* the head: prev is batch */
+        WEFT_ASSERT(l->prev == batch && next->prev == l);
+        batch->next = next;
+        next->prev = batch;
+        l->next = l->prev = NULL;
+        weft_node *n = (weft_node *)(void *)l;
+        void (*run)(weft_node *) = n->run;
+        uint64_t tick = weft__cb_begin(loop);
+        run(n);
+        weft__cb_end(loop, tick, n, run);
+    } while (!weft__list_empty(batch));
+}
+
+/* 4. Exactly what is queued now: the ready queue, then the due timers. */
 static void run_batch(weft_loop *loop)
 {
-    if (!weft__list_empty(&loop->ready)) {
-        weft_link batch;
-        weft__list_init(&batch);
-        weft__list_splice(&batch, &loop->ready);
-        do {
-            weft_node *n = (weft_node *)(void *)batch.next;
-            void (*run)(weft_node *) = n->run;
-            weft__node_unlink(n);
-            weft__cb_begin(loop);
-            run(n);
-            weft__cb_end(loop, n, run);
-        } while (!weft__list_empty(&batch));
-    }
+    if (!weft__list_empty(loop->ready))
+        run_ready(loop);
     if (loop->due.n)
         weft__timers_run_due(loop);
 }
 
 static int iterate(weft_loop *loop)
 {
+    /* A loop busy with nothing but callbacks (no hook, nothing from other
+     * threads, no fd watched, no timer): steps 0 to 3 have nothing to do. */
+    if (!loop->iter_hook && !atomic_load_explicit(&loop->attn, memory_order_relaxed) &&
+        !loop->nwatched && !loop->heap.n && !weft__list_empty(loop->ready)) {
+        loop->now_valid = loop->virtual_clock;
+        run_ready(loop);
+        loop->stats.iterations++;
+        return 0;
+    }
     begin_iteration(loop);
     int err = poll_io(loop);
     if (err)
@@ -160,18 +180,18 @@ static int run(weft_loop *loop, bool once)
         return WEFT_ECLOSED;
     if ((loop->state & WEFT__RUNNING) || running_loop)
         return -EBUSY;
-    loop->state |= WEFT__RUNNING;
+    loop->state |= WEFT__RUNNING | (once ? WEFT__ONCE : 0u);
     running_loop = loop;
     atomic_store_explicit(&loop->owner, &thread_marker, memory_order_relaxed);
     weft__lag_run_begin(loop);
     int err;
     do
         err = iterate(loop);
-    while (!err && !once && !(loop->state & WEFT__STOPPING));
+    while (!err && !(loop->state & (WEFT__STOPPING | WEFT__ONCE)));
     weft__lag_run_end(loop);
     atomic_store_explicit(&loop->owner, NULL, memory_order_relaxed);
     running_loop = NULL;
-    loop->state &= ~(WEFT__RUNNING | WEFT__STOPPING);
+    loop->state &= ~(WEFT__RUNNING | WEFT__STOPPING | WEFT__ONCE);
     return err;
 }
 
@@ -309,7 +329,10 @@ int weft_loop_new(weft_loop **out, const weft_loop_options *opts)
     loop->alloc = alloc;
     loop->be = be;
     loop->flags = opts->flags;
-    weft__list_init(&loop->ready);
+    weft__list_init(&loop->queues[0]);
+    weft__list_init(&loop->queues[1]);
+    loop->ready = &loop->queues[0];
+    loop->batch = &loop->queues[1];
     weft__list_init(&loop->inbox);
     weft__list_init(&loop->changes);
     atomic_init(&loop->attn, 0);
@@ -317,7 +340,7 @@ int weft_loop_new(weft_loop **out, const weft_loop_options *opts)
     weft__report_init(loop);
     if (virt) {
         loop->state |= WEFT__VIRTUAL;
-        loop->now_valid = true; /* time starts at 0 */
+        loop->virtual_clock = loop->now_valid = true; /* time starts at 0 */
     }
     int err = pthread_mutex_init(&loop->inbox_mu, NULL);
     if (err) {
@@ -351,10 +374,12 @@ fail_mutex:
  * weft_call_soon_threadsafe are freed (the others are owned elsewhere). */
 static void drop_ready(weft_loop *loop)
 {
-    while (!weft__list_empty(&loop->ready)) {
-        weft_node *n = (weft_node *)(void *)loop->ready.next;
-        weft__node_unlink(n);
-        weft__inbox_drop(loop, n);
+    for (int q = 0; q < 2; q++) {
+        while (!weft__list_empty(&loop->queues[q])) {
+            weft_node *n = (weft_node *)(void *)loop->queues[q].next;
+            weft__node_unlink(n);
+            weft__inbox_drop(loop, n);
+        }
     }
 }
 

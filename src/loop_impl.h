@@ -21,14 +21,36 @@ enum { WEFT__T_CALL = 1u }; /* the timer of a convenience call node */
 /* Reserve (give back) one heap slot: the heap array grows here, by
  * doubling through realloc, never in insert.  -ENOMEM. */
 int weft__heap_reserve(weft_loop *loop);
-void weft__heap_unreserve(weft_loop *loop);
-/* Insert t at (when, next sequence).  O(log n), no allocation. */
-void weft__heap_insert(weft_loop *loop, weft_timer *t, int64_t when);
+static inline void weft__heap_unreserve(weft_loop *loop)
+{
+    WEFT_ASSERT(loop->heap.reserved > loop->heap.n);
+    loop->heap.reserved--;
+}
+/* Insert (when, seq, t) by sifting up from the free slot k (heap.c). */
+void weft__heap_sift_up(weft_loop *loop, uint32_t k, int64_t when, uint64_t seq, weft_timer *t);
+
+/* Insert t at (when, next sequence).  O(log n), no allocation.  Inline
+ * for the common case of a deadline no earlier than its parent's (timers
+ * started in deadline order): one comparison, no call. */
+static inline void weft__heap_insert(weft_loop *loop, weft_timer *t, int64_t when)
+{
+    WEFT_ASSERT(loop->heap.n < loop->heap.reserved);
+    uint32_t k = loop->heap.n++;
+    uint64_t seq = loop->timer_seq++;
+    if (k > 0 && when < loop->heap.e[(k - 1) / 4].when) {
+        /* (equal deadlines: seq is the largest, so the new entry stays) */
+        weft__heap_sift_up(loop, k, when, seq, t);
+        return;
+    }
+    loop->heap.e[k] = (weft__hent){when, seq, t};
+    t->index = k;
+}
 /* Remove t (armed, t->index a heap position).  O(log n). */
 void weft__heap_remove(weft_loop *loop, weft_timer *t);
-/* Remove and return the earliest timer (the heap is not empty); its
- * deadline is in *when.  Floyd's bottom-up sift-down. */
-weft_timer *weft__heap_pop(weft_loop *loop, int64_t *when);
+/* Move the expired timers (when <= now), earliest first, to out[k ..
+ * max-1] (marking each WEFT__T_DUE | position); returns the new k.  Each
+ * removal is Floyd's bottom-up sift-down. */
+uint32_t weft__heap_pop_due(weft_loop *loop, int64_t now, weft__due *out, uint32_t k, uint32_t max);
 
 /* Step 3: move every expired timer to the due list, in (when, seq) order.
  * If the due list cannot grow, the rest stay in the heap for the next
@@ -38,6 +60,11 @@ void weft__timers_expire(weft_loop *loop);
 void weft__timers_run_due(weft_loop *loop);
 /* Disarm an active timer (armed or due). */
 void weft__timer_disarm(weft_loop *loop, weft_timer *t);
+/* timer_cold.c: the cold halves of weft_timer_init, the starts (at: a
+ * deadline, or a delay if relative) and weft_timer_close. */
+int weft__timer_init_cold(weft_timer *t, weft_loop *loop, weft_cb *fn, void *arg);
+int weft__timer_start_cold(weft_timer *t, int64_t at, int64_t repeat, bool relative);
+void weft__timer_close_cold(weft_timer *t);
 /* weft_loop_new: allocate the due list's first 64 slots (so that expiry
  * makes progress even when the allocator fails later). */
 int weft__timers_open(weft_loop *loop);
@@ -53,16 +80,28 @@ typedef struct weft__call {
     weft_node node;         /* ready queue; while free, link.next chains the pool */
     weft_timer t;           /* fn, arg, loop; armed for call_later */
     uint64_t gen;           /* the current use's generation, bumped at release */
-    uint64_t last;          /* gen << 1 | cancelled, of the last release */
+    uint64_t cancelled;     /* gen of the last use that was cancelled, + 1 */
     struct weft__call *all; /* the loop's next node (close frees them all) */
 } weft__call;
 
+/* call.c: the run function of call_soon nodes, and of weft_handle nodes. */
+void weft__call_soon_run(weft_node *n);
+void weft__handle_run(weft_node *n);
 /* A call node whose timer fired: release it (its callback runs next). */
 void weft__call_fired(weft_loop *loop, weft_timer *t);
+
+/* call_pool.c, the cold side of the node pool (a separate translation unit
+ * so that the warm paths in call.c stay free of its register pressure): */
+/* A node when the free list is empty: newly allocated (with a heap slot
+ * reserved), or the oldest quarantined one (WEFT__POISON); NULL: -ENOMEM. */
+weft__call *weft__call_new(weft_loop *loop);
+/* WEFT__POISON: a released node goes to the quarantine, poisoned. */
+void weft__call_retire(weft_loop *loop, weft__call *c);
+/* weft_call_soon when its warm path does not apply: every check, then a
+ * node from wherever it comes. */
+int weft__call_soon_cold(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out);
 /* Close: free every node. */
 void weft__calls_close(weft_loop *loop);
-/* The run function of weft_handle nodes. */
-void weft__handle_run(weft_node *n);
 
 /* ---- fd watchers: io.c ------------------------------------------------------------------ */
 
@@ -117,20 +156,24 @@ void weft__lag_set(weft_loop *loop, int64_t ns);
  * recorded nothing (both NULL for a due timer). */
 void weft__lag_report(weft_loop *loop, const void *node, void (*run)(weft_node *));
 
-/* Before each callback: a new tick (the watchdog's measure of progress);
- * the running record is cleared.  Two stores and a load. */
-static inline void weft__cb_begin(weft_loop *loop)
+/* Before each callback: a new tick (the watchdog's measure of progress),
+ * returned; the running record is cleared.  A load and two stores. */
+static inline uint64_t weft__cb_begin(weft_loop *loop)
 {
     uint64_t t = atomic_load_explicit(&loop->lag.tick, memory_order_relaxed) + 1;
     atomic_store_explicit(&loop->lag.tick, t, memory_order_relaxed);
     loop->run.fn = NULL;
+    return t;
 }
 
-/* After it: one relaxed load of the watchdog's flag; the report is the
- * cold path. */
-static inline void weft__cb_end(weft_loop *loop, const void *node, void (*run)(weft_node *))
+/* After it: one relaxed load of the watchdog's flag, compared with the
+ * callback's tick; the report is the cold path.  (A run function that ran
+ * several callbacks under new ticks checked those itself; the report of a
+ * tick is emitted once.) */
+static inline void weft__cb_end(weft_loop *loop, uint64_t tick, const void *node,
+                                void (*run)(weft_node *))
 {
-    if (weft__lag_flagged(loop))
+    if (atomic_load_explicit(&loop->lag.flag, memory_order_relaxed) == tick)
         weft__lag_report(loop, node, run);
 }
 

@@ -140,6 +140,10 @@ void weft__free(weft_loop *loop, void *p);
  * records what runs (weft__running_cb / weft__running_obj below). */
 static inline void weft__ready_push(weft_loop *loop, weft_node *n);
 
+/* Queue every node of list (in order) at the tail of the ready queue and
+ * leave list empty: O(1) (a future's waiters, for instance). */
+static inline void weft__ready_splice(weft_loop *loop, weft_link *list);
+
 /* True once weft_loop_close has begun: refuse new work with WEFT_ECLOSED. */
 static inline bool weft__closed(const weft_loop *loop);
 
@@ -260,13 +264,16 @@ enum {
     WEFT__CLOSING = 1u << 2, /* close in progress */
     WEFT__CLOSED = 1u << 3,  /* close done */
     WEFT__VIRTUAL = 1u << 4,
+    WEFT__ONCE = 1u << 5, /* run_once: one iteration */
 };
 
 enum { WEFT__ATTN_INBOX = 1u, WEFT__ATTN_DUMP = 2u, WEFT__ATTN_CLOSED = 4u };
 
 struct weft_loop {
     /* hot: what the call_soon / iteration paths touch */
-    weft_link ready;
+    weft_link *ready;    /* where new work is queued: one of queues[] */
+    weft_link *batch;    /* the other one: the batch being run, or empty */
+    weft_link queues[2];
     struct weft__call *pool; /* free call nodes (LIFO; NULL in debug) */
     unsigned state;          /* WEFT__RUNNING ... */
     unsigned flags;          /* WEFT_LOOP_* */
@@ -277,6 +284,7 @@ struct weft_loop {
     void *iter_ud;
     int64_t now;
     bool now_valid;
+    bool virtual_clock; /* WEFT__VIRTUAL, where the iteration needs it */
 
     /* timers (timer.c, heap.c) */
     struct {
@@ -326,7 +334,12 @@ static inline weft__layer *weft__layer_get(const weft_loop *loop, int id)
 
 static inline void weft__ready_push(weft_loop *loop, weft_node *n)
 {
-    weft__list_push(&loop->ready, &n->link);
+    weft__list_push(loop->ready, &n->link);
+}
+
+static inline void weft__ready_splice(weft_loop *loop, weft_link *list)
+{
+    weft__list_splice(loop->ready, list);
 }
 
 static inline bool weft__closed(const weft_loop *loop)

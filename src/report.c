@@ -166,7 +166,7 @@ void weft__dump(weft_loop *loop)
     weft__strbuf b;
     weft__strbuf_init(&b, loop);
     size_t ready = 0;
-    for (const weft_link *l = loop->ready.next; l != &loop->ready; l = l->next)
+    for (const weft_link *l = loop->ready->next; l != loop->ready; l = l->next)
         ready++;
     weft__strbuf_printf(&b,
                         "loop %p: backend %s, %s clock at %lld ns, %llu iterations, "

@@ -15,17 +15,20 @@
 
 #define DUE_MIN 64 /* due-list capacity allocated by weft_loop_new */
 
+/* The entry points below keep their warm path free of calls and of any
+ * code that could need a stack frame: every rare condition (debug checks,
+ * a closed loop, heap growth, re-arming an active timer, a stale clock)
+ * tail-calls its cold half in timer_cold.c, a separate translation unit so
+ * that the compiler cannot merge it back in. */
+
 int weft_timer_init(weft_timer *t, weft_loop *loop, weft_cb *fn, void *arg)
 {
     if (!t || !loop || !fn)
         return -EINVAL;
-    if (weft__wrong_thread(loop, "weft_timer_init"))
-        return -EPERM;
-    if (weft__closed(loop))
-        return WEFT_ECLOSED;
-    int err = weft__heap_reserve(loop);
-    if (err)
-        return err;
+    if ((loop->flags & WEFT_LOOP_DEBUG) || weft__closed(loop) ||
+        loop->heap.reserved == loop->heap.cap)
+        return weft__timer_init_cold(t, loop, fn, arg);
+    loop->heap.reserved++;
     *t = (weft_timer){fn, arg, loop, 0, WEFT__T_IDLE, 0};
     return 0;
 }
@@ -42,42 +45,34 @@ void weft__timer_disarm(weft_loop *loop, weft_timer *t)
     }
 }
 
-/* The checks every start shares; 0 to go on. */
-static int start_check(const weft_timer *t, int64_t repeat_ns)
+/* The warm path of every start: an idle timer of an open, non-debug loop
+ * whose clock is fresh (relative starts). */
+static inline bool start_warm(const weft_timer *t, bool relative)
 {
-    if (!t || !t->loop || repeat_ns < 0)
-        return -EINVAL;
-    if (weft__wrong_thread(t->loop, "weft_timer_start"))
-        return -EPERM;
-    if (weft__closed(t->loop))
-        return WEFT_ECLOSED;
-    return 0;
-}
-
-static void arm(weft_timer *t, int64_t when, int64_t repeat)
-{
-    weft_loop *loop = t->loop;
-    if (t->index != WEFT__T_IDLE)
-        weft__timer_disarm(loop, t); /* re-armed, or a due one superseded */
-    t->repeat = repeat;
-    weft__heap_insert(loop, t, when);
+    const weft_loop *loop = t->loop;
+    return !(loop->flags & WEFT_LOOP_DEBUG) && !weft__closed(loop) &&
+           t->index == WEFT__T_IDLE && (!relative || loop->now_valid);
 }
 
 int weft_timer_start_at_ns(weft_timer *t, int64_t when_ns, int64_t repeat_ns)
 {
-    int err = start_check(t, repeat_ns);
-    if (err)
-        return err;
-    arm(t, when_ns, repeat_ns);
+    if (!t || !t->loop || repeat_ns < 0)
+        return -EINVAL;
+    if (!start_warm(t, false))
+        return weft__timer_start_cold(t, when_ns, repeat_ns, false);
+    t->repeat = repeat_ns;
+    weft__heap_insert(t->loop, t, when_ns);
     return 0;
 }
 
 int weft_timer_start_ns(weft_timer *t, int64_t delay_ns, int64_t repeat_ns)
 {
-    int err = start_check(t, repeat_ns);
-    if (err)
-        return err;
-    arm(t, weft__add_sat(weft__now(t->loop), delay_ns), repeat_ns);
+    if (!t || !t->loop || repeat_ns < 0)
+        return -EINVAL;
+    if (!start_warm(t, true))
+        return weft__timer_start_cold(t, delay_ns, repeat_ns, true);
+    t->repeat = repeat_ns;
+    weft__heap_insert(t->loop, t, weft__add_sat(t->loop->now, delay_ns));
     return 0;
 }
 
@@ -117,15 +112,15 @@ int64_t weft_timer_when(const weft_timer *t)
 
 void weft_timer_close(weft_timer *t)
 {
-    if (!t || !t->loop)
+    weft_loop *loop;
+    if (!t || !(loop = t->loop))
         return;
-    weft_loop *loop = t->loop;
-    if (weft__wrong_thread(loop, "weft_timer_close"))
+    if ((loop->flags & WEFT_LOOP_DEBUG) || t->index != WEFT__T_IDLE ||
+        (loop->state & WEFT__CLOSED)) {
+        weft__timer_close_cold(t);
         return;
-    if (t->index != WEFT__T_IDLE)
-        weft__timer_disarm(loop, t);
-    if (!(loop->state & WEFT__CLOSED))
-        weft__heap_unreserve(loop); /* a closed loop has no heap any more */
+    }
+    weft__heap_unreserve(loop);
     t->loop = NULL;
 }
 
@@ -145,14 +140,12 @@ static int due_grow(weft_loop *loop)
 void weft__timers_expire(weft_loop *loop)
 {
     int64_t now = weft__now(loop);
-    while (loop->heap.n && loop->heap.e[0].when <= now) {
-        if (loop->due.n == loop->due.cap && due_grow(loop) < 0)
-            break; /* the rest expire at the next iteration, still in order */
-        int64_t when;
-        weft_timer *t = weft__heap_pop(loop, &when);
-        uint32_t k = loop->due.n++;
-        loop->due.e[k] = (weft__due){t, when};
-        t->index = WEFT__T_DUE | k;
+    for (;;) {
+        loop->due.n = weft__heap_pop_due(loop, now, loop->due.e, loop->due.n, loop->due.cap);
+        if (!loop->heap.n || loop->heap.e[0].when > now)
+            return;
+        if (due_grow(loop) < 0)
+            return; /* the rest expire at the next iteration, still in order */
     }
 }
 
@@ -188,12 +181,12 @@ void weft__timers_run_due(weft_loop *loop)
             rearm(loop, t, loop->due.e[k].when);
         weft_cb *fn = t->fn;
         void *arg = t->arg;
-        weft__cb_begin(loop);
+        uint64_t tick = weft__cb_begin(loop);
         weft__running_cb(loop, fn, arg);
         if (t->state & WEFT__T_CALL)
             weft__call_fired(loop, t); /* its node goes back before fn runs */
         fn(arg);
-        weft__cb_end(loop, NULL, NULL);
+        weft__cb_end(loop, tick, NULL, NULL);
     }
     loop->due.n = 0;
 }
