@@ -41,17 +41,34 @@
  *                   thread, async-signal-safe; never fails (a wakeup
  *                   already pending is enough).
  *
- * w->backend is one byte the backend may use for its own per-watcher state
- * (what the kernel was told, for instance); it is 0 after weft_io_init
- * until add sets it.  w->events is the interest the loop wants; w->fd and
- * w->loop never change while w is registered.
+ * What a backend may read and write:
+ *   loop->be_data      its own state (open sets it, close frees it);
+ *   w->fd, w->loop     fixed while w is registered;
+ *   w->events          the interest the loop wants (WEFT_READABLE |
+ *                      WEFT_WRITABLE), read-only for the backend;
+ *   w->backend         one byte of the backend's own per-watcher state
+ *                      (what the kernel was told, for instance); 0 when add
+ *                      is called;
+ *   loop->fds[0 .. loop->nfds - 1]  every registered watcher by fd (NULL
+ *                      where none), read-only: to re-register them all, as
+ *                      the epoll backend's rebuild does.
+ * and the helpers below.  The loop counts waits and EINTRs itself, marks
+ * blocking waits idle for the lag watchdog, and calls wait even when no
+ * watcher is registered (the wakeup source must still work then).
+ *
+ * A kqueue backend: src/backend_kqueue.c guarded by WEFT__HAVE_KQUEUE
+ * (define it below for the BSDs and macOS), EVFILT_READ / EVFILT_WRITE in
+ * the kevent changelist built from the change list (EV_RECEIPT turns
+ * refused changes into weft__io_refused), EVFILT_USER + NOTE_TRIGGER for
+ * wakeup, and `&weft__backend_kqueue` first in backend.c's table under the
+ * same macro.
  */
 #ifndef WEFT_BACKEND_H
 #define WEFT_BACKEND_H
 
 #include "loop_impl.h"
 
-/* Feature checks: one per backend file. */
+/* Feature checks: one per backend file (poll has none: always built). */
 #if defined(__linux__)
 #define WEFT__HAVE_EPOLL 1
 #else

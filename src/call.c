@@ -133,9 +133,10 @@ static void call_token(const weft__call *c, weft_call *out)
 int weft_call_soon(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out)
 {
     weft__call *c;
-    /* the warm path: a free node and no debug checks; closed loops (whose
-     * pool is empty) and everything else take the cold path */
-    if (!loop || !fn || !(c = loop->pool) || (loop->flags & WEFT_LOOP_DEBUG))
+    /* the warm path: no debug checks (tested first: another thread may
+     * read nothing else) and a free node; closed loops (whose pool is
+     * empty) and everything else take the cold path */
+    if (!loop || !fn || (loop->flags & WEFT_LOOP_DEBUG) || !(c = loop->pool))
         return weft__call_soon_cold(loop, fn, arg, out);
     loop->pool = call_of_link(c->node.link.next);
     c->node.link.next = NULL;
@@ -163,8 +164,9 @@ int weft_call_at_ns(weft_loop *loop, int64_t when_ns, weft_cb *fn, void *arg, we
 
 int weft_call_later_ns(weft_loop *loop, int64_t delay_ns, weft_cb *fn, void *arg, weft_call *out)
 {
-    if (!loop)
-        return -EINVAL;
+    int err = call_check(loop, fn, "weft_call_later");
+    if (err)
+        return err;
     return weft_call_at_ns(loop, weft__add_sat(weft__now(loop), delay_ns), fn, arg, out);
 }
 

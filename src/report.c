@@ -180,6 +180,8 @@ void weft__dump(weft_loop *loop)
         if (l && l->dump)
             l->dump(loop, l, &b);
     }
+    if (!b.failed && b.len && b.buf[b.len - 1] == '\n')
+        b.buf[--b.len] = '\0'; /* lines are separated, not terminated */
     weft_report r = {0};
     r.kind = WEFT_REPORT_DUMP;
     r.message = b.failed ? "loop dump: out of memory" : weft__strbuf_str(&b);
