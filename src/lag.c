@@ -119,6 +119,7 @@ int weft__lag_open(weft_loop *loop)
     atomic_init(&lag->busy, 0);
     atomic_init(&lag->asleep, 0);
     lag->reported = lag->captured = UINT64_MAX;
+    lag->spawn = pthread_create;
     return sync_init(lag);
 }
 
@@ -149,7 +150,7 @@ static void start(weft_loop *loop)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = pthread_create(&lag->thread, NULL, watchdog, loop);
+    int err = lag->spawn(&lag->thread, NULL, watchdog, loop);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err) {
         lag->failed = true;

@@ -250,6 +250,8 @@ typedef struct weft__lag {
     /* loop thread only */
     bool started;
     bool failed; /* thread creation failed (reported once) */
+    /* pthread_create; a seam for tests that make thread creation fail */
+    int (*spawn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
     pthread_t thread;
     pid_t pid;                  /* of the process that started it */
     uint64_t reported;          /* last tick reported */

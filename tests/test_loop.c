@@ -3010,6 +3010,36 @@ static void test_forked_child_starts_its_own_watchdog(void **state)
     finish(loop);
 }
 
+static int failing_spawn(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
+{
+    (void)t, (void)a, (void)fn, (void)arg;
+    return EAGAIN;
+}
+
+/* If the watchdog thread cannot be created, that is reported once
+ * (WEFT_REPORT_OTHER) and the loop runs without slow-callback reports. */
+static void test_watchdog_thread_failure_is_reported_once_and_the_loop_runs(void **state)
+{
+    (void)state;
+    weft_loop *loop = lag_loop(10 * MS);
+    loop->lag.spawn = failing_spawn;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(weft_call_soon(loop, count_cb, TAG(1), NULL), 0);
+        assert_int_equal(weft_loop_run_once(loop), 0);
+    }
+    assert_int_equal(g_count[1], 3);
+    assert_int_equal(g_hook.by_kind[WEFT_REPORT_OTHER], 1);
+    assert_int_equal(g_hook.err, -EAGAIN);
+    assert_false(loop->lag.started);
+    assert_int_equal(g_lag.count, 0);
+    /* a new setting tries again */
+    loop->lag.spawn = pthread_create;
+    assert_int_equal(weft_loop_set_lag_threshold(loop, 10 * MS), 0);
+    step(loop);
+    assert_true(loop->lag.started);
+    finish(loop);
+}
+
 /* The default report hook (NULL) prints one line to stderr; reports still
  * count. */
 static void test_default_report_hook_reports_to_stderr(void **state)
@@ -4160,6 +4190,7 @@ int main(void)
         T(test_slow_unrecorded_node_is_not_blamed_on_the_previous_callback),
         T(test_slow_timer_callback_is_reported),
         T(test_forked_child_starts_its_own_watchdog),
+        T(test_watchdog_thread_failure_is_reported_once_and_the_loop_runs),
         T(test_default_report_hook_reports_to_stderr),
         T(test_set_report_hook_accepts_custom_and_null),
         /* timers: defects and new API */
