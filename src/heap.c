@@ -156,7 +156,7 @@ void weft__heap_remove(weft_loop *loop, weft_timer *t)
 /* Remove the root of a heap of n + 1 entries (Floyd): walk the hole down
  * with pointers, moving the smallest child up each time.  The loop runs
  * while all four children exist; the last, partial level is done once. */
-static void pop_root(weft__hent *e, size_t n)
+static inline void pop_root(weft__hent *e, size_t n)
 {
     weft__hent *hole = e, *m;
     size_t hk = 0, ck, lim = n >= D ? n - D : 0; /* ck <= lim: four children */
@@ -195,13 +195,14 @@ static void pop_root(weft__hent *e, size_t n)
         sift_up(e, hk, e[n]);
 }
 
-uint32_t weft__heap_pop_due(weft_loop *loop, int64_t now, weft__due *out, uint32_t k, uint32_t max)
+uint32_t weft__heap_pop_due(weft_loop *loop, int64_t now, weft_timer **out, uint32_t k, uint32_t max)
 {
     weft__hent *e = loop->heap.e;
     size_t n = loop->heap.n;
-    while (n && k < max && e[0].when <= now) {
+    while (n && k < max && e[0].when <= now && e[0].t->repeat == 0) {
         weft_timer *t = e[0].t;
-        out[k] = (weft__due){t, e[0].when};
+        out[k] = t;
+        t->repeat = e[0].when; /* the deadline, while due */
         t->index = WEFT__T_DUE | k;
         k++;
         if (--n)
@@ -209,4 +210,17 @@ uint32_t weft__heap_pop_due(weft_loop *loop, int64_t now, weft__due *out, uint32
     }
     loop->heap.n = (uint32_t)n;
     return k;
+}
+
+weft_timer *weft__heap_pop(weft_loop *loop, int64_t *when)
+{
+    weft__hent *e = loop->heap.e;
+    WEFT_ASSERT(loop->heap.n > 0);
+    weft_timer *t = e[0].t;
+    *when = e[0].when;
+    t->index = WEFT__T_IDLE;
+    size_t n = --loop->heap.n;
+    if (n)
+        pop_root(e, n);
+    return t;
 }

@@ -15,8 +15,12 @@
 #define WEFT__T_DUE (UINT32_C(1) << 31)
 #define WEFT__HEAP_MAX (WEFT__T_DUE - 1) /* timers one loop can hold */
 
-/* weft_timer.state flags */
+/* weft_timer.state: flags, and above them the due slot + 1 of a
+ * repeating timer that expired in this iteration (it is re-armed at once,
+ * so its index is a heap position, yet step 4 must still run it once). */
 enum { WEFT__T_CALL = 1u }; /* the timer of a convenience call node */
+#define WEFT__T_SLOT_SHIFT 1
+#define WEFT__T_FLAGS ((UINT32_C(1) << WEFT__T_SLOT_SHIFT) - 1)
 
 /* Reserve (give back) one heap slot: the heap array grows here, by
  * doubling through realloc, never in insert.  -ENOMEM. */
@@ -47,10 +51,15 @@ static inline void weft__heap_insert(weft_loop *loop, weft_timer *t, int64_t whe
 }
 /* Remove t (armed, t->index a heap position).  O(log n). */
 void weft__heap_remove(weft_loop *loop, weft_timer *t);
-/* Move the expired timers (when <= now), earliest first, to out[k ..
- * max-1] (marking each WEFT__T_DUE | position); returns the new k.  Each
+/* Move the expired one-shot timers (when <= now), earliest first, to
+ * out[k .. max-1], marking each WEFT__T_DUE | position and keeping its
+ * deadline in its repeat field (0 for a one-shot, and its heap entry is
+ * gone); stops early at a repeating timer.  Returns the new k.  Each
  * removal is Floyd's bottom-up sift-down. */
-uint32_t weft__heap_pop_due(weft_loop *loop, int64_t now, weft__due *out, uint32_t k, uint32_t max);
+uint32_t weft__heap_pop_due(weft_loop *loop, int64_t now, weft_timer **out, uint32_t k, uint32_t max);
+/* Remove and return the earliest timer (the heap is not empty); its
+ * deadline in *when. */
+weft_timer *weft__heap_pop(weft_loop *loop, int64_t *when);
 
 /* Step 3: move every expired timer to the due list, in (when, seq) order.
  * If the due list cannot grow, the rest stay in the heap for the next

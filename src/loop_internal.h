@@ -221,11 +221,6 @@ typedef struct weft__hent { /* a timer heap entry: the key lives here */
     weft_timer *t;
 } weft__hent;
 
-typedef struct weft__due { /* an expired timer waiting for step 4 */
-    weft_timer *t;         /* NULL: stopped meanwhile */
-    int64_t when;
-} weft__due;
-
 typedef struct weft__running {
     weft_cb *fn; /* the callback, weft__run_obj (see obj), or NULL */
     void *arg;
@@ -294,7 +289,7 @@ struct weft_loop {
         uint32_t n, cap, reserved;
     } heap;
     struct {
-        weft__due *e;
+        weft_timer **e; /* expired timers waiting for step 4; NULL: stopped */
         uint32_t n, cap;
     } due;
     uint64_t timer_seq;

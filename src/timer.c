@@ -1,11 +1,13 @@
 /* timer.c - caller-owned timers, expiry (step 3) and the due list (step 4).
  *
- * A timer is 40 bytes and holds no deadline and no ready-queue node: while
- * armed, its deadline is in its heap entry (heap.c); once expired, in its
- * slot of the loop's due list, an array of {timer, deadline} that step 3
- * fills in (deadline, sequence) order and step 4 runs after the ready
- * queue (libev's pending array).  t->index says where the timer is, so
- * stopping a due timer just clears its slot.
+ * A timer is 40 bytes and holds no ready-queue node: while armed, its
+ * deadline is in its heap entry (heap.c).  Step 3 moves expired timers to
+ * the loop's due list, an array of timer pointers in (deadline, sequence)
+ * order that step 4 runs after the ready queue (libev's pending array).
+ * A due one-shot timer says "due, at slot k" in t->index and keeps its
+ * deadline in t->repeat (0 otherwise, and its heap entry is gone); a
+ * repeating timer is re-armed at expiry and keeps its slot in t->state.
+ * Either way stopping a due timer that has not run yet clears its slot.
  *
  * Costs: init O(1) (reserves a heap slot: amortised realloc), start and
  * stop O(log n), expiry O(log n) per timer plus an amortised due-list
@@ -35,13 +37,20 @@ int weft_timer_init(weft_timer *t, weft_loop *loop, weft_cb *fn, void *arg)
 
 void weft__timer_disarm(weft_loop *loop, weft_timer *t)
 {
-    if (t->index & WEFT__T_DUE) {
+    if (t->index & WEFT__T_DUE) { /* a due one-shot: clear its slot */
         uint32_t k = t->index & ~WEFT__T_DUE;
-        WEFT_ASSERT(k < loop->due.n && loop->due.e[k].t == t);
-        loop->due.e[k].t = NULL; /* step 4 skips the slot */
+        WEFT_ASSERT(k < loop->due.n && loop->due.e[k] == t);
+        loop->due.e[k] = NULL; /* step 4 skips the slot */
         t->index = WEFT__T_IDLE;
-    } else {
-        weft__heap_remove(loop, t);
+        t->repeat = 0;
+        return;
+    }
+    weft__heap_remove(loop, t);
+    if (t->state >> WEFT__T_SLOT_SHIFT) { /* a repeating timer due in this batch */
+        uint32_t k = (t->state >> WEFT__T_SLOT_SHIFT) - 1;
+        WEFT_ASSERT(k < loop->due.n && loop->due.e[k] == t);
+        loop->due.e[k] = NULL;
+        t->state &= WEFT__T_FLAGS;
     }
 }
 
@@ -106,7 +115,7 @@ int64_t weft_timer_when(const weft_timer *t)
     if (!weft_timer_active(t))
         return INT64_MIN;
     if (t->index & WEFT__T_DUE)
-        return t->loop->due.e[t->index & ~WEFT__T_DUE].when;
+        return t->repeat; /* a due one-shot keeps its deadline there */
     return t->loop->heap.e[t->index].when;
 }
 
@@ -129,7 +138,7 @@ void weft_timer_close(weft_timer *t)
 static int due_grow(weft_loop *loop)
 {
     uint32_t cap = loop->due.cap ? loop->due.cap * 2 : DUE_MIN;
-    weft__due *e = weft__realloc(loop, loop->due.e, (size_t)cap * sizeof *e);
+    weft_timer **e = weft__realloc(loop, loop->due.e, (size_t)cap * sizeof *e);
     if (!e)
         return -ENOMEM;
     loop->due.e = e;
@@ -137,35 +146,50 @@ static int due_grow(weft_loop *loop)
     return 0;
 }
 
+/* A repeating timer that expired at `when`: back into the heap at once, at
+ * when + period, or now + period if it fell behind.  False (not re-armed)
+ * if that deadline would pass INT64_MAX: a saturated deadline would be due
+ * again at once, forever, on a virtual clock that reached it. */
+static bool rearm(weft_loop *loop, weft_timer *t, int64_t when, int64_t now)
+{
+    int64_t period = t->repeat;
+    if (when > INT64_MAX - period)
+        return false;
+    int64_t next = when + period;
+    if (next <= now) {
+        if (now > INT64_MAX - period)
+            return false;
+        next = now + period;
+    }
+    weft__heap_insert(loop, t, next);
+    return true;
+}
+
 void weft__timers_expire(weft_loop *loop)
 {
     int64_t now = weft__now(loop);
     for (;;) {
+        /* the one-shot timers, in bulk */
         loop->due.n = weft__heap_pop_due(loop, now, loop->due.e, loop->due.n, loop->due.cap);
         if (!loop->heap.n || loop->heap.e[0].when > now)
             return;
-        if (due_grow(loop) < 0)
-            return; /* the rest expire at the next iteration, still in order */
+        if (loop->due.n == loop->due.cap) {
+            if (due_grow(loop) < 0)
+                return; /* the rest expire at the next iteration, still in order */
+            continue;
+        }
+        /* a repeating timer: re-armed now, and run once at step 4 */
+        int64_t when;
+        weft_timer *t = weft__heap_pop(loop, &when);
+        uint32_t k = loop->due.n++;
+        loop->due.e[k] = t;
+        if (rearm(loop, t, when, now)) {
+            t->state = (t->state & WEFT__T_FLAGS) | (k + 1) << WEFT__T_SLOT_SHIFT;
+        } else { /* its last run: due like a one-shot */
+            t->repeat = when;
+            t->index = WEFT__T_DUE | k;
+        }
     }
-}
-
-/* A repeating timer that just expired at `when`: back into the heap at
- * when + period, or now + period if it fell behind; not at all if that
- * would pass INT64_MAX (a saturated deadline would be due again at once,
- * forever, on a virtual clock that reached it). */
-static void rearm(weft_loop *loop, weft_timer *t, int64_t when)
-{
-    int64_t next;
-    if (when > INT64_MAX - t->repeat)
-        return;
-    next = when + t->repeat;
-    int64_t now = weft__now(loop);
-    if (next <= now) {
-        if (now > INT64_MAX - t->repeat)
-            return;
-        next = now + t->repeat;
-    }
-    weft__heap_insert(loop, t, next);
 }
 
 /* ---- step 4, second half: the due list ---------------------------------------------------- */
@@ -173,12 +197,15 @@ static void rearm(weft_loop *loop, weft_timer *t, int64_t when)
 void weft__timers_run_due(weft_loop *loop)
 {
     for (uint32_t k = 0; k < loop->due.n; k++) {
-        weft_timer *t = loop->due.e[k].t;
+        weft_timer *t = loop->due.e[k];
         if (!t)
             continue; /* stopped by an earlier callback of this batch */
-        t->index = WEFT__T_IDLE;
-        if (t->repeat)
-            rearm(loop, t, loop->due.e[k].when);
+        if (t->index & WEFT__T_DUE) {
+            t->index = WEFT__T_IDLE;
+            t->repeat = 0;
+        } else {
+            t->state &= WEFT__T_FLAGS; /* repeating: armed again already */
+        }
         weft_cb *fn = t->fn;
         void *arg = t->arg;
         uint64_t tick = weft__cb_begin(loop);
@@ -193,11 +220,11 @@ void weft__timers_run_due(weft_loop *loop)
 
 void weft__timers_close(weft_loop *loop)
 {
+    for (uint32_t k = 0; k < loop->due.n; k++)
+        if (loop->due.e[k])
+            weft__timer_disarm(loop, loop->due.e[k]);
     for (uint32_t i = 0; i < loop->heap.n; i++)
         loop->heap.e[i].t->index = WEFT__T_IDLE;
-    for (uint32_t k = 0; k < loop->due.n; k++)
-        if (loop->due.e[k].t)
-            loop->due.e[k].t->index = WEFT__T_IDLE;
     weft__free(loop, loop->heap.e);
     weft__free(loop, loop->due.e);
     loop->heap.e = NULL;

@@ -178,9 +178,9 @@ typedef struct weft_timer {
     weft_cb *fn;
     void *arg;
     weft_loop *loop; /* NULL: not initialised, or closed */
-    int64_t repeat;  /* period in ns; 0 = one-shot */
+    int64_t repeat;  /* period in ns, 0 = one-shot (a due one-shot: its deadline) */
     uint32_t index;  /* heap position, due position, or idle */
-    uint32_t state;  /* flags */
+    uint32_t state;  /* flags (and the due slot of a repeating timer) */
 } weft_timer;
 
 /* Bind t to loop and make it call fn(arg).  Returns 0, -EINVAL, -ENOMEM
@@ -192,9 +192,10 @@ int weft_timer_init(weft_timer *t, weft_loop *loop, weft_cb *fn, void *arg);
  * then every repeat_ns if repeat_ns > 0.  Starting an active timer moves it
  * (a due one that has not run yet is superseded).  Returns 0; only -EINVAL
  * (NULL, uninitialised, repeat < 0), WEFT_ECLOSED or -EPERM.
- * A repeating timer is re-armed right before its callback runs, at
- * deadline + period, or now + period if it fell behind; if that deadline
- * would pass INT64_MAX ns it is not re-armed (it has fired its last). */
+ * A repeating timer is re-armed when it expires (step 3, so before its
+ * callback runs), at deadline + period, or now + period if it fell behind;
+ * if that deadline would pass INT64_MAX ns it is not re-armed (it has
+ * fired its last). */
 int weft_timer_start_ns(weft_timer *t, int64_t delay_ns, int64_t repeat_ns);
 
 /* The same with an absolute deadline on the loop clock. */
@@ -255,9 +256,9 @@ int weft_call_at_ns(weft_loop *loop, int64_t when_ns, weft_cb *fn, void *arg, we
 int weft_call_cancel(weft_loop *loop, weft_call call);
 
 /* True iff that call was cancelled with weft_call_cancel before it ran.
- * The loop remembers the outcome of a node's last use, so the answer is
- * exact until the node serving the call has been reused and released
- * again; after that (and on a closed loop) it is false. */
+ * Each node remembers its last cancelled use, so the answer is exact until
+ * a later call served by the same node is cancelled too; after that (and
+ * on a closed loop) it is false.  A call that ran is never "cancelled". */
 bool weft_call_cancelled(weft_loop *loop, weft_call call);
 
 /* True while that call is queued or armed (not yet run, not cancelled). */
@@ -348,7 +349,7 @@ int weft_remove_writer(weft_loop *loop, int fd);
 
 /* Queue fn(arg) from any thread and wake the loop if it is blocked.  Runs
  * in the loop thread at the start of the next iteration, in call order.
- * Allocates a 40-byte node through the loop's allocator (which must then
+ * Allocates a 48-byte node through the loop's allocator (which must then
  * be thread-safe).  Returns 0, -EINVAL, -ENOMEM or WEFT_ECLOSED.  The loop
  * must not be destroyed while other threads may call this. */
 int weft_call_soon_threadsafe(weft_loop *loop, weft_cb *fn, void *arg);
