@@ -14,6 +14,9 @@
  */
 #include "loop_impl.h"
 
+/* The documented size on LP64. */
+_Static_assert(sizeof(void *) != 8 || sizeof(weft__call) == 88, "weft__call grew");
+
 /* ---- handles ------------------------------------------------------------------------- */
 
 void weft__handle_run(weft_node *n)

@@ -14,6 +14,9 @@
  */
 #include "backend.h"
 
+/* The documented size on LP64 (the caller embeds it). */
+_Static_assert(sizeof(void *) != 8 || sizeof(weft_async) == 56, "weft_async grew");
+
 /* ---- the inbox --------------------------------------------------------------------- */
 
 /* Queue n (inbox_mu held): the first node raises the flag and wakes the

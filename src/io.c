@@ -17,6 +17,9 @@
 
 #include "backend.h"
 
+/* The documented size on LP64 (the caller embeds it). */
+_Static_assert(sizeof(void *) != 8 || sizeof(weft_io) == 64, "weft_io grew");
+
 /* ---- the fd table -------------------------------------------------------------------- */
 
 /* Make loop->fds hold index fd: grow by doubling, in size_t (fd <= INT_MAX

@@ -40,6 +40,15 @@ void weft__run_obj(void *unused)
     (void)unused; /* a marker: never called */
 }
 
+/* The clock of the watchdog's timed waits: CLOCK_MONOTONIC where the
+ * condition variable can use it (POSIX clock selection; not macOS), else
+ * the default CLOCK_REALTIME.  The samples always use CLOCK_MONOTONIC. */
+#if defined(_POSIX_CLOCK_SELECTION) && _POSIX_CLOCK_SELECTION > 0
+#define WAIT_CLOCK CLOCK_MONOTONIC
+#else
+#define WAIT_CLOCK CLOCK_REALTIME
+#endif
+
 static int64_t period(int64_t threshold)
 {
     int64_t p = threshold / 8;
@@ -68,8 +77,14 @@ static void *watchdog(void *arg)
             have = false;
             continue;
         }
-        int64_t p = period(thr), t = weft__clock_mono() + p;
-        struct timespec until = {(time_t)(t / 1000000000), (long)(t % 1000000000)};
+        int64_t p = period(thr);
+        struct timespec until;
+        clock_gettime(WAIT_CLOCK, &until);
+        until.tv_nsec += (long)p; /* p < 1 s */
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
         pthread_cond_timedwait(&lag->cv, &lag->mu, &until);
         if (lag->stop)
             break;
@@ -99,7 +114,9 @@ static int sync_init(weft__lag *lag)
     pthread_condattr_t ca;
     err = pthread_condattr_init(&ca);
     if (!err) {
-        err = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+#if defined(_POSIX_CLOCK_SELECTION) && _POSIX_CLOCK_SELECTION > 0
+        err = pthread_condattr_setclock(&ca, WAIT_CLOCK);
+#endif
         if (!err)
             err = pthread_cond_init(&lag->cv, &ca);
         pthread_condattr_destroy(&ca);

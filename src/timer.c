@@ -17,6 +17,9 @@
 
 #define DUE_MIN 64 /* due-list capacity allocated by weft_loop_new */
 
+/* The documented size on LP64 (the caller embeds it). */
+_Static_assert(sizeof(void *) != 8 || sizeof(weft_timer) == 40, "weft_timer grew");
+
 /* The entry points below keep their warm path free of calls and of any
  * code that could need a stack frame: every rare condition (debug checks,
  * a closed loop, heap growth, re-arming an active timer, a stale clock)
