@@ -152,7 +152,7 @@ WEFT_ASYNC(main_co)
 
 int main(void)
 {
-    int err = WEFT_RUN(NULL, NULL, main_co);
+    int err = WEFT_RUN(WEFT_ENV_OPTIONS, NULL, main_co);
     if (err)
         fprintf(stderr, "gather_wait: %s\n", weft_strerror(err));
     return err ? 1 : 0;

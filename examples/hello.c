@@ -34,7 +34,7 @@ int main(void)
     /* asyncio.run(main()): new loop, main_co as its first task, run it to
      * completion, cancel leftovers, close the loop.  Returns main's error
      * code, 0 on success. */
-    int err = WEFT_RUN(NULL, NULL, main_co);
+    int err = WEFT_RUN(WEFT_ENV_OPTIONS, NULL, main_co);
     if (err)
         fprintf(stderr, "hello: %s\n", weft_strerror(err));
     return err ? 1 : 0;

@@ -51,7 +51,7 @@ static void hello_world(void *arg)
 static int hello(void)
 {
     weft_loop *loop;
-    int err = weft_loop_new(&loop, NULL); /* asyncio.new_event_loop() */
+    int err = weft_loop_new(&loop, WEFT_ENV_OPTIONS); /* asyncio.new_event_loop() */
     if (err)
         return err;
     err = weft_call_soon(loop, hello_world, loop, NULL);
@@ -87,7 +87,7 @@ static void display_date(void *arg)
 static int display(void)
 {
     weft_loop *loop;
-    int err = weft_loop_new(&loop, NULL);
+    int err = weft_loop_new(&loop, WEFT_ENV_OPTIONS);
     if (err)
         return err;
     struct display d = {loop, weft_loop_time(loop) + 5.0};

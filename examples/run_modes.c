@@ -146,7 +146,7 @@ int main(void)
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         printf("%s== %s ==\n", i ? "\n" : "", parts[i].title);
         weft_loop *loop = NULL;
-        int err = weft_loop_new(&loop, NULL);
+        int err = weft_loop_new(&loop, WEFT_ENV_OPTIONS);
         if (!err)
             err = parts[i].run(loop);
         weft_loop_destroy(loop); /* closes it first if needed; NULL-safe */

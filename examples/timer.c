@@ -67,7 +67,7 @@ static void print_done(weft_future *futu, void *arg)
 int main(void)
 {
     printf("timer(3) started\n");
-    int err = WEFT_RUN(NULL, NULL, timer, .x = 3, .cb = print_done);
+    int err = WEFT_RUN(WEFT_ENV_OPTIONS, NULL, timer, .x = 3, .cb = print_done);
     if (err)
         fprintf(stderr, "timer: %s\n", weft_strerror(err));
     return err ? 1 : 0;

@@ -54,7 +54,7 @@ WEFT_ASYNC(example2)
 int main(void)
 {
     weft_loop *loop;
-    int err = weft_loop_new(&loop, NULL);
+    int err = weft_loop_new(&loop, WEFT_ENV_OPTIONS);
     if (err) {
         fprintf(stderr, "wait_tasks: %s\n", weft_strerror(err));
         return 1;

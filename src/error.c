@@ -23,7 +23,7 @@ const char *weft_strerror(int err)
     case WEFT_EBROKEN:
         return "barrier is broken";
     case WEFT_ECORO:
-        return "coroutine misuse (suspension inside a switch, or a stray break)";
+        return "coroutine misuse";
     case WEFT_ENOTASK:
         return "no current task, or a task awaited itself";
     case -EINVAL:

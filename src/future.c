@@ -13,6 +13,7 @@
  * Everything kind-specific goes through f->ops (future_internal.h); this
  * file knows no kind but its own.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -125,6 +126,72 @@ weft__extras *weft__future_extras(weft_future *f, bool create)
     return &fl->extras[k];
 }
 
+int weft__future_set_detail(weft_future *f, int err, const char *msg)
+{
+    weft__extras *x = weft__future_extras(f, msg != NULL);
+    if (!x)
+        return msg ? -ENOMEM : 0;
+    weft__free(f->loop, x->detail);
+    x->detail = NULL;
+    if (!msg)
+        return 0;
+    size_t n = strlen(msg) + 1;
+    if (n > 512)
+        n = 512;
+    x->detail = weft__alloc(f->loop, n);
+    if (!x->detail)
+        return -ENOMEM;
+    memcpy(x->detail, msg, n - 1);
+    x->detail[n - 1] = 0;
+    x->detail_err = err;
+    return 0;
+}
+
+const char *weft__future_detail(const weft_future *f, int err)
+{
+    if (!(f->flags & WEFT__F_EXTRAS))
+        return NULL;
+    weft__extras *x = weft__future_extras((weft_future *)(uintptr_t)f, false);
+    return x && x->detail && x->detail_err == err ? x->detail : NULL;
+}
+
+void *weft__future_scoped_alloc(weft_future *f, size_t n)
+{
+    weft__extras *x = weft__future_extras(f, true);
+    if (!x)
+        return NULL;
+    weft__scoped *b = weft__alloc(f->loop, sizeof *b + n);
+    if (!b)
+        return NULL;
+    memset(b->data, 0, n);
+    b->next = x->scoped;
+    x->scoped = b;
+    return b->data;
+}
+
+void weft__future_scoped_free(weft_future *f, void *p)
+{
+    if (!p)
+        return;
+    weft__extras *x = weft__future_extras(f, false);
+    for (weft__scoped **pp = x ? &x->scoped : NULL; pp && *pp; pp = &(*pp)->next)
+        if ((*pp)->data == p) {
+            weft__scoped *b = *pp;
+            *pp = b->next;
+            weft__free(f->loop, b);
+            return;
+        }
+}
+
+static void extras_clear(weft_loop *loop, weft__extras *x)
+{
+    weft__free(loop, x->detail);
+    for (weft__scoped *b = x->scoped, *next; b; b = next) {
+        next = b->next;
+        weft__free(loop, b);
+    }
+}
+
 /* Remove f's entry (backward-shift deletion: no tombstones). */
 static void extras_drop(weft_future *f)
 {
@@ -139,7 +206,7 @@ static void extras_drop(weft_future *f)
             return;
         k = (k + 1) & mask;
     }
-    weft__free(f->loop, fl->extras[k].detail);
+    extras_clear(f->loop, &fl->extras[k]);
     fl->nextras--;
     for (size_t j = (k + 1) & mask; fl->extras[j].f; j = (j + 1) & mask) {
         size_t home = extras_slot(fl, fl->extras[j].f);
@@ -188,13 +255,17 @@ void weft__future_name(const weft_future *f, char *buf, size_t n)
 }
 
 /* The callbacks of a future that will never complete normally (freed while
- * pending, or completed after close) are dropped. */
+ * pending, or completed after close) are dropped; other waiters (tasks
+ * parked on it, being released by the close) are only unlinked. */
 static void drop_callbacks(weft_future *f)
 {
     for (weft_link *l = f->waiters.next, *next; l != &f->waiters; l = next) {
         next = l->next;
-        weft__cbnode *c = WEFT_CONTAINER_OF(l, weft__cbnode, node.link);
-        weft__node_unlink(&c->node);
+        weft_node *n = (weft_node *)(void *)l;
+        weft__node_unlink(n);
+        if (n->run != cb_run)
+            continue;
+        weft__cbnode *c = WEFT_CONTAINER_OF(n, weft__cbnode, node);
         if (c->inuse.next)
             weft__list_unlink(&c->inuse);
         weft__free(f->loop, c);
@@ -213,7 +284,7 @@ static const weft__future_ops plain_ops;
 
 void weft__future_free(weft_future *f)
 {
-#ifndef WEFT__POISON
+#if !WEFT__POISON
     if (f->ops == &plain_ops && f->state == WEFT__DONE &&
         !((weft__dfuture *)(void *)f)->dtor) {
         /* hot path: a plain future done with a value nobody must destroy */
@@ -238,11 +309,18 @@ void weft__future_free(weft_future *f)
             f->ops->describe(f, &r, name, sizeof name);
         else
             snprintf(name, sizeof name, "%s", f->ops->kind);
-        char msg[320];
-        snprintf(msg, sizeof msg, "%s failed and its error was never retrieved", name);
+        char msg[900];
+        const char *detail = weft__future_detail(f, f->out.err);
+        if (r.file)
+            snprintf(msg, sizeof msg, "%s failed at %s:%d and its error was never retrieved%s%s",
+                     name, r.file, r.line, detail ? ": " : "", detail ? detail : "");
+        else
+            snprintf(msg, sizeof msg, "%s failed and its error was never retrieved%s%s", name,
+                     detail ? ": " : "", detail ? detail : "");
         r.kind = WEFT_REPORT_UNOBSERVED;
         r.err = f->out.err;
         r.message = msg;
+        r.detail = detail;
         weft__report(loop, &r);
     } else if (f->state == WEFT__DONE && (f->ops->flags & WEFT__OPS_DTOR)) {
         weft__dfuture *d = (weft__dfuture *)(void *)f;
@@ -258,7 +336,7 @@ void weft__future_free(weft_future *f)
         extras_drop(f);
     if (!f->ops->release)
         return; /* a frame's: the frame owns the memory */
-#ifdef WEFT__POISON
+#if WEFT__POISON
     /* keep it a while, marked dead, so that a double unref or an await of
      * a freed future is reported instead of corrupting another future */
     weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(loop,
@@ -344,7 +422,7 @@ int weft__future_finish(weft_future *f, uint8_t state)
             if (((weft_node *)(void *)l)->run == cb_run)
                 f->refs++;
     }
-    weft__list_splice(&f->loop->ready, &f->waiters);
+    weft__ready_splice(f->loop, &f->waiters);
     return 0;
 }
 
@@ -385,7 +463,7 @@ static int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
         ((weft__dfuture *)(void *)f)->dtor = dtor;
         f->out.v = v;
         f->state = WEFT__DONE;
-        weft__list_splice(&f->loop->ready, &f->waiters);
+        weft__ready_splice(f->loop, &f->waiters);
         return 0;
     }
     int err = settable(f);
@@ -428,6 +506,42 @@ int weft_future_set_error(weft_future *f, int err)
     return weft__future_fail(f, err);
 }
 
+int weft_future_set_error_msg(weft_future *f, int err, const char *fmt, ...)
+{
+    if (err >= 0 || err == -ECANCELED || err < WEFT_ERR_MIN || !fmt)
+        return -EINVAL;
+    int e = settable(f);
+    if (e)
+        return e;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    weft__future_set_detail(f, err, msg); /* -ENOMEM: the error stands, without text */
+    return weft__future_fail(f, err);
+}
+
+const char *weft_future_error_message(const weft_future *f)
+{
+    if (!f || f->state == WEFT__PENDING || f->state == WEFT__DONE)
+        return NULL;
+    return weft__future_detail(f, weft__future_err(f));
+}
+
+const char *weft_future_strerror(const weft_future *f, char *buf, size_t n)
+{
+    if (!buf || !n)
+        return "";
+    int err = f && f->state != WEFT__PENDING ? weft__future_err(f) : 0;
+    const char *msg = f ? weft_future_error_message(f) : NULL;
+    if (msg)
+        snprintf(buf, n, "%s: %s", msg, weft_strerror(err));
+    else
+        snprintf(buf, n, "%s", f && f->state == WEFT__PENDING ? "pending" : weft_strerror(err));
+    return buf;
+}
+
 int weft_future_cancel(weft_future *f)
 {
     if (!f)
@@ -461,7 +575,7 @@ static void plain_release(weft_future *f)
         weft__free(f->loop, d); /* made or released after close */
         return;
     }
-#ifdef WEFT__POISON
+#if WEFT__POISON
     weft__free(f->loop, d);
 #else
     f->waiters.next = (weft_link *)(void *)fl->free; /* recycle */
@@ -564,7 +678,7 @@ static void cb_put(weft_loop *loop, weft__cbnode *c)
         weft__list_unlink(&c->inuse);
     weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(loop,
                                                                           WEFT__LAYER_FUTURE);
-#ifndef WEFT__POISON
+#if !WEFT__POISON
     if (fl && !fl->closed) {
         c->node.link.next = (weft_link *)(void *)fl->cbfree;
         fl->cbfree = c;
@@ -676,7 +790,7 @@ static void layer_close(weft_loop *loop, weft__layer *self)
         weft__free(loop, c);
     }
     fl->cbfree = NULL;
-#ifdef WEFT__POISON
+#if WEFT__POISON
     for (size_t i = 0; i < sizeof fl->quar / sizeof fl->quar[0]; i++)
         if (fl->quar[i]) {
             fl->quar[i]->state = WEFT__PENDING;
@@ -703,7 +817,8 @@ static void layer_destroy(weft_loop *loop, weft__layer *self)
                       fl->live);
     weft__pool_free_all(&fl->pool);
     for (size_t i = 0; i < fl->extras_cap; i++)
-        weft__free(loop, fl->extras[i].detail);
+        if (fl->extras[i].f)
+            extras_clear(loop, &fl->extras[i]);
     weft__free(loop, fl->extras);
     weft__layer_set(loop, WEFT__LAYER_FUTURE, NULL);
     weft__free(loop, fl);

@@ -98,10 +98,18 @@ typedef struct weft__hold {
 /* What few futures need and most do not, kept beside them in a per-loop
  * table rather than in every future: a task's name, an error's message. */
 typedef struct weft__extras {
-    weft_future *f;     /* the key */
-    const char *name;   /* a task's name (the caller's string) */
-    char *detail;       /* the error's message, owned (NULL: none) */
+    weft_future *f;           /* the key */
+    const char *name;         /* a task's name (the caller's string) */
+    char *detail;             /* the message of error detail_err, owned */
+    int detail_err;           /* the error the message belongs to */
+    struct weft__scoped *scoped; /* blocks freed with f (a task's groups) */
 } weft__extras;
+
+/* A block that lives as long as its future (weft__future_scoped_alloc). */
+typedef struct weft__scoped {
+    struct weft__scoped *next;
+    _Alignas(16) unsigned char data[];
+} weft__scoped;
 
 /* ---- the future layer's per-loop state ------------------------------------------------ */
 
@@ -130,6 +138,18 @@ weft__future_layer *weft__futures(weft_loop *loop);
 /* f's extras: the entry if it has one, else (create) a new zeroed one, or
  * NULL (none, or -ENOMEM).  Valid until the next call that creates one. */
 weft__extras *weft__future_extras(weft_future *f, bool create);
+
+/* Attach message msg (copied; NULL removes) to error err of f.  0 or
+ * -ENOMEM (f then has no message). */
+int weft__future_set_detail(weft_future *f, int err, const char *msg);
+
+/* The message of f's error err, or NULL. */
+const char *weft__future_detail(const weft_future *f, int err);
+
+/* A zeroed block of n bytes freed when f is freed (or by
+ * weft__future_scoped_free); NULL on -ENOMEM. */
+void *weft__future_scoped_alloc(weft_future *f, size_t n);
+void weft__future_scoped_free(weft_future *f, void *p);
 
 /* A reference to the loop's yield future: done, and awaiting it lets every
  * other ready callback run once (sleep(0)).  NULL as weft__futures. */

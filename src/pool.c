@@ -29,7 +29,7 @@ typedef struct free_block {
     struct free_block *next;
 } free_block;
 
-#if defined(WEFT__POISON)
+#if WEFT__POISON
 #define POOLING 0
 #else
 #define POOLING 1

@@ -13,6 +13,7 @@
  * uncatchable when it is the task's own cancellation, records where an
  * error came from and reports misuse.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,20 @@ int weft_task_cancel(weft_task *tf)
     return 0;
 }
 
+int weft_task_cancel_msg(weft_task *t, const char *fmt, ...)
+{
+    int err = weft_task_cancel(t);
+    if (err || !fmt)
+        return err;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    weft__future_set_detail(t, -ECANCELED, msg);
+    return 0;
+}
+
 bool weft__task_cancel_pending(const weft_task *t)
 {
     return weft_is_task(t) && t->state == WEFT__PENDING && cancelling(T(t));
@@ -312,13 +327,20 @@ static bool fail(weft_co *co, const weft__task *t, int err, int catching, int *v
     return true;
 }
 
-/* The outcome of done f, observed. */
+/* The outcome of done f, observed.  An error that unwinds the frame takes
+ * its message along (the first one the task raises). */
 static int outcome(weft_co *co, const weft__task *t, weft_future *f, int catching, int *var)
 {
     if (f->flags & WEFT__F_YIELD)
         return fail(co, t, cancelling(t) ? -ECANCELED : 0, catching, var) ? -1 : 0;
     f->flags |= WEFT__F_OBSERVED;
-    return fail(co, t, weft__future_err(f), catching, var) ? -1 : 0;
+    int err = weft__future_err(f);
+    if (!fail(co, t, err, catching, var))
+        return 0;
+    const char *msg = (f->flags & WEFT__F_EXTRAS) ? weft__future_detail(f, err) : NULL;
+    if (msg && !weft__future_detail(&t->fut, err))
+        weft__future_set_detail((weft_future *)(uintptr_t)&t->fut, err, msg);
+    return -1;
 }
 
 static int await_slow(weft_co *co, weft__task *t, weft_future *f, int catching, int *var)
@@ -412,6 +434,19 @@ weft_value weft__last_value(weft_task *task)
     return (weft_value){0};
 }
 
+void weft__throw_msg(weft_co *co, weft_task *task, int err, int line, const char *fmt, ...)
+{
+    weft__co_throw(co, err, line);
+    if (co->err != err || !fmt)
+        return; /* misuse, or an earlier error wins */
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    weft__future_set_detail(task, err, msg);
+}
+
 int weft__yield(weft_co *co, weft_task *task, int line)
 {
     weft__task *t = T(task);
@@ -500,14 +535,17 @@ static void task_finish(weft__task *t, weft_co *root)
         if (weft__list_empty(&t->fut.waiters) && t->fut.refs == 1) {
             /* nobody awaits it, nobody holds it: nobody ever will */
             t->fut.flags |= WEFT__F_OBSERVED;
-            char msg[320];
-            snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)", tname(t),
-                     origin->file, (int)root->err_line, origin->name);
+            char msg[900];
+            const char *detail = weft__future_detail(&t->fut, err);
+            snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)%s%s", tname(t),
+                     origin->file, (int)root->err_line, origin->name, detail ? ": " : "",
+                     detail ? detail : "");
             weft_report r;
             memset(&r, 0, sizeof r);
             r.kind = WEFT_REPORT_UNOBSERVED;
             r.err = err;
             r.message = msg;
+            r.detail = detail;
             r.task = &t->fut;
             r.task_name = tname(t);
             r.coroutine = origin->name;
@@ -781,7 +819,7 @@ static void release_finish(weft__task *t)
     t->w.waiting = NULL;
     t->fut.state = WEFT__CANCELLED;
     t->fut.flags |= WEFT__F_OBSERVED;
-    weft__list_splice(&t->fut.loop->ready, &t->fut.waiters); /* dropped by close */
+    weft__ready_splice(t->fut.loop, &t->fut.waiters); /* dropped by close */
     t->w.origin = NULL;
     if (w)
         weft__future_unref(w);

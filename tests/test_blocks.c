@@ -178,8 +178,9 @@ static void test_timeout_block_refuses_nan_and_survives_enomem(void **state)
         t = WEFT_SPAWN(loop, tblock, .limit = 5, .work = 1);
         assert_non_null(t);
         alloc_fail_at(alloc_calls() + k);
-        int rc = run(loop, t);
+        step(loop); /* the first step: the scope's timer, the sleep */
         alloc_fail_at(0);
+        int rc = run(loop, t);
         weft_future_unref(t);
         if (rc == 0) {
             EXPECT_LOG(1, 2);

@@ -319,22 +319,26 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
 #define WEFT__CAT2(a, b) a##b
 #define WEFT__CAT(a, b) WEFT__CAT2(a, b)
 #define WEFT__LABEL WEFT__CAT(weft__resume_, __LINE__)
-/* A resume point is stored as its label's distance from weft__dispatch (a
- * positive int32), so both backends share the frame layout.  __extension__
- * keeps -Wpedantic quiet about the GNU constructs. */
+/* A resume point is stored as its label's distance from weft__dispatch
+ * (either sign: compilers lay blocks out as they like) plus a bias that
+ * keeps it apart from the fixed keys, so both backends share the frame
+ * layout.  __extension__ keeps -Wpedantic quiet about the GNU constructs. */
+#define WEFT__LABEL_BIAS 0x40000000
+#define WEFT__LABEL_KEY(label)                                                                     \
+    ((int32_t)(__extension__((char *)&&label - (char *)&&weft__dispatch)) + WEFT__LABEL_BIAS)
 #define WEFT__DISPATCH                                                                             \
-    if (weft__co->key > 0)                                                                         \
-        __extension__({ goto *(void *)((char *)&&weft__dispatch + weft__co->key); });             \
+    if (weft__co->key >= WEFT__LABEL_BIAS / 2)                                                     \
+        __extension__({                                                                            \
+            goto *(void *)((char *)&&weft__dispatch + (weft__co->key - WEFT__LABEL_BIAS));         \
+        });                                                                                        \
     switch (weft__co->key)
-/* A block exit is a label: its key is its distance from weft__dispatch. */
+/* A block exit is a label. */
 #define WEFT__BLOCK_DECLARE(name) enum { weft__blk_declared_##name }
-#define WEFT__BLOCK_KEY(name)                                                                      \
-    ((int32_t)(__extension__((char *)&&weft__blk_##name - (char *)&&weft__dispatch)))
+#define WEFT__BLOCK_KEY(name) WEFT__LABEL_KEY(weft__blk_##name)
 #define WEFT__BLOCK_EXIT(name) weft__blk_##name:
 #define WEFT__SUSPEND(rc, child)                                                                   \
     do {                                                                                           \
-        weft__co->key = (int32_t)(__extension__((char *)&&WEFT__LABEL -                           \
-                                                (char *)&&weft__dispatch));                        \
+        weft__co->key = WEFT__LABEL_KEY(WEFT__LABEL);                                              \
         weft__co->line = __LINE__;                                                                 \
         return (weft_co_rc){(child), (rc)};                                                        \
     WEFT__LABEL:;                                                                                  \

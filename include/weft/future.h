@@ -82,6 +82,25 @@ int weft_future_set_ptr(weft_future *f, void *p, weft_dtor *dtor);
  * Returns as weft_future_set_result; -EINVAL for a bad code. */
 int weft_future_set_error(weft_future *f, int err);
 
+/* Like weft_future_set_error, with a message (printf format; copied, up
+ * to 511 bytes) that travels with the error: what an exception's text is
+ * in Python.  A task that awaits f and fails with this error carries the
+ * message on.  Without memory for the message the error is set without it. */
+int weft_future_set_error_msg(weft_future *f, int err, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The message f's error carries (set_error_msg, WEFT_THROW_MSG,
+ * weft_task_cancel_msg), or NULL; valid while f is. */
+const char *weft_future_error_message(const weft_future *f);
+
+/* f's outcome as text in buf (n bytes): "message: strerror" when its error
+ * has a message, else weft_strerror(code) ("success" for a value,
+ * "pending").  Returns buf. */
+const char *weft_future_strerror(const weft_future *f, char *buf, size_t n);
+
 /* Cancel a pending future: it becomes CANCELLED and its callbacks are
  * queued.  For a task this is weft_task_cancel (a request); for a future
  * made by a combinator or a primitive, cancelling also withdraws what it

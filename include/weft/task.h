@@ -110,6 +110,23 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
             goto weft__unwind;                                                                     \
     } while (0)
 
+/* Fail this frame with error code e and a message (printf format, up to
+ * 511 bytes) that travels with the error to whoever observes it: the task
+ * that ends with it carries it (weft_future_error_message), reports show
+ * it, and an awaiting task that fails with the same error carries it on.
+ *     WEFT_THROW_MSG(self, -EPROTO, "bad header byte 0x%02x", b);        */
+#define WEFT_THROW_MSG(self, e, ...)                                       \
+    do {                                                                   \
+        (void)weft__co_self(&(self)->co);                                  \
+        weft__throw_msg(weft__co, task, (e), __LINE__, __VA_ARGS__);       \
+        goto weft__unwind;                                                 \
+    } while (0)
+
+void weft__throw_msg(weft_co *co, weft_task *task, int err, int line, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
 int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var);
 int weft__await_end(weft_co *co, weft_task *task, int catching, int *var);
 weft_value weft__last_value(weft_task *task);
@@ -134,6 +151,15 @@ typedef struct weft_waiter {
  * react (a task group's join cancels its children).  Returns 0, -EINVAL,
  * or WEFT_ESTATE if already done. */
 int weft_task_cancel(weft_task *t);
+
+/* weft_task_cancel with a message (asyncio's cancel(msg)): the task's
+ * -ECANCELED carries it, as weft_future_error_message shows.  Returns as
+ * weft_task_cancel (the message is dropped without memory for it). */
+int weft_task_cancel_msg(weft_task *t, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* Pending cancellation requests (asyncio 3.13 cancelling()). */
 int weft_task_cancelling(const weft_task *t);
