@@ -30,10 +30,15 @@ struct weft_future {
             weft_dtor *dtor;
         } done; /* finished with a value */
         struct {
-            weft_future *waiting; /* what the task awaits / awaited last */
-            const char *name;     /* name set by weft_task_set_name; it
-                                     overlays done.dtor, which a task never
-                                     uses, so it survives completion */
+            union {
+                weft_future *waiting; /* what the task awaits / awaited last */
+                weft_value slot_;     /* keeps name clear of done.v where a
+                                         pointer is narrower than a weft_value
+                                         (ILP32) */
+            };
+            const char *name; /* name set by weft_task_set_name; it overlays
+                                 done.dtor, which a task never uses, so it
+                                 survives completion */
         } task;
     } u;
     uint32_t refs;
@@ -46,6 +51,10 @@ struct weft_future {
                                        raised the error it unwinds with */
     };
 };
+
+/* Completion writes u.done.v into a task; its name must not share those bytes. */
+_Static_assert(offsetof(weft_future, u.task.name) == offsetof(weft_future, u.done.dtor),
+               "a task's name must overlay done.dtor, never done.v");
 
 typedef struct weft__task {
     weft_future fut; /* first: a task is a future */
