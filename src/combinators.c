@@ -205,7 +205,10 @@ static weft_results *results_new(weft_loop *loop, weft_future *const *fs, size_t
         else if (fs[i]->loop != loop || (fs[i]->flags & WEFT__F_HANDOFF))
             err = -EINVAL; /* a frame's waiter must be awaited directly */
     if (!err) {
-        m = weft__alloc(loop, sizeof *m + n * sizeof m->e[0]);
+        /* fs holds n pointers, but an entry is several times bigger: where
+         * size_t is 32 bits the product can wrap (n > ~178 million). */
+        if (n <= (SIZE_MAX - sizeof *m) / sizeof m->e[0])
+            m = weft__alloc(loop, sizeof *m + n * sizeof m->e[0]);
         if (!m)
             err = -ENOMEM;
     }
