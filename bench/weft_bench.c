@@ -23,8 +23,13 @@
  * `static int bench_x(const bench_args *)` and put it in the `workloads`
  * table at the bottom.
  *
- * The loop is created with default options (so the backend honours
- * $WEFT_BACKEND), outside the timed regions, and destroyed after them.
+ * The loop is created with default options plus WEFT_LOOP_ENV (so the
+ * backend honours $WEFT_BACKEND), outside the timed regions, and destroyed
+ * after them; $WEFT_BENCH_LAG_NS sets the lag threshold (-1: off).
+ *
+ * Built with WEFT_BENCH_LOOP_ONLY, only the loop workloads (callbacks,
+ * timers, timer-cancel) exist: that is how the loop layer is measured on
+ * its own, without the layers above.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -56,8 +61,15 @@ static weft_loop *bench_loop_new(void)
                 clk);
         unsetenv("WEFT_CLOCK");
     }
+    /* WEFT_LOOP_ENV: $WEFT_BACKEND picks the backend.  $WEFT_BENCH_LAG_NS
+     * sets the slow-callback threshold (default: the library's, 100 ms;
+     * -1: accounting off, to measure what it costs). */
+    weft_loop_options o = {.flags = WEFT_LOOP_ENV};
+    const char *lag = getenv("WEFT_BENCH_LAG_NS");
+    if (lag && *lag)
+        o.lag_threshold_ns = strtoll(lag, NULL, 10);
     weft_loop *loop;
-    int err = weft_loop_new(&loop, NULL);
+    int err = weft_loop_new(&loop, &o);
     if (err)
         BENCH_DIE("weft_loop_new: %s", weft_strerror(err));
     return loop;
@@ -162,11 +174,11 @@ static weft_timer *timers_setup(weft_loop *loop, long n, struct fire_count *f,
     if (!t)
         BENCH_DIE("out of memory for %ld timers", n);
     for (long i = 0; i < n; i++) {
-        int err = weft_timer_init(loop, &t[i], timer_cb, f);
+        int err = weft_timer_init(&t[i], loop, timer_cb, f);
         if (err)
             BENCH_DIE("weft_timer_init: %s", weft_strerror(err));
         unsigned ms = deadline_ms ? deadline_ms[i] : bench_timers_timeout_ms(i);
-        err = weft_timer_start(&t[i], (int64_t)ms * 1000000, 0);
+        err = weft_timer_start_ns(&t[i], (int64_t)ms * 1000000, 0);
         if (err)
             BENCH_DIE("weft_timer_start: %s", weft_strerror(err));
     }
@@ -256,6 +268,7 @@ static int bench_timer_cancel(const bench_args *a)
     return 0;
 }
 
+#ifndef WEFT_BENCH_LOOP_ONLY
 /* ---- queue ------------------------------------------------------------------------- */
 
 /* ---- task-pingpong: two tasks alternate through fresh futures ------------------- */
@@ -458,6 +471,8 @@ static int bench_queue(const bench_args *a)
     return 0;
 }
 
+#endif /* WEFT_BENCH_LOOP_ONLY */
+
 /* ---- the workload table --------------------------------------------------------- */
 
 static const struct workload {
@@ -468,9 +483,11 @@ static const struct workload {
     {"callbacks", bench_callbacks, 5000000},
     {"timers", bench_timers, 1000000},
     {"timer-cancel", bench_timer_cancel, 1000000},
+#ifndef WEFT_BENCH_LOOP_ONLY
     {"task-pingpong", bench_pingpong, 5000000},
     {"spawn", bench_spawn, 1000000},
     {"queue", bench_queue, 5000000},
+#endif
 };
 
 static void usage(FILE *out)

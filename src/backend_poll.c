@@ -1,117 +1,185 @@
 /* backend_poll.c - the portable poll(2) backend, always built.
  *
- * A dense pollfd array plus an fd -> slot map.  O(watched fds) per wait, so
- * it is the fallback, and the backend CI runs the whole suite on besides the
- * best one.  An fd closed while watched makes poll report POLLNVAL; the slot
- * is then parked (fd = -1, which poll ignores) until the loop changes that
- * fd's interest again, matching epoll, which forgets closed fds.
+ * A dense pollfd array of the watchers with interest (slot 0 is the wakeup
+ * pipe), the watcher of each slot, and an fd -> slot map.  O(watched fds)
+ * per wait, so it is the fallback, and the backend CI runs the whole suite
+ * on besides the best one.  add() reserves a slot and the map entry for
+ * every live watcher, so apply and wait never allocate.
+ *
+ * An fd closed while watched makes poll report POLLNVAL: the watcher gets
+ * WEFT_IO_ERROR (only) once and its slot is parked (fd = -1, which poll
+ * ignores) until the watcher's interest changes again; that matches epoll,
+ * which forgets a closed fd.
  */
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
+#include <unistd.h>
 
-#include "loop_internal.h"
+#include "backend.h"
 
-struct poll_state {
-    struct pollfd *pfd; /* dense array of watched fds */
-    int *fdof;          /* fd of each slot (pfd[i].fd may be parked at -1) */
-    int n, cap;
-    int *slot; /* fd -> slot index + 1; 0 = not watched */
-    int slot_cap;
-};
-
-static int pl_open(weft_loop *loop)
-{
-    struct poll_state *s = weft__alloc(loop, sizeof *s);
-    if (!s)
-        return -ENOMEM;
-    *s = (struct poll_state){0};
-    loop->be_data = s;
-    return 0;
-}
+typedef struct poll_state {
+    struct pollfd *pfd; /* slot 0: the wakeup pipe's read end */
+    weft_io **wof;      /* the watcher of each slot (NULL for slot 0) */
+    int n, cap;         /* slots in use; allocated */
+    int nlive;          /* watchers added: slots that may be needed */
+    int *slot;          /* fd -> slot + 1; 0 = none */
+    size_t nslot;
+    int wake[2]; /* non-blocking CLOEXEC pipe */
+} poll_state;
 
 static void pl_close(weft_loop *loop)
 {
-    struct poll_state *s = loop->be_data;
+    poll_state *s = loop->be_data;
+    for (int i = 0; i < 2; i++)
+        if (s->wake[i] >= 0)
+            close(s->wake[i]);
     weft__free(loop, s->pfd);
-    weft__free(loop, s->fdof);
+    weft__free(loop, s->wof);
     weft__free(loop, s->slot);
     weft__free(loop, s);
     loop->be_data = NULL;
 }
 
-static short pl_events(unsigned ev)
+static int wake_pipe(int p[2])
 {
-    return (short)(((ev & WEFT__IN) ? POLLIN : 0) | ((ev & WEFT__OUT) ? POLLOUT : 0));
+    if (pipe(p) < 0)
+        return -errno;
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(p[i], F_GETFL);
+        if (fl < 0 || fcntl(p[i], F_SETFL, fl | O_NONBLOCK) < 0 ||
+            fcntl(p[i], F_SETFD, FD_CLOEXEC) < 0)
+            return -errno;
+    }
+    return 0;
 }
 
-static int pl_grow(weft_loop *loop, struct poll_state *s, int fd)
+/* Room for `slots` slots. */
+static int reserve_slots(weft_loop *loop, poll_state *s, int slots)
 {
-    if (fd >= s->slot_cap) {
-        int cap = s->slot_cap ? s->slot_cap : 64;
-        while (cap <= fd)
-            cap *= 2;
-        int *slot = weft__realloc(loop, s->slot, (size_t)cap * sizeof *slot);
+    if (slots <= s->cap)
+        return 0;
+    int cap = s->cap ? s->cap : 16;
+    while (cap < slots)
+        cap *= 2;
+    struct pollfd *pfd = weft__realloc(loop, s->pfd, (size_t)cap * sizeof *pfd);
+    if (!pfd)
+        return -ENOMEM;
+    s->pfd = pfd;
+    weft_io **wof = weft__realloc(loop, s->wof, (size_t)cap * sizeof *wof);
+    if (!wof)
+        return -ENOMEM;
+    s->wof = wof;
+    s->cap = cap;
+    return 0;
+}
+
+static int pl_open(weft_loop *loop)
+{
+    poll_state *s = weft__alloc(loop, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    *s = (poll_state){.wake = {-1, -1}};
+    loop->be_data = s;
+    int err = wake_pipe(s->wake);
+    if (!err)
+        err = reserve_slots(loop, s, 1);
+    if (err) {
+        pl_close(loop);
+        return err;
+    }
+    s->pfd[0] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
+    s->wof[0] = NULL;
+    s->n = 1;
+    return 0;
+}
+
+static int pl_add(weft_loop *loop, weft_io *w)
+{
+    poll_state *s = loop->be_data;
+    if (fcntl(w->fd, F_GETFD) < 0)
+        return -errno; /* -EBADF, as epoll_ctl would say */
+    if (w->fd == s->wake[0] || w->fd == s->wake[1])
+        return -EEXIST;
+    size_t need = (size_t)w->fd + 1;
+    if (need > s->nslot) {
+        size_t n = s->nslot ? s->nslot : 64;
+        while (n < need)
+            n = n > SIZE_MAX / 2 ? need : n * 2;
+        int *slot = n > SIZE_MAX / sizeof *slot ? NULL
+                                                : weft__realloc(loop, s->slot, n * sizeof *slot);
         if (!slot)
             return -ENOMEM;
-        for (int i = s->slot_cap; i < cap; i++)
+        for (size_t i = s->nslot; i < n; i++)
             slot[i] = 0;
         s->slot = slot;
-        s->slot_cap = cap;
+        s->nslot = n;
     }
-    if (s->n == s->cap) {
-        int cap = s->cap ? s->cap * 2 : 16;
-        struct pollfd *pfd = weft__realloc(loop, s->pfd, (size_t)cap * sizeof *pfd);
-        if (!pfd)
-            return -ENOMEM;
-        s->pfd = pfd;
-        int *fdof = weft__realloc(loop, s->fdof, (size_t)cap * sizeof *fdof);
-        if (!fdof)
-            return -ENOMEM;
-        s->fdof = fdof;
-        s->cap = cap;
-    }
+    int err = reserve_slots(loop, s, s->nlive + 2);
+    if (err)
+        return err;
+    s->nlive++;
     return 0;
 }
 
-static int pl_watch(weft_loop *loop, int fd, unsigned old_ev, unsigned new_ev)
+static short pl_events(unsigned ev)
 {
-    struct poll_state *s = loop->be_data;
-    (void)old_ev;
-    if (new_ev && fcntl(fd, F_GETFD) < 0)
-        return -errno; /* -EBADF, as epoll_ctl would say */
-    int k = fd < s->slot_cap ? s->slot[fd] - 1 : -1;
-    if (!new_ev) {
-        if (k < 0)
-            return 0;
-        s->n--;
-        s->pfd[k] = s->pfd[s->n];
-        s->fdof[k] = s->fdof[s->n];
-        s->slot[s->fdof[k]] = k + 1;
-        s->slot[fd] = 0;
+    return (short)(((ev & WEFT_READABLE) ? POLLIN : 0) | ((ev & WEFT_WRITABLE) ? POLLOUT : 0));
+}
+
+static void drop_slot(poll_state *s, weft_io *w)
+{
+    int k = s->slot[w->fd] - 1;
+    if (k < 0)
+        return;
+    WEFT_ASSERT(k > 0 && k < s->n && s->wof[k] == w);
+    s->n--;
+    s->pfd[k] = s->pfd[s->n];
+    s->wof[k] = s->wof[s->n];
+    if (k < s->n)
+        s->slot[s->wof[k]->fd] = k + 1;
+    s->slot[w->fd] = 0;
+}
+
+/* Give w a slot with its interest (or none without interest).  force: the
+ * fd is checked, since poll itself never refuses one. */
+static int sync_watcher(poll_state *s, weft_io *w, bool force)
+{
+    if (force && w->events && fcntl(w->fd, F_GETFD) < 0)
+        return -errno;
+    if (!w->events) {
+        drop_slot(s, w);
         return 0;
     }
+    int k = s->slot[w->fd] - 1;
     if (k < 0) {
-        int err = pl_grow(loop, s, fd);
-        if (err)
-            return err;
+        WEFT_ASSERT(s->n < s->cap);
         k = s->n++;
-        s->slot[fd] = k + 1;
-        s->fdof[k] = fd;
+        s->slot[w->fd] = k + 1;
+        s->wof[k] = w;
     }
-    s->pfd[k] = (struct pollfd){.fd = fd, .events = pl_events(new_ev)};
+    s->pfd[k] = (struct pollfd){.fd = w->fd, .events = pl_events(w->events)}; /* unparks too */
     return 0;
+}
+
+static int pl_apply(weft_loop *loop, weft_io *w)
+{
+    return sync_watcher(loop->be_data, w, true);
+}
+
+static void pl_del(weft_loop *loop, weft_io *w)
+{
+    poll_state *s = loop->be_data;
+    drop_slot(s, w);
+    s->nlive--;
 }
 
 static int pl_wait(weft_loop *loop, int64_t timeout_ns)
 {
-    struct poll_state *s = loop->be_data;
-    int ms = -1;
-    if (timeout_ns >= 0) {
-        int64_t m = (timeout_ns + 999999) / 1000000; /* round up: never early */
-        ms = m > INT_MAX ? INT_MAX : (int)m;
-    }
-    int n = poll(s->pfd, (nfds_t)s->n, ms);
+    poll_state *s = loop->be_data;
+    weft_io *w;
+    while ((w = weft__io_next_change(loop)) != NULL)
+        sync_watcher(s, w, false); /* cannot fail */
+    int n = poll(s->pfd, (nfds_t)s->n, weft__timeout_ms(timeout_ns));
     if (n < 0)
         return -errno;
     for (int i = 0, left = n; i < s->n && left > 0; i++) {
@@ -119,18 +187,36 @@ static int pl_wait(weft_loop *loop, int64_t timeout_ns)
         if (!r)
             continue;
         left--;
+        w = s->wof[i];
+        if (!w) {
+            char buf[64];
+            while (read(s->wake[0], buf, sizeof buf) > 0)
+                ;
+            continue;
+        }
         if (r & POLLNVAL) {
             s->pfd[i].fd = -1; /* closed while watched: park the slot */
+            weft__io_event(loop, w, WEFT_IO_ERROR);
             continue;
         }
         unsigned ev = 0;
         if (r & (POLLIN | POLLERR | POLLHUP))
-            ev |= WEFT__IN;
+            ev |= WEFT_READABLE;
         if (r & (POLLOUT | POLLERR | POLLHUP))
-            ev |= WEFT__OUT;
-        weft__io_ready(loop, s->fdof[i], ev);
+            ev |= WEFT_WRITABLE;
+        if (r & POLLERR)
+            ev |= WEFT_IO_ERROR;
+        weft__io_event(loop, w, ev);
     }
     return n;
 }
 
-const weft__backend weft__backend_poll = {"poll", pl_open, pl_close, pl_watch, pl_wait};
+static void pl_wakeup(weft_loop *loop)
+{
+    const poll_state *s = loop->be_data;
+    char one = 1;
+    (void)!write(s->wake[1], &one, 1); /* EAGAIN: the pipe is full, a wakeup is pending */
+}
+
+const weft__backend weft__backend_poll = {"poll",   pl_open, pl_close, pl_add,
+                                          pl_apply, pl_del,  pl_wait,  pl_wakeup};

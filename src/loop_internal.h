@@ -1,16 +1,27 @@
-/* loop_internal.h - the loop's private state and helpers shared by src/.
- * Never installed. */
+/* loop_internal.h - what the layers above the loop (future, task, executor,
+ * net, os) may use of it.  Never installed.
+ *
+ * The contract, in order: intrusive lists; per-layer state and its close
+ * and dump hooks; allocation; the ready queue; time; reports; the running
+ * identity and the lag watchdog's flag; the debug thread check; a string
+ * builder.  struct weft_loop is defined at the end only because the inline
+ * helpers need it: its fields belong to the loop layer (src/loop_impl.h
+ * declares the rest of that layer's internals); read and write them only
+ * through the functions here.
+ */
 #ifndef WEFT_LOOP_INTERNAL_H
 #define WEFT_LOOP_INTERNAL_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <sys/types.h>
 
+#include "assert.h"
 #include "weft/loop.h"
 
-/* ---- intrusive circular lists with a sentinel --------------------------------
- * A link that is in no list has next == prev == NULL. */
+/* ---- intrusive circular lists with a sentinel ----------------------------------
+ * A link that is in no list has next == prev == NULL.  All O(1). */
 static inline void weft__list_init(weft_link *s)
 {
     s->next = s->prev = s;
@@ -21,22 +32,27 @@ static inline bool weft__list_empty(const weft_link *s)
     return s->next == s;
 }
 
+/* Append n at the tail of the list s. */
 static inline void weft__list_push(weft_link *s, weft_link *n)
 {
+    WEFT_ASSERT(n->next == NULL && n->prev == NULL);
     n->prev = s->prev;
     n->next = s;
     s->prev->next = n;
     s->prev = n;
 }
 
+/* Remove n from the list it is in; n must be in one. */
 static inline void weft__list_unlink(weft_link *n)
 {
+    WEFT_ASSERT(n->next != NULL && n->prev != NULL);
+    WEFT_ASSERT(n->next->prev == n && n->prev->next == n);
     n->prev->next = n->next;
     n->next->prev = n->prev;
     n->next = n->prev = NULL;
 }
 
-/* Move every link of src to the tail of dst, keeping their order. O(1). */
+/* Move every link of src to the tail of dst, keeping their order. */
 static inline void weft__list_splice(weft_link *dst, weft_link *src)
 {
     if (weft__list_empty(src))
@@ -49,6 +65,7 @@ static inline void weft__list_splice(weft_link *dst, weft_link *src)
     weft__list_init(src);
 }
 
+/* True while n is in a list (the ready queue, for a node). */
 static inline bool weft__node_linked(const weft_node *n)
 {
     return n->link.next != NULL;
@@ -59,158 +76,311 @@ static inline void weft__node_unlink(weft_node *n)
     weft__list_unlink(&n->link);
 }
 
-/* ---- timer heap (heap.c): 4-ary min-heap keyed by (when, seq) -------------- */
-typedef struct weft__hent {
+/* ---- strings built through the allocator ---------------------------------------- */
+
+/* Growable text: embed it, init, printf into it as often as needed, read
+ * it with weft__strbuf_str, free it.  Grows by doubling through the loop's
+ * allocator; after a failed allocation the text is "" and further printfs
+ * are ignored. */
+typedef struct weft__strbuf {
+    weft_loop *loop;
+    char *buf;
+    size_t len, cap;
+    bool failed;
+} weft__strbuf;
+
+void weft__strbuf_init(weft__strbuf *b, weft_loop *loop);
+void weft__strbuf_printf(weft__strbuf *b, const char *fmt, ...);
+/* The text so far; "" if empty or after an allocation failure. */
+const char *weft__strbuf_str(const weft__strbuf *b);
+void weft__strbuf_free(weft__strbuf *b);
+
+/* ---- per-layer state ------------------------------------------------------------- */
+
+enum weft__layer_id {
+    WEFT__LAYER_FUTURE,
+    WEFT__LAYER_TASK,
+    WEFT__LAYER_EXECUTOR,
+    WEFT__LAYER_NET,
+    WEFT__LAYER_OS,
+    WEFT__LAYERS
+};
+
+/* A layer's per-loop state starts with this header (embed it first, or
+ * point to it).  The loop never frees it: close does. */
+typedef struct weft__layer weft__layer;
+struct weft__layer {
+    /* Release everything the layer holds for this loop, then the state
+     * itself.  Called by weft_loop_close, highest id first, before the loop
+     * drops its own queues, timers and fds (so a layer may still stop its
+     * timers, cancel its handles, close its watchers; scheduling new work
+     * returns WEFT_ECLOSED by then).  NULL: nothing to do. */
+    void (*close)(weft_loop *loop, weft__layer *self);
+    /* Append a human-readable dump of the layer's state (NULL: nothing). */
+    void (*dump)(weft_loop *loop, weft__layer *self, weft__strbuf *out);
+};
+
+static inline weft__layer *weft__layer_get(const weft_loop *loop, int id);
+/* Install (or, with NULL, clear) layer id's state.  The loop calls its
+ * hooks from then on. */
+void weft__layer_set(weft_loop *loop, int id, weft__layer *state);
+
+/* ---- allocation through the loop's hook ----------------------------------------- */
+
+/* n > 0; NULL on failure.  weft__free(loop, NULL) is a no-op. */
+void *weft__alloc(weft_loop *loop, size_t n);
+void *weft__realloc(weft_loop *loop, void *p, size_t n);
+void weft__free(weft_loop *loop, void *p);
+
+/* ---- the ready queue ---------------------------------------------------------------- */
+
+/* Queue n at the tail of the ready queue: it runs (n->run(n)) in the next
+ * batch, unless unlinked first (weft__node_unlink).  O(1), no allocation.
+ * A run function that frees or recycles its node before calling user code
+ * records what runs (weft__running_cb / weft__running_obj below). */
+static inline void weft__ready_push(weft_loop *loop, weft_node *n);
+
+/* Queue every node of list (in order) at the tail of the ready queue and
+ * leave list empty: O(1) (a future's waiters, for instance). */
+static inline void weft__ready_splice(weft_loop *loop, weft_link *list);
+
+/* True once weft_loop_close has begun: refuse new work with WEFT_ECLOSED. */
+static inline bool weft__closed(const weft_loop *loop);
+
+/* ---- time ---------------------------------------------------------------------------- */
+
+/* The cached loop time (ns), read now if it is stale. */
+static inline int64_t weft__now(weft_loop *loop);
+
+/* Seconds to nanoseconds, the one policy: NaN -> -EINVAL; beyond the int64
+ * range (infinities included) saturates to INT64_MAX / INT64_MIN; else
+ * truncates toward zero.  Returns 0 and stores *out, or -EINVAL. */
+int weft__sec_to_ns(double s, int64_t *out);
+
+/* a + b, saturating at INT64_MAX and INT64_MIN. */
+static inline int64_t weft__add_sat(int64_t a, int64_t b)
+{
+    if (b > 0 && a > INT64_MAX - b)
+        return INT64_MAX;
+    if (b < 0 && a < INT64_MIN - b)
+        return INT64_MIN;
+    return a + b;
+}
+
+/* ---- reports --------------------------------------------------------------------------- */
+
+/* Hand r to the loop's report hook as is (r->message must be set). */
+void weft__report(weft_loop *loop, const weft_report *r);
+
+/* Report with a printf-formatted message; long texts are formatted through
+ * the allocator (truncated if that fails); every other field is 0. */
+void weft__reportf(weft_loop *loop, weft_report_kind kind, int err, const char *fmt, ...);
+
+/* ---- what runs, and the lag watchdog -----------------------------------------------------
+ *
+ * The loop clears the record before each node runs.  A run function that
+ * frees or recycles its node before calling user code records what runs,
+ * so that a slow-callback report can name it: */
+static inline void weft__running_cb(weft_loop *loop, weft_cb *fn, void *arg);
+
+/* A run function that describes itself (a task step) records an object and
+ * a describe function instead; the loop calls d(obj, r, buf, n) only if the
+ * step turns out slow, to fill the report's task fields and write a short
+ * description of what ran into buf ("task 'name' step resumed at f.c:12").
+ * obj must stay valid until the run function returns, or until it called
+ * weft__lag_capture. */
+typedef void weft__describe_fn(const void *obj, weft_report *r, char *buf, size_t n);
+static inline void weft__running_obj(weft_loop *loop, weft__describe_fn *d, const void *obj);
+
+/* True when the watchdog has flagged the callback running now as slow (one
+ * relaxed load; the report itself is emitted when the callback returns). */
+static inline bool weft__lag_flagged(const weft_loop *loop);
+
+/* Call before freeing or recycling the obj given to weft__running_obj: if
+ * the watchdog flagged this callback, the pending SLOW report is filled
+ * from the describe function now; either way the loop will not touch obj
+ * again.  About 5 instructions when nothing is flagged. */
+void weft__lag_capture(weft_loop *loop);
+
+/* ---- the debug thread check ------------------------------------------------------------- */
+
+/* For every call of a layer's API that needs the loop thread: true when the
+ * loop was made with WEFT_LOOP_DEBUG, runs, and this is another thread; the
+ * misuse is then reported ("<call> called from another thread") and the
+ * caller must refuse with -EPERM and do nothing.  One flag test when off. */
+static inline bool weft__wrong_thread(weft_loop *loop, const char *call);
+
+/* ==== the loop layer's state (fields private to src/loop*.c and friends) ================ */
+
+struct weft__backend;
+struct weft__call;
+
+typedef struct weft__hent { /* a timer heap entry: the key lives here */
     int64_t when;
     uint64_t seq;
     weft_timer *t;
 } weft__hent;
 
-typedef struct weft__heap {
-    weft__hent *e;
-    size_t n;        /* entries in use */
-    size_t cap;      /* entries allocated */
-    size_t reserved; /* timers that may be armed at once (initialised ones) */
-} weft__heap;
+typedef struct weft__due { /* an expired timer waiting for step 4 */
+    weft_timer *t;         /* NULL: stopped meanwhile */
+    int64_t when;
+} weft__due;
 
-#define WEFT__NO_INDEX ((size_t)-1)
+typedef struct weft__running {
+    weft_cb *fn; /* the callback, weft__run_obj (see obj), or NULL */
+    void *arg;
+    weft__describe_fn *describe;
+    const void *obj;
+} weft__running;
 
-void weft__heap_insert(weft__heap *h, weft_timer *t, uint64_t seq);
-void weft__heap_remove(weft__heap *h, weft_timer *t);
-/* The root changed key (re-armed in place): restore the order. */
-void weft__heap_fix_down(weft__heap *h, size_t k);
+/* The marker that weft__running_obj stores in weft__running.fn. */
+void weft__run_obj(void *unused);
 
-/* ---- backends -------------------------------------------------------------- */
-enum { WEFT__IN = 1u, WEFT__OUT = 2u };
+typedef struct weft__lag {
+    /* shared with the watchdog thread */
+    _Atomic uint64_t tick;      /* callbacks started: the loop's progress */
+    _Atomic uint64_t flag;      /* a tick the watchdog found stuck */
+    _Atomic int64_t seen;       /* monotonic ns at which it first saw it */
+    _Atomic int64_t threshold;  /* ns; <= 0: off */
+    _Atomic int busy;           /* the loop runs and is not blocked */
+    _Atomic int asleep;         /* the watchdog waits for busy */
+    pthread_mutex_t mu;         /* the watchdog's sleep and stop */
+    pthread_cond_t cv;
+    bool stop;                  /* guarded by mu */
+    /* loop thread only */
+    bool started;
+    bool failed; /* thread creation failed (reported once) */
+    /* pthread_create; a seam for tests that make thread creation fail */
+    int (*spawn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    pthread_t thread;
+    pid_t pid;                  /* of the process that started it */
+    uint64_t reported;          /* last tick reported */
+    uint64_t captured;          /* tick of the captured report */
+    weft_report cap;
+    char cap_what[200];
+} weft__lag;
 
-typedef struct weft__backend {
-    const char *name;
-    int (*open)(weft_loop *loop);
-    void (*close)(weft_loop *loop);
-    /* Change the interest set of fd from old_ev to new_ev (0 = unwatch). */
-    int (*watch)(weft_loop *loop, int fd, unsigned old_ev, unsigned new_ev);
-    /* Wait up to timeout_ns (-1 = forever); report each ready fd with
-     * weft__io_ready.  Returns >= 0 or a negative errno (-EINTR too). */
-    int (*wait)(weft_loop *loop, int64_t timeout_ns);
-} weft__backend;
-
-extern const weft__backend weft__backend_poll;
-#ifdef __linux__
-extern const weft__backend weft__backend_epoll;
-#endif
-
-/* Called by a backend's wait for each ready fd (WEFT__IN / WEFT__OUT bits;
- * errors and hang-ups are reported as both). */
-void weft__io_ready(weft_loop *loop, int fd, unsigned ev);
-
-/* ---- pooled convenience nodes ---------------------------------------------- */
-typedef struct weft__pooled {
-    weft_timer t;             /* t.h: node + fn + arg; t.loop */
-    uint64_t gen;             /* bumped on release: stale tokens fail */
-    struct weft__pooled *all; /* every pooled node, for close */
-    void *aux;                /* for users of the pool: a future whose
-                                 reference this node holds (released if
-                                 the loop closes first), or NULL */
-    void (*aux_fn)(void);     /* idem: the real callback type, cast back */
-} weft__pooled;
-
-/* Take a node from the loop's pool (allocating when empty).  Its timer is
- * initialised and reserved; node.run must be set by the caller. */
-weft__pooled *weft__call_get(weft_loop *loop);
-/* Give a node back (it must be unlinked and disarmed). */
-void weft__call_put(weft_loop *loop, weft__pooled *c);
-
-/* ---- per fd state ------------------------------------------------------------ */
-typedef struct weft__io {
-    weft_handle rd, wr;
-    unsigned events; /* interest registered with the backend */
-} weft__io;
-
-/* ---- the loop -------------------------------------------------------------- */
 enum {
     WEFT__RUNNING = 1u << 0,
     WEFT__STOPPING = 1u << 1,
-    WEFT__CLOSED = 1u << 2,
-    WEFT__VIRTUAL = 1u << 3,
+    WEFT__CLOSING = 1u << 2, /* close in progress */
+    WEFT__CLOSED = 1u << 3,  /* close done */
+    WEFT__VIRTUAL = 1u << 4,
+    WEFT__ONCE = 1u << 5, /* run_once: one iteration */
 };
+
+enum { WEFT__ATTN_INBOX = 1u, WEFT__ATTN_DUMP = 2u, WEFT__ATTN_CLOSED = 4u };
 
 struct weft_loop {
-    /* hot: the ready queue and the timer heap */
-    weft_link ready;
-    weft__heap heap;
-    uint64_t timer_seq;
+    /* hot: what the call_soon / iteration paths touch */
+    weft_link *ready;    /* where new work is queued: one of queues[] */
+    weft_link *batch;    /* the other one: the batch being run, or empty */
+    weft_link queues[2];
+    struct weft__call *pool; /* free call nodes (LIFO; NULL in debug) */
+    unsigned state;          /* WEFT__RUNNING ... */
+    unsigned flags;          /* WEFT_LOOP_* */
+    int nwatched;            /* watchers with interest */
+    _Atomic unsigned attn;   /* WEFT__ATTN_*: look before the iteration */
+    weft__running run;
+    void (*iter_hook)(weft_loop *, void *);
+    void *iter_ud;
     int64_t now;
     bool now_valid;
-    unsigned state;
-    int nwatched; /* user fds with a non-empty interest set */
-    atomic_int inbox_pending;
+    bool virtual_clock; /* WEFT__VIRTUAL, where the iteration needs it */
 
-    /* loop-lag accounting */
-    int64_t lag_threshold;
-    clockid_t lag_clock;
-    int64_t lag_stamp; /* end of the last callback, lag clock */
-    bool lag_stamp_valid;
-    weft_cb *cur_fn; /* what the current callback is, for the lag report */
-    void *cur_arg;
-    const char *step_name, *step_file; /* set by task steps */
-    int step_line;
+    /* timers (timer.c, heap.c) */
+    struct {
+        weft__hent *e;
+        uint32_t n, cap, reserved;
+    } heap;
+    struct {
+        weft__due *e;
+        uint32_t n, cap;
+    } due;
+    uint64_t timer_seq;
 
-    weft_loop_stats stats;
-    weft__pooled *pool, *pool_all;
+    weft_loop_stats stats; /* .callbacks is lag.tick */
     weft_allocator alloc;
+    weft_report_hook *report_hook;
+    void *report_ud;
+    _Atomic(void *) owner; /* marker of the running thread, or NULL */
 
-    /* backend */
-    const weft__backend *be;
+    /* convenience call nodes (call.c) */
+    struct weft__call *calls; /* every node, for close */
+    struct weft__call *quarantine, *quarantine_tail; /* WEFT__POISON */
+    uint32_t nquarantine;
+
+    /* fd watchers (io.c) and the backend */
+    weft_io **fds; /* by fd */
+    size_t nfds;
+    weft_link changes; /* watchers whose interest the backend must sync */
+    const struct weft__backend *be;
     void *be_data;
-    weft__io **io; /* by fd; entries never move once allocated */
-    int io_cap;
-    int wake_rd, wake_wr;
 
-    /* other threads */
+    /* other threads (inbox.c) */
     pthread_mutex_t inbox_mu;
-    weft_link inbox;
+    weft_link inbox;   /* guarded by inbox_mu */
     bool inbox_closed; /* guarded by inbox_mu */
 
-    /* hooks */
-    weft_lag_hook *lag_hook;
-    void *lag_ud;
-    weft_error_hook *err_hook;
-    void *err_ud;
-
-    /* task layer (task.c) */
-    weft_link tasks;    /* live tasks */
-    void *current_task; /* task whose step runs now */
-    int await_budget;   /* awaits the current step may still finish without
-                           suspending (fairness) */
-    void *future_pool;  /* free futures */
-    void *yield_future; /* the immortal done future of sleep(0) */
-    void (*describe)(weft_loop *loop, char *buf, size_t n); /* task steps */
-    void (*on_close)(weft_loop *loop);
+    weft__layer *layers[WEFT__LAYERS];
+    weft__lag lag;
 };
 
-/* allocation through the loop's hook */
-void *weft__alloc(weft_loop *loop, size_t size);
-void *weft__realloc(weft_loop *loop, void *p, size_t size);
-void weft__free(weft_loop *loop, void *p);
+/* ==== the inline helpers ================================================================= */
 
-/* Queue a node at the tail of the ready queue. */
-static inline void weft__ready_push(weft_loop *loop, weft_node *n)
+static inline weft__layer *weft__layer_get(const weft_loop *loop, int id)
 {
-    weft__list_push(&loop->ready, &n->link);
+    WEFT_ASSERT(id >= 0 && id < WEFT__LAYERS);
+    return loop->layers[id];
 }
 
-/* The cached loop time, read now if it is stale. */
-int64_t weft__now(weft_loop *loop);
+static inline void weft__ready_push(weft_loop *loop, weft_node *n)
+{
+    weft__list_push(loop->ready, &n->link);
+}
 
-/* Report through the error hook (printf-style message). */
-void weft__report(weft_loop *loop, int err, const char *fmt, ...);
-
-/* Run function of caller-owned weft_handle nodes. */
-void weft__handle_run(weft_node *n);
+static inline void weft__ready_splice(weft_loop *loop, weft_link *list)
+{
+    weft__list_splice(loop->ready, list);
+}
 
 static inline bool weft__closed(const weft_loop *loop)
 {
-    return (loop->state & WEFT__CLOSED) != 0;
+    return (loop->state & (WEFT__CLOSING | WEFT__CLOSED)) != 0;
+}
+
+int64_t weft__clock_read(weft_loop *loop); /* clock.c */
+
+static inline int64_t weft__now(weft_loop *loop)
+{
+    return loop->now_valid ? loop->now : weft__clock_read(loop);
+}
+
+static inline void weft__running_cb(weft_loop *loop, weft_cb *fn, void *arg)
+{
+    loop->run.fn = fn;
+    loop->run.arg = arg;
+}
+
+static inline void weft__running_obj(weft_loop *loop, weft__describe_fn *d, const void *obj)
+{
+    loop->run.fn = weft__run_obj;
+    loop->run.describe = d;
+    loop->run.obj = obj;
+}
+
+static inline bool weft__lag_flagged(const weft_loop *loop)
+{
+    weft__lag *lag = (weft__lag *)&loop->lag; /* loads only */
+    return atomic_load_explicit(&lag->flag, memory_order_relaxed) ==
+           atomic_load_explicit(&lag->tick, memory_order_relaxed);
+}
+
+bool weft__wrong_thread_slow(weft_loop *loop, const char *call); /* loop.c */
+
+static inline bool weft__wrong_thread(weft_loop *loop, const char *call)
+{
+    return (loop->flags & WEFT_LOOP_DEBUG) && weft__wrong_thread_slow(loop, call);
 }
 
 #endif

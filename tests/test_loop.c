@@ -22,12 +22,16 @@
  */
 #include "weft_test.h"
 
+#include "loop_internal.h" /* the lag flag, the watchdog's state, layers */
+
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 
 /* ---- recorders (more in weft_test.h) -------------------------------------------- */
@@ -257,10 +261,10 @@ static void test_null_arguments_return_einval_scheduling(void **state)
     assert_int_equal(weft_handle_schedule(NULL, &h), -EINVAL);
     assert_int_equal(weft_handle_schedule(loop, NULL), -EINVAL);
     assert_int_equal(weft_handle_cancel(NULL), -EINVAL);
-    assert_int_equal(weft_timer_init(NULL, &t, rec, NULL), -EINVAL);
-    assert_int_equal(weft_timer_init(loop, NULL, rec, NULL), -EINVAL);
-    assert_int_equal(weft_timer_start(NULL, 1, 0), -EINVAL);
-    assert_int_equal(weft_timer_start_at(NULL, 1, 0), -EINVAL);
+    assert_int_equal(weft_timer_init(&t, NULL, rec, NULL), -EINVAL);
+    assert_int_equal(weft_timer_init(NULL, loop, rec, NULL), -EINVAL);
+    assert_int_equal(weft_timer_start_ns(NULL, 1, 0), -EINVAL);
+    assert_int_equal(weft_timer_start_at_ns(NULL, 1, 0), -EINVAL);
     assert_int_equal(weft_timer_stop(NULL), -EINVAL);
     weft_timer_close(NULL); /* no-op */
     step(loop);             /* none of it was queued */
@@ -274,8 +278,8 @@ static void test_timer_start_uninitialised_returns_einval(void **state)
     (void)state;
     weft_timer t;
     memset(&t, 0, sizeof t);
-    assert_int_equal(weft_timer_start(&t, 1, 0), -EINVAL);
-    assert_int_equal(weft_timer_start_at(&t, 1, 0), -EINVAL);
+    assert_int_equal(weft_timer_start_ns(&t, 1, 0), -EINVAL);
+    assert_int_equal(weft_timer_start_at_ns(&t, 1, 0), -EINVAL);
 }
 
 /* NULL loop or callback -> -EINVAL: watchers and hooks. */
@@ -291,9 +295,10 @@ static void test_null_arguments_return_einval_watchers_and_hooks(void **state)
     assert_int_equal(weft_add_writer(loop, p[1], NULL, NULL), -EINVAL);
     assert_int_equal(weft_remove_reader(NULL, p[0]), -EINVAL);
     assert_int_equal(weft_remove_writer(NULL, p[1]), -EINVAL);
-    assert_int_equal(weft_loop_set_lag_hook(NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(weft_loop_set_report_hook(NULL, NULL, NULL), -EINVAL);
     assert_int_equal(weft_loop_set_lag_threshold(NULL, 1), -EINVAL);
-    assert_int_equal(weft_loop_set_error_hook(NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(weft_loop_set_iteration_hook(NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(weft_loop_request_dump(NULL), -EINVAL);
     assert_int_equal(weft_remove_reader(loop, p[0]), -ENOENT); /* nothing was added */
     close_pair(p);
     finish(loop);
@@ -438,7 +443,7 @@ static void test_closed_loop_refuses_scheduling(void **state)
     weft_timer t, t2;
     weft_handle h;
     weft_call c;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
     weft_handle_init(&h, rec, TAG(2));
     assert_int_equal(weft_loop_close(loop), 0);
 
@@ -448,9 +453,9 @@ static void test_closed_loop_refuses_scheduling(void **state)
     assert_int_equal(weft_call_later_ns(loop, 0, rec, TAG(3), &c), WEFT_ECLOSED);
     assert_int_equal(weft_call_at_ns(loop, 0, rec, TAG(3), &c), WEFT_ECLOSED);
     assert_int_equal(weft_handle_schedule(loop, &h), WEFT_ECLOSED);
-    assert_int_equal(weft_timer_init(loop, &t2, rec, TAG(3)), WEFT_ECLOSED);
-    assert_int_equal(weft_timer_start(&t, 0, 0), WEFT_ECLOSED);
-    assert_int_equal(weft_timer_start_at(&t, 0, 0), WEFT_ECLOSED);
+    assert_int_equal(weft_timer_init(&t2, loop, rec, TAG(3)), WEFT_ECLOSED);
+    assert_int_equal(weft_timer_start_ns(&t, 0, 0), WEFT_ECLOSED);
+    assert_int_equal(weft_timer_start_at_ns(&t, 0, 0), WEFT_ECLOSED);
     assert_int_equal(weft_add_reader(loop, p[0], rec, TAG(3)), WEFT_ECLOSED);
     assert_int_equal(weft_add_writer(loop, p[1], rec, TAG(3)), WEFT_ECLOSED);
     assert_int_equal(weft_remove_reader(loop, p[0]), WEFT_ECLOSED);
@@ -487,8 +492,8 @@ static void test_close_drops_pending_work_without_running_it(void **state)
     weft_timer t;
     weft_handle h;
     weft_handle_init(&h, rec, TAG(1));
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(2)), 0);
-    assert_int_equal(weft_timer_start(&t, 0, 0), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(2)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 0, 0), 0);
     assert_int_equal(weft_handle_schedule(loop, &h), 0);
     assert_int_equal(weft_call_soon(loop, rec, TAG(3), NULL), 0);
     assert_int_equal(weft_call_later(loop, 0.0, rec, TAG(4), NULL), 0);
@@ -583,7 +588,8 @@ static void later_then_soon(void *arg)
 }
 
 /* S-LOOP-5 (T04): call_later(0) (and call_later(-1)) run after a call_soon
- * issued later in the same iteration, in the same next iteration. */
+ * issued later in the same iteration, in the same next iteration; the
+ * negative delay is a deadline in the past, so it fires first of the two. */
 static void test_call_later_zero_runs_after_later_call_soon(void **state)
 {
     (void)state;
@@ -592,8 +598,27 @@ static void test_call_later_zero_runs_after_later_call_soon(void **state)
     assert_int_equal(weft_loop_run_once(loop), 0);
     assert_int_equal(g_n, 0);
     assert_int_equal(weft_loop_run_once(loop), 0);
-    EXPECT_TAGS(1, 2, 3);
+    EXPECT_TAGS(1, 3, 2);
     assert_int_equal(g_ev[0].iter, g_ev[2].iter);
+    finish(loop);
+}
+
+/* Issue 7 defect 3 (asyncio: call_later(d) = call_at(now + d)): a negative
+ * delay is a deadline in the past and fires before a call_later(0) made
+ * earlier, and in deadline order among themselves. */
+static void test_call_later_negative_delay_fires_before_earlier_call_later_zero(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    run_until(loop, 10 * SEC);
+    g_n = 0;
+    assert_int_equal(weft_call_later(loop, 0.0, rec, TAG(1), NULL), 0);
+    assert_int_equal(weft_call_later(loop, -1.0, rec, TAG(2), NULL), 0);
+    assert_int_equal(weft_call_later(loop, -5.0, rec, TAG(3), NULL), 0);
+    assert_int_equal(weft_call_later_ns(loop, -1, rec, TAG(4), NULL), 0);
+    assert_int_equal(weft_loop_run_once(loop), 0);
+    EXPECT_TAGS(3, 2, 4, 1);
+    assert_int_equal(weft_loop_now(loop), 10 * SEC); /* the clock did not move */
     finish(loop);
 }
 
@@ -799,9 +824,9 @@ static void test_equal_deadline_fifo_across_embedded_and_convenience_timers(void
     weft_loop *loop = vloop();
     weft_timer t[3];
     for (int i = 0; i < 3; i++)
-        assert_int_equal(weft_timer_init(loop, &t[i], rec, TAG(2 * i)), 0);
+        assert_int_equal(weft_timer_init(&t[i], loop, rec, TAG(2 * i)), 0);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(weft_timer_start_at(&t[i], SEC, 0), 0);
+        assert_int_equal(weft_timer_start_at_ns(&t[i], SEC, 0), 0);
         assert_int_equal(weft_call_at_ns(loop, SEC, rec, TAG(2 * i + 1), NULL), 0);
     }
     run_until(loop, 2 * SEC);
@@ -845,9 +870,9 @@ static void test_timer_never_fires_early_on_real_clock(void **state)
     const int64_t delay[4] = {1000, 300 * 1000, 1500 * 1000, 2700 * 1000};
     weft_timer t[4];
     for (int i = 0; i < 4; i++) {
-        assert_int_equal(weft_timer_init(loop, &t[i], check_not_early, TAG(i)), 0);
-        assert_int_equal(weft_timer_start(&t[i], delay[i], 0), 0);
-        g_deadline[i] = t[i].when;
+        assert_int_equal(weft_timer_init(&t[i], loop, check_not_early, TAG(i)), 0);
+        assert_int_equal(weft_timer_start_ns(&t[i], delay[i], 0), 0);
+        g_deadline[i] = weft_timer_when(&t[i]);
     }
     /* FIFO: after t[3] */
     assert_int_equal(weft_call_at_ns(loop, g_deadline[3], stop_cb, NULL, NULL), 0);
@@ -978,11 +1003,11 @@ static void test_timer_fires_once_at_deadline(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
     assert_false(weft_timer_active(&t));
-    assert_int_equal(weft_timer_start(&t, 2 * SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 2 * SEC, 0), 0);
     assert_true(weft_timer_active(&t));
-    assert_int_equal(t.when, 2 * SEC);
+    assert_int_equal(weft_timer_when(&t), 2 * SEC);
     run_until(loop, 5 * SEC);
     EXPECT_TAGS(1);
     assert_int_equal(g_ev[0].now, 2 * SEC);
@@ -997,9 +1022,9 @@ static void test_timer_start_at_uses_absolute_deadline(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
     run_until(loop, 3 * SEC);
-    assert_int_equal(weft_timer_start_at(&t, 7 * SEC, 0), 0);
+    assert_int_equal(weft_timer_start_at_ns(&t, 7 * SEC, 0), 0);
     run_until(loop, 10 * SEC);
     EXPECT_TAGS(1);
     assert_int_equal(g_ev[0].now, 7 * SEC);
@@ -1013,8 +1038,8 @@ static void test_timer_negative_delay_fires_at_next_pass(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
-    assert_int_equal(weft_timer_start(&t, -5 * SEC, 0), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, -5 * SEC, 0), 0);
     assert_int_equal(weft_loop_run_once(loop), 0);
     EXPECT_TAGS(1);
     assert_int_equal(g_ev[0].now, 0);
@@ -1028,9 +1053,9 @@ static void test_timer_restart_moves_deadline_earlier(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
-    assert_int_equal(weft_timer_start(&t, 5 * SEC, 0), 0);
-    assert_int_equal(weft_timer_start(&t, 1 * SEC, 0), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 5 * SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 1 * SEC, 0), 0);
     run_until(loop, 10 * SEC);
     EXPECT_TAGS(1);
     assert_int_equal(g_ev[0].now, 1 * SEC);
@@ -1044,9 +1069,9 @@ static void test_timer_restart_moves_deadline_later(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
-    assert_int_equal(weft_timer_start(&t, 1 * SEC, 0), 0);
-    assert_int_equal(weft_timer_start(&t, 5 * SEC, 0), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 1 * SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 5 * SEC, 0), 0);
     run_until(loop, 10 * SEC);
     EXPECT_TAGS(1);
     assert_int_equal(g_ev[0].now, 5 * SEC);
@@ -1067,7 +1092,7 @@ static void tick(void *arg)
     ticker *k = arg;
     assert_true(k->count < 8);
     k->at[k->count] = weft_loop_now(g_loop);
-    k->when_inside[k->count] = k->t.when;
+    k->when_inside[k->count] = weft_timer_when(&k->t);
     k->active_inside[k->count] = weft_timer_active(&k->t);
     if (++k->count == k->stop_at)
         assert_int_equal(weft_timer_stop(&k->t), 0);
@@ -1079,8 +1104,8 @@ static void test_repeating_timer_fires_every_period(void **state)
     (void)state;
     weft_loop *loop = vloop();
     ticker k = {.stop_at = 5};
-    assert_int_equal(weft_timer_init(loop, &k.t, tick, &k), 0);
-    assert_int_equal(weft_timer_start(&k.t, SEC, 250 * MS), 0);
+    assert_int_equal(weft_timer_init(&k.t, loop, tick, &k), 0);
+    assert_int_equal(weft_timer_start_ns(&k.t, SEC, 250 * MS), 0);
     run_until(loop, 10 * SEC);
     assert_int_equal(k.count, 5);
     for (int i = 0; i < 5; i++)
@@ -1096,8 +1121,8 @@ static void test_repeating_timer_is_rearmed_before_its_callback(void **state)
     (void)state;
     weft_loop *loop = vloop();
     ticker k = {.stop_at = 2};
-    assert_int_equal(weft_timer_init(loop, &k.t, tick, &k), 0);
-    assert_int_equal(weft_timer_start(&k.t, SEC, SEC), 0);
+    assert_int_equal(weft_timer_init(&k.t, loop, tick, &k), 0);
+    assert_int_equal(weft_timer_start_ns(&k.t, SEC, SEC), 0);
     run_until(loop, 10 * SEC);
     assert_int_equal(k.count, 2);
     assert_true(k.active_inside[0]);
@@ -1112,8 +1137,8 @@ static void test_timer_stop_in_own_callback_stops_repetition(void **state)
     (void)state;
     weft_loop *loop = vloop();
     ticker k = {.stop_at = 3};
-    assert_int_equal(weft_timer_init(loop, &k.t, tick, &k), 0);
-    assert_int_equal(weft_timer_start(&k.t, SEC, SEC), 0);
+    assert_int_equal(weft_timer_init(&k.t, loop, tick, &k), 0);
+    assert_int_equal(weft_timer_start_ns(&k.t, SEC, SEC), 0);
     run_until(loop, 100 * SEC);
     assert_int_equal(k.count, 3);
     assert_false(weft_timer_active(&k.t));
@@ -1127,9 +1152,9 @@ static void test_repeating_timer_that_fell_behind_rearms_from_now(void **state)
     (void)state;
     weft_loop *loop = vloop();
     ticker k = {.stop_at = 2};
-    assert_int_equal(weft_timer_init(loop, &k.t, tick, &k), 0);
+    assert_int_equal(weft_timer_init(&k.t, loop, tick, &k), 0);
     run_until(loop, 10 * SEC);
-    assert_int_equal(weft_timer_start_at(&k.t, 1 * SEC, 2 * SEC), 0); /* 9 s behind */
+    assert_int_equal(weft_timer_start_at_ns(&k.t, 1 * SEC, 2 * SEC), 0); /* 9 s behind */
     run_until(loop, 100 * SEC);
     assert_int_equal(k.count, 2);
     assert_int_equal(k.at[0], 10 * SEC);
@@ -1143,7 +1168,7 @@ static void restart_self(void *arg)
     ticker *k = arg;
     k->at[k->count++] = weft_loop_now(g_loop);
     if (k->count < 3)
-        assert_int_equal(weft_timer_start(&k->t, SEC, 0), 0);
+        assert_int_equal(weft_timer_start_ns(&k->t, SEC, 0), 0);
 }
 
 /* A one-shot timer can re-arm itself from its own callback. */
@@ -1152,8 +1177,8 @@ static void test_timer_restarted_from_own_callback_fires_again(void **state)
     (void)state;
     weft_loop *loop = vloop();
     ticker k = {0};
-    assert_int_equal(weft_timer_init(loop, &k.t, restart_self, &k), 0);
-    assert_int_equal(weft_timer_start(&k.t, SEC, 0), 0);
+    assert_int_equal(weft_timer_init(&k.t, loop, restart_self, &k), 0);
+    assert_int_equal(weft_timer_start_ns(&k.t, SEC, 0), 0);
     run_until(loop, 100 * SEC);
     assert_int_equal(k.count, 3);
     assert_int_equal(k.at[2], 3 * SEC);
@@ -1173,9 +1198,9 @@ static void test_timer_active_only_between_start_and_fire_or_stop(void **state)
     weft_timer t = {0};
     assert_false(weft_timer_active(&t));
     assert_false(weft_timer_active(NULL));
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
     assert_false(weft_timer_active(&t));
-    assert_int_equal(weft_timer_start(&t, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, SEC, 0), 0);
     assert_true(weft_timer_active(&t));
     weft_timer_close(&t);
     assert_false(weft_timer_active(&t));
@@ -1187,12 +1212,12 @@ static void test_timer_stop_inactive_returns_enoent(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
     assert_int_equal(weft_timer_stop(&t), -ENOENT);
-    assert_int_equal(weft_timer_start(&t, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, SEC, 0), 0);
     assert_int_equal(weft_timer_stop(&t), 0);
     assert_int_equal(weft_timer_stop(&t), -ENOENT);
-    assert_int_equal(weft_timer_start(&t, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&t, SEC, 0), 0);
     run_until(loop, 2 * SEC);
     EXPECT_TAGS(1);
     assert_int_equal(weft_timer_stop(&t), -ENOENT);
@@ -1206,9 +1231,9 @@ static void test_timer_start_negative_repeat_returns_einval(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
-    assert_int_equal(weft_timer_start(&t, SEC, -1), -EINVAL);
-    assert_int_equal(weft_timer_start_at(&t, SEC, -1), -EINVAL);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, SEC, -1), -EINVAL);
+    assert_int_equal(weft_timer_start_at_ns(&t, SEC, -1), -EINVAL);
     assert_false(weft_timer_active(&t));
     run_until(loop, 5 * SEC);
     assert_int_equal(g_n, 0);
@@ -1231,11 +1256,11 @@ static void test_timer_stop_unqueues_expired_timer(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer a, b;
-    assert_int_equal(weft_timer_init(loop, &a, stop_victim_timer, TAG(1)), 0);
-    assert_int_equal(weft_timer_init(loop, &b, rec, TAG(2)), 0);
+    assert_int_equal(weft_timer_init(&a, loop, stop_victim_timer, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&b, loop, rec, TAG(2)), 0);
     g_victim_timer = &b;
-    assert_int_equal(weft_timer_start(&a, SEC, 0), 0);
-    assert_int_equal(weft_timer_start(&b, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&a, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&b, SEC, 0), 0);
     run_until(loop, 2 * SEC);
     assert_int_equal(g_rc, 0);
     EXPECT_TAGS(1);
@@ -1251,8 +1276,8 @@ static void test_timer_close_disarms_and_is_idempotent(void **state)
     (void)state;
     weft_loop *loop = vloop();
     weft_timer t;
-    assert_int_equal(weft_timer_init(loop, &t, rec, TAG(1)), 0);
-    assert_int_equal(weft_timer_start(&t, SEC, 0), 0);
+    assert_int_equal(weft_timer_init(&t, loop, rec, TAG(1)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, SEC, 0), 0);
     weft_timer_close(&t);
     assert_false(weft_timer_active(&t));
     weft_timer_close(&t);
@@ -1349,10 +1374,10 @@ static void test_embedded_timer_heap_stress_with_restarts_and_stops(void **state
     assert_non_null(t);
     g_rng = 7;
     for (int i = 0; i < STRESS_N; i++) {
-        assert_int_equal(weft_timer_init(loop, &t[i], rec, TAG(i)), 0);
+        assert_int_equal(weft_timer_init(&t[i], loop, rec, TAG(i)), 0);
         g_when[i] = 1 + rnd() % STRESS_SPAN;
         g_seq[i] = seq++;
-        assert_int_equal(weft_timer_start_at(&t[i], g_when[i], 0), 0);
+        assert_int_equal(weft_timer_start_at_ns(&t[i], g_when[i], 0), 0);
         live[i] = true;
         idx[i] = i;
     }
@@ -1361,7 +1386,7 @@ static void test_embedded_timer_heap_stress_with_restarts_and_stops(void **state
         int i = idx[k];
         g_when[i] = 1 + rnd() % STRESS_SPAN;
         g_seq[i] = seq++;
-        assert_int_equal(weft_timer_start_at(&t[i], g_when[i], 0), 0);
+        assert_int_equal(weft_timer_start_at_ns(&t[i], g_when[i], 0), 0);
     }
     shuffle(idx, STRESS_N);
     for (int k = 0; k < STRESS_N / 4; k++) { /* stop a quarter */
@@ -1922,6 +1947,428 @@ static void test_add_reader_regular_file_with_epoll_returns_eperm(void **state)
     finish(loop);
 }
 
+/* ---- fd-table and registration defects (issue 7) --------------------------------- */
+
+/* An fd of INT_MAX is refused by the backend before the fd table grows: no
+ * overflow, no table, -EBADF (the record allocated first is freed). */
+static void test_add_reader_fd_int_max_is_refused_before_the_table_grows(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    long live = alloc_live();
+    assert_int_equal(weft_add_reader(loop, INT_MAX, rec, TAG(1)), -EBADF);
+    assert_int_equal(alloc_live(), live);
+    assert_int_equal(loop->nfds, 0);
+    finish(loop);
+}
+
+static void io_noop(weft_io *w, unsigned ev)
+{
+    (void)w, (void)ev;
+}
+
+/* A bad fd far above the table (2^26) is refused without growing the table
+ * to it (the old loop zero-filled 1 GiB first). */
+static void test_bad_fd_near_2_pow_26_grows_nothing(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    weft_io w;
+    long before = alloc_calls(), live = alloc_live();
+    assert_int_equal(weft_io_init(&w, loop, 1 << 26, io_noop), -EBADF);
+    assert_int_equal(alloc_calls(), before);
+    assert_null(weft_io_loop(&w));
+    assert_int_equal(weft_add_reader(loop, 1 << 26, rec, TAG(1)), -EBADF);
+    assert_int_equal(alloc_live(), live);
+    assert_int_equal(loop->nfds, 0);
+    finish(loop);
+}
+
+/* Defect: an fd closed while watched whose open file lives on through a
+ * dup() kept its epoll registration, EPOLL_CTL_DEL failed with EBADF, and
+ * the idle loop spun on the stale event.  Now the epoll set is rebuilt
+ * (reported once, WEFT_REPORT_IO) and the removed reader is never called;
+ * the poll backend parks the POLLNVAL slot.  Over an hour of virtual time
+ * the loop iterates a handful of times. */
+static void test_fd_closed_behind_a_dup_neither_spins_nor_calls_the_removed_reader(void **state)
+{
+    const char *backend = *state;
+    weft_loop *loop = vloop_on(backend);
+    int p[2];
+    make_pipe(p);
+    int keep = dup(p[0]); /* keeps the open file (and its registration) alive */
+    assert_true(keep >= 0);
+    write_byte(p[1]);
+    assert_int_equal(weft_add_reader(loop, p[0], count_cb, TAG(3)), 0);
+    step(loop);
+    assert_int_equal(g_count[3], 1); /* it works, and the kernel knows the fd */
+    close(p[0]);                       /* still readable through keep */
+    assert_int_equal(weft_remove_reader(loop, p[0]), 0);
+    g_hook.count = 0;
+    memset(g_hook.by_kind, 0, sizeof g_hook.by_kind);
+    for (int i = 1; i <= 4; i++)
+        assert_int_equal(weft_call_later(loop, 900.0 * i, count_cb, TAG(4), NULL), 0);
+    weft_loop_stats s0 = stats(loop);
+    run_until(loop, 3600 * SEC);
+    weft_loop_stats s1 = stats(loop);
+    assert_int_equal(g_count[3], 1);
+    assert_int_equal(g_count[4], 4);
+    assert_true(s1.iterations - s0.iterations <= 10);
+    assert_true(s1.polls - s0.polls <= 10);
+    if (strcmp(backend, "epoll") == 0)
+        assert_int_equal(g_hook.by_kind[WEFT_REPORT_IO], 1); /* one rebuild */
+    close(keep);
+    close(p[1]);
+    finish(loop);
+}
+
+/* The poll backend parks the slot of an fd closed while watched: the
+ * watcher hears WEFT_IO_ERROR once, the loop does not spin, and a new
+ * interest unparks it. */
+static int g_io_calls, g_io_last;
+
+static void io_record(weft_io *w, unsigned ev)
+{
+    (void)w;
+    g_io_calls++;
+    g_io_last = (int)ev;
+}
+
+static void test_poll_parks_the_slot_of_a_closed_fd(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop_on("poll");
+    int p[2];
+    make_pipe(p);
+    weft_io w;
+    assert_int_equal(weft_io_init(&w, loop, p[0], io_record), 0);
+    assert_int_equal(weft_io_start(&w, WEFT_READABLE), 0);
+    step(loop);
+    assert_int_equal(g_io_calls, 0);
+    close(p[0]);
+    assert_int_equal(weft_call_later(loop, 60.0, noop, NULL, NULL), 0);
+    uint64_t it = iterations(loop);
+    run_until(loop, 120 * SEC);
+    assert_int_equal(g_io_calls, 1);
+    assert_int_equal(g_io_last, WEFT_IO_ERROR);
+    assert_true(iterations(loop) - it <= 6);
+    weft_io_close(&w);
+    close(p[1]);
+    finish(loop);
+}
+
+/* ---- weft_io (caller-owned fd watchers) -------------------------------------------------- */
+
+typedef struct conn {
+    int fd;
+    weft_io io; /* embedded: WEFT_CONTAINER_OF finds the conn */
+    int calls;
+    unsigned events[8];
+    int stop_after;
+} conn;
+
+static void conn_cb(weft_io *w, unsigned ev)
+{
+    conn *c = WEFT_CONTAINER_OF(w, conn, io);
+    if (c->calls < 8)
+        c->events[c->calls] = ev;
+    if (++c->calls == c->stop_after)
+        weft_loop_stop(g_loop);
+}
+
+/* weft_io_init validates the fd with the backend at once: -EBADF for -1 and
+ * for a closed fd, -EINVAL for NULL arguments; nothing is left registered. */
+static void test_io_init_refuses_bad_arguments_and_fds(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int p[2];
+    make_pipe(p);
+    close_pair(p);
+    weft_io w;
+    assert_int_equal(weft_io_init(NULL, loop, 0, io_noop), -EINVAL);
+    assert_int_equal(weft_io_init(&w, NULL, 0, io_noop), -EINVAL);
+    assert_int_equal(weft_io_init(&w, loop, 0, NULL), -EINVAL);
+    assert_int_equal(weft_io_init(&w, loop, -1, io_noop), -EBADF);
+    assert_int_equal(weft_io_init(&w, loop, p[0], io_noop), -EBADF);
+    assert_null(weft_io_loop(&w));
+    assert_int_equal(weft_io_start(&w, WEFT_READABLE), -EINVAL);
+    assert_int_equal(weft_io_start(NULL, WEFT_READABLE), -EINVAL);
+    assert_int_equal(weft_io_stop(NULL, WEFT_READABLE), -EINVAL);
+    weft_io_close(NULL);
+    weft_io_close(&w); /* never initialised (loop NULL): a no-op */
+    finish(loop);
+}
+
+/* A regular file cannot be watched with epoll: -EPERM at init. */
+static void test_io_init_regular_file_with_epoll_returns_eperm(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop_on("epoll");
+    char path[] = "/tmp/weft_test_io_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    weft_io w;
+    assert_int_equal(weft_io_init(&w, loop, fd, io_noop), -EPERM);
+    close(fd);
+    finish(loop);
+}
+
+/* One watcher per fd and loop: a second weft_io_init, or add_reader on a
+ * fd with a weft_io, is -EEXIST; and the other way round. */
+static void test_io_init_on_a_watched_fd_returns_eexist(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int p[2], q[2];
+    make_pipe(p);
+    make_pipe(q);
+    weft_io a, b;
+    assert_int_equal(weft_io_init(&a, loop, p[0], io_noop), 0);
+    assert_int_equal(weft_io_init(&b, loop, p[0], io_noop), -EEXIST);
+    assert_int_equal(weft_add_reader(loop, p[0], rec, TAG(1)), -EEXIST);
+    assert_int_equal(weft_remove_reader(loop, p[0]), -ENOENT);
+    assert_int_equal(weft_add_reader(loop, q[0], rec, TAG(1)), 0);
+    assert_int_equal(weft_io_init(&b, loop, q[0], io_noop), -EEXIST);
+    assert_int_equal(weft_remove_reader(loop, q[0]), 0);
+    weft_io_close(&a);
+    assert_int_equal(weft_io_init(&b, loop, p[0], io_noop), 0); /* free again */
+    weft_io_close(&b);
+    close_pair(p);
+    close_pair(q);
+    finish(loop);
+}
+
+/* Start and stop never fail on a live watcher; bad masks are -EINVAL; the
+ * accessors tell the interest, fd and loop. */
+static void test_io_start_and_stop_change_only_the_interest(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int p[2];
+    make_pipe(p);
+    weft_io w;
+    assert_int_equal(weft_io_init(&w, loop, p[0], io_noop), 0);
+    assert_int_equal(weft_io_events(&w), 0);
+    assert_int_equal(weft_io_fd(&w), p[0]);
+    assert_ptr_equal(weft_io_loop(&w), loop);
+    long before = alloc_calls();
+    assert_int_equal(weft_io_start(&w, WEFT_READABLE), 0);
+    assert_int_equal(weft_io_start(&w, WEFT_WRITABLE), 0);
+    assert_int_equal(weft_io_events(&w), WEFT_READABLE | WEFT_WRITABLE);
+    assert_int_equal(weft_io_stop(&w, WEFT_READABLE), 0);
+    assert_int_equal(weft_io_events(&w), WEFT_WRITABLE);
+    assert_int_equal(weft_io_start(&w, WEFT_IO_ERROR), -EINVAL);
+    assert_int_equal(weft_io_start(&w, 8), -EINVAL);
+    assert_int_equal(weft_io_stop(&w, 16), -EINVAL);
+    assert_int_equal(weft_io_events(&w), WEFT_WRITABLE);
+    assert_int_equal(alloc_calls(), before); /* no allocation either */
+    weft_io_close(&w);
+    assert_int_equal(weft_io_events(&w), 0);
+    assert_int_equal(weft_io_fd(&w), -1);
+    assert_null(weft_io_loop(&w));
+    weft_io_close(&w); /* idempotent */
+    close_pair(p);
+    finish(loop);
+}
+
+/* The callback runs once per iteration with every event seen, level-
+ * triggered, and finds its owner with WEFT_CONTAINER_OF. */
+static void test_io_callback_gets_the_events_once_per_iteration(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    write_byte(sv[1]);
+    conn c = {.fd = sv[0], .stop_after = 3};
+    assert_int_equal(weft_io_init(&c.io, loop, sv[0], conn_cb), 0);
+    assert_int_equal(weft_io_start(&c.io, WEFT_READABLE | WEFT_WRITABLE), 0);
+    uint64_t it = iterations(loop);
+    assert_int_equal(weft_loop_run_forever(loop), 0);
+    assert_int_equal(c.calls, 3);
+    assert_int_equal(iterations(loop) - it, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(c.events[i], WEFT_READABLE | WEFT_WRITABLE);
+    weft_io_stop(&c.io, WEFT_WRITABLE);
+    step(loop);
+    assert_int_equal(c.events[3], WEFT_READABLE);
+    weft_io_close(&c.io);
+    close_pair(sv);
+    finish(loop);
+}
+
+/* A hang-up is reported as readable and writable (a read sees EOF). */
+static void test_io_hangup_is_reported_readable(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int p[2];
+    make_pipe(p);
+    close(p[1]);
+    conn c = {.fd = p[0], .stop_after = 1};
+    assert_int_equal(weft_io_init(&c.io, loop, p[0], conn_cb), 0);
+    assert_int_equal(weft_io_start(&c.io, WEFT_READABLE), 0);
+    assert_int_equal(weft_loop_run_forever(loop), 0);
+    assert_true(c.events[0] & WEFT_READABLE);
+    weft_io_close(&c.io);
+    close(p[0]);
+    finish(loop);
+}
+
+/* A watcher with no interest on a hung-up fd does not wake the loop: an
+ * hour of virtual time passes in a few iterations. */
+static void test_io_without_interest_on_a_hung_up_fd_does_not_spin(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int p[2];
+    make_pipe(p);
+    close(p[1]);
+    conn c = {.fd = p[0]};
+    assert_int_equal(weft_io_init(&c.io, loop, p[0], conn_cb), 0);
+    assert_int_equal(weft_io_start(&c.io, WEFT_READABLE), 0);
+    step(loop);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(weft_io_stop(&c.io, WEFT_READABLE), 0);
+    uint64_t it = iterations(loop);
+    run_until(loop, 3600 * SEC);
+    assert_int_equal(c.calls, 1);
+    assert_true(iterations(loop) - it <= 4);
+    weft_io_close(&c.io);
+    close(p[0]);
+    finish(loop);
+}
+
+static weft_io *g_victim_io;
+
+static void stop_victim_io(void *tag)
+{
+    rec(tag);
+    assert_int_equal(weft_io_stop(g_victim_io, WEFT_READABLE), 0);
+}
+
+/* Stopping a direction drops the events gathered for it: a watcher queued
+ * only for them does not run (an earlier callback of the batch stopped it). */
+static void test_io_stop_drops_events_already_gathered(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int p[2];
+    make_pipe(p);
+    write_byte(p[1]);
+    conn c = {.fd = p[0]};
+    assert_int_equal(weft_io_init(&c.io, loop, p[0], conn_cb), 0);
+    assert_int_equal(weft_io_start(&c.io, WEFT_READABLE), 0);
+    g_victim_io = &c.io;
+    /* the batch: this call (queued first), then the I/O */
+    assert_int_equal(weft_call_soon(loop, stop_victim_io, TAG(1), NULL), 0);
+    step(loop);
+    EXPECT_TAGS(1);
+    assert_int_equal(c.calls, 0);
+    weft_io_close(&c.io);
+    close_pair(p);
+    finish(loop);
+}
+
+static void close_and_free_self(weft_io *w, unsigned ev)
+{
+    (void)ev;
+    conn *c = WEFT_CONTAINER_OF(w, conn, io);
+    weft_io_close(w);
+    g_count[5]++;
+    free(c);
+}
+
+/* A callback may close its own watcher and free the memory holding it. */
+static void test_io_callback_may_close_and_free_its_watcher(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int p[2];
+    make_pipe(p);
+    write_byte(p[1]);
+    conn *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    assert_int_equal(weft_io_init(&c->io, loop, p[0], close_and_free_self), 0);
+    assert_int_equal(weft_io_start(&c->io, WEFT_READABLE), 0);
+    step(loop);
+    step(loop);
+    assert_int_equal(g_count[5], 1);
+    close_pair(p);
+    finish(loop);
+}
+
+/* A change the kernel refuses at the next wait (the fd was closed, and its
+ * number is free) reaches the callback as WEFT_IO_ERROR and clears the
+ * interest. */
+static void test_io_change_refused_at_the_next_wait_is_reported_as_error(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int p[2];
+    make_pipe(p);
+    conn c = {.fd = p[0]};
+    assert_int_equal(weft_io_init(&c.io, loop, p[0], conn_cb), 0);
+    close(p[0]);
+    assert_int_equal(weft_io_start(&c.io, WEFT_READABLE), 0); /* never fails */
+    step(loop);
+    if (strcmp(*state, "epoll") == 0) {
+        assert_int_equal(c.calls, 1);
+        assert_int_equal(c.events[0], WEFT_IO_ERROR);
+        assert_int_equal(weft_io_events(&c.io), 0);
+    } else {
+        /* poll cannot refuse: the closed fd shows as POLLNVAL instead */
+        assert_int_equal(c.calls, 1);
+        assert_int_equal(c.events[0], WEFT_IO_ERROR);
+    }
+    weft_io_close(&c.io);
+    close(p[1]);
+    finish(loop);
+}
+
+/* After weft_loop_close a watcher is inactive: start returns WEFT_ECLOSED
+ * and close still works (before destroy). */
+static void test_io_watcher_outlives_loop_close(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int p[2];
+    make_pipe(p);
+    weft_io w;
+    assert_int_equal(weft_io_init(&w, loop, p[0], io_noop), 0);
+    assert_int_equal(weft_io_start(&w, WEFT_READABLE), 0);
+    assert_int_equal(weft_loop_close(loop), 0);
+    assert_int_equal(weft_io_start(&w, WEFT_READABLE), WEFT_ECLOSED);
+    assert_int_equal(weft_io_init(&w, loop, p[1], io_noop), WEFT_ECLOSED);
+    weft_io_close(&w);
+    assert_null(weft_io_loop(&w));
+    close_pair(p);
+    finish(loop);
+}
+
+/* weft_io_init's allocations (the fd table grown to a high fd, and the
+ * poll backend's tables): every failure is -ENOMEM with nothing registered,
+ * until it succeeds.  A table that did grow keeps its capacity (freed at
+ * close; finish() checks that nothing leaks). */
+static void test_io_init_survives_every_allocation_failure(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int p[2];
+    make_pipe(p);
+    int fd = fcntl(p[0], F_DUPFD, 300);
+    assert_true(fd >= 300);
+    weft_io w;
+    for (long n = 1;; n++) {
+        assert_true(n < 100);
+        long live = alloc_live();
+        alloc_fail_at(alloc_calls() + n);
+        int rc = weft_io_init(&w, loop, fd, io_noop);
+        alloc_fail_at(0);
+        if (rc == 0)
+            break;
+        /* nothing left behind: were the fd still registered, the next
+         * attempt would fail with -EEXIST */
+        assert_int_equal(rc, -ENOMEM);
+        assert_true(alloc_live() <= live + 2);
+        assert_null(weft_io_loop(&w));
+    }
+    assert_true(loop->nfds > 300);
+    weft_io_close(&w);
+    close(fd);
+    close_pair(p);
+    finish(loop);
+}
+
 /* ---- EINTR ---------------------------------------------------------------------- */
 
 /* Counter bumped by the SIGUSR1 handler; atomic rather than volatile
@@ -2182,7 +2629,11 @@ static void test_loops_in_separate_threads_run_independently(void **state)
 }
 
 /* =============================================================================
- * Loop lag (slow-callback reports)
+ * Loop lag: the watchdog thread (slow-callback reports)
+ *
+ * Real time, but no timing assertion: a slow callback spins until the
+ * watchdog has flagged it (weft__lag_flagged), with a 30 s guard, so the
+ * tests do not depend on how fast the machine or the scheduler is.
  * ========================================================================== */
 
 static struct {
@@ -2190,22 +2641,39 @@ static struct {
     weft_cb *fn;
     void *arg, *ud;
     int64_t duration_ns;
-    size_t what_len;
     weft_loop *loop;
+    const char *task_name;
+    int line;
+    char msg[256];
 } g_lag;
 
-static void lag_hook(weft_loop *loop, const weft_lag_report *r, void *ud)
+static void lag_hook(weft_loop *loop, const weft_report *r, void *ud)
 {
+    if (r->kind != WEFT_REPORT_SLOW) {
+        record_report(loop, r, ud);
+        return;
+    }
     g_lag.count++;
     g_lag.loop = loop;
     g_lag.fn = r->fn;
     g_lag.arg = r->arg;
     g_lag.ud = ud;
     g_lag.duration_ns = r->duration_ns;
-    g_lag.what_len = r->what ? strlen(r->what) : 0;
+    g_lag.task_name = r->task_name ? "set" : NULL;
+    g_lag.line = r->line;
+    snprintf(g_lag.msg, sizeof g_lag.msg, "%s", r->message);
 }
 
-/* Busy for ms of real time: makes a callback slow.  Not a timing assertion. */
+/* Busy until the watchdog flags this callback (or 30 s passed). */
+static void spin_until_flagged(void *arg)
+{
+    (void)arg;
+    int64_t guard = mono_ns() + 30 * SEC;
+    while (!weft__lag_flagged(g_loop) && mono_ns() < guard) {
+    }
+}
+
+/* Busy for ms of real time (outside callbacks, or with accounting off). */
 static void spin_ms(void *arg)
 {
     int64_t end = mono_ns() + (intptr_t)arg * MS;
@@ -2217,27 +2685,44 @@ static weft_loop *lag_loop(int64_t threshold_ns)
 {
     weft_loop *loop = vloop();
     memset(&g_lag, 0, sizeof g_lag);
-    assert_int_equal(weft_loop_set_lag_hook(loop, lag_hook, &g_lag), 0);
+    assert_int_equal(weft_loop_set_report_hook(loop, lag_hook, &g_lag), 0);
     assert_int_equal(weft_loop_set_lag_threshold(loop, threshold_ns), 0);
     return loop;
 }
 
 /* P-4 / S-LOOP-19 without debug mode: a callback running past the threshold
- * is reported once, with its identity and duration. */
+ * is reported once, as SLOW, with its identity and a duration of at least
+ * the threshold. */
 static void test_slow_callback_is_reported_once(void **state)
 {
     (void)state;
-    weft_loop *loop = lag_loop(1 * MS);
-    assert_int_equal(weft_call_soon(loop, spin_ms, TAG(30), NULL), 0);
+    weft_loop *loop = lag_loop(10 * MS);
+    assert_int_equal(weft_call_soon(loop, spin_until_flagged, TAG(30), NULL), 0);
+    assert_int_equal(weft_call_soon(loop, noop, NULL, NULL), 0);
     assert_int_equal(weft_loop_run_once(loop), 0);
     assert_int_equal(g_lag.count, 1);
     assert_ptr_equal(g_lag.loop, loop);
-    assert_true(g_lag.fn == spin_ms);
+    assert_true(g_lag.fn == spin_until_flagged);
     assert_ptr_equal(g_lag.arg, TAG(30));
     assert_ptr_equal(g_lag.ud, &g_lag);
-    assert_true(g_lag.duration_ns >= 1 * MS);
-    assert_true(g_lag.what_len > 0);
+    assert_true(g_lag.duration_ns >= 10 * MS);
+    assert_non_null(strstr(g_lag.msg, "slow callback: "));
     assert_int_equal(stats(loop).lag_reports, 1);
+    finish(loop);
+}
+
+/* The default report hook names a callback by its symbol where dladdr can
+ * (an exported function of this executable is not always one), else by
+ * its address bytes: either way the message says what ran. */
+static void test_slow_callback_message_names_the_callback(void **state)
+{
+    (void)state;
+    weft_loop *loop = lag_loop(10 * MS);
+    assert_int_equal(weft_call_soon(loop, spin_until_flagged, TAG(7), NULL), 0);
+    assert_int_equal(weft_loop_run_once(loop), 0);
+    assert_int_equal(g_lag.count, 1);
+    assert_true(strstr(g_lag.msg, "spin_until_flagged") || strstr(g_lag.msg, "0x"));
+    assert_non_null(strstr(g_lag.msg, " ran "));
     finish(loop);
 }
 
@@ -2254,13 +2739,12 @@ static void test_fast_callbacks_are_not_reported(void **state)
     finish(loop);
 }
 
-/* Fast callbacks are not reported in an iteration that polls fds either
- * (the first iteration of a run has no previous callback to measure from). */
+/* Fast callbacks are not reported in an iteration that polls fds either. */
 static void test_fast_callbacks_with_watched_fd_are_not_reported(void **state)
 {
     weft_loop *loop = vloop_on(*state);
     memset(&g_lag, 0, sizeof g_lag);
-    assert_int_equal(weft_loop_set_lag_hook(loop, lag_hook, NULL), 0);
+    assert_int_equal(weft_loop_set_report_hook(loop, lag_hook, NULL), 0);
     assert_int_equal(weft_loop_set_lag_threshold(loop, SEC), 0);
     int p[2];
     make_pipe(p);
@@ -2274,19 +2758,20 @@ static void test_fast_callbacks_with_watched_fd_are_not_reported(void **state)
     finish(loop);
 }
 
-/* Time spent outside the loop, between two runs, is not lag. */
+/* Time spent outside the loop, between two runs, is not lag: the loop is
+ * idle then, and an idle loop's watchdog does not sample at all. */
 static void test_time_between_runs_is_not_lag(void **state)
 {
     weft_loop *loop = vloop_on(*state);
     memset(&g_lag, 0, sizeof g_lag);
-    assert_int_equal(weft_loop_set_lag_hook(loop, lag_hook, NULL), 0);
+    assert_int_equal(weft_loop_set_report_hook(loop, lag_hook, NULL), 0);
     assert_int_equal(weft_loop_set_lag_threshold(loop, 10 * MS), 0);
     int p[2];
     make_pipe(p);
     write_byte(p[1]);
     assert_int_equal(weft_add_reader(loop, p[0], noop, NULL), 0);
     assert_int_equal(weft_loop_run_once(loop), 0);
-    spin_ms(TAG(30)); /* the embedding application is busy */
+    spin_ms(TAG(100)); /* the embedding application is busy: 10 thresholds */
     assert_int_equal(weft_call_soon(loop, noop, NULL, NULL), 0);
     assert_int_equal(weft_loop_run_once(loop), 0);
     assert_int_equal(g_lag.count, 0);
@@ -2295,15 +2780,16 @@ static void test_time_between_runs_is_not_lag(void **state)
     finish(loop);
 }
 
-/* A negative threshold turns reporting off. */
-static void test_negative_lag_threshold_disables_reports(void **state)
+/* A negative threshold turns reporting off, and no watchdog thread runs. */
+static void test_negative_lag_threshold_disables_reports_and_the_thread(void **state)
 {
     (void)state;
     weft_loop *loop = lag_loop(-1);
-    assert_int_equal(weft_call_soon(loop, spin_ms, TAG(30), NULL), 0);
+    assert_int_equal(weft_call_soon(loop, spin_ms, TAG(50), NULL), 0);
     assert_int_equal(weft_loop_run_once(loop), 0);
     assert_int_equal(g_lag.count, 0);
     assert_int_equal(stats(loop).lag_reports, 0);
+    assert_false(loop->lag.started);
     finish(loop);
 }
 
@@ -2312,52 +2798,984 @@ static void test_lag_threshold_option_is_honoured(void **state)
 {
     (void)state;
     weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
-    o.lag_threshold_ns = 1 * MS;
+    o.lag_threshold_ns = 10 * MS;
     weft_loop *loop = NULL;
     assert_int_equal(weft_loop_new(&loop, &o), 0);
     g_loop = loop;
     memset(&g_lag, 0, sizeof g_lag);
-    assert_int_equal(weft_loop_set_lag_hook(loop, lag_hook, NULL), 0);
-    assert_int_equal(weft_call_soon(loop, spin_ms, TAG(30), NULL), 0);
+    assert_int_equal(weft_loop_set_report_hook(loop, lag_hook, NULL), 0);
+    assert_int_equal(weft_call_soon(loop, spin_until_flagged, TAG(30), NULL), 0);
     assert_int_equal(weft_loop_run_once(loop), 0);
     assert_int_equal(g_lag.count, 1);
     finish(loop);
 }
 
-/* The default hook (NULL) prints one line to stderr; it still counts. */
-static void test_default_lag_hook_reports_to_stderr(void **state)
+/* The watchdog is lazy: no thread before the first run (nor after close);
+ * one while the loop has run with accounting on. */
+static void test_watchdog_starts_at_first_run_and_is_joined_at_close(void **state)
 {
     (void)state;
-    weft_loop *loop = lag_loop(1 * MS);
-    assert_int_equal(weft_loop_set_lag_hook(loop, NULL, NULL), 0);
-    assert_int_equal(weft_call_soon(loop, spin_ms, TAG(5), NULL), 0);
+    weft_loop *loop = lag_loop(0); /* the default: 100 ms */
+    assert_false(loop->lag.started);
+    step(loop);
+    assert_true(loop->lag.started);
+    assert_int_equal(weft_loop_close(loop), 0);
+    assert_false(loop->lag.started);
+    finish(loop);
+}
+
+typedef struct idle_ctx {
+    weft_loop *loop;
+    atomic_int running;
+    int rc;
+    bool saw_asleep;
+} idle_ctx;
+
+static void idle_mark_running(void *arg)
+{
+    atomic_store(&((idle_ctx *)arg)->running, 1);
+}
+
+/* Waits (deterministically: until the condition holds, 30 s guard) for the
+ * watchdog to fall asleep while the loop is blocked, then stops the loop. */
+static void *idle_waker(void *arg)
+{
+    idle_ctx *c = arg;
+    int64_t guard = mono_ns() + 30 * SEC;
+    while (!atomic_load(&c->running) && mono_ns() < guard)
+        sleep_us(200);
+    while (!atomic_load(&c->loop->lag.asleep) && mono_ns() < guard)
+        sleep_us(200);
+    c->saw_asleep = atomic_load(&c->loop->lag.asleep);
+    c->rc = weft_call_soon_threadsafe(c->loop, stop_cb, NULL);
+    return NULL;
+}
+
+/* While the loop blocks in the backend the watchdog sleeps on its
+ * condition variable (it does not wake periodically), and the loop wakes
+ * it when it has work again. */
+static void test_watchdog_sleeps_while_the_loop_is_blocked(void **state)
+{
+    weft_loop *loop = loop_on(*state, 0);
+    assert_int_equal(weft_loop_set_lag_threshold(loop, 10 * MS), 0);
+    idle_ctx c = {.loop = loop, .rc = 1};
+    atomic_init(&c.running, 0);
+    assert_int_equal(weft_call_soon(loop, idle_mark_running, &c, NULL), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, idle_waker, &c), 0);
+    assert_int_equal(weft_loop_run_forever(loop), 0);
+    pthread_join(th, NULL);
+    assert_true(c.saw_asleep);
+    assert_int_equal(c.rc, 0);
+    finish(loop);
+}
+
+/* A run function that describes itself (a task step) is reported through
+ * its describe function: the report carries what it filled in. */
+typedef struct fake_step {
+    weft_node node;
+    const char *name;
+} fake_step;
+
+static void describe_fake_step(const void *obj, weft_report *r, char *buf, size_t n)
+{
+    const fake_step *s = obj;
+    r->task = s;
+    r->task_name = s->name;
+    r->file = "fake.c";
+    r->line = 42;
+    snprintf(buf, n, "task '%s' step resumed at fake.c:42", s->name);
+}
+
+static void fake_step_run(weft_node *n)
+{
+    fake_step *s = (fake_step *)(void *)n;
+    weft__running_obj(g_loop, describe_fake_step, s);
+    spin_until_flagged(NULL);
+}
+
+static void test_slow_task_step_is_described_by_its_describe_function(void **state)
+{
+    (void)state;
+    weft_loop *loop = lag_loop(10 * MS);
+    fake_step s = {{{NULL, NULL}, fake_step_run}, "worker"};
+    weft__ready_push(loop, &s.node);
+    assert_int_equal(weft_loop_run_once(loop), 0);
+    assert_int_equal(g_lag.count, 1);
+    assert_null(g_lag.fn);
+    assert_ptr_equal(g_lag.arg, &s);
+    assert_non_null(g_lag.task_name);
+    assert_int_equal(g_lag.line, 42);
+    assert_non_null(strstr(g_lag.msg, "task 'worker' step resumed at fake.c:42"));
+    finish(loop);
+}
+
+/* weft__lag_capture before freeing the object: the report is built from
+ * the capture, and the loop never touches the freed object (ASan). */
+static void freeing_step_run(weft_node *n)
+{
+    fake_step *s = (fake_step *)(void *)n;
+    weft__running_obj(g_loop, describe_fake_step, s);
+    spin_until_flagged(NULL);
+    weft__lag_capture(g_loop);
+    free(s);
+}
+
+static void test_lag_capture_lets_a_step_free_its_object(void **state)
+{
+    (void)state;
+    weft_loop *loop = lag_loop(10 * MS);
+    fake_step *s = malloc(sizeof *s);
+    assert_non_null(s);
+    *s = (fake_step){{{NULL, NULL}, freeing_step_run}, "gone"};
+    weft__ready_push(loop, &s->node);
+    assert_int_equal(weft_loop_run_once(loop), 0);
+    assert_int_equal(g_lag.count, 1);
+    assert_non_null(strstr(g_lag.msg, "task 'gone' step"));
+    finish(loop);
+}
+
+/* A node whose run function records nothing is still named (by node and
+ * run function), never by the previous callback's record. */
+static void silent_run(weft_node *n)
+{
+    (void)n;
+    spin_until_flagged(NULL);
+}
+
+static void test_slow_unrecorded_node_is_not_blamed_on_the_previous_callback(void **state)
+{
+    (void)state;
+    weft_loop *loop = lag_loop(10 * MS);
+    weft_node n = {{NULL, NULL}, silent_run};
+    assert_int_equal(weft_call_soon(loop, noop, TAG(5), NULL), 0);
+    weft__ready_push(loop, &n);
+    assert_int_equal(weft_loop_run_once(loop), 0);
+    assert_int_equal(g_lag.count, 1);
+    assert_null(g_lag.fn);
+    assert_non_null(strstr(g_lag.msg, "node"));
+    finish(loop);
+}
+
+/* A slow due timer is reported too, with the timer's callback. */
+static void test_slow_timer_callback_is_reported(void **state)
+{
+    (void)state;
+    weft_loop *loop = lag_loop(10 * MS);
+    weft_timer t;
+    assert_int_equal(weft_timer_init(&t, loop, spin_until_flagged, TAG(3)), 0);
+    assert_int_equal(weft_timer_start_ns(&t, 0, 0), 0);
+    assert_int_equal(weft_loop_run_once(loop), 0);
+    assert_int_equal(g_lag.count, 1);
+    assert_true(g_lag.fn == spin_until_flagged);
+    assert_ptr_equal(g_lag.arg, TAG(3));
+    weft_timer_close(&t);
+    finish(loop);
+}
+
+/* A forked child has no watchdog thread of its parent: its loop starts its
+ * own at the next run (getpid at run()), so slow callbacks are reported in
+ * the child too.  The child reports through its exit status. */
+#if defined(__SANITIZE_THREAD__)
+#define WT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WT_TSAN 1
+#endif
+#endif
+
+static void test_forked_child_starts_its_own_watchdog(void **state)
+{
+    (void)state;
+#ifdef WT_TSAN
+    skip(); /* TSan cannot start threads after a multi-threaded fork */
+#endif
+    weft_loop *loop = lag_loop(10 * MS);
+    step(loop); /* the parent's watchdog runs */
+    assert_true(loop->lag.started);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int code = 1;
+        if (weft_call_soon(loop, spin_until_flagged, NULL, NULL) == 0 &&
+            weft_loop_run_once(loop) == 0)
+            code = g_lag.count == 1 ? 0 : 2;
+        _exit(code);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    finish(loop);
+}
+
+static int failing_spawn(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
+{
+    (void)t, (void)a, (void)fn, (void)arg;
+    return EAGAIN;
+}
+
+/* If the watchdog thread cannot be created, that is reported once
+ * (WEFT_REPORT_OTHER) and the loop runs without slow-callback reports. */
+static void test_watchdog_thread_failure_is_reported_once_and_the_loop_runs(void **state)
+{
+    (void)state;
+    weft_loop *loop = lag_loop(10 * MS);
+    loop->lag.spawn = failing_spawn;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(weft_call_soon(loop, count_cb, TAG(1), NULL), 0);
+        assert_int_equal(weft_loop_run_once(loop), 0);
+    }
+    assert_int_equal(g_count[1], 3);
+    assert_int_equal(g_hook.by_kind[WEFT_REPORT_OTHER], 1);
+    assert_int_equal(g_hook.err, -EAGAIN);
+    assert_false(loop->lag.started);
+    assert_int_equal(g_lag.count, 0);
+    /* a new setting tries again */
+    loop->lag.spawn = pthread_create;
+    assert_int_equal(weft_loop_set_lag_threshold(loop, 10 * MS), 0);
+    step(loop);
+    assert_true(loop->lag.started);
+    finish(loop);
+}
+
+/* The default report hook (NULL) prints one line to stderr; reports still
+ * count. */
+static void test_default_report_hook_reports_to_stderr(void **state)
+{
+    (void)state;
+    weft_loop *loop = lag_loop(10 * MS);
+    assert_int_equal(weft_loop_set_report_hook(loop, NULL, NULL), 0);
+    assert_int_equal(weft_call_soon(loop, spin_until_flagged, TAG(5), NULL), 0);
     assert_int_equal(weft_loop_run_once(loop), 0);
     assert_int_equal(g_lag.count, 0);
     assert_int_equal(stats(loop).lag_reports, 1);
     finish(loop);
 }
 
-static void error_hook(weft_loop *loop, int err, const char *message, void *ud)
+static void counting_hook(weft_loop *loop, const weft_report *r, void *ud)
 {
     (void)loop;
-    (void)err;
-    (void)message;
+    (void)r;
     (*(int *)ud)++;
 }
 
-/* The error hook can be set and reset (NULL = default); a healthy loop
+/* The report hook can be set and reset (NULL = default); a healthy loop
  * never calls it. */
-static void test_set_error_hook_accepts_custom_and_null(void **state)
+static void test_set_report_hook_accepts_custom_and_null(void **state)
 {
     (void)state;
     weft_loop *loop = vloop();
     int calls = 0;
-    assert_int_equal(weft_loop_set_error_hook(loop, error_hook, &calls), 0);
+    assert_int_equal(weft_loop_set_report_hook(loop, counting_hook, &calls), 0);
     assert_int_equal(weft_call_soon(loop, noop, NULL, NULL), 0);
     assert_int_equal(weft_loop_run_once(loop), 0);
     assert_int_equal(calls, 0);
-    assert_int_equal(weft_loop_set_error_hook(loop, NULL, NULL), 0);
-    assert_int_equal(weft_loop_set_error_hook(NULL, error_hook, &calls), -EINVAL);
+    assert_int_equal(weft_loop_set_report_hook(loop, NULL, NULL), 0);
+    assert_int_equal(weft_loop_set_report_hook(NULL, counting_hook, &calls), -EINVAL);
+    finish(loop);
+}
+
+/* =============================================================================
+ * Timers: the defects and the new API
+ * ========================================================================== */
+
+/* Defect: a repeating timer whose next deadline would pass INT64_MAX was
+ * re-armed at "now" forever (a virtual clock hang).  It now fires its last
+ * time and is disarmed. */
+static void test_repeating_timer_past_int64_max_fires_once_more_then_stops(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    ticker k = {.stop_at = 100};
+    assert_int_equal(weft_timer_init(&k.t, loop, tick, &k), 0);
+    assert_int_equal(weft_timer_start_at_ns(&k.t, INT64_MAX - 5, 10), 0);
+    for (int i = 0; i < 5 && weft_timer_active(&k.t); i++)
+        assert_int_equal(weft_loop_run_once(loop), 0);
+    assert_int_equal(k.count, 1);
+    assert_int_equal(k.at[0], INT64_MAX - 5);
+    assert_false(weft_timer_active(&k.t));
+    /* and one that already sits at INT64_MAX */
+    assert_int_equal(weft_timer_start_at_ns(&k.t, INT64_MAX, 1), 0);
+    for (int i = 0; i < 5 && weft_timer_active(&k.t); i++)
+        assert_int_equal(weft_loop_run_once(loop), 0);
+    assert_int_equal(k.count, 2);
+    assert_false(weft_timer_active(&k.t));
+    weft_timer_close(&k.t);
+    finish(loop);
+}
+
+/* A repeating timer that fell behind near INT64_MAX (now + period would
+ * overflow) is disarmed too. */
+static void test_repeating_timer_behind_near_int64_max_is_disarmed(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    ticker k = {.stop_at = 100};
+    assert_int_equal(weft_timer_init(&k.t, loop, tick, &k), 0);
+    run_until(loop, INT64_MAX - 10);
+    assert_int_equal(weft_timer_start_at_ns(&k.t, 0, 20), 0); /* far behind */
+    for (int i = 0; i < 5 && weft_timer_active(&k.t); i++)
+        assert_int_equal(weft_loop_run_once(loop), 0);
+    assert_int_equal(k.count, 1);
+    assert_false(weft_timer_active(&k.t));
+    weft_timer_close(&k.t);
+    finish(loop);
+}
+
+/* weft_timer_when: the deadline while armed, while due (seen from an
+ * earlier callback of the batch) and, for a repeating timer, the next one
+ * inside its callback; INT64_MIN when idle. */
+static weft_timer *g_when_probe;
+static int64_t g_when_seen;
+
+static void probe_when(void *tag)
+{
+    rec(tag);
+    g_when_seen = weft_timer_when(g_when_probe);
+}
+
+static void test_timer_when_reports_armed_and_due_deadlines(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_timer a, b;
+    assert_int_equal(weft_timer_init(&a, loop, probe_when, TAG(1)), 0);
+    assert_int_equal(weft_timer_init(&b, loop, rec, TAG(2)), 0);
+    assert_int_equal(weft_timer_when(&a), INT64_MIN);
+    assert_int_equal(weft_timer_when(NULL), INT64_MIN);
+    assert_int_equal(weft_timer_start_ns(&a, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&b, SEC, 0), 0);
+    assert_int_equal(weft_timer_when(&a), SEC);
+    g_when_probe = &b;
+    run_until(loop, 2 * SEC);
+    EXPECT_TAGS(1, 2);
+    assert_int_equal(g_when_seen, SEC); /* b was due, not yet run */
+    assert_int_equal(weft_timer_when(&b), INT64_MIN);
+    weft_timer_close(&a);
+    weft_timer_close(&b);
+    finish(loop);
+}
+
+/* weft_timer_start takes seconds, by the one conversion rule. */
+static void test_timer_start_in_seconds(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    ticker k = {.stop_at = 3};
+    assert_int_equal(weft_timer_init(&k.t, loop, tick, &k), 0);
+    assert_int_equal(weft_timer_start(&k.t, NAN, 0), -EINVAL);
+    assert_int_equal(weft_timer_start(&k.t, 1.0, NAN), -EINVAL);
+    assert_int_equal(weft_timer_start(&k.t, 1.0, -0.5), -EINVAL);
+    assert_false(weft_timer_active(&k.t));
+    assert_int_equal(weft_timer_start(&k.t, 1.5, 0.25), 0);
+    run_until(loop, 10 * SEC);
+    assert_int_equal(k.count, 3);
+    assert_int_equal(k.at[0], 1500 * MS);
+    assert_int_equal(k.at[2], 2000 * MS);
+    assert_int_equal(weft_timer_start(&k.t, INFINITY, 0), 0); /* never */
+    assert_int_equal(weft_timer_when(&k.t), INT64_MAX);
+    weft_timer_close(&k.t);
+    finish(loop);
+}
+
+/* Defect (issue 7, 2): one seconds-to-ns rule.  NaN is -EINVAL; infinities
+ * and huge values saturate (no UB: weft_sleep(-INFINITY) was); a deadline
+ * in the infinite past fires at the next timer step, one in the infinite
+ * future never. */
+static void test_seconds_saturate_and_nan_is_einval(void **state)
+{
+    (void)state;
+    int64_t ns = 0;
+    assert_int_equal(weft__sec_to_ns(NAN, &ns), -EINVAL);
+    assert_int_equal(weft__sec_to_ns(INFINITY, &ns), 0);
+    assert_int_equal(ns, INT64_MAX);
+    assert_int_equal(weft__sec_to_ns(-INFINITY, &ns), 0);
+    assert_int_equal(ns, INT64_MIN);
+    assert_int_equal(weft__sec_to_ns(1e300, &ns), 0);
+    assert_int_equal(ns, INT64_MAX);
+    assert_int_equal(weft__sec_to_ns(-1e300, &ns), 0);
+    assert_int_equal(ns, INT64_MIN);
+    assert_int_equal(weft__sec_to_ns(9223372036.854775807, &ns), 0);
+    assert_int_equal(ns, INT64_MAX);
+    assert_int_equal(weft__sec_to_ns(-1.5, &ns), 0);
+    assert_int_equal(ns, -1500 * MS);
+    assert_int_equal(weft__add_sat(INT64_MAX - 1, 5), INT64_MAX);
+    assert_int_equal(weft__add_sat(INT64_MIN + 1, -5), INT64_MIN);
+    assert_int_equal(weft__add_sat(7, -5), 2);
+
+    weft_loop *loop = vloop();
+    run_until(loop, SEC);
+    g_n = 0;
+    assert_int_equal(weft_call_later(loop, INFINITY, rec, TAG(9), NULL), 0);
+    assert_int_equal(weft_call_later(loop, -INFINITY, rec, TAG(1), NULL), 0);
+    assert_int_equal(weft_call_at(loop, -1e300, rec, TAG(2), NULL), 0);
+    assert_int_equal(weft_call_later(loop, NAN, rec, TAG(3), NULL), -EINVAL);
+    assert_int_equal(weft_loop_run_once(loop), 0);
+    EXPECT_TAGS(2, 1); /* INT64_MIN, then 1 s + INT64_MIN */
+    assert_int_equal(weft_loop_now(loop), SEC);
+    finish(loop);
+}
+
+/* =============================================================================
+ * Call tokens: cancel, cancelled, pending
+ * ========================================================================== */
+
+/* Defect: weft_call_cancel(loop_b, token_of_loop_a) returned 0 and moved
+ * A's node into B's free list.  Now -EINVAL, and A's call still runs. */
+static void test_call_cancel_with_a_token_of_another_loop_returns_einval(void **state)
+{
+    (void)state;
+    weft_loop *a = vloop();
+    weft_loop *b = new_vloop();
+    weft_call tok;
+    assert_int_equal(weft_call_soon(a, rec, TAG(1), &tok), 0);
+    assert_int_equal(weft_call_cancel(b, tok), -EINVAL);
+    assert_false(weft_call_pending(b, tok));
+    assert_false(weft_call_cancelled(b, tok));
+    assert_true(weft_call_pending(a, tok));
+    assert_int_equal(weft_loop_run_once(a), 0);
+    EXPECT_TAGS(1);
+    assert_int_equal(weft_loop_destroy(b), 0);
+    finish(a);
+}
+
+/* pending: true while queued or armed; cancelled: true only after a
+ * successful cancel; both false after it ran. */
+static void test_call_pending_and_cancelled_follow_the_call(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_call ran, gone, timer, zero = {0};
+    assert_false(weft_call_pending(loop, zero));
+    assert_false(weft_call_cancelled(loop, zero));
+    assert_false(weft_call_pending(NULL, zero));
+    assert_int_equal(weft_call_soon(loop, rec, TAG(1), &ran), 0);
+    assert_int_equal(weft_call_soon(loop, rec, TAG(2), &gone), 0);
+    assert_int_equal(weft_call_later(loop, 5.0, rec, TAG(3), &timer), 0);
+    assert_true(weft_call_pending(loop, ran));
+    assert_true(weft_call_pending(loop, timer));
+    assert_false(weft_call_cancelled(loop, gone));
+    assert_int_equal(weft_call_cancel(loop, gone), 0);
+    assert_false(weft_call_pending(loop, gone));
+    assert_true(weft_call_cancelled(loop, gone));
+    assert_int_equal(weft_loop_run_once(loop), 0);
+    EXPECT_TAGS(1);
+    assert_false(weft_call_pending(loop, ran));
+    assert_false(weft_call_cancelled(loop, ran));
+    assert_true(weft_call_cancelled(loop, gone)); /* still known */
+    assert_true(weft_call_pending(loop, timer));
+    assert_int_equal(weft_call_cancel(loop, timer), 0);
+    assert_true(weft_call_cancelled(loop, timer));
+    assert_false(weft_call_pending(loop, timer));
+    assert_int_equal(weft_loop_close(loop), 0);
+    assert_false(weft_call_cancelled(loop, gone)); /* a closed loop knows nothing */
+    finish(loop);
+}
+
+/* A cancelled token stays cancelled while its node serves other calls that
+ * run; the newer calls' tokens are not cancelled. */
+static void test_call_cancelled_survives_reuse_of_the_node(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_call old, fresh;
+    assert_int_equal(weft_call_soon(loop, rec, TAG(1), &old), 0);
+    assert_int_equal(weft_call_cancel(loop, old), 0);
+    assert_int_equal(weft_call_soon(loop, rec, TAG(2), &fresh), 0);
+    if (fresh.p == old.p) /* the same node (not in quarantine builds) */
+        assert_true(fresh.gen != old.gen);
+    assert_true(weft_call_cancelled(loop, old));
+    assert_false(weft_call_cancelled(loop, fresh));
+    assert_int_equal(weft_call_cancel(loop, old), -ENOENT); /* stale */
+    assert_int_equal(weft_loop_run_once(loop), 0);
+    EXPECT_TAGS(2);
+    assert_true(weft_call_cancelled(loop, old));
+    assert_false(weft_call_cancelled(loop, fresh));
+    finish(loop);
+}
+
+/* =============================================================================
+ * weft_async
+ * ========================================================================== */
+
+static void async_count(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* Sends before the callback starts coalesce into one call; a send after it
+ * started (from the callback itself) makes another. */
+static void test_async_sends_coalesce_until_the_callback_starts(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    int calls = 0;
+    weft_async a;
+    assert_int_equal(weft_async_init(&a, loop, async_count, &calls), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(weft_async_send(&a), 0);
+    step(loop);
+    assert_int_equal(calls, 1);
+    step(loop);
+    assert_int_equal(calls, 1);
+    assert_int_equal(weft_async_send(&a), 0);
+    step(loop);
+    assert_int_equal(calls, 2);
+    weft_async_close(&a);
+    finish(loop);
+}
+
+static weft_async g_resend;
+
+static void async_resend(void *arg)
+{
+    int *calls = arg;
+    if (++*calls < 3)
+        assert_int_equal(weft_async_send(&g_resend), 0);
+}
+
+static void test_async_send_from_its_callback_runs_it_again_next_iteration(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    int calls = 0;
+    assert_int_equal(weft_async_init(&g_resend, loop, async_resend, &calls), 0);
+    assert_int_equal(weft_async_send(&g_resend), 0);
+    for (int i = 0; i < 5; i++)
+        step(loop);
+    assert_int_equal(calls, 3);
+    weft_async_close(&g_resend);
+    finish(loop);
+}
+
+/* close forgets a pending send; sends after the loop closed fail. */
+static void test_async_close_forgets_a_pending_send(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    int calls = 0;
+    weft_async a;
+    assert_int_equal(weft_async_init(&a, NULL, async_count, &calls), -EINVAL);
+    assert_int_equal(weft_async_init(&a, loop, NULL, &calls), -EINVAL);
+    assert_int_equal(weft_async_send(NULL), -EINVAL);
+    assert_int_equal(weft_async_init(&a, loop, async_count, &calls), 0);
+    assert_int_equal(weft_async_send(&a), 0);
+    weft_async_close(&a);
+    step(loop);
+    assert_int_equal(calls, 0);
+    assert_int_equal(weft_async_send(&a), -EINVAL); /* closed */
+    weft_async_close(&a);                            /* idempotent */
+    assert_int_equal(weft_async_init(&a, loop, async_count, &calls), 0);
+    assert_int_equal(weft_async_send(&a), 0);
+    assert_int_equal(weft_loop_close(loop), 0);
+    assert_int_equal(weft_async_send(&a), WEFT_ECLOSED);
+    assert_int_equal(weft_async_init(&a, loop, async_count, &calls), WEFT_ECLOSED);
+    weft_async_close(&a);
+    assert_int_equal(calls, 0);
+    finish(loop);
+}
+
+enum { ASYNC_THREADS = 4, ASYNC_SENDS = 5000 };
+
+typedef struct async_ctx {
+    weft_async a;
+    weft_loop *loop;
+    atomic_int sent_done;
+    atomic_int failures;
+    int calls;
+} async_ctx;
+
+static void async_on_loop(void *arg)
+{
+    async_ctx *c = arg;
+    c->calls++;
+    if (atomic_load(&c->sent_done) == ASYNC_THREADS)
+        weft_loop_stop(c->loop);
+}
+
+static void *async_sender(void *arg)
+{
+    async_ctx *c = arg;
+    for (int i = 0; i < ASYNC_SENDS; i++)
+        if (weft_async_send(&c->a) != 0)
+            atomic_fetch_add(&c->failures, 1);
+    atomic_fetch_add(&c->sent_done, 1);
+    weft_async_send(&c->a); /* the last one: after sent_done, so it stops the loop */
+    return NULL;
+}
+
+/* Many threads send; the loop wakes from an infinite wait, runs the
+ * callback on its thread at least once and at most once per send, and
+ * nothing is allocated per send (TSan runs this). */
+static void test_async_send_from_many_threads_wakes_the_loop(void **state)
+{
+    weft_loop *loop = vloop_on(*state);
+    async_ctx c = {.loop = loop};
+    atomic_init(&c.sent_done, 0);
+    atomic_init(&c.failures, 0);
+    assert_int_equal(weft_async_init(&c.a, loop, async_on_loop, &c), 0);
+    long before = alloc_calls();
+    pthread_t th[ASYNC_THREADS];
+    for (int i = 0; i < ASYNC_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, async_sender, &c), 0);
+    assert_int_equal(weft_loop_run_forever(loop), 0);
+    for (int i = 0; i < ASYNC_THREADS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&c.failures), 0);
+    assert_true(c.calls >= 1);
+    assert_true(c.calls <= ASYNC_THREADS * (ASYNC_SENDS + 1));
+    assert_int_equal(alloc_calls(), before);
+    weft_async_close(&c.a);
+    finish(loop);
+}
+
+/* =============================================================================
+ * Iteration hook, dump request, layers
+ * ========================================================================== */
+
+static int g_hook_order[8];
+static int g_hook_n;
+
+static void iteration_hook(weft_loop *loop, void *ud)
+{
+    (void)loop;
+    if (g_hook_n < 8)
+        g_hook_order[g_hook_n++] = (int)(intptr_t)ud;
+}
+
+static void order_cb(void *tag)
+{
+    if (g_hook_n < 8)
+        g_hook_order[g_hook_n++] = (int)(intptr_t)tag;
+}
+
+/* The hook runs at the start of every iteration, before the inbox joins
+ * the ready queue; NULL removes it. */
+static void test_iteration_hook_runs_first_in_every_iteration(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    g_hook_n = 0;
+    assert_int_equal(weft_loop_set_iteration_hook(loop, iteration_hook, TAG(7)), 0);
+    assert_int_equal(weft_call_soon_threadsafe(loop, order_cb, TAG(1)), 0);
+    step(loop);
+    step(loop);
+    assert_int_equal(g_hook_n, 3);
+    assert_int_equal(g_hook_order[0], 7);
+    assert_int_equal(g_hook_order[1], 1);
+    assert_int_equal(g_hook_order[2], 7);
+    assert_int_equal(weft_loop_set_iteration_hook(loop, NULL, NULL), 0);
+    step(loop);
+    assert_int_equal(g_hook_n, 3);
+    finish(loop);
+}
+
+/* A test layer: its dump text, and what its close does. */
+typedef struct test_layer {
+    weft__layer base;
+    int closes;
+    bool report_in_close;
+} test_layer;
+
+static void test_layer_dump(weft_loop *loop, weft__layer *self, weft__strbuf *out)
+{
+    (void)loop, (void)self;
+    weft__strbuf_printf(out, "test layer: %d things\n", 42);
+}
+
+static int g_close_rc[2];
+
+static void test_layer_close(weft_loop *loop, weft__layer *self)
+{
+    test_layer *l = (test_layer *)(void *)self;
+    l->closes++;
+    if (l->report_in_close)
+        weft__reportf(loop, WEFT_REPORT_RELEASED, 0, "a task released while pending");
+}
+
+/* A dump request (from a signal handler, say) is answered at the next
+ * iteration with one WEFT_REPORT_DUMP: the loop's summary, then every
+ * layer's dump. */
+static char g_dump[1024];
+
+static void dump_hook(weft_loop *loop, const weft_report *r, void *ud)
+{
+    record_report(loop, r, ud);
+    if (r->kind == WEFT_REPORT_DUMP)
+        snprintf(g_dump, sizeof g_dump, "%s", r->message);
+}
+
+static weft_loop *g_sig_loop;
+
+static void on_dump_signal(int sig)
+{
+    (void)sig;
+    weft_loop_request_dump(g_sig_loop);
+}
+
+static void test_dump_request_is_answered_at_the_next_iteration(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    test_layer layer = {{test_layer_close, test_layer_dump}, 0, false};
+    weft__layer_set(loop, WEFT__LAYER_TASK, &layer.base);
+    assert_ptr_equal(weft__layer_get(loop, WEFT__LAYER_TASK), &layer.base);
+    assert_int_equal(weft_loop_set_report_hook(loop, dump_hook, NULL), 0);
+    g_dump[0] = '\0';
+    g_sig_loop = loop;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_dump_signal;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
+    raise(SIGUSR2);
+    sigaction(SIGUSR2, &old, NULL);
+    assert_int_equal(g_hook.by_kind[WEFT_REPORT_DUMP], 0); /* not in the handler */
+    step(loop);
+    assert_int_equal(g_hook.by_kind[WEFT_REPORT_DUMP], 1);
+    assert_non_null(strstr(g_dump, "backend"));
+    assert_non_null(strstr(g_dump, "test layer: 42 things"));
+    step(loop);
+    assert_int_equal(g_hook.by_kind[WEFT_REPORT_DUMP], 1); /* once per request */
+    assert_int_equal(weft_loop_close(loop), 0);
+    assert_int_equal(layer.closes, 1);
+    assert_null(weft__layer_get(loop, WEFT__LAYER_TASK));
+    assert_int_equal(weft_loop_request_dump(loop), WEFT_ECLOSED);
+    finish(loop);
+}
+
+/* The dump text is built through the allocator: every allocation failure
+ * gives a short "out of memory" dump, never a crash or a leak. */
+static void test_dump_survives_allocation_failure(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    assert_int_equal(weft_loop_set_report_hook(loop, dump_hook, NULL), 0);
+    for (long n = 1; n < 4; n++) {
+        g_dump[0] = '\0';
+        assert_int_equal(weft_loop_request_dump(loop), 0);
+        alloc_fail_at(alloc_calls() + n);
+        step(loop);
+        alloc_fail_at(0);
+        assert_true(g_dump[0] != '\0');
+    }
+    assert_int_equal(weft_loop_request_dump(loop), 0);
+    alloc_fail_all(true);
+    step(loop);
+    alloc_fail_all(false);
+    assert_non_null(strstr(g_dump, "out of memory"));
+    assert_int_equal(g_hook.err, -ENOMEM);
+    finish(loop);
+}
+
+/* Close is re-entrancy safe: a report hook that calls weft_loop_destroy and
+ * weft_loop_close while close reports (a layer releasing a task) gets
+ * -EBUSY, and close goes on. */
+static void reentrant_hook(weft_loop *loop, const weft_report *r, void *ud)
+{
+    (void)ud;
+    record_report(loop, r, NULL);
+    g_close_rc[0] = weft_loop_destroy(loop);
+    g_close_rc[1] = weft_loop_close(loop);
+}
+
+static void test_close_called_from_a_report_during_close_returns_ebusy(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    test_layer layer = {{test_layer_close, NULL}, 0, true};
+    weft__layer_set(loop, WEFT__LAYER_FUTURE, &layer.base);
+    assert_int_equal(weft_loop_set_report_hook(loop, reentrant_hook, NULL), 0);
+    g_close_rc[0] = g_close_rc[1] = 1;
+    assert_int_equal(weft_loop_close(loop), 0);
+    assert_int_equal(layer.closes, 1);
+    assert_int_equal(g_hook.by_kind[WEFT_REPORT_RELEASED], 1);
+    assert_int_equal(g_close_rc[0], -EBUSY);
+    assert_int_equal(g_close_rc[1], -EBUSY);
+    assert_true(weft_loop_is_closed(loop));
+    assert_int_equal(weft_loop_close(loop), 0);
+    finish(loop);
+}
+
+/* Layers close highest id first. */
+static int g_layer_order[WEFT__LAYERS], g_layer_n;
+
+static void order_close(weft_loop *loop, weft__layer *self)
+{
+    (void)loop;
+    g_layer_order[g_layer_n++] = ((test_layer *)(void *)self)->closes;
+}
+
+static void test_layers_close_highest_id_first(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    test_layer l[WEFT__LAYERS];
+    g_layer_n = 0;
+    for (int id = 0; id < WEFT__LAYERS; id++) {
+        l[id] = (test_layer){{order_close, NULL}, id, false};
+        weft__layer_set(loop, id, &l[id].base);
+    }
+    weft__layer_set(loop, WEFT__LAYER_NET, NULL); /* cleared: not called */
+    finish(loop);
+    assert_int_equal(g_layer_n, WEFT__LAYERS - 1);
+    assert_int_equal(g_layer_order[0], WEFT__LAYER_OS);
+    assert_int_equal(g_layer_order[1], WEFT__LAYER_EXECUTOR);
+    assert_int_equal(g_layer_order[3], WEFT__LAYER_FUTURE);
+}
+
+/* =============================================================================
+ * The environment flag and the debug thread check
+ * ========================================================================== */
+
+/* Without WEFT_LOOP_ENV the environment is never read. */
+static void test_environment_is_ignored_without_the_env_flag(void **state)
+{
+    (void)state;
+    saved_env b = env_set("WEFT_BACKEND", "no-such-backend");
+    saved_env c = env_set("WEFT_CLOCK", "virtual");
+    weft_loop_options o = loop_options(NULL, 0);
+    o.flags &= ~(unsigned)WEFT_LOOP_ENV;
+    weft_loop *loop = NULL;
+    int rc = weft_loop_new(&loop, &o);
+    o.flags |= WEFT_LOOP_ENV;
+    weft_loop *with_env = (weft_loop *)(void *)&o;
+    int rc2 = weft_loop_new(&with_env, &o);
+    env_restore(c);
+    env_restore(b);
+    assert_int_equal(rc, 0);
+    assert_int_equal(rc2, -EINVAL); /* the flag honours the (bad) name */
+    assert_ptr_equal(with_env, &o);
+    assert_false(loop->virtual_clock); /* $WEFT_CLOCK was not read */
+    assert_int_equal(weft_loop_destroy(loop), 0);
+    assert_int_equal(alloc_live(), 0);
+}
+
+/* Unknown option flags are -EINVAL. */
+static void test_loop_new_rejects_unknown_flags(void **state)
+{
+    (void)state;
+    weft_loop_options o = loop_options(NULL, 1u << 20);
+    weft_loop *loop = NULL;
+    assert_int_equal(weft_loop_new(&loop, &o), -EINVAL);
+    assert_null(loop);
+    assert_int_equal(alloc_live(), 0);
+}
+
+typedef struct debug_ctx {
+    weft_loop *loop;
+    atomic_int phase; /* 1: the loop runs; 2: the other thread is done */
+    int rc_soon, rc_later, rc_timer, rc_stop, rc_reader, rc_safe, rc_async;
+    weft_timer t;
+    weft_async a;
+} debug_ctx;
+
+static void debug_mark(void *arg)
+{
+    debug_ctx *c = arg;
+    atomic_store(&c->phase, 1);
+}
+
+static void debug_async_cb(void *arg)
+{
+    debug_ctx *c = arg;
+    if (atomic_load(&c->phase) == 2)
+        weft_loop_stop(c->loop);
+}
+
+static void *debug_intruder(void *arg)
+{
+    debug_ctx *c = arg;
+    int64_t guard = mono_ns() + 30 * SEC;
+    while (atomic_load(&c->phase) != 1 && mono_ns() < guard)
+        sleep_us(200);
+    c->rc_soon = weft_call_soon(c->loop, noop, NULL, NULL);
+    c->rc_later = weft_call_later(c->loop, 1.0, noop, NULL, NULL);
+    c->rc_timer = weft_timer_start_ns(&c->t, SEC, 0);
+    c->rc_stop = weft_loop_stop(c->loop);
+    c->rc_reader = weft_add_reader(c->loop, 0, noop, NULL);
+    c->rc_safe = weft_call_soon_threadsafe(c->loop, noop, NULL); /* exempt */
+    atomic_store(&c->phase, 2);
+    c->rc_async = weft_async_send(&c->a); /* exempt; wakes and stops the loop */
+    return NULL;
+}
+
+/* WEFT_LOOP_DEBUG: a loop call from another thread while the loop runs is
+ * reported (WEFT_REPORT_MISUSE, naming the call) and refused with -EPERM,
+ * doing nothing; the thread-safe entry points still work. */
+static void test_debug_loop_refuses_calls_from_other_threads(void **state)
+{
+    weft_loop *loop = loop_on(*state, WEFT_LOOP_VIRTUAL_CLOCK | WEFT_LOOP_DEBUG);
+    debug_ctx c = {.loop = loop};
+    atomic_init(&c.phase, 0);
+    assert_int_equal(weft_timer_init(&c.t, loop, noop, NULL), 0);
+    assert_int_equal(weft_async_init(&c.a, loop, debug_async_cb, &c), 0);
+    assert_int_equal(weft_call_soon(loop, debug_mark, &c, NULL), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, debug_intruder, &c), 0);
+    assert_int_equal(weft_loop_run_forever(loop), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(c.rc_soon, -EPERM);
+    assert_int_equal(c.rc_later, -EPERM);
+    assert_int_equal(c.rc_timer, -EPERM);
+    assert_int_equal(c.rc_stop, -EPERM);
+    assert_int_equal(c.rc_reader, -EPERM);
+    assert_int_equal(c.rc_safe, 0);
+    assert_int_equal(c.rc_async, 0);
+    assert_false(weft_timer_active(&c.t));
+    assert_int_equal(g_hook.by_kind[WEFT_REPORT_MISUSE], 5);
+    assert_non_null(strstr(g_hook.msg, "called from another thread"));
+    /* the loop thread itself, and any thread while the loop does not run */
+    assert_int_equal(weft_call_soon(loop, noop, NULL, NULL), 0);
+    step(loop);
+    weft_async_close(&c.a);
+    weft_timer_close(&c.t);
+    finish(loop);
+}
+
+/* =============================================================================
+ * The due list: growth and allocation failure
+ * ========================================================================== */
+
+enum { DUE_N = 1000 };
+
+/* More timers due at once than the due list holds, with every allocation
+ * failing: the ones that do not fit stay in the heap and fire at the next
+ * iterations, still in (deadline, start) order; nothing is lost. */
+static void test_due_list_that_cannot_grow_defers_timers_in_order(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    for (int i = 0; i < DUE_N; i++)
+        assert_int_equal(weft_call_at_ns(loop, SEC + (i % 7), rec, TAG(i), NULL), 0);
+    assert_int_equal(weft_call_at_ns(loop, 2 * SEC, stop_cb, NULL, NULL), 0);
+    alloc_fail_all(true);
+    uint64_t it = iterations(loop);
+    assert_int_equal(weft_loop_run_forever(loop), 0);
+    alloc_fail_all(false);
+    assert_int_equal(g_n, DUE_N);
+    for (int k = 1; k < DUE_N; k++) {
+        int a = g_ev[k - 1].tag, b = g_ev[k].tag;
+        assert_true(a % 7 < b % 7 || (a % 7 == b % 7 && a < b));
+    }
+    assert_true(iterations(loop) - it >= DUE_N / 64); /* 64 per iteration */
+    finish(loop);
+}
+
+/* The due list grows (doubling) when it can, and everything due fires in
+ * one iteration. */
+static void test_due_list_grows_for_a_burst(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    for (int i = 0; i < DUE_N; i++)
+        assert_int_equal(weft_call_at_ns(loop, SEC, rec, TAG(i), NULL), 0);
+    assert_int_equal(weft_loop_run_once(loop), 0);
+    assert_int_equal(g_n, DUE_N);
+    for (int i = 0; i < DUE_N; i++)
+        assert_int_equal(g_ev[i].tag, i);
+    assert_true(loop->due.cap >= DUE_N);
     finish(loop);
 }
 
@@ -2389,7 +3807,7 @@ static void churn_step(void *arg)
     if (c->tok.p)
         assert_int_equal(weft_call_cancel(g_loop, c->tok), 0);
     assert_int_equal(weft_call_later(g_loop, 1.0, noop, NULL, &c->tok), 0);
-    assert_int_equal(weft_timer_start(&c->t, SEC, 0), 0);
+    assert_int_equal(weft_timer_start_ns(&c->t, SEC, 0), 0);
     assert_int_equal(weft_handle_schedule(g_loop, &c->h), 0);
     if (--c->left == 0)
         assert_int_equal(weft_loop_stop(g_loop), 0);
@@ -2406,7 +3824,7 @@ static void test_steady_state_allocates_nothing(void **state)
     weft_loop *loop = vloop();
     churn c;
     memset(&c, 0, sizeof c);
-    assert_int_equal(weft_timer_init(loop, &c.t, noop, NULL), 0);
+    assert_int_equal(weft_timer_init(&c.t, loop, noop, NULL), 0);
     weft_handle_init(&c.h, noop, NULL);
     c.left = 1000;
     assert_int_equal(weft_call_soon(loop, churn_step, &c, NULL), 0);
@@ -2518,7 +3936,7 @@ static weft_timer *g_timers;
 
 static int op_timer_init(weft_loop *loop, int i, void *tag)
 {
-    return weft_timer_init(loop, &g_timers[i], count_cb, tag);
+    return weft_timer_init(&g_timers[i], loop, count_cb, tag);
 }
 
 /* -ENOMEM from weft_timer_init leaves the timer uninitialised (start ->
@@ -2530,10 +3948,10 @@ static void test_timer_init_enomem_leaves_loop_unchanged(void **state)
     g_timers = calloc(MAX_TIMERS, sizeof *g_timers);
     assert_non_null(g_timers);
     int ok = fill_until_enomem(loop, op_timer_init);
-    assert_int_equal(weft_timer_start(&g_timers[ok], 0, 0), -EINVAL);
-    assert_int_equal(weft_timer_init(loop, &g_timers[ok], count_cb, TAG(2)), 0);
+    assert_int_equal(weft_timer_start_ns(&g_timers[ok], 0, 0), -EINVAL);
+    assert_int_equal(weft_timer_init(&g_timers[ok], loop, count_cb, TAG(2)), 0);
     for (int i = 0; i <= ok; i++)
-        assert_int_equal(weft_timer_start(&g_timers[i], SEC, 0), 0);
+        assert_int_equal(weft_timer_start_ns(&g_timers[i], SEC, 0), 0);
     run_until(loop, 2 * SEC);
     assert_int_equal(g_count[0], ok);
     assert_int_equal(g_count[2], 1);
@@ -2659,6 +4077,7 @@ int main(void)
         T(test_call_soon_runs_in_next_iteration),
         T(test_call_soon_runs_fifo),
         T(test_call_later_zero_runs_after_later_call_soon),
+        T(test_call_later_negative_delay_fires_before_earlier_call_later_zero),
         ON_BOTH(test_iteration_runs_ready_then_io_then_timers),
         T(test_stats_count_iterations_and_callbacks),
         T(test_busy_ready_queue_without_fds_makes_no_backend_wait),
@@ -2731,6 +4150,26 @@ int main(void)
         T(test_add_reader_regular_file_with_epoll_returns_eperm),
 #endif
         ON_BOTH(test_interrupted_wait_is_counted_and_retried),
+        /* fd-table and registration defects */
+        ON_BOTH(test_add_reader_fd_int_max_is_refused_before_the_table_grows),
+        ON_BOTH(test_bad_fd_near_2_pow_26_grows_nothing),
+        ON_BOTH(test_fd_closed_behind_a_dup_neither_spins_nor_calls_the_removed_reader),
+        T(test_poll_parks_the_slot_of_a_closed_fd),
+        /* weft_io */
+        ON_BOTH(test_io_init_refuses_bad_arguments_and_fds),
+#ifdef __linux__
+        T(test_io_init_regular_file_with_epoll_returns_eperm),
+#endif
+        ON_BOTH(test_io_init_on_a_watched_fd_returns_eexist),
+        ON_BOTH(test_io_start_and_stop_change_only_the_interest),
+        ON_BOTH(test_io_callback_gets_the_events_once_per_iteration),
+        ON_BOTH(test_io_hangup_is_reported_readable),
+        ON_BOTH(test_io_without_interest_on_a_hung_up_fd_does_not_spin),
+        ON_BOTH(test_io_stop_drops_events_already_gathered),
+        ON_BOTH(test_io_callback_may_close_and_free_its_watcher),
+        ON_BOTH(test_io_change_refused_at_the_next_wait_is_reported_as_error),
+        ON_BOTH(test_io_watcher_outlives_loop_close),
+        ON_BOTH(test_io_init_survives_every_allocation_failure),
         /* other threads */
         ON_BOTH(test_call_soon_threadsafe_wakes_blocked_loop),
         T(test_call_soon_threadsafe_from_many_threads_arrives_once_in_order),
@@ -2738,13 +4177,50 @@ int main(void)
         T(test_loops_in_separate_threads_run_independently),
         /* lag and hooks */
         T(test_slow_callback_is_reported_once),
+        T(test_slow_callback_message_names_the_callback),
         T(test_fast_callbacks_are_not_reported),
         ON_BOTH(test_fast_callbacks_with_watched_fd_are_not_reported),
         ON_BOTH(test_time_between_runs_is_not_lag),
-        T(test_negative_lag_threshold_disables_reports),
+        T(test_negative_lag_threshold_disables_reports_and_the_thread),
         T(test_lag_threshold_option_is_honoured),
-        T(test_default_lag_hook_reports_to_stderr),
-        T(test_set_error_hook_accepts_custom_and_null),
+        T(test_watchdog_starts_at_first_run_and_is_joined_at_close),
+        ON_BOTH(test_watchdog_sleeps_while_the_loop_is_blocked),
+        T(test_slow_task_step_is_described_by_its_describe_function),
+        T(test_lag_capture_lets_a_step_free_its_object),
+        T(test_slow_unrecorded_node_is_not_blamed_on_the_previous_callback),
+        T(test_slow_timer_callback_is_reported),
+        T(test_forked_child_starts_its_own_watchdog),
+        T(test_watchdog_thread_failure_is_reported_once_and_the_loop_runs),
+        T(test_default_report_hook_reports_to_stderr),
+        T(test_set_report_hook_accepts_custom_and_null),
+        /* timers: defects and new API */
+        T(test_repeating_timer_past_int64_max_fires_once_more_then_stops),
+        T(test_repeating_timer_behind_near_int64_max_is_disarmed),
+        T(test_timer_when_reports_armed_and_due_deadlines),
+        T(test_timer_start_in_seconds),
+        T(test_seconds_saturate_and_nan_is_einval),
+        /* call tokens */
+        T(test_call_cancel_with_a_token_of_another_loop_returns_einval),
+        T(test_call_pending_and_cancelled_follow_the_call),
+        T(test_call_cancelled_survives_reuse_of_the_node),
+        /* weft_async */
+        ON_BOTH(test_async_sends_coalesce_until_the_callback_starts),
+        T(test_async_send_from_its_callback_runs_it_again_next_iteration),
+        T(test_async_close_forgets_a_pending_send),
+        ON_BOTH(test_async_send_from_many_threads_wakes_the_loop),
+        /* hooks, dumps, layers, close */
+        T(test_iteration_hook_runs_first_in_every_iteration),
+        T(test_dump_request_is_answered_at_the_next_iteration),
+        T(test_dump_survives_allocation_failure),
+        T(test_close_called_from_a_report_during_close_returns_ebusy),
+        T(test_layers_close_highest_id_first),
+        /* environment and debug */
+        T(test_environment_is_ignored_without_the_env_flag),
+        T(test_loop_new_rejects_unknown_flags),
+        ON_BOTH(test_debug_loop_refuses_calls_from_other_threads),
+        /* the due list */
+        T(test_due_list_that_cannot_grow_defers_timers_in_order),
+        T(test_due_list_grows_for_a_burst),
         /* allocation */
         T(test_loop_allocates_only_through_the_hook),
         T(test_steady_state_allocates_nothing),

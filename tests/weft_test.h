@@ -10,7 +10,7 @@
  * What it holds:
  *   - a counting allocator with failure injection, installed in every loop
  *     the helpers create (alloc_*);
- *   - an error-hook recorder (g_hook) installed in the same loops;
+ *   - a report-hook recorder (g_hook) installed in the same loops;
  *   - loop constructors on the virtual clock (vloop, new_vloop, loop_on)
  *     and "the loop under test" (g_loop) that callbacks may use;
  *   - finish(), which destroys a loop and asserts that every block came
@@ -35,11 +35,11 @@
  * Asserts.  The helpers assert with cmocka (a failure names the line in
  * this header).  Files whose coroutine bodies must not assert (a longjmp
  * out of a running loop leaves it running) call them from the test
- * function only; log_tag and record_error never assert, note and rec only
+ * function only; log_tag and record_report never assert, note and rec only
  * on an overflowing log or a missing g_loop.
  *
  * Environment: WEFT_TEST_FILTER / WEFT_TEST_SKIP (cmocka globs on test
- * names) select tests; WEFT_TEST_VERBOSE prints every error report.
+ * names) select tests; WEFT_TEST_VERBOSE prints every report.
  */
 #ifndef WEFT_TEST_H
 #define WEFT_TEST_H
@@ -69,13 +69,13 @@
 
 /* ---- per-file policy ------------------------------------------------------------ */
 
-/* What finish() checks besides "every block came back", and how the error
+/* What finish() checks besides "every block came back", and how the report
  * hook behaves, for one test file.  Zero is the plain default. */
 typedef struct wt_policy {
     unsigned watchdog_s; /* alarm() armed for each test (0: 120 s) */
     bool check_reports;  /* finish(): the hook reported exactly g_hook.expect */
     bool drain;          /* finish(): first run until the loop has no task */
-    bool echo_reports;   /* print every error report to stderr */
+    bool echo_reports;   /* print every report to stderr */
 } wt_policy;
 
 static wt_policy g_policy;
@@ -177,27 +177,32 @@ static inline void alloc_reset(void)
     pthread_mutex_unlock(&g_alloc.mu);
 }
 
-/* ---- error hook recorder ---------------------------------------------------------- */
+/* ---- report hook recorder ---------------------------------------------------------- */
 
-/* What the loops' error hook saw.  A test expecting reports sets
+/* What the loops' report hook saw.  A test expecting reports sets
  * g_hook.expect (checked by finish() where the policy says so). */
 static struct wt_hook {
     int count;     /* reports so far */
     int expect;    /* reports finish() expects (policy check_reports) */
     int err;       /* error of the last report */
+    int kind;      /* weft_report_kind of the last report */
+    int by_kind[WEFT_REPORT_OTHER + 1]; /* reports so far, per kind */
     char msg[512]; /* message of the last report */
 } g_hook;
 
-/* The error hook of every loop made here.  May run inside loop callbacks:
+/* The report hook of every loop made here.  May run inside loop callbacks:
  * it does not assert. */
-static inline void record_error(weft_loop *loop, int err, const char *msg, void *ud)
+static inline void record_report(weft_loop *loop, const weft_report *r, void *ud)
 {
     (void)loop, (void)ud;
     g_hook.count++;
-    g_hook.err = err;
-    snprintf(g_hook.msg, sizeof g_hook.msg, "%s", msg);
+    g_hook.err = r->err;
+    g_hook.kind = (int)r->kind;
+    if (r->kind >= WEFT_REPORT_UNOBSERVED && r->kind <= WEFT_REPORT_OTHER)
+        g_hook.by_kind[r->kind]++;
+    snprintf(g_hook.msg, sizeof g_hook.msg, "%s", r->message);
     if (g_policy.echo_reports || getenv("WEFT_TEST_VERBOSE"))
-        fprintf(stderr, "error hook (%d): %s\n", err, msg);
+        fprintf(stderr, "report (kind %d, %d): %s\n", (int)r->kind, r->err, r->message);
 }
 
 /* ---- loops ---------------------------------------------------------------------------- */
@@ -208,7 +213,8 @@ static inline void record_error(weft_loop *loop, int err, const char *msg, void 
 static weft_loop *g_loop;
 
 /* Options with the counting allocator on the given backend (NULL: the
- * default) and flags. */
+ * default, or $WEFT_BACKEND) and flags, plus WEFT_LOOP_ENV: the test
+ * loops honour $WEFT_BACKEND and $WEFT_CLOCK. */
 static inline weft_loop_options loop_options(const char *backend, unsigned flags)
 {
     weft_loop_options o;
@@ -216,7 +222,7 @@ static inline weft_loop_options loop_options(const char *backend, unsigned flags
     o.alloc.realloc = count_realloc;
     o.alloc.ud = &g_alloc;
     o.backend = backend;
-    o.flags = flags;
+    o.flags = flags | WEFT_LOOP_ENV;
     return o;
 }
 
@@ -227,7 +233,7 @@ static inline weft_loop *new_loop(const char *backend, unsigned flags)
     weft_loop *loop = NULL;
     assert_int_equal(weft_loop_new(&loop, &o), 0);
     assert_non_null(loop);
-    assert_int_equal(weft_loop_set_error_hook(loop, record_error, NULL), 0);
+    assert_int_equal(weft_loop_set_report_hook(loop, record_report, NULL), 0);
     return loop;
 }
 

@@ -63,6 +63,12 @@ typedef struct weft_allocator {
     void *ud;                 /* passed back as the first argument */
 } weft_allocator;
 
+/* The struct of type `type` whose member `member` is at ptr: how a caller
+ * gets from an embedded weft_io, weft_timer or weft_handle back to its own
+ * object.  ISO C; no check that ptr really is such a member. */
+#define WEFT_CONTAINER_OF(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,236 @@
+/* call.c - the ready queue's two front doors: caller-owned handles, and
+ * convenience calls (call_soon / call_later / call_at) with their tokens.
+ *
+ * A convenience call takes an 88-byte node from the loop's free list (a
+ * LIFO, so a call_soon chain reuses one warm node) and gives it back just
+ * before its callback runs; call_pool.c makes and frees the nodes.  Nodes
+ * live until the loop closes, so a token {node, generation} is always safe
+ * to look at: the generation moves on at every release, and the node
+ * remembers the generation of its last cancelled use.
+ *
+ * Costs: call_soon O(1), about 20 instructions and no stack frame on the
+ * warm path; call_at / call_later O(log timers); cancel O(1) (queued) or
+ * O(log timers) (armed).
+ */
+#include "loop_impl.h"
+
+/* ---- handles ------------------------------------------------------------------------- */
+
+void weft__handle_run(weft_node *n)
+{
+    weft_handle *h = (weft_handle *)(void *)n;
+    weft__running_cb(weft_running_loop(), h->fn, h->arg);
+    h->fn(h->arg);
+}
+
+void weft_handle_init(weft_handle *h, weft_cb *fn, void *arg)
+{
+    if (!h)
+        return;
+    h->node = (weft_node){{NULL, NULL}, weft__handle_run};
+    h->fn = fn;
+    h->arg = arg;
+}
+
+int weft_handle_schedule(weft_loop *loop, weft_handle *h)
+{
+    if (!loop || !h || !h->fn)
+        return -EINVAL;
+    if (weft__wrong_thread(loop, "weft_handle_schedule"))
+        return -EPERM;
+    if (weft__closed(loop))
+        return WEFT_ECLOSED;
+    if (!weft__node_linked(&h->node)) {
+        h->node.run = weft__handle_run;
+        weft__ready_push(loop, &h->node);
+    }
+    return 0;
+}
+
+int weft_handle_cancel(weft_handle *h)
+{
+    if (!h)
+        return -EINVAL;
+    if (!weft__node_linked(&h->node))
+        return -ENOENT;
+    weft__node_unlink(&h->node);
+    return 0;
+}
+
+bool weft_handle_pending(const weft_handle *h)
+{
+    return h && weft__node_linked(&h->node);
+}
+
+/* ---- the node pool's warm side (the cold side: call_pool.c) ---------------------------- */
+
+static inline weft__call *call_of_link(weft_link *l)
+{
+    return (weft__call *)(void *)l; /* node.link is the first member */
+}
+
+/* A node for a new call (the free list first); NULL: -ENOMEM. */
+static inline weft__call *call_get(weft_loop *loop)
+{
+    weft__call *c = loop->pool;
+    if (!c)
+        return weft__call_new(loop);
+    loop->pool = call_of_link(c->node.link.next);
+    c->node.link.next = NULL;
+    return c;
+}
+
+/* The call of c ended (it runs now, or was cancelled): the token goes
+ * stale and the node is free again. */
+static inline void call_release(weft_loop *loop, weft__call *c)
+{
+    c->gen++;
+    if (WEFT__POISON) {
+        weft__call_retire(loop, c);
+        return;
+    }
+    c->node.link.next = loop->pool ? &loop->pool->node.link : NULL;
+    loop->pool = c;
+}
+
+/* Run a call_soon: record what runs, let the node go (so that a chain
+ * reuses it), then call. */
+void weft__call_soon_run(weft_node *n)
+{
+    weft__call *c = (weft__call *)(void *)n;
+    weft_loop *loop = c->t.loop;
+    weft_cb *fn = c->t.fn;
+    void *arg = c->t.arg;
+    weft__running_cb(loop, fn, arg);
+    call_release(loop, c);
+    fn(arg);
+}
+
+void weft__call_fired(weft_loop *loop, weft_timer *t)
+{
+    call_release(loop, WEFT_CONTAINER_OF(t, weft__call, t));
+}
+
+/* ---- convenience calls ------------------------------------------------------------------------ */
+
+static int call_check(weft_loop *loop, weft_cb *fn, const char *what)
+{
+    if (!loop || !fn)
+        return -EINVAL;
+    if (weft__wrong_thread(loop, what))
+        return -EPERM;
+    if (weft__closed(loop))
+        return WEFT_ECLOSED;
+    return 0;
+}
+
+static void call_token(const weft__call *c, weft_call *out)
+{
+    if (out)
+        *out = (weft_call){(void *)c, c->gen};
+}
+
+int weft_call_soon(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out)
+{
+    weft__call *c;
+    /* the warm path: no debug checks (tested first: another thread may
+     * read nothing else) and a free node; closed loops (whose pool is
+     * empty) and everything else take the cold path */
+    if (!loop || !fn || (loop->flags & WEFT_LOOP_DEBUG) || !(c = loop->pool))
+        return weft__call_soon_cold(loop, fn, arg, out);
+    loop->pool = call_of_link(c->node.link.next);
+    c->node.link.next = NULL;
+    c->t.fn = fn;
+    c->t.arg = arg;
+    weft__ready_push(loop, &c->node);
+    call_token(c, out);
+    return 0;
+}
+
+int weft_call_at_ns(weft_loop *loop, int64_t when_ns, weft_cb *fn, void *arg, weft_call *out)
+{
+    int err = call_check(loop, fn, "weft_call_at");
+    if (err)
+        return err;
+    weft__call *c = call_get(loop);
+    if (!c)
+        return -ENOMEM;
+    c->t.fn = fn;
+    c->t.arg = arg;
+    weft__heap_insert(loop, &c->t, when_ns);
+    call_token(c, out);
+    return 0;
+}
+
+int weft_call_later_ns(weft_loop *loop, int64_t delay_ns, weft_cb *fn, void *arg, weft_call *out)
+{
+    int err = call_check(loop, fn, "weft_call_later");
+    if (err)
+        return err;
+    return weft_call_at_ns(loop, weft__add_sat(weft__now(loop), delay_ns), fn, arg, out);
+}
+
+int weft_call_later(weft_loop *loop, double delay, weft_cb *fn, void *arg, weft_call *out)
+{
+    int64_t ns;
+    int err = weft__sec_to_ns(delay, &ns);
+    return err ? err : weft_call_later_ns(loop, ns, fn, arg, out);
+}
+
+int weft_call_at(weft_loop *loop, double when, weft_cb *fn, void *arg, weft_call *out)
+{
+    int64_t ns;
+    int err = weft__sec_to_ns(when, &ns);
+    return err ? err : weft_call_at_ns(loop, ns, fn, arg, out);
+}
+
+/* The live node of tok in loop, or NULL: stale (ran, cancelled, reused),
+ * or the loop is closed (its nodes are gone).  *foreign: the token is
+ * another loop's. */
+static weft__call *call_lookup(weft_loop *loop, weft_call tok, bool *foreign)
+{
+    weft__call *c = tok.p;
+    *foreign = false;
+    if (weft__closed(loop))
+        return NULL;
+    if (c->t.loop != loop) {
+        *foreign = true;
+        return NULL;
+    }
+    return c->gen == tok.gen ? c : NULL;
+}
+
+int weft_call_cancel(weft_loop *loop, weft_call tok)
+{
+    if (!loop || !tok.p)
+        return -EINVAL;
+    if (weft__wrong_thread(loop, "weft_call_cancel"))
+        return -EPERM;
+    bool foreign;
+    weft__call *c = call_lookup(loop, tok, &foreign);
+    if (!c)
+        return foreign ? -EINVAL : -ENOENT;
+    if (weft__node_linked(&c->node))
+        weft__node_unlink(&c->node); /* a queued call_soon */
+    else if (c->t.index != WEFT__T_IDLE)
+        weft__timer_disarm(loop, &c->t); /* an armed or due call_later */
+    else
+        return -ENOENT;
+    c->cancelled = c->gen + 1;
+    call_release(loop, c);
+    return 0;
+}
+
+bool weft_call_pending(weft_loop *loop, weft_call tok)
+{
+    bool foreign;
+    return loop && tok.p && call_lookup(loop, tok, &foreign) != NULL;
+}
+
+bool weft_call_cancelled(weft_loop *loop, weft_call tok)
+{
+    if (!loop || !tok.p || weft__closed(loop))
+        return false;
+    const weft__call *c = tok.p;
+    return c->t.loop == loop && c->cancelled == tok.gen + 1;
+}

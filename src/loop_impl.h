@@ -1,0 +1,185 @@
+/* loop_impl.h - declarations shared by the loop layer's own files only
+ * (loop.c, clock.c, heap.c, timer.c, call.c, io.c, inbox.c, report.c,
+ * lag.c, backend*.c).  The layers above include loop_internal.h, never this.
+ */
+#ifndef WEFT_LOOP_IMPL_H
+#define WEFT_LOOP_IMPL_H
+
+#include "loop_internal.h"
+
+/* ---- timers: heap.c and timer.c --------------------------------------------------- */
+
+/* weft_timer.index: a heap position (< 2^31), WEFT__T_DUE | due position,
+ * or WEFT__T_IDLE. */
+#define WEFT__T_IDLE UINT32_MAX
+#define WEFT__T_DUE (UINT32_C(1) << 31)
+#define WEFT__HEAP_MAX (WEFT__T_DUE - 1) /* timers one loop can hold */
+
+/* weft_timer.state flags */
+enum { WEFT__T_CALL = 1u }; /* the timer of a convenience call node */
+
+/* Reserve (give back) one heap slot: the heap array grows here, by
+ * doubling through realloc, never in insert.  -ENOMEM. */
+int weft__heap_reserve(weft_loop *loop);
+static inline void weft__heap_unreserve(weft_loop *loop)
+{
+    WEFT_ASSERT(loop->heap.reserved > loop->heap.n);
+    loop->heap.reserved--;
+}
+/* Insert (when, seq, t) by sifting up from the free slot k (heap.c). */
+void weft__heap_sift_up(weft_loop *loop, uint32_t k, int64_t when, uint64_t seq, weft_timer *t);
+
+/* Insert t at (when, next sequence).  O(log n), no allocation.  Inline
+ * for the common case of a deadline no earlier than its parent's (timers
+ * started in deadline order): one comparison, no call. */
+static inline void weft__heap_insert(weft_loop *loop, weft_timer *t, int64_t when)
+{
+    WEFT_ASSERT(loop->heap.n < loop->heap.reserved);
+    uint32_t k = loop->heap.n++;
+    uint64_t seq = loop->timer_seq++;
+    if (k > 0 && when < loop->heap.e[(k - 1) / 4].when) {
+        /* (equal deadlines: seq is the largest, so the new entry stays) */
+        weft__heap_sift_up(loop, k, when, seq, t);
+        return;
+    }
+    loop->heap.e[k] = (weft__hent){when, seq, t};
+    t->index = k;
+}
+/* Remove t (armed, t->index a heap position).  O(log n). */
+void weft__heap_remove(weft_loop *loop, weft_timer *t);
+/* Move the expired timers (when <= now), earliest first, to out[k ..
+ * max-1] (marking each WEFT__T_DUE | position); returns the new k.  Each
+ * removal is Floyd's bottom-up sift-down. */
+uint32_t weft__heap_pop_due(weft_loop *loop, int64_t now, weft__due *out, uint32_t k, uint32_t max);
+
+/* Step 3: move every expired timer to the due list, in (when, seq) order.
+ * If the due list cannot grow, the rest stay in the heap for the next
+ * iteration. */
+void weft__timers_expire(weft_loop *loop);
+/* Step 4, second half: run the due list in order. */
+void weft__timers_run_due(weft_loop *loop);
+/* Disarm an active timer (armed or due). */
+void weft__timer_disarm(weft_loop *loop, weft_timer *t);
+/* timer_cold.c: the cold halves of weft_timer_init, the starts (at: a
+ * deadline, or a delay if relative) and weft_timer_close. */
+int weft__timer_init_cold(weft_timer *t, weft_loop *loop, weft_cb *fn, void *arg);
+int weft__timer_start_cold(weft_timer *t, int64_t at, int64_t repeat, bool relative);
+void weft__timer_close_cold(weft_timer *t);
+/* weft_loop_new: allocate the due list's first 64 slots (so that expiry
+ * makes progress even when the allocator fails later). */
+int weft__timers_open(weft_loop *loop);
+/* Close: forget every armed and due timer, free the arrays. */
+void weft__timers_close(weft_loop *loop);
+
+/* ---- convenience call nodes: call.c ------------------------------------------------- */
+
+/* One node serves a call_soon (queued through node) or a call_later
+ * (armed through t), and the token {node, gen} that names it.  Nodes live
+ * until the loop closes, so a token is always safe to look at. */
+typedef struct weft__call {
+    weft_node node;         /* ready queue; while free, link.next chains the pool */
+    weft_timer t;           /* fn, arg, loop; armed for call_later */
+    uint64_t gen;           /* the current use's generation, bumped at release */
+    uint64_t cancelled;     /* gen of the last use that was cancelled, + 1 */
+    struct weft__call *all; /* the loop's next node (close frees them all) */
+} weft__call;
+
+/* call.c: the run function of call_soon nodes, and of weft_handle nodes. */
+void weft__call_soon_run(weft_node *n);
+void weft__handle_run(weft_node *n);
+/* A call node whose timer fired: release it (its callback runs next). */
+void weft__call_fired(weft_loop *loop, weft_timer *t);
+
+/* call_pool.c, the cold side of the node pool (a separate translation unit
+ * so that the warm paths in call.c stay free of its register pressure): */
+/* A node when the free list is empty: newly allocated (with a heap slot
+ * reserved), or the oldest quarantined one (WEFT__POISON); NULL: -ENOMEM. */
+weft__call *weft__call_new(weft_loop *loop);
+/* WEFT__POISON: a released node goes to the quarantine, poisoned. */
+void weft__call_retire(weft_loop *loop, weft__call *c);
+/* weft_call_soon when its warm path does not apply: every check, then a
+ * node from wherever it comes. */
+int weft__call_soon_cold(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out);
+/* Close: free every node. */
+void weft__calls_close(weft_loop *loop);
+
+/* ---- fd watchers: io.c ------------------------------------------------------------------ */
+
+enum {
+    WEFT__IO_LIVE = 1u,   /* initialised and registered */
+    WEFT__IO_RECORD = 2u, /* the weft_io of a weft_add_reader record */
+};
+
+/* Close: forget every watcher (caller-owned ones become inactive), free
+ * the records and the fd table.  Before the backend closes. */
+void weft__io_close_all(weft_loop *loop);
+
+/* ---- the inbox: inbox.c --------------------------------------------------------------------- */
+
+/* Step 0: move what other threads queued to the ready queue. */
+void weft__inbox_drain(weft_loop *loop);
+/* Close: refuse further sends; what was sent is dropped. */
+void weft__inbox_close(weft_loop *loop);
+/* Close, for nodes dropped from the ready queue: true (and freed) if n was
+ * a weft_call_soon_threadsafe node. */
+bool weft__inbox_drop(weft_loop *loop, weft_node *n);
+
+/* ---- reports and dumps: report.c ------------------------------------------------------------- */
+
+/* weft_loop_new: install the default report hook. */
+void weft__report_init(weft_loop *loop);
+/* Emit the WEFT_REPORT_DUMP report (step 0, after weft_loop_request_dump). */
+void weft__dump(weft_loop *loop);
+/* The name of a function pointer's target, where the platform can tell
+ * (dladdr), else its bytes in hex: writes into buf, returns buf. */
+const char *weft__symbol(const void *fn_bytes, size_t fn_size, char *buf, size_t n);
+
+/* ---- the lag watchdog: lag.c -------------------------------------------------------------------- */
+
+/* weft_loop_new / weft_loop_destroy: the watchdog's counters, mutex and
+ * condition variable (no thread yet). */
+int weft__lag_open(weft_loop *loop);
+void weft__lag_free(weft_loop *loop);
+/* run() entry / exit: start the watchdog if needed (once per process:
+ * a forked child starts its own), mark the loop busy / idle. */
+void weft__lag_run_begin(weft_loop *loop);
+void weft__lag_run_end(weft_loop *loop);
+/* Around a blocking backend wait (not around polls with timeout 0). */
+void weft__lag_idle(weft_loop *loop);
+void weft__lag_busy(weft_loop *loop);
+/* Close: stop and join the watchdog. */
+void weft__lag_close(weft_loop *loop);
+/* Set the threshold (ns > 0, or <= 0 for off). */
+void weft__lag_set(weft_loop *loop, int64_t ns);
+/* The SLOW report of the callback that just returned (cold path).  node
+ * and run: the ready-queue node and its run function, for a callback that
+ * recorded nothing (both NULL for a due timer). */
+void weft__lag_report(weft_loop *loop, const void *node, void (*run)(weft_node *));
+
+/* Before each callback: a new tick (the watchdog's measure of progress),
+ * returned; the running record is cleared.  A load and two stores. */
+static inline uint64_t weft__cb_begin(weft_loop *loop)
+{
+    uint64_t t = atomic_load_explicit(&loop->lag.tick, memory_order_relaxed) + 1;
+    atomic_store_explicit(&loop->lag.tick, t, memory_order_relaxed);
+    loop->run.fn = NULL;
+    return t;
+}
+
+/* After it: one relaxed load of the watchdog's flag, compared with the
+ * callback's tick; the report is the cold path.  (A run function that ran
+ * several callbacks under new ticks checked those itself; the report of a
+ * tick is emitted once.) */
+static inline void weft__cb_end(weft_loop *loop, uint64_t tick, const void *node,
+                                void (*run)(weft_node *))
+{
+    if (atomic_load_explicit(&loop->lag.flag, memory_order_relaxed) == tick)
+        weft__lag_report(loop, node, run);
+}
+
+/* ---- clock.c ---------------------------------------------------------------------------------------- */
+
+/* The monotonic clock, ns. */
+int64_t weft__clock_mono(void);
+
+#endif
