@@ -4,6 +4,7 @@
 #   cmake -DWEFT_SOURCE_DIR=... -DWEFT_BINARY_DIR=... -DSCRATCH_DIR=...
 #         -DMODE=find_package|add_subdirectory|pkg_config
 #         [-DCONFIG=Release] [-DCMAKE_GENERATOR=...] [-DC_COMPILER=cc]
+#         [-DTOOLCHAIN_FILE=...] [-DC_FLAGS="-m32 ..."]
 #         -P consumer_test.cmake
 #
 # find_package: installs WEFT_BINARY_DIR into SCRATCH_DIR/prefix, then
@@ -12,6 +13,8 @@
 # pkg_config: installs as above, then compiles main.c with
 #   `C_COMPILER main.c $(pkg-config --cflags --libs weft)`.
 # Each mode finally runs the program and expects "ok" on stdout.
+# TOOLCHAIN_FILE and C_FLAGS are those weft itself was configured with (a
+# 32-bit build, say), so that the consumer targets the same ABI.
 
 cmake_minimum_required(VERSION 3.20)
 
@@ -57,6 +60,10 @@ set(_gen_args "")
 if(CMAKE_GENERATOR)
     set(_gen_args -G "${CMAKE_GENERATOR}")
 endif()
+if(TOOLCHAIN_FILE)
+    list(APPEND _gen_args "-DCMAKE_TOOLCHAIN_FILE=${TOOLCHAIN_FILE}")
+endif()
+separate_arguments(_c_flags UNIX_COMMAND "${C_FLAGS}")
 
 file(REMOVE_RECURSE "${SCRATCH_DIR}")
 file(MAKE_DIRECTORY "${SCRATCH_DIR}")
@@ -115,7 +122,7 @@ elseif(MODE STREQUAL "pkg_config")
     string(STRIP "${run_output}" _flags)
     separate_arguments(_flags UNIX_COMMAND "${_flags}")
     file(MAKE_DIRECTORY "${_build}")
-    run("compile" "${C_COMPILER}" -std=c11 -Wall -Wextra -Wpedantic
+    run("compile" "${C_COMPILER}" ${_c_flags} -std=c11 -Wall -Wextra -Wpedantic
         "${_consumer_src}/main.c" -o "${_build}/consumer" ${_flags})
 else()
     message(FATAL_ERROR "unknown MODE '${MODE}'")

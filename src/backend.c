@@ -13,6 +13,9 @@ static const weft__backend *const backends[] = {
 #if WEFT__HAVE_EPOLL
     &weft__backend_epoll,
 #endif
+#if WEFT__HAVE_KQUEUE
+    &weft__backend_kqueue, /* the default where there is no epoll: BSD, macOS */
+#endif
     &weft__backend_poll, /* everywhere; the fallback */
 };
 

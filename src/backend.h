@@ -56,24 +56,19 @@
  * blocking waits idle for the lag watchdog, and calls wait even when no
  * watcher is registered (the wakeup source must still work then).
  *
- * A kqueue backend: src/backend_kqueue.c guarded by WEFT__HAVE_KQUEUE
- * (define it below for the BSDs and macOS), EVFILT_READ / EVFILT_WRITE in
- * the kevent changelist built from the change list (EV_RECEIPT turns
- * refused changes into weft__io_refused), EVFILT_USER + NOTE_TRIGGER for
- * wakeup, and `&weft__backend_kqueue` first in backend.c's table under the
- * same macro.
+ * The kqueue backend (src/backend_kqueue.c, under WEFT__HAVE_KQUEUE)
+ * submits the change list as the changelist of the wait's own kevent()
+ * call, with an event list at least as long, so that the kernel returns a
+ * refused change as an EV_ERROR entry (weft__io_refused) instead of failing
+ * the call; EVFILT_USER + NOTE_TRIGGER (a pipe where it is missing) wakes
+ * it.  It comes after epoll in backend.c's table: the default on the BSDs
+ * and macOS, selectable by name on Linux with libkqueue.
  */
 #ifndef WEFT_BACKEND_H
 #define WEFT_BACKEND_H
 
+#include "backend_features.h" /* WEFT__HAVE_EPOLL, WEFT__HAVE_KQUEUE */
 #include "loop_impl.h"
-
-/* Feature checks: one per backend file (poll has none: always built). */
-#if defined(__linux__)
-#define WEFT__HAVE_EPOLL 1
-#else
-#define WEFT__HAVE_EPOLL 0
-#endif
 
 typedef struct weft__backend {
     const char *name;
@@ -89,6 +84,9 @@ typedef struct weft__backend {
 extern const weft__backend weft__backend_poll;
 #if WEFT__HAVE_EPOLL
 extern const weft__backend weft__backend_epoll;
+#endif
+#if WEFT__HAVE_KQUEUE
+extern const weft__backend weft__backend_kqueue;
 #endif
 
 /* The backend called name, or the best one for NULL; NULL if unknown. */

@@ -195,7 +195,9 @@ static void results_child_done(weft_node *n)
 static weft_results *results_new(weft_loop *loop, weft_future *const *fs, size_t n, int kind)
 {
     int err = check_futures(loop, fs, n);
-    size_t bytes = sizeof(weft_results) + n * sizeof(entry);
+    if (!err && n > (SIZE_MAX - sizeof(weft_results)) / sizeof(entry))
+        err = -ENOMEM; /* the size would wrap (32-bit size_t) */
+    size_t bytes = err ? 0 : sizeof(weft_results) + n * sizeof(entry);
     weft__pool *pool = err ? NULL : weft__pool_of(loop);
     weft_results *m = pool ? weft__pool_get(pool, WEFT__POOL_ANY, bytes) : NULL;
     if (!err && !m)
@@ -377,8 +379,10 @@ weft_as_completed *weft_as_completed_new(weft_loop *loop, weft_future *const *fs
 {
     int64_t ns = -1;
     int err = timeout_ns(timeout, &ns) ? -EINVAL : check_futures(loop, fs, n);
-    size_t bytes = sizeof(weft_as_completed) + n * (sizeof(entry) + sizeof(size_t) +
-                                                    sizeof(weft_future *));
+    size_t per = sizeof(entry) + sizeof(size_t) + sizeof(weft_future *);
+    if (!err && n > (SIZE_MAX - sizeof(weft_as_completed)) / per)
+        err = -ENOMEM; /* the size would wrap (32-bit size_t) */
+    size_t bytes = err ? 0 : sizeof(weft_as_completed) + n * per;
     weft__pool *pool = err ? NULL : weft__pool_of(loop);
     weft_as_completed *ac = pool ? weft__pool_get(pool, WEFT__POOL_ANY, bytes) : NULL;
     if (!err && !ac)

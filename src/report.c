@@ -6,32 +6,12 @@
  * Reports are cold: formatting uses a 256-byte stack buffer, and longer
  * texts (dumps) go through the loop's allocator, never around it.
  */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE 1 /* dladdr in <dlfcn.h> (glibc, musl) */
-#endif
-#if defined(__APPLE__) && !defined(_DARWIN_C_SOURCE)
-#define _DARWIN_C_SOURCE 1
-#endif
-#include <limits.h> /* brings <features.h> on glibc, for the version test */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
-
-/* dladdr is in libc on glibc >= 2.34, musl, macOS and the BSDs; older
- * glibc keeps it in libdl, which weft does not link. */
-#if defined(__GLIBC__)
-#if __GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34)
-#define WEFT__HAVE_DLADDR 1
-#endif
-#elif defined(__linux__) || defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
-    defined(__OpenBSD__) || defined(__DragonFly__)
-#define WEFT__HAVE_DLADDR 1
-#endif
-#ifdef WEFT__HAVE_DLADDR
-#include <dlfcn.h>
-#endif
 
 /* ---- the string builder ------------------------------------------------------------- */
 
@@ -134,29 +114,6 @@ void weft__reportf(weft_loop *loop, weft_report_kind kind, int err, const char *
     }
     weft__report(loop, &r);
     weft__free(loop, big);
-}
-
-const char *weft__symbol(const void *fn_bytes, size_t fn_size, char *buf, size_t n)
-{
-#ifdef WEFT__HAVE_DLADDR
-    /* POSIX guarantees a function pointer fits a void * (dlsym) */
-    void *addr = NULL;
-    if (fn_size == sizeof addr) {
-        memcpy(&addr, fn_bytes, sizeof addr);
-        Dl_info info;
-        if (addr && dladdr(addr, &info) && info.dli_sname && info.dli_saddr == addr) {
-            snprintf(buf, n, "%s", info.dli_sname);
-            return buf;
-        }
-    }
-#endif
-    /* ISO C cannot print a function pointer: its bytes, most significant
-     * first on little-endian machines */
-    const unsigned char *b = fn_bytes;
-    int k = snprintf(buf, n, "0x");
-    for (size_t i = fn_size; i-- > 0 && k >= 0 && (size_t)k + 3 < n;)
-        k += snprintf(buf + k, n - (size_t)k, "%02x", b[i]);
-    return buf;
 }
 
 /* ---- dumps ----------------------------------------------------------------------------------- */

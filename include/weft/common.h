@@ -33,6 +33,14 @@ extern "C" {
 #define WEFT_NODISCARD
 #endif
 
+/* Marks a printf-like function (format string at argument fmt, the
+ * arguments from first) so the compiler checks the calls (GCC and Clang). */
+#if defined(__GNUC__) || defined(__clang__)
+#define WEFT_PRINTF(fmt, first) __attribute__((format(printf, fmt, first)))
+#else
+#define WEFT_PRINTF(fmt, first)
+#endif
+
 /* The struct of type `type` whose member `member` is at ptr (for callers
  * that embed weft structs in their own: weft_io, weft_timer, ...). */
 #define WEFT_CONTAINER_OF(ptr, type, member) \

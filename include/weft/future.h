@@ -86,11 +86,7 @@ int weft_future_set_error(weft_future *f, int err);
  * to 511 bytes) that travels with the error: what an exception's text is
  * in Python.  A task that awaits f and fails with this error carries the
  * message on.  Without memory for the message the error is set without it. */
-int weft_future_set_error_msg(weft_future *f, int err, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+int weft_future_set_error_msg(weft_future *f, int err, const char *fmt, ...) WEFT_PRINTF(3, 4);
 
 /* The message f's error carries (set_error_msg, WEFT_THROW_MSG,
  * weft_task_cancel_msg), or NULL; valid while f is. */

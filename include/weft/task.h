@@ -122,11 +122,7 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
         goto weft__unwind;                                                 \
     } while (0)
 
-void weft__throw_msg(weft_co *co, weft_task *task, int err, int line, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 5, 6)))
-#endif
-    ;
+void weft__throw_msg(weft_co *co, weft_task *task, int err, int line, const char *fmt, ...) WEFT_PRINTF(5, 6);
 int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var);
 int weft__await_end(weft_co *co, weft_task *task, int catching, int *var);
 weft_value weft__last_value(weft_task *task);
@@ -155,11 +151,7 @@ int weft_task_cancel(weft_task *t);
 /* weft_task_cancel with a message (asyncio's cancel(msg)): the task's
  * -ECANCELED carries it, as weft_future_error_message shows.  Returns as
  * weft_task_cancel (the message is dropped without memory for it). */
-int weft_task_cancel_msg(weft_task *t, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+int weft_task_cancel_msg(weft_task *t, const char *fmt, ...) WEFT_PRINTF(2, 3);
 
 /* Pending cancellation requests (asyncio 3.13 cancelling()). */
 int weft_task_cancelling(const weft_task *t);
