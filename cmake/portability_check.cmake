@@ -16,7 +16,8 @@
 #    are marked __extension__, the one sanctioned exception).
 # 3. -pedantic-errors does not see GNU keywords (__attribute__, __builtin_*,
 #    (allowed only in common.h's WEFT_NODISCARD and WEFT_PRINTF, both
-#    diagnostics behind a feature check, and _GNU_SOURCE only in symbol.c),
+#    diagnostics behind a feature check, assert.h's WEFT__COLD, a hint,
+#    and _GNU_SOURCE only in symbol.c),
 #    typeof, asm, __extension__ ...), nor a feature macro such as _GNU_SOURCE
 #    defined inside a file: with a GCC-compatible preprocessor that supports
 #    -fdirectives-only, the code of weft's own files that survives the
@@ -142,10 +143,14 @@ foreach(_src IN LISTS SOURCES)
         string(REGEX REPLACE "\"([^\"\\\\]|\\\\.)*\"" "\"\"" _code "${_line}")
         string(REGEX REPLACE "'([^'\\\\]|\\\\.)*'" "''" _code "${_code}")
         # The sanctioned exceptions, each behind a feature check: the two
-        # diagnostic-only attribute macros of common.h, and the feature
-        # macro symbol.c needs for dladdr.
+        # diagnostic-only attribute macros of common.h, the optimisation
+        # hint WEFT__COLD of assert.h, and the feature macro symbol.c needs
+        # for dladdr.
         if(_file MATCHES "/include/weft/common\\.h$" AND
            _code MATCHES "^#define WEFT_(NODISCARD|PRINTF)")
+            continue()
+        endif()
+        if(_file MATCHES "/src/assert\\.h$" AND _code MATCHES "^#define WEFT__COLD")
             continue()
         endif()
         if(_file MATCHES "/src/symbol\\.c$" AND _code MATCHES "^#define _(GNU|DARWIN_C)_SOURCE")

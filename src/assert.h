@@ -26,6 +26,16 @@ void weft__assert_fail(const char *cond, const char *file, int line);
 #define WEFT_ASSERT(cond) ((void)0)
 #endif
 
+/* WEFT__COLD marks the slow half of a hot function: never inlined, laid
+ * out away from the hot code, and calls to it predicted not taken, so that
+ * the fast half stays a short leaf with no registers to save.  An
+ * optimisation hint only (GCC and Clang); nothing depends on it. */
+#if defined(__GNUC__) || defined(__clang__)
+#define WEFT__COLD __attribute__((noinline, cold))
+#else
+#define WEFT__COLD
+#endif
+
 /* Sanitizer detection: GCC defines __SANITIZE_ADDRESS__, Clang answers
  * __has_feature(address_sanitizer). */
 #if defined(__SANITIZE_ADDRESS__)

@@ -66,7 +66,7 @@ static weft__future_layer *layer_new(weft_loop *loop)
     return fl;
 }
 
-weft__future_layer *weft__futures(weft_loop *loop)
+weft__future_layer *weft__futures_make(weft_loop *loop)
 {
     weft__layer *l = weft__layer_get(loop, WEFT__LAYER_FUTURE);
     if (l)
@@ -280,25 +280,24 @@ static void really_release(weft_future *f)
     f->ops->release(f);
 }
 
-static const weft__future_ops plain_ops;
+WEFT__COLD static void future_free_slow(weft_future *f);
 
 void weft__future_free(weft_future *f)
 {
-#if !WEFT__POISON
-    if (f->ops == &plain_ops && f->state == WEFT__DONE &&
-        !((weft__dfuture *)(void *)f)->dtor) {
-        /* hot path: a plain future done with a value nobody must destroy */
-        weft__future_layer *fl =
-            (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
-        if (fl && !fl->closed) {
-            f->refs = 0;
-            fl->live--;
-            f->waiters.next = (weft_link *)(void *)fl->free;
-            fl->free = (weft__dfuture *)(void *)f;
-            return;
-        }
+    /* hot path: nothing to report, destroy or drop, memory to give back
+     * (a finished task, a sleep, a gather) */
+    if (!(f->state == WEFT__FAILED && !(f->flags & WEFT__F_OBSERVED)) &&
+        !(f->flags & (WEFT__F_CALLBACKS | WEFT__F_EXTRAS)) && !(f->ops->flags & WEFT__OPS_DTOR) &&
+        f->ops->release && !WEFT__POISON) {
+        f->refs = 0;
+        really_release(f);
+        return;
     }
-#endif
+    future_free_slow(f);
+}
+
+static void future_free_slow(weft_future *f)
+{
     weft_loop *loop = f->loop;
     f->refs = 0;
     if (f->state == WEFT__FAILED && !(f->flags & WEFT__F_OBSERVED)) {
@@ -362,14 +361,11 @@ weft_future *weft_future_ref(weft_future *f)
     return f;
 }
 
-void weft_future_unref(weft_future *f)
+/* The last reference, or none left (the cold half of weft_future_unref). */
+WEFT__COLD static void unref_last(weft_future *f)
 {
     if (!f)
         return;
-    if (f->refs > 1) {
-        f->refs--;
-        return;
-    }
     if (f->refs == 0) {
         if (!f->ops->release)
             return; /* a frame's waiter: its count is not tracked */
@@ -379,7 +375,17 @@ void weft_future_unref(weft_future *f)
                       f->ops->kind, (void *)f);
         return;
     }
-    weft__future_free(f);
+    if (!weft__future_recycle(f))
+        weft__future_free(f);
+}
+
+void weft_future_unref(weft_future *f)
+{
+    if (f && f->refs > 1) {
+        f->refs--; /* hot path: not the last reference */
+        return;
+    }
+    unref_last(f);
 }
 
 void weft__future_hold(weft_future *f, weft__hold *h)
@@ -454,18 +460,8 @@ static int settable(const weft_future *f)
     return 0;
 }
 
-static int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
+WEFT__COLD static int set_value_slow(weft_future *f, weft_value v, weft_dtor *dtor)
 {
-    if (f && f->ops == &plain_ops && f->state == WEFT__PENDING &&
-        weft__list_empty(&f->waiters) == false && !(f->flags & WEFT__F_CALLBACKS) &&
-        !weft__closed(f->loop)) {
-        /* hot path: a plain future with parked tasks only */
-        ((weft__dfuture *)(void *)f)->dtor = dtor;
-        f->out.v = v;
-        f->state = WEFT__DONE;
-        weft__ready_splice(f->loop, &f->waiters);
-        return 0;
-    }
     int err = settable(f);
     if (err)
         return err;
@@ -474,6 +470,21 @@ static int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
     else if (dtor)
         return -EINVAL;
     return weft__future_resolve(f, v);
+}
+
+static inline int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
+{
+    if (f && f->ops == &weft__plain_ops && f->state == WEFT__PENDING &&
+        !weft__list_empty(&f->waiters) && !(f->flags & WEFT__F_CALLBACKS) &&
+        !weft__closed(f->loop)) {
+        /* hot path: a plain future with parked tasks only */
+        ((weft__dfuture *)(void *)f)->dtor = dtor;
+        f->out.v = v;
+        f->state = WEFT__DONE;
+        weft__ready_splice(f->loop, &f->waiters);
+        return 0;
+    }
+    return set_value_slow(f, v, dtor);
 }
 
 int weft_future_set_result(weft_future *f, weft_value v)
@@ -583,38 +594,53 @@ static void plain_release(weft_future *f)
 #endif
 }
 
-static const weft__future_ops plain_ops = {
+const weft__future_ops weft__plain_ops = {
     .kind = "future",
     .flags = WEFT__OPS_SETTABLE | WEFT__OPS_DTOR,
     .release = plain_release,
 };
 
-weft_future *weft_future_new(weft_loop *loop)
+WEFT__COLD static weft_future *future_new_slow(weft_loop *loop)
 {
     if (!loop) {
         last_error = -EINVAL;
         return NULL;
     }
-    weft__dfuture *d;
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(loop,
-                                                                          WEFT__LAYER_FUTURE);
-    if (fl && fl->free) {
-        d = fl->free; /* hot path: a recycled future */
-        fl->free = (weft__dfuture *)(void *)d->f.waiters.next;
-    } else {
-        if (!fl && !weft__closed(loop) && !weft__futures(loop)) {
-            last_error = -ENOMEM;
-            return NULL;
-        }
-        d = weft__alloc(loop, sizeof *d);
-        if (!d) {
-            last_error = -ENOMEM;
-            return NULL;
-        }
+    weft__future_layer *fl = weft__futures(loop);
+    if (!fl && !weft__closed(loop)) {
+        last_error = -ENOMEM;
+        return NULL;
     }
-    weft__future_init(&d->f, &plain_ops, loop);
+    weft__dfuture *d = weft__alloc(loop, sizeof *d);
+    if (!d) {
+        last_error = -ENOMEM;
+        return NULL;
+    }
+    weft__future_init(&d->f, &weft__plain_ops, loop);
     d->dtor = NULL;
     return &d->f;
+}
+
+weft_future *weft_future_new(weft_loop *loop)
+{
+    weft__future_layer *fl;
+    weft__dfuture *d;
+    if (!loop || !(fl = (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE)) ||
+        !(d = fl->free))
+        return future_new_slow(loop);
+    fl->free = (weft__dfuture *)(void *)d->f.waiters.next; /* hot path: a recycled future */
+    fl->live++;
+    weft_future *f = &d->f;
+    f->ops = &weft__plain_ops;
+    f->loop = loop;
+    weft__list_init(&f->waiters);
+    f->out.v.i = 0;
+    f->refs = 1;
+    f->state = WEFT__PENDING;
+    f->flags = 0;
+    f->aux = 0;
+    d->dtor = NULL;
+    return f;
 }
 
 /* ---- queries --------------------------------------------------------------------------------- */
@@ -720,6 +746,7 @@ int weft_future_add_done_callback(weft_future *f, weft_done_cb *fn, void *arg)
             return -ENOMEM;
     }
     c->node = (weft_node){{NULL, NULL}, cb_run};
+    c->inuse.next = c->inuse.prev = NULL;
     c->f = f;
     c->fn = fn;
     c->arg = arg;

@@ -133,7 +133,8 @@ typedef struct weft__future_layer {
 
 /* The layer state of loop, made on first use; NULL if it cannot be made
  * (-ENOMEM), or if the loop was closed before it was ever made. */
-weft__future_layer *weft__futures(weft_loop *loop);
+static inline weft__future_layer *weft__futures(weft_loop *loop);
+weft__future_layer *weft__futures_make(weft_loop *loop);
 
 /* f's extras: the entry if it has one, else (create) a new zeroed one, or
  * NULL (none, or -ENOMEM).  Valid until the next call that creates one. */
@@ -154,6 +155,12 @@ void weft__future_scoped_free(weft_future *f, void *p);
 /* A reference to the loop's yield future: done, and awaiting it lets every
  * other ready callback run once (sleep(0)).  NULL as weft__futures. */
 weft_future *weft__future_yield(weft_loop *loop);
+
+static inline weft__future_layer *weft__futures(weft_loop *loop)
+{
+    weft__layer *l = weft__layer_get(loop, WEFT__LAYER_FUTURE);
+    return l ? (weft__future_layer *)(void *)l : weft__futures_make(loop);
+}
 
 /* The loop's pool, or NULL as weft__futures. */
 static inline weft__pool *weft__pool_of(weft_loop *loop)
@@ -206,12 +213,39 @@ static inline int weft__future_cancel(weft_future *f)
 /* The last reference of f went. */
 void weft__future_free(weft_future *f);
 
+/* Plain futures' kind (future.c), for the inline fast paths. */
+extern const weft__future_ops weft__plain_ops;
+
+/* The last reference of f goes and f is a plain future done with a value
+ * nobody must destroy, on an open loop: recycle it and return true (the
+ * hot path of every await's release).  False: nothing done. */
+static inline bool weft__future_recycle(weft_future *f)
+{
+#if WEFT__POISON
+    (void)f;
+    return false; /* freed futures go through the quarantine */
+#else
+    if (f->ops != &weft__plain_ops || f->refs != 1 || f->state != WEFT__DONE ||
+        (f->flags & WEFT__F_EXTRAS) || ((weft__dfuture *)(void *)f)->dtor)
+        return false;
+    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
+                                                                          WEFT__LAYER_FUTURE);
+    if (!fl || fl->closed)
+        return false;
+    f->refs = 0;
+    fl->live--;
+    f->waiters.next = (weft_link *)(void *)fl->free;
+    fl->free = (weft__dfuture *)(void *)f;
+    return true;
+#endif
+}
+
 /* Drop a reference (inline fast path of weft_future_unref). */
 static inline void weft__future_unref(weft_future *f)
 {
     if (f->refs > 1)
         f->refs--;
-    else
+    else if (!weft__future_recycle(f))
         weft_future_unref(f);
 }
 

@@ -35,12 +35,21 @@ typedef struct free_block {
 #define POOLING 1
 #endif
 
+/* Blocks per slab in class k. */
+static size_t per_slab(size_t k)
+{
+    return (SLAB_BYTES - BLOCKS_AT) / ((k + 1) * 16);
+}
+
 void weft__pool_init(weft__pool *p, weft_loop *loop)
 {
     memset(p, 0, sizeof *p);
     p->loop = loop;
-    for (int a = 0; a < WEFT__POOL_ARENAS; a++)
+    for (int a = 0; a < WEFT__POOL_ARENAS; a++) {
         weft__list_init(&p->big[a]);
+        for (size_t k = 0; k < WEFT__POOL_CLASSES; k++)
+            p->cls[a][k].slack = 2 * per_slab(k);
+    }
 }
 
 #define BIG_HEADER 16 /* a weft_link, keeps the block 16-byte aligned */
@@ -50,6 +59,7 @@ static void *big_get(weft__pool *p, int arena, size_t size)
     weft_link *l = weft__alloc(p->loop, BIG_HEADER + (size ? size : 1));
     if (!l)
         return NULL;
+    l->next = l->prev = NULL;
     weft__list_push(&p->big[arena], l);
     return (char *)l + BIG_HEADER;
 }
@@ -106,17 +116,26 @@ static int grow(weft__pool *p, weft__pool_class *c, size_t bsize)
     return 0;
 }
 
+/* A block of c when its free list is empty: a new slab first. */
+WEFT__COLD static void *get_grow(weft__pool *p, weft__pool_class *c, size_t size)
+{
+    if (grow(p, c, (class_of(size) + 1) * 16) < 0)
+        return NULL;
+    free_block *fb = c->free;
+    c->free = fb->next;
+    c->nfree--;
+    c->used++;
+    return fb;
+}
+
 void *weft__pool_get(weft__pool *p, int arena, size_t size)
 {
     if (!POOLING || size > WEFT__POOL_MAX || size == 0)
         return big_get(p, arena, size);
     weft__pool_class *c = &p->cls[arena][class_of(size)];
     free_block *fb = c->free;
-    if (!fb) {
-        if (grow(p, c, (class_of(size) + 1) * 16) < 0)
-            return NULL;
-        fb = c->free;
-    }
+    if (!fb)
+        return get_grow(p, c, size);
     c->free = fb->next;
     c->nfree--;
     c->used++;
@@ -185,14 +204,11 @@ static void trim(weft__pool *p, weft__pool_class *c)
     c->nslabs = k;
 }
 
-static size_t per_slab(size_t k)
+/* More than two slabs, and more free blocks than used ones plus two slabs'
+ * worth. */
+static bool wants_trim(const weft__pool_class *c)
 {
-    return (SLAB_BYTES - BLOCKS_AT) / ((k + 1) * 16);
-}
-
-static bool wants_trim(const weft__pool_class *c, size_t k)
-{
-    return c->nslabs > 2 && c->nfree > c->used + 2 * per_slab(k);
+    return c->nslabs > 2 && c->nfree > c->used + c->slack;
 }
 
 static void trim_all(void *arg)
@@ -201,7 +217,7 @@ static void trim_all(void *arg)
     p->trim_armed = false;
     for (int a = 0; a < WEFT__POOL_ARENAS; a++)
         for (size_t k = 0; k < WEFT__POOL_CLASSES; k++)
-            if (wants_trim(&p->cls[a][k], k))
+            if (wants_trim(&p->cls[a][k]))
                 trim(p, &p->cls[a][k]);
 }
 
@@ -224,26 +240,29 @@ void weft__pool_close(weft__pool *p)
     p->timer_ready = p->trim_armed = false;
 }
 
+WEFT__COLD static void trim_or_arm(weft__pool *p, weft__pool_class *c)
+{
+    if (c->used == 0 && !p->walking)
+        trim(p, c); /* O(slabs), paid for by the blocks that made them */
+    else
+        arm_trim(p);
+}
+
 void weft__pool_put(weft__pool *p, int arena, void *b, size_t size)
 {
     if (!POOLING || size > WEFT__POOL_MAX || size == 0) {
         big_put(p, b);
         return;
     }
-    size_t k = class_of(size);
-    weft__pool_class *c = &p->cls[arena][k];
+    weft__pool_class *c = &p->cls[arena][class_of(size)];
     free_block *fb = b;
     fb->zero = NULL;
     fb->next = c->free;
     c->free = fb;
     c->nfree++;
     c->used--;
-    if (wants_trim(c, k)) {
-        if (c->used == 0 && !p->walking)
-            trim(p, c); /* O(slabs), paid for by the blocks that made them */
-        else
-            arm_trim(p);
-    }
+    if (wants_trim(c))
+        trim_or_arm(p, c);
 }
 
 void weft__pool_walk(weft__pool *p, int arena, void (*fn)(void *block, void *ctx), void *ctx)

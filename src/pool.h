@@ -36,6 +36,7 @@ typedef struct weft__pool_class {
     struct weft__slab **slabs; /* sorted by address */
     uint32_t nslabs, cap;      /* slabs used / allocated */
     size_t used, nfree;        /* blocks in use / on the free list */
+    size_t slack;              /* free blocks beyond used that start a trim */
 } weft__pool_class;
 
 typedef struct weft__pool {

@@ -389,37 +389,6 @@ static void refill(weft_queue *q)
 
 /* ---- fast paths ---------------------------------------------------------------------------- */
 
-/* Store item if a ring has room and nobody waits (room implies that no
- * putter waits; a getter waits only on an empty queue) and the queue is not
- * shut down: a handful of loads and stores.  False: take the slow path. */
-static inline bool put_fast(weft_queue *q, void *item)
-{
-    size_t n = q->count;
-    if ((n < q->maxsize && n < q->cap && !is_heap(q) && !q->shutdown &&
-         weft__list_empty(&q->getters))) {
-        q->items[(q->head + n) & (q->cap - 1)] = item;
-        q->count = n + 1;
-        q->unfinished++;
-        return true;
-    }
-    return false;
-}
-
-/* Take the front item of a FIFO if it is unmarked and no putter waits for
- * the slot.  False: take the slow path. */
-static inline bool get_fast(weft_queue *q, void **out)
-{
-    size_t n = q->count, i = q->head;
-    if ((n && q->kind == WEFT_QUEUE_FIFO && weft__list_empty(&q->putters) &&
-         !(q->seqs && q->seqs[i]))) {
-        *out = q->items[i];
-        q->head = (i + 1) & (q->cap - 1);
-        q->count = n - 1;
-        return true;
-    }
-    return false;
-}
-
 /* ---- cancellation callbacks (called by future.c / task.c) ---------------------------------- */
 
 /* Woken with an item but cancelled before it ran: the item goes on. */
@@ -554,7 +523,7 @@ void weft_queue_destroy(weft_queue *q)
     q->cap = q->count = q->head = 0;
 }
 
-static int put_nowait_slow(weft_queue *q, void *item)
+WEFT__COLD static int put_nowait_slow(weft_queue *q, void *item)
 {
     if (!q || !q->loop)
         return -EINVAL;
@@ -577,12 +546,12 @@ static int put_nowait_slow(weft_queue *q, void *item)
 
 int weft_queue_put_nowait(weft_queue *q, void *item)
 {
-    if ((q) && put_fast(q, item))
+    if (weft__queue_put_fast(q, item))
         return 0;
     return put_nowait_slow(q, item);
 }
 
-static int get_nowait_slow(weft_queue *q, void **out)
+WEFT__COLD static int get_nowait_slow(weft_queue *q, void **out)
 {
     if (!q || !q->loop || !out)
         return -EINVAL;
@@ -595,7 +564,7 @@ static int get_nowait_slow(weft_queue *q, void **out)
 
 int weft_queue_get_nowait(weft_queue *q, void **out)
 {
-    if ((q && out) && get_fast(q, out))
+    if (out && weft__queue_get_fast(q, out))
         return 0;
     return get_nowait_slow(q, out);
 }
@@ -622,7 +591,7 @@ weft_future *weft_queue_put(weft_queue *q, void *item, weft_waiter *w)
     weft__handoff *h = weft__handoff_begin(w, q->loop, q, &putter_kind);
     if (!h)
         return NULL;
-    if (put_fast(q, item))
+    if (weft__queue_put_fast(q, item))
         return weft__handoff_settle(h, (weft_value){.p = NULL}, 0);
     return put_slow(q, item, h);
 }
@@ -637,7 +606,7 @@ weft_future *weft_queue_get(weft_queue *q, weft_waiter *w)
     if (!h)
         return NULL;
     void *item;
-    if (get_fast(q, &item))
+    if (weft__queue_get_fast(q, &item))
         return weft__handoff_settle(h, (weft_value){.p = item}, 0);
     if (q->count) {
         item = pop(q);

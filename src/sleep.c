@@ -80,6 +80,12 @@ weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns)
 
 weft_future *weft_sleep(weft_loop *loop, double delay)
 {
+    weft__future_layer *fl;
+    if (delay == 0 && loop && !weft__closed(loop) &&
+        (fl = (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE))) {
+        fl->yield.refs++; /* hot path: sleep(0) */
+        return &fl->yield;
+    }
     int64_t ns;
     int err = weft__sec_to_ns(delay, &ns);
     if (err) {

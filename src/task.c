@@ -391,39 +391,59 @@ static int await_slow(weft_co *co, weft__task *t, weft_future *f, int catching, 
     return outcome(co, t, f, catching, var);
 }
 
-int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var)
+/* The cold half of weft__await: drop the reference of the previous await
+ * (which may run a destructor), then everything but parking plainly. */
+WEFT__COLD static int await_cold(weft_co *co, weft__task *t, weft_future *f, weft_future *prev, int catching,
+                      int *var)
 {
-    weft__task *t = T(task);
-    weft_future *prev = t->w.waiting;
-    t->w.waiting = f;
-    co->line = line;
     if (prev) {
         if (prev != f)
             weft__future_unref(prev);
         else if (prev->refs > 1)
             prev->refs--; /* the reference of its previous await */
     }
-    if (f && f->state == WEFT__PENDING && f->refs && f != task && f->loop == task->loop &&
-        !t->fut.aux) {
-        weft__future_wait(f, &t->node); /* hot path: park */
+    return await_slow(co, t, f, catching, var);
+}
+
+int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var)
+{
+    weft__task *t = T(task);
+    weft_future *prev = t->w.waiting;
+    t->w.waiting = f;
+    co->line = line;
+    /* hot path: park on a pending future of this loop, the previous one
+     * gone without running anything (shared, or a plain one recycled) */
+    if (f && (f->state == WEFT__PENDING || (f->flags & WEFT__F_YIELD)) && f->refs &&
+        f->loop == t->fut.loop && f != task && !t->fut.aux &&
+        (!prev || (prev != f && (prev->refs > 1 ? (prev->refs--, true)
+                                                : weft__future_recycle(prev))))) {
+        if (f->state == WEFT__PENDING)
+            weft__future_wait(f, &t->node);
+        else
+            weft__ready_push(t->fut.loop, &t->node); /* sleep(0): once round the loop */
         return 1;
     }
-    return await_slow(co, t, f, catching, var);
+    return await_cold(co, t, f, prev, catching, var);
+}
+
+WEFT__COLD static int await_end_slow(weft_co *co, weft__task *t, weft_future *f, int catching, int *var)
+{
+    if (f->state == WEFT__PENDING) /* cannot happen: woken means done */
+        return fail(co, t, -ECANCELED, catching, var) ? -1 : 0;
+    return outcome(co, t, f, catching, var);
 }
 
 int weft__await_end(weft_co *co, weft_task *task, int catching, int *var)
 {
     weft__task *t = T(task);
     weft_future *f = t->w.waiting;
-    if (f->state == WEFT__DONE && !(f->flags & WEFT__F_YIELD)) {
-        f->flags |= WEFT__F_OBSERVED; /* hot path: a value */
+    if (f->state == WEFT__DONE && (!(f->flags & WEFT__F_YIELD) || !t->fut.aux)) {
+        f->flags |= WEFT__F_OBSERVED; /* hot path: a value, or back from sleep(0) */
         if (var)
             *var = 0;
         return 0;
     }
-    if (f->state == WEFT__PENDING) /* cannot happen: woken means done */
-        return fail(co, t, -ECANCELED, catching, var) ? -1 : 0;
-    return outcome(co, t, f, catching, var);
+    return await_end_slow(co, t, f, catching, var);
 }
 
 weft_value weft__last_value(weft_task *task)
@@ -574,6 +594,52 @@ static void describe_step(const void *obj, weft_report *r, char *buf, size_t n)
     snprintf(buf, n, "task '%s' step resumed at %s:%d", r->task_name, r->file, r->line);
 }
 
+/* The rest of a step once the frame running returned anything but
+ * "suspended": calls into children, returns to parents, failures, the end
+ * of the task.  rc is what co returned. */
+WEFT__COLD static void step_on(weft__task *t, weft_co *co, weft_co_rc rc)
+{
+    weft_loop *loop = t->fut.loop;
+    weft_co *root = root_of(t);
+    for (;;) {
+        if (rc.v == WEFT_CO_CALL) {
+            weft_co *child = rc.child;
+            if (t->fut.aux && !masked_from(t, co))
+                enter_cancelled(child, co->line);
+            root->up = child;
+            co = child;
+        } else {
+            if (!co->err && (co->flags & WEFT__CO_IN_FINALLY) && t->fut.aux &&
+                (co == root || !masked_from(t, co->up))) {
+                /* a cancellation its cleanup masked is delivered as it ends */
+                co->err = -ECANCELED;
+                co->err_line = co->line;
+            }
+            if (co->err || (co->flags & WEFT_CO_MISUSE))
+                frame_failed(t, co);
+            if (co == root) {
+                task_finish(t, root);
+                tasks_of(loop)->current = NULL;
+                weft__lag_capture(loop); /* t may be freed below: the loop must not touch it */
+                t->fut.flags &= (uint8_t)~WEFT__T_LOOPREF;
+                weft__future_unref(&t->fut);
+                return;
+            }
+            weft_co *parent = co->up;
+            if (co->err == -ECANCELED && t->fut.aux && !masked_from(t, parent))
+                co->flags |= WEFT_CO_UNCATCHABLE; /* the task's own: TRY_CALL must not catch it */
+            root->up = parent;
+            co = parent;
+        }
+        rc = co->info->fn(co, &t->fut);
+        if (rc.v == WEFT_CO_PENDING)
+            break;
+    }
+    tasks_of(loop)->current = NULL;
+}
+
+/* A step: resume the innermost frame.  The common case, a frame that runs
+ * to its next suspension, is the short path. */
 static void task_step(weft_node *n)
 {
     weft__task *t = WEFT_CONTAINER_OF(n, weft__task, node);
@@ -587,45 +653,12 @@ static void task_step(weft_node *n)
     weft__running_obj(loop, describe_step, t);
     if (t->fut.aux && co->key == WEFT_CO_KEY_START && co == root && !(co->flags & WEFT__CO_IN_FINALLY))
         enter_cancelled(co, 0); /* cancelled before its first step */
-    bool finished = false;
-    for (;;) {
-        weft_co_rc rc = co->info->fn(co, &t->fut);
-        if (rc.v == WEFT_CO_PENDING)
-            break;
-        if (rc.v == WEFT_CO_CALL) {
-            weft_co *child = rc.child;
-            if (t->fut.aux && !masked_from(t, co))
-                enter_cancelled(child, co->line);
-            root->up = child;
-            co = child;
-            continue;
-        }
-        if (!co->err && (co->flags & WEFT__CO_IN_FINALLY) && t->fut.aux &&
-            (co == root || !masked_from(t, co->up))) {
-            /* a cancellation its cleanup masked is delivered as it ends */
-            co->err = -ECANCELED;
-            co->err_line = co->line;
-        }
-        if (co->err || (co->flags & WEFT_CO_MISUSE))
-            frame_failed(t, co);
-        if (co == root) {
-            task_finish(t, root);
-            finished = true;
-            break;
-        }
-        weft_co *parent = co->up;
-        if (co->err == -ECANCELED && t->fut.aux && !masked_from(t, parent))
-            co->flags |= WEFT_CO_UNCATCHABLE; /* the task's own: TRY_CALL must not catch it */
-        root->up = parent;
-        co = parent;
+    weft_co_rc rc = co->info->fn(co, &t->fut);
+    if (rc.v == WEFT_CO_PENDING) {
+        ts->current = NULL;
+        return;
     }
-    ts->current = NULL;
-    if (finished) {
-        if (weft__lag_flagged(loop))
-            weft__lag_capture(loop); /* while t is alive */
-        t->fut.flags &= (uint8_t)~WEFT__T_LOOPREF;
-        weft__future_unref(&t->fut);
-    }
+    step_on(t, co, rc);
 }
 
 /* ---- introspection -------------------------------------------------------------------------------- */

@@ -85,23 +85,54 @@ WEFT_NODISCARD weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
  * frame); errors propagate as from WEFT_AWAIT.  Like asyncio's
  * `await q.put(item)`, it suspends only when the queue is full.  q and item
  * may be evaluated twice. */
-#define WEFT_QUEUE_PUT(self, q, item, w)                        \
-    do {                                                        \
-        if (weft_queue_put_nowait((q), (item)) != 0)            \
-            WEFT_AWAIT(self, weft_queue_put((q), (item), (w))); \
+#define WEFT_QUEUE_PUT(self, q, item, w)                                \
+    do {                                                                \
+        if (!weft__queue_put_fast((q), (item)) &&                       \
+            weft_queue_put_nowait((q), (item)) != 0)                    \
+            WEFT_AWAIT(self, weft_queue_put((q), (item), (w)));         \
     } while (0)
 
 /* Get an item into the void * lvalue out, in a coroutine: without any
  * future when an item is there, else through weft_queue_get with the
  * waiter w; errors (WEFT_ESHUTDOWN) propagate.  Suspends only when the
  * queue is empty.  q and out may be evaluated twice. */
-#define WEFT_QUEUE_GET(self, q, w, out)                 \
-    do {                                                \
-        if (weft_queue_get_nowait((q), &(out)) != 0) {  \
-            WEFT_AWAIT(self, weft_queue_get((q), (w))); \
-            (out) = WEFT_RESULT(self).p;                \
-        }                                               \
+#define WEFT_QUEUE_GET(self, q, w, out)                                                  \
+    do {                                                                                 \
+        if (!weft__queue_get_fast((q), &(out)) && weft_queue_get_nowait((q), &(out)) != 0) { \
+            WEFT_AWAIT(self, weft_queue_get((q), (w)));                                  \
+            (out) = WEFT_RESULT(self).p;                                                 \
+        }                                                                                \
     } while (0)
+
+/* The common cases of the two macros above, inline (private: the same
+ * tests as weft_queue_put_nowait / get_nowait make first).  Put: room in
+ * the buffer of a FIFO or LIFO that is not shut down, nobody waiting to
+ * get.  Get: the front item of a FIFO, nobody waiting to put, and the item
+ * not a placed put whose putter has not resumed yet. */
+static inline bool weft__queue_put_fast(weft_queue *q, void *item)
+{
+    size_t n;
+    if (!q || (n = q->count) >= q->maxsize || n >= q->cap || q->kind == WEFT_QUEUE_PRIORITY || q->shutdown ||
+        q->getters.next != &q->getters)
+        return false;
+    q->items[(q->head + n) & (q->cap - 1)] = item;
+    q->count = n + 1;
+    q->unfinished++;
+    return true;
+}
+
+static inline bool weft__queue_get_fast(weft_queue *q, void **out)
+{
+    size_t n, i;
+    if (!q || !(n = q->count) || q->kind != WEFT_QUEUE_FIFO || q->putters.next != &q->putters ||
+        (q->seqs && q->seqs[i = q->head]))
+        return false;
+    i = q->head;
+    *out = q->items[i];
+    q->head = (i + 1) & (q->cap - 1);
+    q->count = n - 1;
+    return true;
+}
 
 /* Mark one got item processed.  Returns 0, -EINVAL, or WEFT_ESTATE when
  * called more times than items were put. */
