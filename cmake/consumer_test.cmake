@@ -122,10 +122,44 @@ elseif(MODE STREQUAL "pkg_config")
     string(STRIP "${run_output}" _flags)
     separate_arguments(_flags UNIX_COMMAND "${_flags}")
     file(MAKE_DIRECTORY "${_build}")
-    run("compile" "${C_COMPILER}" ${_c_flags} -std=c11 -Wall -Wextra -Wpedantic
+    execute_process(COMMAND "${C_COMPILER}" --version OUTPUT_VARIABLE _ver ERROR_QUIET)
+    set(_lint "")
+    if(NOT _ver MATCHES "clang" AND _ver MATCHES "GCC|gcc|Free Software Foundation")
+        set(_lint -Werror -Werror=jump-misses-init)
+    endif()
+    run("compile" "${C_COMPILER}" ${_c_flags} -std=c11 -Wall -Wextra -Wpedantic ${_lint}
         "${_consumer_src}/main.c" -o "${_build}/consumer" ${_flags})
+    if(_lint)
+        execute_process(COMMAND "${C_COMPILER}" ${_c_flags} -std=c11 -Wall ${_lint} -c
+                                "${_consumer_src}/lint_probe.c" -o "${_build}/lint_probe.o"
+                                ${_flags}
+                        RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
+        if(_rc STREQUAL "0" OR NOT _out MATCHES "jump-misses-init")
+            message(FATAL_ERROR "the lint probe compiled: -Wjump-misses-init does not reach "
+                                "weft's headers through pkg-config\n${_out}")
+        endif()
+        message(STATUS "lint probe refused, as it must")
+    endif()
 else()
     message(FATAL_ERROR "unknown MODE '${MODE}'")
+endif()
+
+# The coroutine lint must reach code built against weft's headers: the
+# probe (a local across a suspension) must fail with jump-misses-init.
+if(EXISTS "${_build}/lint_probe.expect")
+    file(STRINGS "${_build}/lint_probe.expect" _expect)
+    if(_expect STREQUAL "fail")
+        execute_process(COMMAND "${CMAKE_COMMAND}" --build "${_build}" --target lint_probe
+                                ${_build_config_args}
+                        RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
+        if(_rc STREQUAL "0" OR NOT _out MATCHES "jump-misses-init")
+            message(FATAL_ERROR "the lint probe built (or failed for another reason): "
+                                "-Wjump-misses-init does not reach weft's headers\n${_out}")
+        endif()
+        message(STATUS "lint probe refused, as it must: -Wjump-misses-init reaches the headers")
+    else()
+        message(STATUS "lint probe skipped: not GCC")
+    endif()
 endif()
 
 if(EXISTS "${_build}/consumer")

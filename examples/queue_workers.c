@@ -80,11 +80,13 @@ WEFT_ASYNC(main_co)
     WEFT_BEGIN(self);
     weft_queue_init(&self->queue, loop, 0, NULL); /* unbounded */
 
-    unsigned seed = 2024;
-    for (int i = 0; i < ITEMS; i++) {
-        int64_t ms = 50 + lcg(&seed) % 951; /* 0.05 .. 1.00 s */
-        self->total_ms += ms;
-        weft_queue_put_nowait(&self->queue, (void *)(intptr_t)ms);
+    { /* a local that must not cross a suspension: a block of its own */
+        unsigned seed = 2024;
+        for (int i = 0; i < ITEMS; i++) {
+            int64_t ms = 50 + lcg(&seed) % 951; /* 0.05 .. 1.00 s */
+            self->total_ms += ms;
+            weft_queue_put_nowait(&self->queue, (void *)(intptr_t)ms);
+        }
     }
 
     for (int i = 0; i < WORKERS; i++)

@@ -17,7 +17,7 @@ typedef struct sleep_fut {
 static void sleep_fire(void *arg)
 {
     sleep_fut *s = arg;
-    weft__future_resolve(&s->f, (weft_value){.i = 0});
+    weft__future_resolve(&s->f, s->f.out.v); /* the result, kept there while pending */
     weft__future_unhold(&s->hold); /* last: it may free s */
 }
 
@@ -44,7 +44,9 @@ static const weft__future_ops sleep_ops = {
     .release = sleep_release,
 };
 
-weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns)
+/* A sleep of delay_ns whose value is v; a delay <= 0 without a value is
+ * the shared yield future. */
+static weft_future *sleep_new(weft_loop *loop, int64_t delay_ns, weft_value v, bool valued)
 {
     if (!loop) {
         weft__set_last_error(-EINVAL);
@@ -54,7 +56,7 @@ weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns)
         weft__set_last_error(WEFT_ECLOSED);
         return NULL;
     }
-    if (delay_ns <= 0) {
+    if (delay_ns <= 0 && !valued) {
         weft_future *y = weft__future_yield(loop);
         if (!y)
             weft__set_last_error(-ENOMEM);
@@ -73,9 +75,26 @@ weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns)
         return NULL;
     }
     weft__future_init(&s->f, &sleep_ops, loop);
-    weft_timer_start_ns(&s->timer, delay_ns, 0);
+    s->f.out.v = v;
+    weft_timer_start_ns(&s->timer, delay_ns > 0 ? delay_ns : 0, 0);
     weft__future_hold(&s->f, &s->hold);
     return &s->f;
+}
+
+weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns)
+{
+    return sleep_new(loop, delay_ns, (weft_value){.i = 0}, false);
+}
+
+weft_future *weft_sleep_result(weft_loop *loop, double delay, weft_value result)
+{
+    int64_t ns;
+    int err = weft__sec_to_ns(delay, &ns);
+    if (err) {
+        weft__set_last_error(err);
+        return NULL;
+    }
+    return sleep_new(loop, ns, result, true);
 }
 
 weft_future *weft_sleep(weft_loop *loop, double delay)

@@ -311,6 +311,44 @@ static void test_sleep_zero_resumes_after_handles_already_queued(void **state)
     finish(loop);
 }
 
+/* asyncio.sleep(delay, result): the value comes back at now + delay; a
+ * delay of 0 still carries it (at the next timer step); NaN is -EINVAL;
+ * cancelling it is -ECANCELED; a closed loop refuses it. */
+static void test_sleep_result_carries_its_value(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    outcome o = {0};
+    assert_int_equal(
+        run_task(loop, AWAIT_IT(loop, weft_sleep_result(loop, 2.0, (weft_value){.i = 7}), &o, false)),
+        0);
+    assert_int_equal(o.e, 0);
+    assert_int_equal(o.v.i, 7);
+    assert_int_equal(o.at, 2 * SEC);
+    outcome z = {0};
+    assert_int_equal(
+        run_task(loop, AWAIT_IT(loop, weft_sleep_result(loop, 0, (weft_value){.d = 1.5}), &z, false)),
+        0);
+    assert_true(z.v.d == 1.5);
+    assert_int_equal(z.at, 2 * SEC);
+    assert_null(weft_sleep_result(loop, NAN, (weft_value){0}));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    weft_future *f = weft_sleep_result(loop, 5.0, (weft_value){.i = 1});
+    assert_non_null(f);
+    assert_int_equal(weft_future_cancel(f), 0);
+    assert_int_equal(weft_future_error(f), -ECANCELED);
+    weft_future_unref(f);
+    assert_null(weft_sleep_result(NULL, 1.0, (weft_value){0}));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    finish(loop);
+    weft_loop *closed = NULL;
+    assert_int_equal(weft_loop_new(&closed, NULL), 0);
+    assert_int_equal(weft_loop_close(closed), 0);
+    assert_null(weft_sleep_result(closed, 1.0, (weft_value){0}));
+    assert_int_equal(weft_last_error(), WEFT_ECLOSED);
+    assert_int_equal(weft_loop_destroy(closed), 0);
+}
+
 /* S-SLEEP-1 [3.13]: a NaN delay is -EINVAL (NULL with weft_last_error());
  * awaiting that NULL fails with -EINVAL. */
 static void test_sleep_nan_is_einval(void **state)
@@ -2087,6 +2125,196 @@ static void test_supervisor_cancel_of_owner_in_join_cancels_children(void **stat
     finish(loop);
 }
 
+/* A child that turns its cancellation into an error of its own (asyncio's
+ * `except CancelledError: raise Other`): each sibling a group aborts then
+ * fails, so one group collects many errors. */
+struct converter {
+    WEFT_FRAME(int64_t);
+    double d;
+    int fail, convert;
+    int64_t v;
+    int err;
+    weft_try t;
+};
+
+WEFT_ASYNC(converter)
+{
+    WEFT_BEGIN(self);
+    WEFT_TRY(self, t);
+    WEFT_SLEEP(self, self->d);
+    WEFT_EXCEPT_CANCEL(self, t, self->err);
+    if (self->err == -ECANCELED && self->convert)
+        WEFT_THROW(self, self->convert);
+    if (self->fail)
+        WEFT_THROW(self, self->fail);
+    WEFT_RETURN(self, self->v);
+    WEFT_END;
+}
+
+typedef struct many_out {
+    int err;
+    size_t nerr, size;
+    int errs[64];
+    int res[64];
+    int64_t val[64];
+    int before_join; /* weft_group_result before the join */
+} many_out;
+
+struct grp_many {
+    WEFT_FRAME(int);
+    int n, first_fail, convert;
+    many_out *out;
+    weft_group g;
+    int i;
+};
+
+WEFT_ASYNC(grp_many)
+{
+    WEFT_BEGIN(self);
+    WEFT_GROUP_BEGIN(self, g);
+    for (self->i = 0; self->i < self->n; self->i++) {
+        bool first = self->i == 0;
+        assert_non_null(WEFT_GROUP_SPAWN(&self->g, converter, .d = first ? 1 : 10 + self->i,
+                                         .fail = first ? self->first_fail : 0,
+                                         .convert = self->convert ? -1000 - self->i : 0,
+                                         .v = 10 * self->i));
+    }
+    self->out->before_join = weft_group_result(&self->g, 0, NULL);
+    WEFT_GROUP_END(self, g);
+    WEFT_FINALLY;
+    self->out->err = self->co.err;
+    self->out->nerr = weft_group_errors(&self->g, self->out->errs, 64);
+    self->out->size = weft_group_size(&self->g);
+    for (size_t k = 0; k < self->out->size && k < 64; k++) {
+        weft_value v = {.i = -1};
+        self->out->res[k] = weft_group_result(&self->g, k, &v);
+        self->out->val[k] = v.i;
+    }
+    WEFT_END;
+}
+
+/* Groups keep every child error, in completion order, however many: the
+ * first child fails, the group aborts the other 39, and each of those turns
+ * its cancellation into an error of its own.  All 40 are listed (not eight),
+ * the group's error is the first, and each child's outcome is still
+ * readable after the join. */
+static void test_group_keeps_every_error_in_completion_order(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    many_out o = {0};
+    weft_task *t = WEFT_SPAWN(loop, grp_many, .n = 40, .first_fail = -EIO, .convert = 1, .out = &o);
+    assert_int_equal(run_task(loop, t), -EIO);
+    assert_int_equal(o.before_join, WEFT_ESTATE);
+    assert_int_equal(o.err, -EIO);
+    assert_int_equal(o.nerr, 40);
+    assert_int_equal(o.errs[0], -EIO);
+    for (int k = 1; k < 40; k++) /* aborted in spawn order, so they fail in that order */
+        assert_int_equal(o.errs[k], -1000 - k);
+    assert_int_equal(o.size, 40);
+    assert_int_equal(o.res[0], -EIO);
+    for (int k = 1; k < 40; k++) {
+        assert_int_equal(o.res[k], -1000 - k);
+        assert_int_equal(o.val[k], 0); /* no value for a failed child */
+    }
+    finish(loop);
+}
+
+/* The children's outcomes after the join: values, and a cancelled child's
+ * -ECANCELED, by spawn index; out of range is -EINVAL. */
+static void test_group_results_are_readable_after_the_join(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    many_out o = {0};
+    weft_task *t = WEFT_SPAWN(loop, grp_many, .n = 12, .out = &o);
+    assert_int_equal(run_task(loop, t), 0);
+    assert_int_equal(o.err, 0);
+    assert_int_equal(o.nerr, 0);
+    assert_int_equal(o.size, 12);
+    for (int k = 0; k < 12; k++) {
+        assert_int_equal(o.res[k], 0);
+        assert_int_equal(o.val[k], 10 * k);
+    }
+    finish(loop);
+}
+
+/* A child's plain cancellation (no conversion) is not an error; its
+ * outcome after the join says -ECANCELED. */
+static void test_group_cancelled_children_read_ecanceled_after_join(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    many_out o = {0};
+    weft_task *t = WEFT_SPAWN(loop, grp_many, .n = 3, .first_fail = -EPIPE, .out = &o);
+    assert_int_equal(run_task(loop, t), -EPIPE);
+    assert_int_equal(o.nerr, 1);
+    assert_int_equal(o.errs[0], -EPIPE);
+    assert_int_equal(o.res[0], -EPIPE);
+    assert_int_equal(o.res[1], -ECANCELED);
+    assert_int_equal(o.res[2], -ECANCELED);
+    finish(loop);
+}
+
+/* Every allocation a group makes (children array, outcome slots, the
+ * spawn itself), failed in turn: the spawn returns NULL with -ENOMEM, the
+ * join cancels what did start and fails with -ENOMEM, and nothing leaks. */
+typedef struct grp_alloc_out {
+    int spawned, err, spawn_err;
+} grp_alloc_out;
+
+struct grp_alloc {
+    WEFT_FRAME(int);
+    long k;
+    grp_alloc_out *out;
+    weft_group g;
+    int i;
+};
+
+WEFT_ASYNC(grp_alloc)
+{
+    WEFT_BEGIN(self);
+    WEFT_GROUP_BEGIN(self, g);
+    for (self->i = 0; self->i < 10; self->i++) {
+        if (self->i == 9) /* the 9th child's spawn grows the group's arrays */
+            alloc_fail_at(alloc_calls() + self->k);
+        weft_task *c = WEFT_GROUP_SPAWN(&self->g, work, .d = 1, .v = self->i);
+        alloc_fail_at(0);
+        if (!c) {
+            self->out->spawn_err = weft_last_error();
+            break;
+        }
+        self->out->spawned++;
+    }
+    WEFT_GROUP_END(self, g);
+    WEFT_FINALLY;
+    self->out->err = self->co.err;
+    WEFT_END;
+}
+
+static void test_group_spawn_survives_every_allocation_failure(void **state)
+{
+    (void)state;
+    for (long k = 1;; k++) {
+        weft_loop *loop = vloop();
+        wt_warm(loop);
+        grp_alloc_out o = {0};
+        int err = run_task(loop, WEFT_SPAWN(loop, grp_alloc, .k = k, .out = &o));
+        if (o.spawned == 10) {
+            assert_int_equal(err, 0);
+            assert_int_equal(o.err, 0);
+            finish(loop);
+            assert_true(k > 1); /* some allocation did fail on the way */
+            break;
+        }
+        assert_int_equal(o.spawn_err, -ENOMEM);
+        assert_int_equal(o.spawned, 9);
+        assert_int_equal(err, -ENOMEM);
+        assert_int_equal(o.err, -ENOMEM);
+        finish(loop);
+    }
+}
+
 /* Defect: a spawn refused because the group is shutting down was recorded
  * as a group error (and could replace the body's error at the join).  A
  * refusal (WEFT_ESTATE) leaves the errors alone: here the body fails with
@@ -2339,7 +2567,7 @@ static void test_combinator_constructors_survive_every_allocation_failure(void *
     (void)state;
     weft_loop *loop = vloop();
     wt_warm(loop);
-    for (int which = 0; which < 6; which++) {
+    for (int which = 0; which < 7; which++) {
         for (long k = 1;; k++) {
             weft_future *a = weft_future_new(loop), *b = weft_future_new(loop);
             assert_non_null(a);
@@ -2354,7 +2582,8 @@ static void test_combinator_constructors_survive_every_allocation_failure(void *
             case 2: ac = weft_as_completed_new(loop, fs, 2, 5.0); break;
             case 3: f = weft_wait_for(fs[0], 5.0); weft_future_unref(b); break;
             case 4: f = weft_shield(fs[0]); weft_future_unref(b); break;
-            default: f = weft_sleep(loop, 5.0); weft_future_unref(fs[0]); weft_future_unref(fs[1]); break;
+            case 5: f = weft_sleep(loop, 5.0); weft_future_unref(fs[0]); weft_future_unref(fs[1]); break;
+            default: f = weft_sleep_result(loop, 5.0, (weft_value){.i = 1}); weft_future_unref(fs[0]); weft_future_unref(fs[1]); break;
             }
             alloc_fail_at(0);
             bool ok = f || ac;
@@ -2380,6 +2609,7 @@ int main(void)
         T(test_sleep_zero_interleaves_two_tasks_strictly),
         T(test_sleep_zero_resumes_after_handles_already_queued),
         T(test_sleep_nan_is_einval),
+        T(test_sleep_result_carries_its_value),
         T(test_cancelling_sleeping_task_drops_its_timer),
         T(test_destroying_loop_with_sleeping_task_releases_everything),
         /* gather */
@@ -2453,6 +2683,10 @@ int main(void)
         T(test_supervisor_cancel_of_owner_in_join_cancels_children),
         T(test_refused_group_spawn_is_not_a_group_error),
         T(test_refused_group_spawn_records_nothing),
+        T(test_group_keeps_every_error_in_completion_order),
+        T(test_group_results_are_readable_after_the_join),
+        T(test_group_cancelled_children_read_ecanceled_after_join),
+        T(test_group_spawn_survives_every_allocation_failure),
         T(test_destroy_with_pending_combinators_leaks_nothing),
         T(test_wait_for_and_shield_refuse_a_closed_loop),
         T(test_seconds_policy_nan_einval_infinities_saturate),

@@ -35,6 +35,11 @@ WEFT_NODISCARD weft_future *weft_sleep(weft_loop *loop, double delay);
 /* Nanosecond form of weft_sleep. */
 WEFT_NODISCARD weft_future *weft_sleep_ns(weft_loop *loop, int64_t delay_ns);
 
+/* asyncio.sleep(delay, result): a sleep whose value is result (any delay
+ * <= 0 completes at the next timer step, not as a plain yield).  NaN:
+ * NULL with -EINVAL. */
+WEFT_NODISCARD weft_future *weft_sleep_result(weft_loop *loop, double delay, weft_value result);
+
 /* Sleep inside a coroutine body: WEFT_AWAIT(self, weft_sleep(loop, delay)). */
 #define WEFT_SLEEP(self, delay) WEFT_AWAIT(self, weft_sleep(weft_task_loop(task), (delay)))
 
@@ -263,16 +268,20 @@ void weft__timeout_exit(weft_timeout *scope, weft_co *child);
  * runs on every path.  A cancellation of the owner from outside cancels the
  * children, also while the owner waits in the join, and stays -ECANCELED.
  * Fields are private: use the functions. */
+struct weft__group_slot;
+
 typedef struct weft_group {
     weft_block blk; /* the block form's (first) */
     weft_loop *loop;
     weft_task *owner;
-    weft_future **kids;    /* every child (references held until the join) */
-    size_t n, cap, active; /* children, capacity, children still pending */
-    int errors[8];         /* first child errors, in completion order */
-    size_t nerrors;        /* child errors seen (may exceed 8) */
-    int body_error;        /* the error the body ended with, or 0 */
-    uint16_t base;         /* the owner's cancel count at init */
+    weft_future **kids;             /* every child (references held until the join) */
+    struct weft__group_slot *slots; /* per child: its outcome after the join; the
+                                       child errors in completion order */
+    size_t n, cap, active;          /* children, capacity, children still pending */
+    size_t nerrors;                 /* child errors so far */
+    int body_error;                 /* the error the body ended with, or 0 */
+    int spawn_error;                /* the first failed spawn's error, or 0 */
+    uint16_t base;                  /* the owner's cancel count at init */
     uint8_t state, flags, normal;
     weft_waiter join; /* the join's future */
 } weft_group;
@@ -305,10 +314,11 @@ typedef struct weft_group {
 int weft_group_init(weft_group *g, weft_task *owner);
 
 /* Spawn coroutine fn in group g; returns the task (borrowed: the group
- * holds it until the join) or NULL with weft_last_error(): WEFT_ESTATE if
- * the group is aborting or joined (nothing else happens); for a failed
- * spawn (-ENOMEM...) the join also cancels the other children and fails
- * with that error. */
+ * holds it until the join; read its outcome after the join with
+ * weft_group_result) or NULL with weft_last_error(): WEFT_ESTATE if the
+ * group is aborting or joined (nothing else happens); for a failed spawn
+ * (-ENOMEM...) the join also cancels the other children and fails with
+ * that error unless a child failed first. */
 #define WEFT_GROUP_SPAWN(g, ...) WEFT__GROUP_SPAWN(g, __VA_ARGS__, )
 #define WEFT__GROUP_SPAWN(g, fn, ...) \
     weft__group_spawn((g), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
@@ -325,13 +335,27 @@ weft_task *weft__group_spawn(weft_group *g, const weft_co *init);
 weft_future *weft__group_join_begin(weft_group *g, weft_co *co);
 void weft__group_join_end(weft_group *g, weft_co *co);
 
-/* Child errors in completion order: copies up to n (at most 8) into out,
- * returns how many there were. */
+/* Every child error, in completion order (C's ExceptionGroup): copies up
+ * to n of them into out (out may be NULL) and returns how many there are.
+ * A child's cancellation is not an error. */
 size_t weft_group_errors(const weft_group *g, int *out, size_t n);
 
-/* The error the owner's body ended with before the join (0 if none): kept
- * apart from the children's. */
+/* The error the owner's body ended with before the join (0 if none), kept
+ * apart from the children's; or, if a spawn failed (-ENOMEM...), that
+ * spawn's error. */
 int weft_group_body_error(const weft_group *g);
+
+/* How many children were spawned into g (refused spawns not counted).
+ * Child i is the i-th successful WEFT_GROUP_SPAWN. */
+size_t weft_group_size(const weft_group *g);
+
+/* Child i's outcome once the group is joined: its value in *out (may be
+ * NULL) and 0, or its error code (-ECANCELED for a cancelled child).
+ * WEFT_ESTATE before the join, -EINVAL for i out of range.  The outcomes
+ * live in the owner task's memory until the group is initialised again or
+ * the task is released, so they stay readable after the task handles
+ * (borrowed, released at the join) are gone. */
+int weft_group_result(const weft_group *g, size_t i, weft_value *out);
 
 #ifdef __cplusplus
 }
