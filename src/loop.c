@@ -15,6 +15,7 @@
  * 20 per callback here, besides the callback's own run function
  * (callgrind, the bench's call_soon chain).
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,6 +220,31 @@ int weft_loop_stop(weft_loop *loop)
         return WEFT_ECLOSED;
     loop->state |= WEFT__STOPPING;
     return 0;
+}
+
+int weft_exit(weft_loop *loop, int status)
+{
+    if (!loop || status < 0 || status == INT_MAX)
+        return -EINVAL;
+    int err = weft_loop_stop(loop);
+    if (!err && !loop->exit_status)
+        loop->exit_status = status + 1;
+    return err;
+}
+
+bool weft_exit_requested(const weft_loop *loop, int *status)
+{
+    if (!loop || !loop->exit_status)
+        return false;
+    if (status)
+        *status = loop->exit_status - 1;
+    return true;
+}
+
+void weft_exit_clear(weft_loop *loop)
+{
+    if (loop)
+        loop->exit_status = 0;
 }
 
 bool weft_loop_is_running(const weft_loop *loop)

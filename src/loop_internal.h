@@ -288,6 +288,7 @@ struct weft_loop {
     weft__running run;
     void (*iter_hook)(weft_loop *, void *);
     void *iter_ud;
+    int exit_status; /* weft_exit: status + 1; 0 = not requested */
     int64_t now;
     bool now_valid;
     bool virtual_clock; /* WEFT__VIRTUAL, where the iteration needs it */

@@ -108,7 +108,60 @@ bool weft__task_in_storage(const weft_task *t)
 
 static void task_step(weft_node *n);
 
+/* A new task; queued (its first step in the ready queue) if queue. */
+static weft__task *spawn(weft_loop *loop, const weft_co *init, void *mem, size_t size, bool queue);
+
 weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void *mem, size_t size)
+{
+    weft__task *t = spawn(loop, init, mem, size, true);
+    return t ? &t->fut : NULL;
+}
+
+/* Run t's first step now, inside the caller (which may be another task's
+ * step): what the loop records about the running step is saved and put
+ * back, so the caller's task goes on as if nothing had happened. */
+static void eager_step(weft__task *t)
+{
+    weft_loop *loop = t->fut.loop;
+    task_layer *ts = tasks_of(loop);
+    weft__task *current = ts->current;
+    int budget = ts->budget, line = ts->step_line;
+    const weft_co_info *info = ts->step_info;
+    weft__running run = loop->run;
+    weft_future_ref(&t->fut); /* the step may finish it and drop the loop's reference */
+    task_step(&t->node);
+    ts->current = current;
+    ts->budget = budget;
+    ts->step_info = info;
+    ts->step_line = line;
+    loop->run = run;
+    weft_future_unref(&t->fut);
+}
+
+weft_task *weft__spawn_opts(weft_loop *loop, const weft_spawn_options *opts, const weft_co *init)
+{
+    bool eager = opts && opts->eager;
+    weft__task *t = spawn(loop, init, NULL, 0, !eager);
+    if (!t)
+        return NULL;
+    if (opts && opts->name && weft_task_set_name(&t->fut, opts->name) < 0) {
+        /* no memory for the name: nothing ran yet, so undo the spawn */
+        weft__node_unlink(&t->node);
+        tasks_of(loop)->pending--;
+        t->fut.flags &= (uint8_t)~WEFT__T_LOOPREF;
+        t->fut.state = WEFT__CANCELLED;
+        t->fut.flags |= WEFT__F_OBSERVED;
+        t->fut.refs = 1;
+        weft_future_unref(&t->fut);
+        weft__set_last_error(-ENOMEM);
+        return NULL;
+    }
+    if (eager)
+        eager_step(t);
+    return &t->fut;
+}
+
+static weft__task *spawn(weft_loop *loop, const weft_co *init, void *mem, size_t size, bool queue)
 {
     if (!loop || !init || !init->info || init->info->align > 16 ||
         init->info->size < sizeof(weft_co)) {
@@ -159,8 +212,9 @@ weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void *mem, size_t s
     if (kflags & WEFT__T_LISTED)
         weft__list_push(&ts->listed, prefix_of(t));
     ts->pending++;
-    weft__ready_push(loop, &t->node);
-    return &t->fut;
+    if (queue)
+        weft__ready_push(loop, &t->node);
+    return t;
 }
 
 static void task_release(weft_future *f)
@@ -971,8 +1025,32 @@ int weft__run(const weft_loop_options *opts, weft_value *out, const weft_co *ini
     err = weft_loop_run_until_complete(loop, main_task);
     if (!err && out)
         weft_future_result(main_task, out);
+    int status;
+    if (weft_exit_requested(loop, &status)) {
+        err = status; /* weft_exit: the status, after the same shutdown */
+        weft_future_cancel(main_task);
+        weft_exit_clear(loop); /* the shutdown runs the loop again */
+    }
     shutdown_tasks(loop);
     weft_future_unref(main_task);
     weft_loop_destroy(loop);
+    return err;
+}
+
+int weft__run_until_complete(weft_loop *loop, weft_value *out, const weft_co *init)
+{
+    if (!loop)
+        return -EINVAL;
+    if (weft_loop_is_running(loop) || weft_running_loop())
+        return -EBUSY;
+    weft_task *t = weft__spawn(loop, init, NULL, 0);
+    if (!t)
+        return weft_last_error();
+    int err = weft_loop_run_until_complete(loop, t);
+    if (!err && out)
+        weft_future_result(t, out);
+    else if (weft_future_done(t))
+        weft_future_error(t); /* observed: the caller got the code */
+    weft_future_unref(t);
     return err;
 }

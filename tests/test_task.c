@@ -1332,6 +1332,147 @@ static void test_dump_tasks_shows_name_state_line_and_chain(void **state)
 }
 
 /* =============================================================================
+ * Spawn options: name, eager start (asyncio 3.12 eager_task_factory)
+ * ========================================================================== */
+
+/* Records the current task, then returns v at once, or after n yields. */
+struct eager_co {
+    WEFT_FRAME(int);
+    int n, v, tag;
+    int i;
+};
+
+static weft_task *g_eager_cur;
+
+WEFT_ASYNC(eager_co)
+{
+    WEFT_BEGIN(self);
+    g_eager_cur = weft_current_task(weft_task_loop(task));
+    log_tag(self->tag);
+    for (self->i = 0; self->i < self->n; self->i++)
+        WEFT_YIELD(self);
+    log_tag(self->tag + 1);
+    WEFT_RETURN(self, self->v);
+    WEFT_END;
+}
+
+/* An eager task that never suspends is finished when WEFT_SPAWN_OPTS
+ * returns: it ran as the current task, never went through the ready queue,
+ * and its value is there. */
+static void test_eager_spawn_that_never_suspends_returns_done_task(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_spawn_options o = {.eager = true};
+    uint64_t before = stats(loop).callbacks;
+    weft_task *t = WEFT_SPAWN_OPTS(loop, &o, eager_co, .v = 5, .tag = 10);
+    assert_non_null(t);
+    assert_true(weft_future_done(t));
+    assert_ptr_equal(g_eager_cur, t);
+    assert_null(weft_current_task(loop)); /* restored: nothing runs now */
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(t, &v), 0);
+    assert_int_equal(v.i, 5);
+    EXPECT_LOG(10, 11);
+    assert_int_equal(stats(loop).callbacks, before); /* no loop iteration, no callback */
+    assert_int_equal(weft_all_tasks(loop, NULL, 0), 0);
+    weft_future_unref(t);
+    finish(loop);
+}
+
+/* An eager task runs until its first suspension inside the spawn, then
+ * goes on from the loop like any task. */
+static void test_eager_spawn_runs_until_first_suspension(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_spawn_options o = {.eager = true, .name = "eager-one"};
+    weft_task *t = WEFT_SPAWN_OPTS(loop, &o, eager_co, .n = 2, .v = 3, .tag = 20);
+    assert_non_null(t);
+    EXPECT_LOG(20);
+    assert_false(weft_future_done(t));
+    assert_string_equal(weft_task_name(t), "eager-one");
+    assert_int_equal(run(loop, t), 0);
+    EXPECT_LOG(20, 21);
+    weft_future_unref(t);
+    finish(loop);
+}
+
+/* Eager spawn from inside another task's step: the child's first step runs
+ * inside the parent's, and the parent is the current task again after it
+ * (its own step goes on). */
+struct eager_parent {
+    WEFT_FRAME(int);
+    weft_task *child;
+    weft_task *cur_after;
+};
+
+WEFT_ASYNC(eager_parent)
+{
+    WEFT_BEGIN(self);
+    log_tag(1);
+    {
+        weft_spawn_options o = {.eager = true};
+        self->child = WEFT_SPAWN_OPTS(weft_task_loop(task), &o, eager_co, .n = 1, .tag = 2);
+    }
+    self->cur_after = weft_current_task(weft_task_loop(task));
+    log_tag(4);
+    WEFT_AWAIT(self, self->child);
+    log_tag(5);
+    WEFT_RETURN(self, self->cur_after == task);
+    WEFT_END;
+}
+
+static void test_eager_spawn_inside_a_task_runs_child_first_step_inline(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_task *t = WEFT_SPAWN(loop, eager_parent);
+    assert_int_equal(run(loop, t), 0);
+    EXPECT_LOG(1, 2, 4, 3, 5);
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(t, &v), 0);
+    assert_int_equal(v.i, 1); /* the parent was current again after the spawn */
+    weft_future_unref(t);
+    finish(loop);
+}
+
+/* Options: NULL opts is plain WEFT_SPAWN; a name is set at spawn; a name
+ * that cannot be stored (allocation failure) refuses the spawn with
+ * -ENOMEM and runs nothing. */
+static void test_spawn_options_name_and_failures(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    wt_warm(loop);
+    weft_task *t = WEFT_SPAWN_OPTS(loop, NULL, eager_co, .tag = 30);
+    assert_non_null(t);
+    assert_int_equal(g_nlog, 0); /* queued, not run */
+    assert_string_equal(weft_task_name(t), "eager_co");
+    weft_future_unref(t);
+    weft_spawn_options o = {.name = "named"};
+    int failures = 0;
+    for (long k = 1;; k++) {
+        alloc_fail_at(alloc_calls() + k);
+        weft_task *n = WEFT_SPAWN_OPTS(loop, &o, eager_co, .tag = 40);
+        alloc_fail_at(0);
+        if (n) {
+            assert_string_equal(weft_task_name(n), "named");
+            weft_future_unref(n);
+            break;
+        }
+        failures++;
+        assert_int_equal(weft_last_error(), -ENOMEM);
+    }
+    assert_true(failures >= 1);
+    drain(loop);
+    EXPECT_LOG(30, 31, 40, 41); /* the refused spawns ran nothing */
+    assert_null(WEFT_SPAWN_OPTS(NULL, &o, eager_co));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    finish(loop);
+}
+
+/* =============================================================================
  * WEFT_RUN (S-RUN-1, S-RUN-2)
  * ========================================================================== */
 
@@ -1350,6 +1491,105 @@ WEFT_ASYNC(lingerer)
     WEFT_SLEEP(self, 0.5); /* cleanup that awaits */
     g_fin_done++;
     WEFT_END;
+}
+
+/* =============================================================================
+ * run_until_complete on a coroutine, and weft_exit (asyncio's SystemExit)
+ * ========================================================================== */
+
+/* WEFT_RUN_UNTIL_COMPLETE spawns, runs and drops the task: its value, its
+ * error, -EBUSY inside a running loop, WEFT_ECLOSED on a closed loop. */
+static void test_run_until_complete_on_a_coroutine(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_value v = {0};
+    assert_int_equal(WEFT_RUN_UNTIL_COMPLETE(loop, &v, worker, .n = 2, .v = 9), 0);
+    assert_int_equal(v.i, 9);
+    assert_int_equal(WEFT_RUN_UNTIL_COMPLETE(loop, NULL, worker, .fail = -EIO), -EIO);
+    assert_int_equal(g_hook.count, 0); /* the caller got the error: no report */
+    assert_int_equal(WEFT_RUN_UNTIL_COMPLETE(NULL, NULL, worker), -EINVAL);
+    assert_int_equal(weft_all_tasks(loop, NULL, 0), 0);
+    finish(loop);
+    weft_loop *closed = NULL;
+    assert_int_equal(weft_loop_new(&closed, NULL), 0);
+    assert_int_equal(weft_loop_close(closed), 0);
+    assert_int_equal(WEFT_RUN_UNTIL_COMPLETE(closed, NULL, worker), WEFT_ECLOSED);
+    assert_int_equal(weft_loop_destroy(closed), 0);
+}
+
+/* A task that exits: weft_exit stops the loop, WEFT_RUN cancels every
+ * other task, lets their FINALLY (with its awaits) run, and returns the
+ * status. */
+struct exiter {
+    WEFT_FRAME(int);
+    int status, how; /* how: 0 = weft_exit then return, 1 = WEFT_EXIT */
+};
+
+WEFT_ASYNC(exiter)
+{
+    weft_loop *loop = weft_task_loop(task);
+    WEFT_BEGIN(self);
+    weft_future_unref(WEFT_SPAWN(loop, lingerer));
+    WEFT_YIELD(self); /* the lingerer starts and parks */
+    if (self->how == 1)
+        WEFT_EXIT(self, self->status);
+    assert_int_equal(weft_exit(loop, self->status), 0);
+    assert_int_equal(weft_exit(loop, 99), 0); /* the first request wins */
+    g_after++;
+    WEFT_SLEEP(self, 10); /* the loop stops before this ends */
+    g_after += 100;
+    WEFT_FINALLY;
+    g_fin++;
+    g_fin_err = self->co.err;
+    WEFT_END;
+}
+
+static void test_weft_exit_stops_run_and_returns_the_status(void **state)
+{
+    (void)state;
+    weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
+    assert_int_equal(WEFT_RUN(&o, NULL, exiter, .status = 3), 3);
+    assert_int_equal(g_after, 1);      /* went on to its suspension, not past it */
+    assert_int_equal(g_fin, 2);        /* its cleanup and the lingerer's ran */
+    assert_int_equal(g_fin_done, 1);   /* the lingerer's cleanup awaited and finished */
+    assert_int_equal(g_fin_err, -ECANCELED);
+    assert_int_equal(alloc_live(), 0);
+    assert_int_equal(g_hook.count, 0);
+}
+
+static void test_weft_exit_macro_unwinds_at_once(void **state)
+{
+    (void)state;
+    weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
+    assert_int_equal(WEFT_RUN(&o, NULL, exiter, .status = 0, .how = 1), 0);
+    assert_int_equal(g_after, 0);
+    assert_int_equal(g_fin, 2);
+    assert_int_equal(g_fin_err, -ECANCELED);
+    assert_int_equal(alloc_live(), 0);
+}
+
+/* On a loop run by hand: run_until_complete returns WEFT_ESTATE, the
+ * request is visible and can be cleared; bad arguments are refused. */
+static void test_weft_exit_on_a_loop_run_by_hand(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_task *t = WEFT_SPAWN(loop, exiter, .status = 7);
+    assert_int_equal(run(loop, t), WEFT_ESTATE);
+    int st = -1;
+    assert_true(weft_exit_requested(loop, &st));
+    assert_int_equal(st, 7);
+    weft_exit_clear(loop);
+    assert_false(weft_exit_requested(loop, NULL));
+    assert_int_equal(weft_exit(loop, -1), -EINVAL);
+    assert_int_equal(weft_exit(NULL, 0), -EINVAL);
+    assert_false(weft_exit_requested(NULL, NULL));
+    assert_int_equal(weft_future_cancel(t), 0);
+    assert_int_equal(run(loop, t), -ECANCELED);
+    weft_future_unref(t);
+    drain(loop);
+    finish(loop);
 }
 
 enum { RUN_VALUE, RUN_THROW, RUN_LEFTOVERS, RUN_NESTED };
@@ -1905,6 +2145,14 @@ int main(void)
     const struct CMUnitTest tests[] = {
         /* spawning */
         T(test_spawn_copies_designated_initializer_args),
+        T(test_eager_spawn_that_never_suspends_returns_done_task),
+        T(test_eager_spawn_runs_until_first_suspension),
+        T(test_eager_spawn_inside_a_task_runs_child_first_step_inline),
+        T(test_spawn_options_name_and_failures),
+        T(test_run_until_complete_on_a_coroutine),
+        T(test_weft_exit_stops_run_and_returns_the_status),
+        T(test_weft_exit_macro_unwinds_at_once),
+        T(test_weft_exit_on_a_loop_run_by_hand),
         T(test_spawn_queues_first_step_spawner_continues),
         T(test_spawn_on_closed_loop_fails_eclosed),
         T(test_spawn_into_storage_allocates_nothing),

@@ -121,6 +121,19 @@ int weft_loop_run_once(weft_loop *loop);
  * with timeout 0.  Returns 0, -EINVAL or WEFT_ECLOSED. */
 int weft_loop_stop(weft_loop *loop);
 
+/* Stop with an exit status (asyncio's SystemExit; task.h explains how
+ * WEFT_RUN and WEFT_EXIT use it): records status (>= 0; the first request
+ * wins) and stops the loop as weft_loop_stop does.  Returns 0, -EINVAL
+ * (NULL loop, negative status), -EPERM (debug thread check), WEFT_ECLOSED. */
+int weft_exit(weft_loop *loop, int status);
+
+/* True if weft_exit was called on loop (and not cleared by
+ * weft_exit_clear); its status in *status (may be NULL). */
+bool weft_exit_requested(const weft_loop *loop, int *status);
+
+/* Forget an exit request (a loop run again after handling one). */
+void weft_exit_clear(weft_loop *loop);
+
 /* True while run_forever / run_once executes (inside every callback). */
 bool weft_loop_is_running(const weft_loop *loop);
 

@@ -40,6 +40,28 @@ extern "C" {
  * WEFT_ECLOSED).  Frames may be aligned to at most 16 bytes. */
 #define WEFT_SPAWN(loop, ...) WEFT__SPAWN(loop, NULL, 0, __VA_ARGS__, )
 
+/* Options at spawn (asyncio's create_task(name=...) and 3.12's eager task
+ * factory).  Zero-initialise, then set what you need. */
+typedef struct weft_spawn_options {
+    const char *name; /* the task's name (it must outlive the task), or NULL */
+    bool eager;       /* run the first step inside the spawn call, until the
+                         first suspension: a coroutine that never suspends
+                         returns an already finished task and never goes
+                         through the ready queue */
+} weft_spawn_options;
+
+/* WEFT_SPAWN with options (opts may be NULL):
+ *     weft_spawn_options o = {.name = "fetch-1", .eager = true};
+ *     weft_task *t = WEFT_SPAWN_OPTS(loop, &o, fetch, .url = u);
+ * An eager first step runs as the current task (weft_current_task is the
+ * new task) and then returns to the caller, whose own task, if any, simply
+ * continues afterwards. */
+#define WEFT_SPAWN_OPTS(loop, opts, ...) WEFT__SPAWN_OPTS(loop, opts, __VA_ARGS__, )
+#define WEFT__SPAWN_OPTS(loop, opts, fn, ...) \
+    weft__spawn_opts((loop), (opts), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
+WEFT_NODISCARD weft_task *weft__spawn_opts(weft_loop *loop, const weft_spawn_options *opts,
+                                           const weft_co *init);
+
 /* Bytes of caller storage for a task running coroutine fn. */
 #define WEFT_TASK_SIZE(fn) (WEFT__TASK_SPACE + sizeof(struct fn))
 
@@ -191,6 +213,45 @@ size_t weft_all_tasks(weft_loop *loop, weft_task **out, size_t n);
  * is what weft_loop_request_dump delivers. */
 size_t weft_loop_dump_tasks(weft_loop *loop, FILE *out);
 
+/* ---- running a coroutine to completion -------------------------------------------- */
+
+/* loop.run_until_complete(coro): spawn fn as a task on loop (which must not
+ * be running), run the loop until the task is done, store its value in
+ * *out (out may be NULL) and drop the task.  Returns the task's error code
+ * (0 for a value), a spawn error (-EINVAL, -ENOMEM, WEFT_ECLOSED), -EBUSY
+ * if a loop already runs in this thread, or WEFT_ESTATE if the loop
+ * stopped first (weft_loop_stop, weft_exit) - the task then stays pending
+ * and the loop keeps it.
+ *     weft_value v;
+ *     int err = WEFT_RUN_UNTIL_COMPLETE(loop, &v, fetch, .url = u);       */
+#define WEFT_RUN_UNTIL_COMPLETE(loop, out, ...) WEFT__RUN_UNTIL_COMPLETE(loop, out, __VA_ARGS__, )
+#define WEFT__RUN_UNTIL_COMPLETE(loop, out, fn, ...) \
+    weft__run_until_complete((loop), (out), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
+int weft__run_until_complete(weft_loop *loop, weft_value *out, const weft_co *init);
+
+/* ---- stopping everything from inside (asyncio's SystemExit) ---------------------------
+
+ * C has no exception that escapes every frame at once, so a weft program
+ * stops itself explicitly: weft_exit(loop, status) records an exit status
+ * and stops the loop at the end of the current iteration, like
+ * weft_loop_stop.  WEFT_RUN then cancels every task, lets their cleanup
+ * run (its usual bounded shutdown) and returns status instead of the main
+ * task's error; a loop you run yourself returns from run_forever (or
+ * run_until_complete, with WEFT_ESTATE), and weft_exit_requested tells you
+ * why.  The calling task goes on until its next suspension; WEFT_EXIT
+ * unwinds it at once instead (its FINALLY runs, it ends cancelled), as a
+ * raised SystemExit would.  Ctrl-C is a separate option of WEFT_RUN (see
+ * docs/os.md). */
+
+/* weft_exit and weft_exit_requested are in loop.h. */
+
+/* weft_exit on the task's loop, then unwind this frame with -ECANCELED. */
+#define WEFT_EXIT(self, status)                                       \
+    do {                                                              \
+        (void)weft_exit(weft_task_loop(task), (status));              \
+        WEFT_THROW(self, -ECANCELED);                                 \
+    } while (0)
+
 /* ---- asyncio.run ------------------------------------------------------------------- */
 
 /* asyncio.run: make a loop (opts may be NULL), run fn as the main task to
@@ -200,7 +261,8 @@ size_t weft_loop_dump_tasks(weft_loop *loop, FILE *out);
  * hook (WEFT_REPORT_SHUTDOWN) and released (each reported) - and close and
  * free the loop.  Returns main's error code (0 on success; -EBUSY if a loop
  * already runs in this thread; a weft_loop_new or spawn error) and stores
- * its value in *out if out is not NULL.
+ * its value in *out if out is not NULL; or, if a task called weft_exit,
+ * the status it gave (>= 0), after the same shutdown.
  *     int main(void) { return WEFT_RUN(NULL, NULL, hello) ? 1 : 0; }     */
 #define WEFT_RUN(opts, out, ...) WEFT__RUN(opts, out, __VA_ARGS__, )
 #define WEFT__RUN(opts, out, fn, ...) \
