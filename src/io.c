@@ -330,6 +330,17 @@ int weft_add_writer(weft_loop *loop, int fd, weft_cb *fn, void *arg)
     return add_watcher(loop, fd, WEFT_WRITABLE, fn, arg);
 }
 
+bool weft__fd_watched(const weft_loop *loop, int fd, unsigned dir)
+{
+    weft_io *w = fd_watcher(loop, fd);
+    if (!w)
+        return false;
+    if (!(w->flags & WEFT__IO_RECORD))
+        return true; /* a caller-owned watcher: add_reader/writer would refuse anyway */
+    fdrec *r = WEFT_CONTAINER_OF(w, fdrec, io);
+    return dir == WEFT_READABLE ? r->rd_fn != NULL : r->wr_fn != NULL;
+}
+
 int weft_remove_reader(weft_loop *loop, int fd)
 {
     return remove_watcher(loop, fd, WEFT_READABLE);

@@ -131,6 +131,11 @@ static inline weft__layer *weft__layer_get(const weft_loop *loop, int id);
  * hooks from then on. */
 void weft__layer_set(weft_loop *loop, int id, weft__layer *state);
 
+/* True if fd has a reader (dir WEFT_READABLE) or writer (WEFT_WRITABLE)
+ * registered with weft_add_reader / weft_add_writer, or a caller-owned
+ * weft_io, in loop (io.c). */
+bool weft__fd_watched(const weft_loop *loop, int fd, unsigned dir);
+
 /* ---- allocation through the loop's hook ----------------------------------------- */
 
 /* n > 0; NULL on failure.  weft__free(loop, NULL) is a no-op. */

@@ -26,6 +26,8 @@
 #include "weft_test.h"
 
 #include <math.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* ---- event log (weft_test.h): lookups ------------------------------------------ */
 
@@ -347,6 +349,147 @@ static void test_sleep_result_carries_its_value(void **state)
     assert_null(weft_sleep_result(closed, 1.0, (weft_value){0}));
     assert_int_equal(weft_last_error(), WEFT_ECLOSED);
     assert_int_equal(weft_loop_destroy(closed), 0);
+}
+
+/* =============================================================================
+ * fd readiness: weft_wait_readable / weft_wait_writable
+ * ========================================================================== */
+
+static void write_byte(void *arg)
+{
+    int fd = *(int *)arg;
+    assert_int_equal(write(fd, "x", 1), 1);
+}
+
+/* A wait on a pipe's read end completes (value WEFT_READABLE) once a byte
+ * arrives, at the loop time of the write, and exactly once: afterwards the
+ * byte is still unread, the fd stays readable, and nothing else fires (the
+ * registration is gone: a second wait can be made). */
+static void test_wait_readable_completes_once_and_unregisters(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(weft_call_later(loop, 2.0, write_byte, &p[1], NULL), 0);
+    outcome o = {0};
+    assert_int_equal(run_task(loop, AWAIT_IT(loop, weft_wait_readable(loop, p[0]), &o, false)), 0);
+    assert_int_equal(o.e, 0);
+    assert_int_equal(o.v.i, WEFT_READABLE);
+    assert_int_equal(o.at, 2 * SEC);
+    assert_int_equal(weft_remove_reader(loop, p[0]), -ENOENT); /* one-shot */
+    step(loop);
+    step(loop); /* still readable: nothing runs, nothing breaks */
+    outcome again = {0};
+    assert_int_equal(run_task(loop, AWAIT_IT(loop, weft_wait_readable(loop, p[0]), &again, false)), 0);
+    assert_int_equal(again.v.i, WEFT_READABLE);
+    assert_int_equal(again.at, 2 * SEC); /* at once: the byte is still there */
+    char c;
+    assert_int_equal(read(p[0], &c, 1), 1);
+    finish(loop);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* Writable: a pipe with room is writable at once.  Readable and writable
+ * waits on the two ends (or on one socket) coexist. */
+static void test_wait_writable_and_readable_coexist(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    weft_future *r = weft_wait_readable(loop, sv[0]);
+    weft_future *w = weft_wait_writable(loop, sv[0]);
+    assert_non_null(r);
+    assert_non_null(w);
+    step(loop);
+    assert_true(weft_future_done(w));
+    assert_false(weft_future_done(r));
+    assert_int_equal(write(sv[1], "y", 1), 1);
+    step(loop);
+    assert_true(weft_future_done(r));
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(r, &v), 0);
+    assert_int_equal(v.i, WEFT_READABLE);
+    assert_int_equal(weft_future_result(w, &v), 0);
+    assert_int_equal(v.i, WEFT_WRITABLE);
+    weft_future_unref(r);
+    weft_future_unref(w);
+    finish(loop);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* Cancelling a pending wait removes its registration at once (the fd can
+ * then get a reader of its own); a second wait in the same direction, or
+ * an fd with a reader, is -EBUSY (never replaced); bad input is refused. */
+static void test_wait_readable_cancel_busy_and_bad_input(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    weft_future *f = weft_wait_readable(loop, p[0]);
+    assert_non_null(f);
+    assert_null(weft_wait_readable(loop, p[0]));
+    assert_int_equal(weft_last_error(), -EBUSY);
+    assert_int_equal(weft_future_cancel(f), 0);
+    assert_int_equal(weft_future_error(f), -ECANCELED);
+    assert_int_equal(weft_remove_reader(loop, p[0]), -ENOENT);
+    weft_future_unref(f);
+    assert_int_equal(weft_add_reader(loop, p[0], write_byte, &p[1]), 0);
+    assert_null(weft_wait_readable(loop, p[0]));
+    assert_int_equal(weft_last_error(), -EBUSY);
+    assert_int_equal(weft_remove_reader(loop, p[0]), 0);
+    assert_null(weft_wait_readable(loop, -1));
+    assert_int_equal(weft_last_error(), -EBADF);
+    int closed_fd = dup(p[0]);
+    close(closed_fd);
+    assert_null(weft_wait_writable(loop, closed_fd));
+    assert_int_equal(weft_last_error(), -EBADF);
+    assert_null(weft_wait_readable(NULL, p[0]));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    finish(loop);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* A task waiting for readability is cancelled: the wait is cancelled with
+ * it and unregistered; allocation failure at each site leaves no
+ * registration behind; a loop closed with a wait pending leaks nothing. */
+static void test_wait_readable_task_cancel_enomem_and_close(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    wt_warm(loop);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    outcome o = {0};
+    weft_task *t = AWAIT_IT(loop, weft_wait_readable(loop, p[0]), &o, false);
+    step(loop);
+    assert_int_equal(weft_task_cancel(t), 0);
+    assert_int_equal(run_task(loop, t), -ECANCELED);
+    assert_false(o.resumed);
+    assert_int_equal(o.fin_err, -ECANCELED);
+    assert_int_equal(weft_remove_reader(loop, p[0]), -ENOENT);
+    int failures = 0;
+    for (long k = 1;; k++) {
+        alloc_fail_at(alloc_calls() + k);
+        weft_future *f = weft_wait_readable(loop, p[0]);
+        alloc_fail_at(0);
+        if (f) {
+            weft_future_unref(f); /* held by the loop: still registered */
+            break;
+        }
+        failures++;
+        assert_int_equal(weft_last_error(), -ENOMEM);
+        assert_int_equal(weft_remove_reader(loop, p[0]), -ENOENT);
+    }
+    (void)failures; /* the pool and the fd record may already exist: maybe none */
+    finish(loop); /* closes with the wait pending: nothing leaks */
+    close(p[0]);
+    close(p[1]);
 }
 
 /* S-SLEEP-1 [3.13]: a NaN delay is -EINVAL (NULL with weft_last_error());
@@ -2610,6 +2753,10 @@ int main(void)
         T(test_sleep_zero_resumes_after_handles_already_queued),
         T(test_sleep_nan_is_einval),
         T(test_sleep_result_carries_its_value),
+        T(test_wait_readable_completes_once_and_unregisters),
+        T(test_wait_writable_and_readable_coexist),
+        T(test_wait_readable_cancel_busy_and_bad_input),
+        T(test_wait_readable_task_cancel_enomem_and_close),
         T(test_cancelling_sleeping_task_drops_its_timer),
         T(test_destroying_loop_with_sleeping_task_releases_everything),
         /* gather */

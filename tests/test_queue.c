@@ -1688,6 +1688,64 @@ static void test_queue_macros_propagate_shutdown(void **state)
     finish_queue(loop, &q);
 }
 
+/* A worker that drains q with WEFT_TRY_QUEUE_GET and ends quietly (value:
+ * the sum of its items) when the queue is shut down and empty. */
+struct try_worker {
+    WEFT_FRAME(long);
+    weft_queue *q;
+    weft_waiter w;
+    void *item;
+    int err;
+    long sum, n;
+};
+
+WEFT_ASYNC(try_worker)
+{
+    WEFT_BEGIN(self);
+    for (;;) {
+        WEFT_TRY_QUEUE_GET(self, self->q, &self->w, self->item, self->err);
+        if (self->err)
+            break;
+        self->sum += (long)(intptr_t)self->item;
+        self->n++;
+    }
+    WEFT_RETURN(self, self->err == WEFT_ESHUTDOWN ? self->sum : -1);
+    WEFT_END;
+}
+
+/* WEFT_TRY_QUEUE_GET: items already there (fast path) and items that
+ * arrive while it waits are got; a graceful shutdown lets it drain what is
+ * left and then end without an error; cancellation still unwinds. */
+static void test_try_queue_get_ends_quietly_at_shutdown(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
+    put_all(&q, (long[]){1, 2}, 2);
+    weft_task *t = WEFT_SPAWN(loop, try_worker, .q = &q);
+    step(loop); /* gets 1 and 2 at once, then waits */
+    assert_false(weft_future_done(t));
+    put_all(&q, (long[]){4, 8}, 2);
+    step(loop);
+    put_all(&q, (long[]){16}, 1);
+    assert_int_equal(weft_queue_shutdown(&q, false), 0); /* graceful: 16 still got */
+    assert_int_equal(run(loop, t), 0);
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(t, &v), 0);
+    assert_int_equal(v.i, 31);
+    weft_future_unref(t);
+    weft_queue c;
+    assert_int_equal(weft_queue_init(&c, loop, 0, NULL), 0);
+    weft_task *u = WEFT_SPAWN(loop, try_worker, .q = &c);
+    step(loop);
+    assert_int_equal(weft_task_cancel(u), 0);
+    assert_int_equal(run(loop, u), -ECANCELED);
+    weft_future_unref(u);
+    weft_queue_destroy(&c);
+    finish_queue(loop, &q);
+}
+
 static long g_fast, g_slow; /* WEFT_QUEUE_GETs that did not / did suspend */
 
 struct macro_producer {
@@ -2208,6 +2266,7 @@ int main(void)
         T(test_joiner_cancelled_while_waiting_leaves),
         /* shutdown and destroy */
         T(test_shutdown_graceful_fails_puts_and_drains_gets),
+        T(test_try_queue_get_ends_quietly_at_shutdown),
         T(test_shutdown_wakes_blocked_getters),
         T(test_shutdown_immediate_drops_items_and_releases_join),
         T(test_shutdown_immediate_wakes_putters_without_dropping_their_items),

@@ -65,6 +65,29 @@ bool weft_results_done(const weft_results *r, size_t i);
 /* Entry i's future (borrowed, valid while r is). */
 weft_future *weft_results_future(const weft_results *r, size_t i);
 
+/* ---- fd readiness ------------------------------------------------------------ */
+
+/* A future that completes (value .i = WEFT_READABLE) the first time fd is
+ * readable - or has hung up or failed, which a read then reports - and
+ * removes its registration at that moment: one completion, however long
+ * the fd stays ready (trio's wait_readable; the safe form of completing a
+ * future from an add_reader callback).  Cancelling it removes the
+ * registration at once; a wait nobody holds any more stays registered
+ * (the loop holds it, as it holds a sleep) until it completes or the loop
+ * closes.  Built on weft_add_reader: NULL with weft_last_error()
+ * -EBUSY if fd already has a reader in this loop (it is never replaced),
+ * -EEXIST if fd has a weft_io of its own, -EBADF, -EPERM (not pollable),
+ * -ENOMEM, -EINVAL, WEFT_ECLOSED.  Close the fd only after the wait is
+ * done or cancelled. */
+WEFT_NODISCARD weft_future *weft_wait_readable(weft_loop *loop, int fd);
+
+/* The same for writability (value .i = WEFT_WRITABLE), on weft_add_writer. */
+WEFT_NODISCARD weft_future *weft_wait_writable(weft_loop *loop, int fd);
+
+/* In a coroutine body: WEFT_AWAIT of the two above. */
+#define WEFT_WAIT_READABLE(self, fd) WEFT_AWAIT(self, weft_wait_readable(weft_task_loop(task), (fd)))
+#define WEFT_WAIT_WRITABLE(self, fd) WEFT_AWAIT(self, weft_wait_writable(weft_task_loop(task), (fd)))
+
 /* ---- gather --------------------------------------------------------------------- */
 
 enum {

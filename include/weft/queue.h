@@ -104,6 +104,26 @@ WEFT_NODISCARD weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
         }                                                                                \
     } while (0)
 
+/* WEFT_QUEUE_GET that stores the error (0, or WEFT_ESHUTDOWN once the queue
+ * is shut down and empty) in the int lvalue err instead of unwinding: the
+ * worker loop that ends quietly at shutdown.
+ *     for (;;) {
+ *         WEFT_TRY_QUEUE_GET(self, q, &self->w, self->item, self->err);
+ *         if (self->err) break;            // shut down: done
+ *         ...
+ *     }
+ * The task's own cancellation still unwinds. */
+#define WEFT_TRY_QUEUE_GET(self, q, w, out, err)                                          \
+    do {                                                                                 \
+        (err) = 0;                                                                       \
+        if (!weft__queue_get_fast((q), &(out)) &&                                         \
+            ((err) = weft_queue_get_nowait((q), &(out))) != 0) {                         \
+            WEFT_TRY_AWAIT(self, weft_queue_get((q), (w)), (err));                       \
+            if (!(err))                                                                  \
+                (out) = WEFT_RESULT(self).p;                                             \
+        }                                                                                \
+    } while (0)
+
 /* The common cases of the two macros above, inline (private: the same
  * tests as weft_queue_put_nowait / get_nowait make first).  Put: room in
  * the buffer of a FIFO or LIFO that is not shut down, nobody waiting to
