@@ -1,67 +1,136 @@
-/* error.c - weft_strerror. */
-#include <string.h>
+/* error.c - weft_strerror: a static text for every code.
+ *
+ * weft's own codes, then every errno POSIX names (those this platform
+ * defines), in one table searched linearly: a cold path.  Texts are
+ * weft's, the same on every libc, and never in a buffer that a later call
+ * overwrites; an errno the table does not know gets "unknown error".
+ */
+#include <errno.h>
+#include <stddef.h>
 
 #include "weft/common.h"
 
-static _Thread_local char other[96];
+typedef struct code_text {
+    int err;
+    const char *text;
+} code_text;
+
+#define E(name, text) \
+    {                 \
+        -(name), text \
+    }
+
+static const code_text texts[] = {
+    {0, "success"},
+    {WEFT_ESTATE, "invalid state"},
+    {WEFT_ECLOSED, "event loop is closed"},
+    {WEFT_EFULL, "queue is full"},
+    {WEFT_EEMPTY, "queue is empty"},
+    {WEFT_ESHUTDOWN, "queue is shut down"},
+    {WEFT_EBROKEN, "barrier is broken"},
+    {WEFT_ECORO, "coroutine misuse"},
+    {WEFT_ENOTASK, "no current task, or a task awaited itself"},
+    /* the errno codes weft itself returns, first */
+    E(EINVAL, "invalid argument"),
+    E(ENOMEM, "out of memory"),
+    E(EBADF, "bad file descriptor"),
+    E(EBUSY, "resource busy"),
+    E(ENOENT, "no such entry"),
+    E(EPERM, "operation not permitted"),
+    E(ECANCELED, "cancelled"),
+    E(ETIMEDOUT, "timed out"),
+    E(EAGAIN, "resource temporarily unavailable"),
+    E(EINTR, "interrupted"),
+    E(EPIPE, "broken pipe"),
+    E(ECONNRESET, "connection reset"),
+    E(ECONNREFUSED, "connection refused"),
+    E(EEXIST, "already exists"),
+    E(ERANGE, "out of range"),
+    E(EDEADLK, "deadlock avoided"),
+    /* the rest of POSIX */
+    E(E2BIG, "argument list too long"),
+    E(EACCES, "permission denied"),
+    E(EADDRINUSE, "address in use"),
+    E(EADDRNOTAVAIL, "address not available"),
+    E(EAFNOSUPPORT, "address family not supported"),
+    E(EALREADY, "operation already in progress"),
+    E(EBADMSG, "bad message"),
+    E(ECHILD, "no child process"),
+    E(ECONNABORTED, "connection aborted"),
+    E(EDESTADDRREQ, "destination address required"),
+    E(EDOM, "argument out of domain"),
+    E(EDQUOT, "disk quota exceeded"),
+    E(EFAULT, "bad address"),
+    E(EFBIG, "file too large"),
+    E(EHOSTUNREACH, "host unreachable"),
+    E(EIDRM, "identifier removed"),
+    E(EILSEQ, "illegal byte sequence"),
+    E(EINPROGRESS, "operation in progress"),
+    E(EIO, "input/output error"),
+    E(EISCONN, "already connected"),
+    E(EISDIR, "is a directory"),
+    E(ELOOP, "too many levels of symbolic links"),
+    E(EMFILE, "too many open files"),
+    E(EMLINK, "too many links"),
+    E(EMSGSIZE, "message too long"),
+    E(ENAMETOOLONG, "file name too long"),
+    E(ENETDOWN, "network is down"),
+    E(ENETRESET, "connection reset by network"),
+    E(ENETUNREACH, "network unreachable"),
+    E(ENFILE, "too many open files in system"),
+    E(ENOBUFS, "no buffer space available"),
+    E(ENODEV, "no such device"),
+    E(ENOEXEC, "executable format error"),
+    E(ENOLCK, "no locks available"),
+    E(ENOMSG, "no message of the desired type"),
+    E(ENOPROTOOPT, "protocol not available"),
+    E(ENOSPC, "no space left on device"),
+    E(ENOSYS, "function not implemented"),
+    E(ENOTCONN, "not connected"),
+    E(ENOTDIR, "not a directory"),
+    E(ENOTEMPTY, "directory not empty"),
+    E(ENOTSOCK, "not a socket"),
+    E(ENOTSUP, "not supported"),
+    E(ENOTTY, "inappropriate ioctl for device"),
+    E(ENXIO, "no such device or address"),
+    E(EOPNOTSUPP, "operation not supported"),
+    E(EOVERFLOW, "value too large"),
+    E(EPROTO, "protocol error"),
+    E(EPROTONOSUPPORT, "protocol not supported"),
+    E(EPROTOTYPE, "wrong protocol type for socket"),
+    E(EROFS, "read-only file system"),
+    E(ESPIPE, "invalid seek"),
+    E(ESRCH, "no such process"),
+    E(ESTALE, "stale file handle"),
+    E(ETXTBSY, "text file busy"),
+    E(EWOULDBLOCK, "operation would block"),
+    E(EXDEV, "cross-device link"),
+#ifdef ENOTRECOVERABLE
+    E(ENOTRECOVERABLE, "state not recoverable"),
+#endif
+#ifdef EOWNERDEAD
+    E(EOWNERDEAD, "previous owner died"),
+#endif
+#ifdef EMULTIHOP
+    E(EMULTIHOP, "multihop attempted"),
+#endif
+#ifdef ENOLINK
+    E(ENOLINK, "link has been severed"),
+#endif
+#ifdef ENODATA
+    E(ENODATA, "no data available"),
+#endif
+#ifdef ETIME
+    E(ETIME, "timer expired"),
+#endif
+};
+
+#undef E
 
 const char *weft_strerror(int err)
 {
-    switch (err) {
-    case 0:
-        return "success";
-    case WEFT_ESTATE:
-        return "invalid state";
-    case WEFT_ECLOSED:
-        return "event loop is closed";
-    case WEFT_EFULL:
-        return "queue is full";
-    case WEFT_EEMPTY:
-        return "queue is empty";
-    case WEFT_ESHUTDOWN:
-        return "queue is shut down";
-    case WEFT_EBROKEN:
-        return "barrier is broken";
-    case WEFT_ECORO:
-        return "coroutine misuse";
-    case WEFT_ENOTASK:
-        return "no current task, or a task awaited itself";
-    case -EINVAL:
-        return "invalid argument";
-    case -ENOMEM:
-        return "out of memory";
-    case -EBADF:
-        return "bad file descriptor";
-    case -EBUSY:
-        return "busy (the loop is running)";
-    case -ENOENT:
-        return "no such entry";
-    case -EPERM:
-        return "operation not permitted";
-    case -ECANCELED:
-        return "cancelled";
-    case -ETIMEDOUT:
-        return "timed out";
-    case -EAGAIN:
-        return "resource temporarily unavailable";
-    case -EINTR:
-        return "interrupted";
-    case -EPIPE:
-        return "broken pipe";
-    case -ECONNRESET:
-        return "connection reset";
-    case -ECONNREFUSED:
-        return "connection refused";
-    case -EEXIST:
-        return "already exists";
-    case -ERANGE:
-        return "out of range";
-    case -EDEADLK:
-        return "deadlock avoided";
-    default:
-        /* any other errno: libc's text, in a per-thread buffer */
-        if (err < 0 && err > -4096 && strerror_r(-err, other, sizeof other) == 0)
-            return other;
-        return "unknown error";
-    }
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (texts[i].err == err)
+            return texts[i].text;
+    return "unknown error";
 }

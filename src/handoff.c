@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "handoff.h"
+#include "task_internal.h"
 
 static const weft__handoff_kind *kind_of(const weft__handoff *h)
 {
@@ -77,4 +78,31 @@ size_t weft__handoff_count(const weft_link *queue)
     for (const weft_link *l = queue->next; l != queue; l = l->next)
         n++;
     return n;
+}
+
+/* ---- pins -------------------------------------------------------------------------------- */
+
+uintptr_t weft__handoff_owner(weft_loop *loop)
+{
+    return (uintptr_t)weft_current_task(loop);
+}
+
+uintptr_t weft__handoff_pin(uintptr_t owner)
+{
+    weft_task *t = (weft_task *)owner;
+    if (!t || weft__task_in_storage(t))
+        return 0;
+    weft_future_ref(t);
+    return owner;
+}
+
+bool weft__handoff_pin_alive(uintptr_t pin)
+{
+    return pin && !weft_future_done((weft_task *)pin);
+}
+
+void weft__handoff_unpin(uintptr_t pin)
+{
+    if (pin)
+        weft_future_unref((weft_task *)pin);
 }

@@ -66,6 +66,27 @@ void weft__handoff_describe(const weft_future *f, weft_report *r, char *buf, siz
 weft__handoff *weft__handoff_begin(weft_waiter *w, weft_loop *loop, void *prim,
                                    const weft__handoff_kind *kind);
 
+/* Pins: a primitive that keeps pointing at a waiter after waking it (a
+ * queue's placed put, which a cancellation may still take back) keeps the
+ * waiter's frame alive with a pin on the task that owns it.
+ *
+ * The owner of a waiter being queued now: the loop's current task, as an
+ * opaque value (0: none, e.g. a callback).  Store it in h->aux. */
+uintptr_t weft__handoff_owner(weft_loop *loop);
+
+/* A pin on owner: owner itself with a reference taken, or 0 if it cannot
+ * be pinned (no owner, or a task in caller storage, whose memory its
+ * caller may reuse once it is done: the primitive must then treat the
+ * hand-off as final at once). */
+uintptr_t weft__handoff_pin(uintptr_t owner);
+
+/* True while the pinned task has not finished (its frame, and so the
+ * waiter, still means what it meant). */
+bool weft__handoff_pin_alive(uintptr_t pin);
+
+/* Drop a pin (0: nothing). */
+void weft__handoff_unpin(uintptr_t pin);
+
 /* Make begun h done at once with v (err == 0) or err, without queueing it:
  * the fast paths (an uncontended lock, a get from a non-empty queue).  Its
  * task observes it before anything else runs, unless the fairness budget

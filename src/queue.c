@@ -39,7 +39,6 @@
 #include <string.h>
 
 #include "handoff.h"
-#include "task_internal.h"
 #include "weft/queue.h"
 
 #define NONE ((size_t)-1)
@@ -244,19 +243,19 @@ static void heap_remove(weft_queue *q, size_t i)
 static void release_slot(weft_queue *q, size_t i)
 {
     uint64_t tag = q->seqs[i];
-    weft_task *t = (weft_task *)(uintptr_t)*who_of(q, i);
+    uintptr_t pin = (uintptr_t)*who_of(q, i);
     weft__handoff *h = (weft__handoff *)(uintptr_t)*waiter_of(q, i);
     *who_of(q, i) = *waiter_of(q, i) = 0;
     if (!is_heap(q))
         q->seqs[i] = 0;
-    if (!t)
+    if (!pin)
         return;
     /* A pending task's frame is alive; the waiter still describes this
      * placement iff it was not re-used (kind, primitive and tag match). */
-    if (!weft_future_done(t) && h->fut.ops == &putter_kind.ops && h->prim == q &&
+    if (weft__handoff_pin_alive(pin) && h->fut.ops == &putter_kind.ops && h->prim == q &&
         (uint64_t)h->aux == tag && h->fut.state == WEFT__DONE)
         h->fut.flags |= WEFT__F_OBSERVED; /* cannot be taken back any more */
-    weft_future_unref(t);
+    weft__handoff_unpin(pin);
 }
 
 static bool tagged(const weft_queue *q, size_t i)
@@ -352,27 +351,27 @@ static void hand_to_getter(weft_queue *q, void *item, uint64_t seq)
 static void place_putter(weft_queue *q)
 {
     weft__handoff *h = first(&q->putters);
-    weft_task *t = (weft_task *)(intptr_t)h->aux;
     uint64_t tag = q->seq++;
-    if (t && weft__task_in_storage(t))
-        t = NULL; /* caller storage: no hidden reference, the put is final */
+    /* pinned: the waiter's frame stays alive while the put may be taken
+     * back; no pin (caller storage, no task): the put is final */
+    uintptr_t t = weft__handoff_pin((uintptr_t)h->aux);
     if (is_heap(q)) {
-        heap_insert(q, h->item.p, tag, (uintptr_t)t, t ? (uintptr_t)h : 0);
+        heap_insert(q, h->item.p, tag, t, t ? (uintptr_t)h : 0);
     } else {
         size_t i = at(q, q->count++);
         q->items[i] = h->item.p;
         if (t && !q->seqs && resize(q, q->cap, true)) {
-            t = NULL; /* no memory for the marks: the put is final at once */
+            weft__handoff_unpin(t); /* no memory for the marks: the put is final at once */
+            t = 0;
         } else if (t) {
             i = at(q, q->count - 1); /* resize may have moved it */
             q->seqs[i] = tag;
-            *who_of(q, i) = (uintptr_t)t;
+            *who_of(q, i) = t;
             *waiter_of(q, i) = (uintptr_t)h;
         }
     }
     q->unfinished++;
     if (t) {
-        weft_future_ref(t);
         h->aux = (int64_t)tag;
     } else {
         h->fut.flags |= WEFT__F_OBSERVED; /* nobody can undo it */
@@ -433,7 +432,7 @@ static bool putter_give_back(weft__handoff *h)
     if (k == NONE)
         return false;
     size_t i = is_heap(q) ? k : at(q, k);
-    weft_task *t = (weft_task *)(uintptr_t)*who_of(q, i);
+    uintptr_t pin = (uintptr_t)*who_of(q, i);
     *who_of(q, i) = *waiter_of(q, i) = 0;
     if (is_heap(q)) {
         heap_remove(q, i);
@@ -441,7 +440,7 @@ static bool putter_give_back(weft__handoff *h)
         q->seqs[i] = 0;
         ring_remove(q, k);
     }
-    weft_future_unref(t);
+    weft__handoff_unpin(pin);
     q->unfinished--; /* counted when placed */
     refill(q);       /* the slot goes to the next putter */
     if (!q->unfinished)
@@ -574,7 +573,7 @@ static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
     if (q->count >= q->maxsize && !q->shutdown && weft__list_empty(&q->getters)) {
         /* full: wait in line; remember who to ask if it gets placed */
         h->item.p = item;
-        h->aux = (int64_t)(intptr_t)weft_current_task(q->loop);
+        h->aux = (int64_t)weft__handoff_owner(q->loop);
         weft__handoff_enqueue(&q->putters, h);
         return &h->fut;
     }

@@ -2643,6 +2643,72 @@ static void test_as_completed_skips_next_futures_their_holder_finished(void **st
     finish(loop);
 }
 
+/* as_completed: a next-future its holder completed itself (set a value on
+ * it) is not overwritten by the outcome that arrives later; that outcome,
+ * a pointer value with a destructor, stays with its source, whose release
+ * destroys it exactly once. */
+static void test_as_completed_skips_a_next_future_completed_by_its_holder(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    g_dtor_runs = 0;
+    weft_future *a = weft_future_new(loop);
+    weft_as_completed *ac = weft_as_completed_new(loop, (weft_future *[]){weft_future_ref(a)}, 1,
+                                                  WEFT_NO_TIMEOUT);
+    assert_non_null(ac);
+    weft_future *n1 = weft_as_completed_next(ac);
+    assert_non_null(n1);
+    assert_int_equal(weft_future_set_int(n1, 5), 0); /* its holder finishes it */
+    static int payload;
+    assert_int_equal(weft_future_set_ptr(a, &payload, count_dtor), 0);
+    step(loop);
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(n1, &v), 0);
+    assert_int_equal(v.i, 5); /* not overwritten */
+    weft_as_completed_free(ac);
+    weft_future_unref(n1);
+    assert_int_equal(g_dtor_runs, 0); /* still a's */
+    weft_future_unref(a);
+    assert_int_equal(g_dtor_runs, 1); /* destroyed once */
+    finish(loop);
+}
+
+/* weft_as_completed_next's own allocation, failed in turn: NULL with
+ * -ENOMEM, nothing delivered to a future that does not exist, and the
+ * outcome still reaches the next call that succeeds. */
+static void test_as_completed_next_survives_allocation_failure(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    wt_warm(loop);
+    weft_future *a = weft_future_new(loop);
+    weft_as_completed *ac = weft_as_completed_new(loop, (weft_future *[]){weft_future_ref(a)}, 1,
+                                                  WEFT_NO_TIMEOUT);
+    assert_non_null(ac);
+    assert_int_equal(weft_future_set_int(a, 11), 0);
+    step(loop);
+    weft_future *n = NULL;
+    int failures = 0;
+    for (long k = 1; !n; k++) {
+        alloc_fail_all(k == 1);
+        n = weft_as_completed_next(ac);
+        alloc_fail_all(false);
+        if (!n) {
+            failures++;
+            assert_int_equal(weft_last_error(), -ENOMEM);
+        }
+    }
+    assert_int_equal(failures, 1);
+    step(loop);
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(n, &v), 0);
+    assert_int_equal(v.i, 11);
+    weft_future_unref(n);
+    weft_as_completed_free(ac);
+    weft_future_unref(a);
+    finish(loop);
+}
+
 /* gather, wait and shield refuse a lock waiter (-EINVAL) and withdraw it:
  * the lock is not handed to a frame that no longer waits for it (defect). */
 static void test_combinators_refuse_waiters_and_withdraw_them(void **state)
@@ -2838,6 +2904,8 @@ int main(void)
         T(test_wait_for_and_shield_refuse_a_closed_loop),
         T(test_seconds_policy_nan_einval_infinities_saturate),
         T(test_as_completed_skips_next_futures_their_holder_finished),
+        T(test_as_completed_skips_a_next_future_completed_by_its_holder),
+        T(test_as_completed_next_survives_allocation_failure),
         T(test_combinators_refuse_waiters_and_withdraw_them),
         T(test_wait_for_on_lock_survives_every_allocation_failure),
         T(test_combinator_constructors_survive_every_allocation_failure),

@@ -19,6 +19,8 @@
  */
 #include "weft_test.h"
 
+#include "assert.h" /* WEFT__POISON: this build's recycling policy */
+
 #include <math.h>
 
 /* Done callbacks that record what they saw. */
@@ -1178,6 +1180,31 @@ static void test_completing_after_close_with_callbacks_is_eclosed(void **state)
     finish(loop);
 }
 
+/* In assertion and sanitizer builds (WEFT__POISON) released memory is not
+ * handed out again at once: a released future is quarantined, so the next
+ * new future is somewhere else, and a use after release touches memory
+ * that ASan and valgrind watch rather than a live future of someone else.
+ * Release builds recycle (the churn test above pins that instead). */
+static void test_poison_builds_do_not_recycle_released_futures(void **state)
+{
+    (void)state;
+#if WEFT__POISON
+    weft_loop *loop = vloop();
+    wt_warm(loop);
+    weft_future *seen[16];
+    for (int i = 0; i < 16; i++) {
+        seen[i] = weft_future_new(loop);
+        assert_non_null(seen[i]);
+        weft_future_unref(seen[i]);
+        for (int j = 0; j < i; j++)
+            assert_ptr_not_equal(seen[i], seen[j]); /* never the same block twice in a row */
+    }
+    finish(loop);
+#else
+    skip();
+#endif
+}
+
 /* Defect: a double unref (or an await of a released future) silently
  * completed someone else's future.  Now it is reported through the hook
  * (WEFT_REPORT_MISUSE) and changes nothing. */
@@ -1297,6 +1324,7 @@ int main(void)
         /* regressions */
         T(test_completing_after_close_with_callbacks_is_eclosed),
         T(test_double_unref_is_reported),
+        T(test_poison_builds_do_not_recycle_released_futures),
         T(test_await_of_released_future_is_reported_and_fails),
         T(test_set_result_refused_for_a_waiter),
     };

@@ -546,6 +546,36 @@ static void test_strerror_gives_distinct_texts(void **state)
     assert_non_null(weft_strerror(0));
 }
 
+/* Every text is static: the pointer for a code is the same in every call
+ * and in every thread, and a later call for another code leaves an earlier
+ * text alone (no per-thread buffer: -EIO, -ENOSPC, ... included). */
+static void *strerror_in_thread(void *arg)
+{
+    return (void *)weft_strerror(*(int *)arg);
+}
+
+static void test_strerror_texts_are_static_for_every_errno(void **state)
+{
+    (void)state;
+    const int codes[] = {-EIO, -ENOSPC, -EACCES, -EMFILE, -EHOSTUNREACH, -EADDRINUSE, -ENOTCONN};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        const char *a = weft_strerror(codes[i]);
+        char copy[128];
+        snprintf(copy, sizeof copy, "%s", a);
+        assert_string_not_equal(a, "unknown error");
+        assert_string_not_equal(weft_strerror(-E2BIG), a); /* another call ... */
+        assert_string_equal(a, copy);                      /* ... left it alone */
+        assert_ptr_equal(weft_strerror(codes[i]), a);
+        pthread_t th;
+        void *other = NULL;
+        int code = codes[i];
+        assert_int_equal(pthread_create(&th, NULL, strerror_in_thread, &code), 0);
+        assert_int_equal(pthread_join(th, &other), 0);
+        assert_ptr_equal(other, a); /* the same text in another thread */
+    }
+    assert_string_equal(weft_strerror(-4000), "unknown error");
+}
+
 /* =============================================================================
  * Ordering (S-LOOP-1, 3, 5, 6)
  * ========================================================================== */
@@ -4095,6 +4125,7 @@ int main(void)
         T(test_close_drops_pending_work_without_running_it),
         T(test_destroy_releases_open_loop_with_pending_work),
         T(test_strerror_gives_distinct_texts),
+        T(test_strerror_texts_are_static_for_every_errno),
         /* ordering */
         T(test_call_soon_runs_in_next_iteration),
         T(test_call_soon_runs_fifo),

@@ -1540,6 +1540,51 @@ static void test_unbounded_growth_failure_is_enomem_nothing_lost(void **state)
     finish_queue(loop, &q);
 }
 
+/* Growth of a FIFO and of a priority queue (items and put sequences: two
+ * allocations, the second failing after the first succeeded), each
+ * allocation failed in turn: -ENOMEM, nothing lost or reordered, and the
+ * put succeeds once nothing fails. */
+static int cmp_long(const void *a, const void *b, void *ud)
+{
+    (void)ud;
+    long x = (long)(intptr_t)a, y = (long)(intptr_t)b;
+    return (x > y) - (x < y);
+}
+
+static void test_queue_growth_survives_every_allocation_failure(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    wt_warm(loop);
+    for (int prio = 0; prio < 2; prio++) {
+        weft_queue q;
+        if (prio)
+            assert_int_equal(weft_priority_queue_init(&q, loop, 0, cmp_long, NULL, NULL), 0);
+        else
+            assert_int_equal(weft_queue_init(&q, loop, 0, NULL), 0);
+        long i = 0;
+        for (; i < 8; i++)
+            assert_int_equal(weft_queue_put_nowait(&q, ITEM(i)), 0);
+        int failures = 0;
+        for (long k = 1;; k++) {
+            alloc_fail_at(alloc_calls() + k);
+            int rc = weft_queue_put_nowait(&q, ITEM(i));
+            alloc_fail_at(0);
+            if (rc == 0)
+                break;
+            failures++;
+            assert_int_equal(rc, -ENOMEM);
+            assert_int_equal(weft_queue_size(&q), 8);
+        }
+        assert_int_equal(failures, prio ? 2 : 1); /* items, then (priority) sequences */
+        drain_log(&q);
+        assert_string_equal(g_text, "q:0,1,2,3,4,5,6,7,8");
+        g_text[0] = '\0';
+        weft_queue_destroy(&q);
+    }
+    finish(loop);
+}
+
 /* =============================================================================
  * WEFT_QUEUE_PUT / WEFT_QUEUE_GET
  * ========================================================================== */
@@ -2308,6 +2353,7 @@ int main(void)
         /* memory */
         T(test_blocking_put_get_allocate_nothing),
         T(test_unbounded_growth_failure_is_enomem_nothing_lost),
+        T(test_queue_growth_survives_every_allocation_failure),
         /* WEFT_QUEUE_PUT / WEFT_QUEUE_GET */
         T(test_queue_macros_complete_without_suspending_when_possible),
         T(test_queue_get_macro_waits_fifo_when_empty),

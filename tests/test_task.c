@@ -1592,6 +1592,63 @@ static void test_weft_exit_on_a_loop_run_by_hand(void **state)
     finish(loop);
 }
 
+/* A task whose cleanup outlasts WEFT_RUN's grace period (5 s of loop
+ * time): the shutdown gives up, reports it (WEFT_REPORT_SHUTDOWN, naming
+ * the task and where it waits, the text built through the loop's
+ * allocator), releases it, and frees everything. */
+struct stubborn {
+    WEFT_FRAME(int);
+};
+
+WEFT_ASYNC(stubborn)
+{
+    WEFT_BEGIN(self);
+    WEFT_SLEEP(self, 3600.0);
+    WEFT_FINALLY;
+    WEFT_SLEEP(self, 60.0); /* far past the grace period */
+    g_fin_done++;
+    WEFT_END;
+}
+
+struct stubborn_main {
+    WEFT_FRAME(int);
+};
+
+static char g_shutdown_msg[2048];
+
+static void shutdown_hook(weft_loop *loop, const weft_report *r, void *ud)
+{
+    record_report(loop, r, ud);
+    if (r->kind == WEFT_REPORT_SHUTDOWN)
+        snprintf(g_shutdown_msg, sizeof g_shutdown_msg, "%s", r->message);
+}
+
+WEFT_ASYNC(stubborn_main)
+{
+    weft_loop *loop = weft_task_loop(task);
+    WEFT_BEGIN(self);
+    weft_loop_set_report_hook(loop, shutdown_hook, NULL);
+    {
+        weft_spawn_options o = {.name = "stubborn-one"};
+        weft_future_unref(WEFT_SPAWN_OPTS(loop, &o, stubborn));
+    }
+    WEFT_YIELD(self);
+    WEFT_END;
+}
+
+static void test_run_shutdown_gives_up_after_grace_and_reports(void **state)
+{
+    (void)state;
+    weft_loop_options o = loop_options(NULL, WEFT_LOOP_VIRTUAL_CLOCK);
+    assert_int_equal(WEFT_RUN(&o, NULL, stubborn_main), 0);
+    assert_int_equal(g_fin_done, 0); /* its cleanup never finished */
+    assert_int_equal(g_hook.by_kind[WEFT_REPORT_SHUTDOWN], 1);
+    assert_non_null(strstr(g_shutdown_msg, "stubborn-one"));
+    assert_non_null(strstr(g_shutdown_msg, "(finally)")); /* where it waits */
+    assert_true(g_hook.by_kind[WEFT_REPORT_RELEASED] >= 1);
+    assert_int_equal(alloc_live(), 0);
+}
+
 enum { RUN_VALUE, RUN_THROW, RUN_LEFTOVERS, RUN_NESTED };
 
 /* Runs in the iteration after main completed (S-LOOP-12): the task it
@@ -2153,6 +2210,7 @@ int main(void)
         T(test_weft_exit_stops_run_and_returns_the_status),
         T(test_weft_exit_macro_unwinds_at_once),
         T(test_weft_exit_on_a_loop_run_by_hand),
+        T(test_run_shutdown_gives_up_after_grace_and_reports),
         T(test_spawn_queues_first_step_spawner_continues),
         T(test_spawn_on_closed_loop_fails_eclosed),
         T(test_spawn_into_storage_allocates_nothing),

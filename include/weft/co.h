@@ -216,11 +216,14 @@ static inline weft_value weft__value_p(const void *p)
 
 /* ---- private helpers the macros use (pure: no library calls) ------------ */
 
-/* `self` must be a frame: &self->co must be a weft_co *. */
+/* `self` must be a frame: its member `co` must be a weft_co.  A _Generic
+ * with no other association makes anything else a compile error (not a
+ * warning about pointer types that a build might ignore). */
 static inline weft_co *weft__co_self(weft_co *co)
 {
     return co;
 }
+#define WEFT__SELF_CO(self) _Generic((self)->co, weft_co: &(self)->co)
 
 /* Start unwinding with err raised at line (the first error wins). */
 static inline void weft__co_raise(weft_co *co, int err, int line, int propagated)
@@ -364,7 +367,7 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
  * If the driver starts the frame in its cleanup (a task cancelled before
  * the frame ran), the body is skipped and only WEFT_FINALLY runs. */
 #define WEFT_BEGIN(self)                                                                           \
-    weft_co *const weft__co = weft__co_self(&(self)->co);                                          \
+    weft_co *const weft__co = weft__co_self(WEFT__SELF_CO(self));                                          \
     (void)task;                                                                                    \
     weft__dispatch:                                                                                \
     WEFT__DISPATCH                                                                                 \
@@ -406,7 +409,7 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
  * raw suspension for frames driven by hand; in tasks use WEFT_YIELD. */
 #define WEFT_CO_SUSPEND(self)                                                                      \
     do {                                                                                           \
-        (void)weft__co_self(&(self)->co);                                                          \
+        (void)weft__co_self(WEFT__SELF_CO(self));                                                          \
         WEFT__SUSPEND(WEFT_CO_PENDING, NULL);                                                      \
     } while (0)
 
@@ -422,7 +425,7 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
 #define WEFT_TRY_CALL(self, var, ...) WEFT__CALL(self, 1, &(var), __VA_ARGS__, )
 #define WEFT__CALL(self, catching, var, fn, child, ...)                                            \
     do {                                                                                           \
-        (void)weft__co_self(&(self)->co);                                                          \
+        (void)weft__co_self(WEFT__SELF_CO(self));                                                          \
         *(child) = (struct fn){.co = {.info = &fn##__info}, __VA_ARGS__};                          \
         (child)->co.up = weft__co;                                                                 \
         WEFT__SUSPEND(WEFT_CO_CALL, &(child)->co);                                                 \
@@ -443,7 +446,7 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
  * and WEFT_CO_MISUSE_THROW (a task reports where). */
 #define WEFT_THROW(self, e)                                                                        \
     do {                                                                                           \
-        (void)weft__co_self(&(self)->co);                                                          \
+        (void)weft__co_self(WEFT__SELF_CO(self));                                                          \
         weft__co_throw(weft__co, (e), __LINE__);                                                   \
         goto weft__unwind;                                                                         \
     } while (0)

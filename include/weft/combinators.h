@@ -247,7 +247,7 @@ void weft__timeout_close(weft_timeout *scope, weft_co *co);
     WEFT__TIMEOUT_CALL(self, scope, (delay), 0, 1, &(var), __VA_ARGS__, )
 #define WEFT__TIMEOUT_CALL(self, scope, t, absolute, catching, var, fn, child, ...) \
     do {                                                                             \
-        (void)weft__co_self(&(self)->co);                                            \
+        (void)weft__co_self(WEFT__SELF_CO(self));                                            \
         *(child) = (struct fn){.co = {.info = &fn##__info}, __VA_ARGS__};            \
         (child)->co.up = weft__co;                                                   \
         if (weft__timeout_enter((scope), task, (t), (absolute), &(child)->co))       \

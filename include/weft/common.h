@@ -62,8 +62,10 @@ enum weft_errc {
  * 16-bit err field): every error code is in [WEFT_ERR_MIN, -1]. */
 #define WEFT_ERR_MIN (-32767)
 
-/* Return a static, human-readable description of a weft error code
- * (negative errno values included).  Never returns NULL. */
+/* A static, human-readable description of a weft error code: weft's own
+ * codes and every negative errno POSIX defines (weft's texts, the same on
+ * every libc; "unknown error" for anything else).  Never NULL, never a
+ * buffer a later call overwrites, safe from any thread. */
 const char *weft_strerror(int err);
 
 /* A small result value: an integer, a double or a pointer.  Which member is

@@ -107,7 +107,7 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
 #define WEFT__AWAIT(self, f, catching, var)                                                        \
     do {                                                                                           \
         int weft__r;                                                                               \
-        (void)weft__co_self(&(self)->co);                                                          \
+        (void)weft__co_self(WEFT__SELF_CO(self));                                                          \
         weft__r = weft__await(weft__co, task, (f), __LINE__, (catching), (var));                  \
         if (weft__r > 0) {                                                                         \
             WEFT__SUSPEND(WEFT_CO_PENDING, NULL);                                                  \
@@ -119,13 +119,13 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
 
 /* The value (weft_value) of this task's last successful await - possibly
  * one inside a child frame; after WEFT_CALL read child->result instead. */
-#define WEFT_RESULT(self) ((void)weft__co_self(&(self)->co), weft__last_value(task))
+#define WEFT_RESULT(self) ((void)weft__co_self(WEFT__SELF_CO(self)), weft__last_value(task))
 
 /* Let every other ready callback run, then continue (asyncio.sleep(0)).
  * Fails with -ECANCELED if the task is cancelled. */
 #define WEFT_YIELD(self)                                                                           \
     do {                                                                                           \
-        (void)weft__co_self(&(self)->co);                                                          \
+        (void)weft__co_self(WEFT__SELF_CO(self));                                                          \
         if (weft__yield(weft__co, task, __LINE__))                                                 \
             WEFT__SUSPEND(WEFT_CO_PENDING, NULL);                                                  \
         if (weft__yield_end(weft__co, task))                                                       \
@@ -139,7 +139,7 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
  *     WEFT_THROW_MSG(self, -EPROTO, "bad header byte 0x%02x", b);        */
 #define WEFT_THROW_MSG(self, e, ...)                                       \
     do {                                                                   \
-        (void)weft__co_self(&(self)->co);                                  \
+        (void)weft__co_self(WEFT__SELF_CO(self));                                  \
         weft__throw_msg(weft__co, task, (e), __LINE__, __VA_ARGS__);       \
         goto weft__unwind;                                                 \
     } while (0)
