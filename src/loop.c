@@ -156,8 +156,8 @@ static int iterate(weft_loop *loop)
 {
     /* A loop busy with nothing but callbacks (no hook, nothing from other
      * threads, no fd watched, no timer): steps 0 to 3 have nothing to do. */
-    if (!loop->iter_hook && !atomic_load_explicit(&loop->attn, memory_order_relaxed) &&
-        !loop->nwatched && !loop->heap.n && !weft__list_empty(loop->ready)) {
+    if (!((unsigned)loop->nwatched | loop->heap.n) && !loop->iter_hook &&
+        !atomic_load_explicit(&loop->attn, memory_order_relaxed) && !weft__list_empty(loop->ready)) {
         loop->now_valid = loop->virtual_clock;
         run_ready(loop);
         loop->stats.iterations++;
