@@ -18,6 +18,8 @@
 
 #include <time.h>
 
+#include "loop_internal.h" /* weft__lag_flagged: wait for the watchdog, not for time */
+
 /* Run the loop for sec seconds of (virtual) loop time. */
 static void run_for(weft_loop *loop, double sec)
 {
@@ -2007,8 +2009,10 @@ struct hog {
 WEFT_ASYNC(hog)
 {
     WEFT_BEGIN(self);
-    /* one step only, busy for 20 ms of real time: a slow step, not a timing assertion */
-    for (int64_t end = mono_ns() + 20 * MS; mono_ns() < end;) {
+    /* one step only, busy until the watchdog has flagged it as slow (a
+     * 30 s guard): the test waits for the event, never for a duration */
+    for (int64_t guard = mono_ns() + 30 * SEC;
+         !weft__lag_flagged(weft_task_loop(task)) && mono_ns() < guard;) {
     }
     WEFT_END;
 }

@@ -515,6 +515,29 @@ static inline int teardown(void **state)
 /* A test with the file's setup() and the shared teardown. */
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* LeakSanitizer's check, for a forked test child that ends with _exit
+ * (which skips the check LSan makes at exit): nonzero if it found leaks
+ * (and printed them).  0 without ASan. */
+#if defined(__SANITIZE_ADDRESS__)
+#define WT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WT_ASAN 1
+#endif
+#endif
+#ifdef WT_ASAN
+#include <sanitizer/lsan_interface.h>
+static inline int wt_leak_check(void)
+{
+    return __lsan_do_recoverable_leak_check();
+}
+#else
+static inline int wt_leak_check(void)
+{
+    return 0;
+}
+#endif
+
 /* Run a group with every test in a process of its own (fork), so that a
  * failure cannot cascade: a cmocka assertion that fails inside a loop
  * callback leaves that loop marked running, and in-process every later
@@ -545,8 +568,14 @@ static inline int wt_run_tests(const struct CMUnitTest *tests, size_t n, const c
             perror("fork");
             return 1;
         }
-        if (pid == 0)
-            _exit(_cmocka_run_group_tests(tests[i].name, &tests[i], 1, NULL, NULL) ? 1 : 0);
+        if (pid == 0) {
+            int failed = _cmocka_run_group_tests(tests[i].name, &tests[i], 1, NULL, NULL);
+            /* _exit skips LeakSanitizer's exit-time check: run it here, so
+             * that a leak fails the test that leaked */
+            if (wt_leak_check())
+                failed = 1;
+            _exit(failed ? 1 : 0);
+        }
         int status = 0;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
