@@ -185,6 +185,11 @@ void weft__report(weft_loop *loop, const weft_report *r);
  * the allocator (truncated if that fails); every other field is 0. */
 void weft__reportf(weft_loop *loop, weft_report_kind kind, int err, const char *fmt, ...);
 
+/* The name of a function pointer's target, where the platform can tell
+ * (dladdr), else its bytes in hex: writes into buf, returns buf.  Pass the
+ * pointer's bytes: weft__symbol(&fn, sizeof fn, buf, n). */
+const char *weft__symbol(const void *fn_bytes, size_t fn_size, char *buf, size_t n);
+
 /* ---- what runs, and the lag watchdog -----------------------------------------------------
  *
  * The loop clears the record before each node runs.  A run function that
