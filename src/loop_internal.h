@@ -138,6 +138,11 @@ void *weft__alloc(weft_loop *loop, size_t n);
 void *weft__realloc(weft_loop *loop, void *p, size_t n);
 void weft__free(weft_loop *loop, void *p);
 
+/* The loop's allocator hook itself, for memory that must be freed where
+ * the loop cannot be asked: off its thread, or after it was destroyed (the
+ * executor's blocks that a worker still uses when the loop closes). */
+static inline weft_allocator weft__allocator(const weft_loop *loop);
+
 /* ---- the ready queue ---------------------------------------------------------------- */
 
 /* Queue n at the tail of the ready queue: it runs (n->run(n)) in the next
@@ -341,6 +346,11 @@ static inline weft__layer *weft__layer_get(const weft_loop *loop, int id)
 {
     WEFT_ASSERT(id >= 0 && id < WEFT__LAYERS);
     return loop->layers[id];
+}
+
+static inline weft_allocator weft__allocator(const weft_loop *loop)
+{
+    return loop->alloc;
 }
 
 static inline void weft__ready_push(weft_loop *loop, weft_node *n)
