@@ -19,13 +19,35 @@ const char *weft_strerror(int err)
     case WEFT_EEMPTY:
         return "queue is empty";
     case WEFT_ESHUTDOWN:
-        return "queue is shut down";
+        return "shut down (queue or executor)";
     case WEFT_EBROKEN:
         return "barrier is broken";
     case WEFT_ECORO:
         return "coroutine misuse";
     case WEFT_ENOTASK:
         return "no current task, or a task awaited itself";
+    case WEFT_EAI_AGAIN:
+        return "temporary failure in name resolution";
+    case WEFT_EAI_BADFLAGS:
+        return "invalid flags for name resolution";
+    case WEFT_EAI_FAIL:
+        return "non-recoverable failure in name resolution";
+    case WEFT_EAI_FAMILY:
+        return "address family not supported";
+    case WEFT_EAI_NONAME:
+        return "name or service not known";
+    case WEFT_EAI_SERVICE:
+        return "service not available for the socket type";
+    case WEFT_EAI_SOCKTYPE:
+        return "socket type not supported";
+    case WEFT_EAI_OVERFLOW:
+        return "name resolution buffer overflow";
+    case WEFT_EAI_NODATA:
+        return "no address associated with the name";
+    case WEFT_EAI_ADDRFAMILY:
+        return "no address in the requested family";
+    case WEFT_EAI_UNKNOWN:
+        return "unknown name resolution error";
     case -EINVAL:
         return "invalid argument";
     case -ENOMEM:
