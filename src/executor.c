@@ -117,12 +117,11 @@ struct weft_executor {
 
 /* One (executor, loop) pair. */
 struct binding {
-    weft_async async;  /* a finished job wakes the loop (sent under ex->mu) */
-    weft_link link;    /* in the layer's bindings */
-    weft_link running; /* this loop's jobs whose function runs (ex->mu) */
-    weft_link done;    /* finished or dropped, not yet settled (ex->mu) */
-    weft_executor *ex; /* a reference */
-    exec_layer *layer;
+    weft_async async;         /* a finished job wakes the loop (sent under ex->mu) */
+    weft_link link;           /* in the layer's bindings */
+    weft_link running;        /* this loop's jobs whose function runs (ex->mu) */
+    weft_link done;           /* finished or dropped, not yet settled (ex->mu) */
+    weft_executor *ex;        /* a reference */
     size_t nqueued, nrunning; /* this loop's jobs in ex->queue, in running (ex->mu) */
     bool detached;            /* the loop closed: nothing is sent any more (ex->mu) */
 };
@@ -717,7 +716,6 @@ static binding *binding_of(exec_layer *L, weft_executor *ex, int *err)
     weft__list_init(&b->running);
     weft__list_init(&b->done);
     b->ex = ex;
-    b->layer = L;
     pthread_mutex_lock(&ex->mu);
     if (ex->stop)
         *err = WEFT_ESHUTDOWN;
