@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "executor_internal.h"
 
@@ -82,12 +83,19 @@ static void *watch_realloc(void *ud, void *p, size_t n)
 static const weft_allocator watched = {watch_realloc, &g_alloc};
 
 /* Block until no block is live (workers finishing on their own free the
- * last ones); the test watchdog (alarm) bounds it. */
+ * last ones).  A leak never frees: after 10 s the caller's assert on
+ * alloc_live() fails with the count instead of the watchdog killing the
+ * test (a safety net, not a synchronisation: a passing test never waits
+ * for it). */
 static void wait_all_freed(void)
 {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
     pthread_mutex_lock(&g_wmu);
     while (alloc_live() > 0)
-        pthread_cond_wait(&g_wcv, &g_wmu);
+        if (pthread_cond_timedwait(&g_wcv, &g_wmu, &until) != 0)
+            break;
     pthread_mutex_unlock(&g_wmu);
 }
 
@@ -1409,6 +1417,40 @@ static void test_getnameinfo_of_127_0_0_1(void **state)
     xfinish(loop);
 }
 
+/* Resolution jobs that never run (cancelled in the queue, dropped by loop
+ * close) release what they carry: the copied strings, getnameinfo's
+ * result block.  xfinish checks that every block came back. */
+static void test_resolution_jobs_cancelled_or_dropped_leak_nothing(void **state)
+{
+    (void)state;
+    weft_loop *loop = xloop();
+    default_threads(loop, 1, 0);
+    blocker b;
+    blocker_init(&b, 1);
+    weft__executor_set_seams(weft_executor_default(loop), NULL, open_gate, &b.release);
+    weft_future *fb = weft_to_thread(loop, job_block, &b);
+    gate_wait(&b.started, 1);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    weft_future *n1 = weft_getnameinfo(loop, (struct sockaddr *)&sin, sizeof sin, NI_NUMERICHOST);
+    weft_future *n2 = weft_getnameinfo(loop, (struct sockaddr *)&sin, sizeof sin, NI_NUMERICHOST);
+    weft_future *a1 = weft_getaddrinfo(loop, "127.0.0.1", "80", NULL);
+    weft_future *a2 = weft_getaddrinfo(loop, "127.0.0.1", "80", NULL);
+    assert_int_equal(xstats(weft_executor_default(loop)).queued, 4);
+    assert_int_equal(weft_future_cancel(n1), 0);
+    assert_int_equal(weft_future_cancel(a1), 0);
+    assert_int_equal(weft_loop_close(loop), 0); /* drops n2 and a2 */
+    assert_true(weft_future_cancelled(n2));
+    assert_true(weft_future_cancelled(a2));
+    assert_int_equal(value_i(fb), 1);
+    weft_future *fs[] = {fb, n1, n2, a1, a2};
+    for (size_t i = 0; i < sizeof fs / sizeof *fs; i++)
+        weft_future_unref(fs[i]);
+    xfinish(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1455,6 +1497,7 @@ int main(void)
         T(test_getaddrinfo_numeric_addresses),
         T(test_getaddrinfo_of_a_name_that_cannot_resolve),
         T(test_getnameinfo_of_127_0_0_1),
+        T(test_resolution_jobs_cancelled_or_dropped_leak_nothing),
     };
     return RUN_TESTS(tests);
 }
