@@ -139,8 +139,6 @@ struct exec_layer {
 
 static _Thread_local weft_executor *tl_executor; /* the executor a worker serves */
 
-static void settle(weft__job *j);
-
 /* ---- small helpers ----------------------------------------------------------------------- */
 
 static weft__job *job_of(const weft_future *f)
