@@ -17,6 +17,8 @@
  *                         sleep(0) once and finishes
  *   queue N               items 0..N-1 through a weft_queue (maxsize 64) from
  *                         a producer task to a consumer task
+ *   to-thread N           N empty jobs through the default executor, all
+ *                         submitted at once, then one gather awaited
  *
  * Any other workload exits with status 2 and prints nothing on stdout, which
  * the harness reads as "unsupported".  To add one, write a
@@ -471,6 +473,60 @@ static int bench_queue(const bench_args *a)
     return 0;
 }
 
+/* ---- to-thread: n empty jobs through the default executor ------------------------ */
+
+/* Every job is submitted with weft_to_thread before the loop runs, then one
+ * weft_gather of the n futures is awaited (asyncio: gather of n
+ * run_in_executor futures).  The default executor has 4 workers; each
+ * burst of completions costs the loop one wakeup. */
+static int tt_empty(void *arg, weft_value *out)
+{
+    (void)arg, (void)out;
+    return 0;
+}
+
+static int bench_to_thread(const bench_args *a)
+{
+    weft_loop *loop = bench_loop_new();
+    weft_future **fs = malloc((size_t)a->n * sizeof *fs);
+    if (!fs)
+        BENCH_DIE("to-thread: out of memory for %ld futures", a->n);
+    weft_loop_stats s0, s1;
+    weft_loop_get_stats(loop, &s0);
+    long base = bench_rss_kb();
+
+    double c0 = bench_cpu_s(), t0 = bench_now_s();
+    for (long i = 0; i < a->n; i++) {
+        fs[i] = weft_to_thread(loop, tt_empty, NULL);
+        if (!fs[i])
+            BENCH_DIE("to-thread: weft_to_thread: %s", weft_strerror(weft_last_error()));
+    }
+    weft_future *all = weft_gather(loop, fs, (size_t)a->n, 0);
+    if (!all)
+        BENCH_DIE("to-thread: weft_gather: %s", weft_strerror(weft_last_error()));
+    int err = weft_loop_run_until_complete(loop, all);
+    double t1 = bench_now_s(), c1 = bench_cpu_s();
+
+    weft_executor_stats es;
+    weft_executor_get_stats(weft_executor_default(loop), &es);
+    if (err || es.completed != (uint64_t)a->n)
+        BENCH_DIE("to-thread: %s, %llu of %ld jobs completed", weft_strerror(err),
+                  (unsigned long long)es.completed, a->n);
+    weft_loop_get_stats(loop, &s1);
+    bench_json_begin("to-thread", a->n, t1 - t0, c1 - c0, base);
+    printf(",\"ns_per_op\":%.3f,\"jobs_per_sec\":%.1f,\"threads\":%u,\"loop_callbacks\":%llu,"
+           "\"semantics\":\"n empty weft_to_thread jobs submitted at once, then one gather of "
+           "the n futures awaited (default executor)\"",
+           (t1 - t0) * 1e9 / (double)a->n, (double)a->n / (t1 - t0), es.max_threads,
+           (unsigned long long)(s1.callbacks - s0.callbacks));
+    json_loop_fields(loop);
+    bench_json_end();
+    weft_future_unref(all);
+    free(fs);
+    bench_loop_destroy(loop);
+    return 0;
+}
+
 #endif /* WEFT_BENCH_LOOP_ONLY */
 
 /* ---- the workload table --------------------------------------------------------- */
@@ -487,6 +543,7 @@ static const struct workload {
     {"task-pingpong", bench_pingpong, 5000000},
     {"spawn", bench_spawn, 1000000},
     {"queue", bench_queue, 5000000},
+    {"to-thread", bench_to_thread, 1000000},
 #endif
 };
 

@@ -9,6 +9,7 @@
  *   weft/combinators.h  sleep, gather, wait, wait_for, shield, timeouts, groups
  *   weft/sync.h     Event, Lock, Semaphore, Condition, Barrier (hand-off, FIFO)
  *   weft/queue.h    FIFO, LIFO and priority queues
+ *   weft/executor.h worker threads: to_thread, executors, getaddrinfo
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -21,5 +22,6 @@
 #include "weft/combinators.h"
 #include "weft/sync.h"
 #include "weft/queue.h"
+#include "weft/executor.h"
 
 #endif

@@ -744,6 +744,7 @@ int weft_future_add_done_callback(weft_future *f, weft_done_cb *fn, void *arg)
         c = weft__alloc(f->loop, sizeof *c);
         if (!c)
             return -ENOMEM;
+        c->inuse = (weft_link){NULL, NULL}; /* fresh memory: not in a list yet */
     }
     c->node = (weft_node){{NULL, NULL}, cb_run};
     c->inuse.next = c->inuse.prev = NULL;

@@ -139,9 +139,7 @@ bool weft__inbox_drop(weft_loop *loop, weft_node *n);
 void weft__report_init(weft_loop *loop);
 /* Emit the WEFT_REPORT_DUMP report (step 0, after weft_loop_request_dump). */
 void weft__dump(weft_loop *loop);
-/* The name of a function pointer's target, where the platform can tell
- * (dladdr), else its bytes in hex: writes into buf, returns buf. */
-const char *weft__symbol(const void *fn_bytes, size_t fn_size, char *buf, size_t n);
+/* weft__symbol (symbol.c) is declared in loop_internal.h. */
 
 /* ---- the lag watchdog: lag.c -------------------------------------------------------------------- */
 

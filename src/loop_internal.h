@@ -143,6 +143,11 @@ void *weft__alloc(weft_loop *loop, size_t n);
 void *weft__realloc(weft_loop *loop, void *p, size_t n);
 void weft__free(weft_loop *loop, void *p);
 
+/* The loop's allocator hook itself, for memory that must be freed where
+ * the loop cannot be asked: off its thread, or after it was destroyed (the
+ * executor's blocks that a worker still uses when the loop closes). */
+static inline weft_allocator weft__allocator(const weft_loop *loop);
+
 /* ---- the ready queue ---------------------------------------------------------------- */
 
 /* Queue n at the tail of the ready queue: it runs (n->run(n)) in the next
@@ -189,6 +194,11 @@ void weft__report(weft_loop *loop, const weft_report *r);
 /* Report with a printf-formatted message; long texts are formatted through
  * the allocator (truncated if that fails); every other field is 0. */
 void weft__reportf(weft_loop *loop, weft_report_kind kind, int err, const char *fmt, ...);
+
+/* The name of a function pointer's target, where the platform can tell
+ * (dladdr), else its bytes in hex: writes into buf, returns buf.  Pass the
+ * pointer's bytes: weft__symbol(&fn, sizeof fn, buf, n). */
+const char *weft__symbol(const void *fn_bytes, size_t fn_size, char *buf, size_t n);
 
 /* ---- what runs, and the lag watchdog -----------------------------------------------------
  *
@@ -342,6 +352,11 @@ static inline weft__layer *weft__layer_get(const weft_loop *loop, int id)
 {
     WEFT_ASSERT(id >= 0 && id < WEFT__LAYERS);
     return loop->layers[id];
+}
+
+static inline weft_allocator weft__allocator(const weft_loop *loop)
+{
+    return loop->alloc;
 }
 
 static inline void weft__ready_push(weft_loop *loop, weft_node *n)

@@ -59,7 +59,7 @@ static void *big_get(weft__pool *p, int arena, size_t size)
     weft_link *l = weft__alloc(p->loop, BIG_HEADER + (size ? size : 1));
     if (!l)
         return NULL;
-    l->next = l->prev = NULL;
+    l->next = l->prev = NULL; /* fresh memory: not in a list yet */
     weft__list_push(&p->big[arena], l);
     return (char *)l + BIG_HEADER;
 }

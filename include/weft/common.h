@@ -52,11 +52,31 @@ enum weft_errc {
     WEFT_ECLOSED = -10002,   /* the loop is closed */
     WEFT_EFULL = -10003,     /* queue is full (put_nowait) */
     WEFT_EEMPTY = -10004,    /* queue is empty (get_nowait) */
-    WEFT_ESHUTDOWN = -10005, /* queue was shut down */
+    WEFT_ESHUTDOWN = -10005, /* queue or executor was shut down */
     WEFT_EBROKEN = -10006,   /* barrier is broken (aborted) */
     WEFT_ECORO = -10007,     /* coroutine misuse: bad resume point, escaped break */
     WEFT_ENOTASK = -10008,   /* needs a current task, or awaited itself */
 };
+
+/* Name resolution errors (weft_getaddrinfo, weft_getnameinfo,
+ * weft_eai_error): one code per EAI_* value of getaddrinfo and getnameinfo,
+ * in a range of their own, [WEFT_EAI_MIN, WEFT_EAI_MAX].  EAI_MEMORY is
+ * -ENOMEM and EAI_SYSTEM is -errno instead. */
+enum weft_eai_errc {
+    WEFT_EAI_AGAIN = -10101,      /* temporary failure (EAI_AGAIN): try again later */
+    WEFT_EAI_BADFLAGS = -10102,   /* invalid ai_flags / NI_* flags (EAI_BADFLAGS) */
+    WEFT_EAI_FAIL = -10103,       /* non-recoverable failure (EAI_FAIL) */
+    WEFT_EAI_FAMILY = -10104,     /* address family not supported (EAI_FAMILY) */
+    WEFT_EAI_NONAME = -10105,     /* name or service not known (EAI_NONAME) */
+    WEFT_EAI_SERVICE = -10106,    /* service not available for the socket type (EAI_SERVICE) */
+    WEFT_EAI_SOCKTYPE = -10107,   /* socket type not supported (EAI_SOCKTYPE) */
+    WEFT_EAI_OVERFLOW = -10108,   /* an argument buffer overflowed (EAI_OVERFLOW) */
+    WEFT_EAI_NODATA = -10109,     /* the name has no address (EAI_NODATA, not POSIX) */
+    WEFT_EAI_ADDRFAMILY = -10110, /* no address in the family asked for (EAI_ADDRFAMILY) */
+    WEFT_EAI_UNKNOWN = -10111,    /* an EAI_* value this build does not know */
+};
+#define WEFT_EAI_MIN (-10199)
+#define WEFT_EAI_MAX (-10101)
 
 /* The most negative error code weft carries (codes live in a frame's
  * 16-bit err field): every error code is in [WEFT_ERR_MIN, -1]. */
