@@ -412,16 +412,6 @@ static void executor_drop_owner(weft_executor *ex)
 
 /* ---- the public executor API ------------------------------------------------------------- */
 
-static void *libc_realloc(void *ud, void *p, size_t n)
-{
-    (void)ud;
-    if (n == 0) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, n);
-}
-
 int weft_executor_new(weft_executor **out, const weft_executor_options *opts)
 {
     static const weft_executor_options defaults;
@@ -434,7 +424,7 @@ int weft_executor_new(weft_executor **out, const weft_executor_options *opts)
         return err;
     weft_allocator a = opts->alloc;
     if (!a.realloc)
-        a = (weft_allocator){libc_realloc, NULL};
+        a = (weft_allocator){weft__libc_realloc, NULL};
     return executor_make(out, opts, a, false);
 }
 

@@ -227,7 +227,8 @@ weft_future *weft__future_yield(weft_loop *loop)
 
 /* ---- the common header -------------------------------------------------------------------- */
 
-void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop)
+/* A pending header of kind ops on loop with one reference. */
+static inline void header_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop)
 {
     f->ops = ops;
     f->loop = loop;
@@ -237,6 +238,11 @@ void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *l
     f->state = WEFT__PENDING;
     f->flags = 0;
     f->aux = 0;
+}
+
+void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop)
+{
+    header_init(f, ops, loop);
     if (ops->release) {
         weft__layer *l = weft__layer_get(loop, WEFT__LAYER_FUTURE);
         if (l)
@@ -630,17 +636,9 @@ weft_future *weft_future_new(weft_loop *loop)
         return future_new_slow(loop);
     fl->free = (weft__dfuture *)(void *)d->f.waiters.next; /* hot path: a recycled future */
     fl->live++;
-    weft_future *f = &d->f;
-    f->ops = &weft__plain_ops;
-    f->loop = loop;
-    weft__list_init(&f->waiters);
-    f->out.v.i = 0;
-    f->refs = 1;
-    f->state = WEFT__PENDING;
-    f->flags = 0;
-    f->aux = 0;
+    header_init(&d->f, &weft__plain_ops, loop);
     d->dtor = NULL;
-    return f;
+    return &d->f;
 }
 
 /* ---- queries --------------------------------------------------------------------------------- */

@@ -26,7 +26,7 @@ static _Thread_local char thread_marker; /* its address names the thread */
 
 /* ---- allocation -------------------------------------------------------------------- */
 
-static void *libc_realloc(void *ud, void *p, size_t n)
+void *weft__libc_realloc(void *ud, void *p, size_t n)
 {
     (void)ud;
     if (n == 0) {
@@ -351,7 +351,7 @@ int weft_loop_new(weft_loop **out, const weft_loop_options *opts)
         return -EINVAL;
     weft_allocator alloc = opts->alloc;
     if (!alloc.realloc)
-        alloc = (weft_allocator){libc_realloc, NULL};
+        alloc = (weft_allocator){weft__libc_realloc, NULL};
     weft_loop *loop = alloc.realloc(alloc.ud, NULL, sizeof *loop);
     if (!loop)
         return -ENOMEM;

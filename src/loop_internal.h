@@ -138,6 +138,10 @@ bool weft__fd_watched(const weft_loop *loop, int fd, unsigned dir);
 
 /* ---- allocation through the loop's hook ----------------------------------------- */
 
+/* The default allocator hook (libc's realloc and free), for layers that
+ * need a hook of their own when the caller gave none. */
+void *weft__libc_realloc(void *ud, void *p, size_t n);
+
 /* n > 0; NULL on failure.  weft__free(loop, NULL) is a no-op. */
 void *weft__alloc(weft_loop *loop, size_t n);
 void *weft__realloc(weft_loop *loop, void *p, size_t n);

@@ -549,6 +549,25 @@ static void enter_cancelled(weft_co *co, int line)
     co->key = WEFT_CO_KEY_FINALLY;
 }
 
+/* Report something about task t: kind, code, message (and its detail),
+ * and where (coroutine info and line). */
+static void task_report(const weft__task *t, weft_report_kind kind, int err, const char *msg,
+                        const char *detail, const weft_co_info *where, int line)
+{
+    weft_report r;
+    memset(&r, 0, sizeof r);
+    r.kind = kind;
+    r.err = err;
+    r.message = msg;
+    r.detail = detail;
+    r.task = &t->fut;
+    r.task_name = tname(t);
+    r.coroutine = where->name;
+    r.file = where->file;
+    r.line = line;
+    weft__report(t->fut.loop, &r);
+}
+
 static const char *misuse_text(unsigned flags)
 {
     if (flags & WEFT_CO_MISUSE_RESUME)
@@ -569,17 +588,7 @@ static void frame_failed(weft__task *t, weft_co *co)
         snprintf(msg, sizeof msg, "task '%s': coroutine '%s' (%s:%d): %s",
                  tname(t), co->info->name, co->info->file, (int)co->err_line,
                  misuse_text(co->flags));
-        weft_report r;
-        memset(&r, 0, sizeof r);
-        r.kind = WEFT_REPORT_MISUSE;
-        r.err = WEFT_ECORO;
-        r.message = msg;
-        r.task = &t->fut;
-        r.task_name = tname(t);
-        r.coroutine = co->info->name;
-        r.file = co->info->file;
-        r.line = co->err_line;
-        weft__report(t->fut.loop, &r);
+        task_report(t, WEFT_REPORT_MISUSE, WEFT_ECORO, msg, NULL, co->info, co->err_line);
         co->flags &= (uint16_t)~WEFT_CO_MISUSE;
     }
     if (co->err && !(co->flags & WEFT__CO_PROPAGATED))
@@ -614,18 +623,7 @@ static void task_finish(weft__task *t, weft_co *root)
             snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)%s%s", tname(t),
                      origin->file, (int)root->err_line, origin->name, detail ? ": " : "",
                      detail ? detail : "");
-            weft_report r;
-            memset(&r, 0, sizeof r);
-            r.kind = WEFT_REPORT_UNOBSERVED;
-            r.err = err;
-            r.message = msg;
-            r.detail = detail;
-            r.task = &t->fut;
-            r.task_name = tname(t);
-            r.coroutine = origin->name;
-            r.file = origin->file;
-            r.line = root->err_line;
-            weft__report(loop, &r);
+            task_report(t, WEFT_REPORT_UNOBSERVED, err, msg, detail, origin, root->err_line);
         }
         weft__future_finish(&t->fut, WEFT__FAILED);
         return;
@@ -876,21 +874,11 @@ static void gather_one(weft__task *t, void *ctx)
  * what it awaits forget it (a waiter in its frame leaves its primitive). */
 static void release_detach(weft__task *t)
 {
-    weft_loop *loop = t->fut.loop;
     const weft_co *top = root_of(t)->up;
-    weft_report r;
-    memset(&r, 0, sizeof r);
     char msg[320];
     snprintf(msg, sizeof msg, "task '%s' released while pending (at %s:%d)",
              tname(t), top->info->file, (int)top->line);
-    r.kind = WEFT_REPORT_RELEASED;
-    r.message = msg;
-    r.task = &t->fut;
-    r.task_name = tname(t);
-    r.coroutine = top->info->name;
-    r.file = top->info->file;
-    r.line = top->line;
-    weft__report(loop, &r);
+    task_report(t, WEFT_REPORT_RELEASED, 0, msg, NULL, top->info, top->line);
     if (weft__node_linked(&t->node))
         weft__node_unlink(&t->node);
     weft_future *w = t->w.waiting;

@@ -58,20 +58,31 @@ bool weft__timeout_enter(weft_timeout *s, weft_task *task, double t, int absolut
     return true;
 }
 
-void weft__timeout_exit(weft_timeout *s, weft_co *child)
+/* Leave scope s, whose frame co ends with co->err: stop the timer, and if
+ * the scope expired, take its cancellation back and turn the -ECANCELED it
+ * caused into -ETIMEDOUT (only its own: not when outside cancellations are
+ * still pending, nor when the error was already -ECANCELED on entry, which
+ * `outside` says).  True if it converted. */
+static bool scope_leave(weft_timeout *s, weft_co *co, bool outside)
 {
-    if (s->state & TO_EXITED)
-        return;
+    bool converted = false;
     weft_timer_close(&s->timer);
     weft_handle_cancel(&s->soon);
     if (s->state & TO_EXPIRED) {
         weft_task_uncancel(s->task);
-        if (child->err == -ECANCELED && weft_task_cancelling(s->task) <= s->base) {
-            child->err = -ETIMEDOUT; /* our own cancellation, and only ours */
-            child->flags &= (uint16_t)~WEFT_CO_UNCATCHABLE;
+        if (co->err == -ECANCELED && !outside && weft_task_cancelling(s->task) <= s->base) {
+            co->err = -ETIMEDOUT; /* our own cancellation, and only ours */
+            converted = true;
         }
     }
     s->state |= TO_EXITED;
+    return converted;
+}
+
+void weft__timeout_exit(weft_timeout *s, weft_co *child)
+{
+    if (!(s->state & TO_EXITED) && scope_leave(s, child, false))
+        child->flags &= (uint16_t)~WEFT_CO_UNCATCHABLE;
 }
 
 int weft_timeout_reschedule(weft_timeout *s, int64_t when_ns)
@@ -105,15 +116,6 @@ int weft__timeout_open(weft_timeout *s, weft_task *task, double t, int absolute,
 
 void weft__timeout_close(weft_timeout *s, weft_co *co)
 {
-    if (s->state & TO_EXITED)
-        return;
-    weft_timer_close(&s->timer);
-    weft_handle_cancel(&s->soon);
-    if (s->state & TO_EXPIRED) {
-        weft_task_uncancel(s->task);
-        if (co->err == -ECANCELED && s->blk.err_at_entry != -ECANCELED &&
-            weft_task_cancelling(s->task) <= s->base)
-            co->err = -ETIMEDOUT; /* our own cancellation, and only ours */
-    }
-    s->state |= TO_EXITED;
+    if (!(s->state & TO_EXITED))
+        scope_leave(s, co, s->blk.err_at_entry == -ECANCELED);
 }
