@@ -1,28 +1,26 @@
 /* pool.c - per-loop slab pools of small blocks (see pool.h).
  *
- * A slab is SLAB_BYTES from the allocator hook: a small header, then
- * blocks of one size.  Free blocks of a class form one LIFO list through
- * their second word (the first is NULL: "free", for walks).  A class keeps
- * its slabs in an array sorted by address, so trimming can find a block's
- * slab by binary search.  Costs: get and put O(1) (a new slab or a trim
- * aside); a trim is O(free blocks * log slabs) and runs only when free
- * blocks outnumber used ones by more than two slabs' worth, so it is
- * amortised over the frees that made the surplus.
+ * A slab is one allocation from the allocator hook holding nothing but
+ * blocks of one size; its record (where it is, how many blocks) lives in
+ * its class's array of slab records, sorted by address, so that trimming
+ * finds a block's slab by binary search.  A class's slabs grow
+ * geometrically, from SLAB_MIN to SLAB_MAX bytes, so that a class used a
+ * little costs a few KiB and one used a lot costs next to nothing beyond
+ * its blocks (a 128-byte task costs 128 bytes plus 1/16 byte of slab
+ * record and allocator header at SLAB_MAX).  Free blocks of a class form
+ * one LIFO list through their second word (the first is NULL: "free", for
+ * walks).  Costs: get and put O(1) (a new slab or a trim aside); a trim is
+ * O(free blocks * log slabs) and runs only when free blocks outnumber used
+ * ones by more than two of the largest slabs' worth, so it is amortised
+ * over the frees that made the surplus.
  */
 #include <string.h>
 
 #include "pool.h"
 
-#define SLAB_BYTES 16384
+#define SLAB_MIN 4096
+#define SLAB_MAX 65536
 #define TRIM_DELAY_NS 1000000000LL /* trims run at most once a second */
-
-typedef struct weft__slab {
-    uint32_t nblocks;
-    uint32_t nfree; /* scratch for trim */
-    /* blocks follow at BLOCKS_AT */
-} weft__slab;
-
-#define BLOCKS_AT 16 /* keeps blocks 16-byte aligned */
 
 typedef struct free_block {
     void *zero; /* first word: NULL while free */
@@ -35,12 +33,6 @@ typedef struct free_block {
 #define POOLING 1
 #endif
 
-/* Blocks per slab in class k. */
-static size_t per_slab(size_t k)
-{
-    return (SLAB_BYTES - BLOCKS_AT) / ((k + 1) * 16);
-}
-
 void weft__pool_init(weft__pool *p, weft_loop *loop)
 {
     memset(p, 0, sizeof *p);
@@ -48,7 +40,7 @@ void weft__pool_init(weft__pool *p, weft_loop *loop)
     for (int a = 0; a < WEFT__POOL_ARENAS; a++) {
         weft__list_init(&p->big[a]);
         for (size_t k = 0; k < WEFT__POOL_CLASSES; k++)
-            p->cls[a][k].slack = 2 * per_slab(k);
+            p->cls[a][k].slack = 2 * (SLAB_MIN / ((k + 1) * 16));
     }
 }
 
@@ -76,43 +68,43 @@ static size_t class_of(size_t size)
     return (size + 15) / 16 - 1;
 }
 
-static char *blocks(weft__slab *s)
-{
-    return (char *)s + BLOCKS_AT;
-}
-
-/* Add a slab of blocks of bsize bytes to c (sorted insert).  0 or -ENOMEM. */
+/* Add a slab of blocks of bsize bytes to c (sorted insert), the next
+ * size up.  0 or -ENOMEM. */
 static int grow(weft__pool *p, weft__pool_class *c, size_t bsize)
 {
     if (c->nslabs == c->cap) {
         uint32_t cap = c->cap ? c->cap * 2 : 4;
-        weft__slab **a = weft__realloc(p->loop, c->slabs, cap * sizeof *a);
+        weft__slab *a = weft__realloc(p->loop, c->slabs, cap * sizeof *a);
         if (!a)
             return -ENOMEM;
         c->slabs = a;
         c->cap = cap;
     }
-    weft__slab *s = weft__alloc(p->loop, SLAB_BYTES);
-    if (!s)
+    size_t bytes = c->next_bytes ? c->next_bytes : SLAB_MIN;
+    char *base = weft__alloc(p->loop, bytes);
+    if (!base)
         return -ENOMEM;
-    s->nblocks = (uint32_t)((SLAB_BYTES - BLOCKS_AT) / bsize);
-    s->nfree = 0;
+    if (bytes < SLAB_MAX)
+        c->next_bytes = (uint32_t)(bytes * 2);
+    else
+        c->next_bytes = SLAB_MAX;
+    c->slack = 2 * (c->next_bytes / bsize);
+    weft__slab rec = {base, (uint32_t)(bytes / bsize), 0};
     uint32_t k = c->nslabs;
-    while (k > 0 && (uintptr_t)c->slabs[k - 1] > (uintptr_t)s) {
+    while (k > 0 && (uintptr_t)c->slabs[k - 1].base > (uintptr_t)base) {
         c->slabs[k] = c->slabs[k - 1];
         k--;
     }
-    c->slabs[k] = s;
+    c->slabs[k] = rec;
     c->nslabs++;
     /* thread the new blocks in address order (the first is popped first) */
-    char *b = blocks(s);
-    for (uint32_t i = s->nblocks; i-- > 0;) {
-        free_block *fb = (free_block *)(void *)(b + i * bsize);
+    for (uint32_t i = rec.nblocks; i-- > 0;) {
+        free_block *fb = (free_block *)(void *)(base + i * bsize);
         fb->zero = NULL;
         fb->next = c->free;
         c->free = fb;
     }
-    c->nfree += s->nblocks;
+    c->nfree += rec.nblocks;
     return 0;
 }
 
@@ -142,39 +134,42 @@ void *weft__pool_get(weft__pool *p, int arena, size_t size)
     return fb;
 }
 
-/* The slab of c holding block b (binary search), or NULL. */
-static weft__slab *slab_of(const weft__pool_class *c, const void *b)
+/* The record of the slab of c (blocks of bsize bytes) holding block b
+ * (binary search), or NULL. */
+static weft__slab *slab_of(const weft__pool_class *c, size_t bsize, const void *b)
 {
     uint32_t lo = 0, hi = c->nslabs;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        if ((uintptr_t)c->slabs[mid] <= (uintptr_t)b)
+        if ((uintptr_t)c->slabs[mid].base <= (uintptr_t)b)
             lo = mid + 1;
         else
             hi = mid;
     }
     if (lo == 0)
         return NULL;
-    weft__slab *s = c->slabs[lo - 1];
-    return (uintptr_t)b < (uintptr_t)s + SLAB_BYTES ? s : NULL;
+    weft__slab *s = &c->slabs[lo - 1];
+    return (uintptr_t)b < (uintptr_t)s->base + s->nblocks * bsize ? s : NULL;
 }
 
-/* Give back every slab of c whose blocks are all free. */
-static void trim(weft__pool *p, weft__pool_class *c)
+/* Give back every slab of c (blocks of bsize bytes) whose blocks are all
+ * free. */
+static void trim(weft__pool *p, weft__pool_class *c, size_t bsize)
 {
     if (c->used == 0) {
         /* nothing in use: every slab goes, no search needed */
         for (uint32_t i = 0; i < c->nslabs; i++)
-            weft__free(p->loop, c->slabs[i]);
+            weft__free(p->loop, c->slabs[i].base);
         c->nslabs = 0;
         c->free = NULL;
         c->nfree = 0;
+        c->next_bytes = 0; /* start small again */
         return;
     }
     for (uint32_t i = 0; i < c->nslabs; i++)
-        c->slabs[i]->nfree = 0;
+        c->slabs[i].nfree = 0;
     for (free_block *fb = c->free; fb; fb = fb->next) {
-        weft__slab *s = slab_of(c, fb);
+        weft__slab *s = slab_of(c, bsize, fb);
         WEFT_ASSERT(s != NULL);
         s->nfree++;
     }
@@ -183,7 +178,7 @@ static void trim(weft__pool *p, weft__pool_class *c)
     size_t nfree = 0;
     for (free_block *fb = c->free, *next; fb; fb = next) {
         next = fb->next;
-        weft__slab *s = slab_of(c, fb);
+        weft__slab *s = slab_of(c, bsize, fb);
         if (s->nfree == s->nblocks)
             continue;
         *tail = fb;
@@ -195,17 +190,17 @@ static void trim(weft__pool *p, weft__pool_class *c)
     c->nfree = nfree;
     uint32_t k = 0;
     for (uint32_t i = 0; i < c->nslabs; i++) {
-        weft__slab *s = c->slabs[i];
-        if (s->nfree == s->nblocks)
-            weft__free(p->loop, s);
+        weft__slab s = c->slabs[i];
+        if (s.nfree == s.nblocks)
+            weft__free(p->loop, s.base);
         else
             c->slabs[k++] = s;
     }
     c->nslabs = k;
 }
 
-/* More than two slabs, and more free blocks than used ones plus two slabs'
- * worth. */
+/* More than two slabs, and more free blocks than used ones plus two of
+ * the largest slabs' worth. */
 static bool wants_trim(const weft__pool_class *c)
 {
     return c->nslabs > 2 && c->nfree > c->used + c->slack;
@@ -218,7 +213,7 @@ static void trim_all(void *arg)
     for (int a = 0; a < WEFT__POOL_ARENAS; a++)
         for (size_t k = 0; k < WEFT__POOL_CLASSES; k++)
             if (wants_trim(&p->cls[a][k]))
-                trim(p, &p->cls[a][k]);
+                trim(p, &p->cls[a][k], (k + 1) * 16);
 }
 
 static void arm_trim(weft__pool *p)
@@ -243,7 +238,7 @@ void weft__pool_close(weft__pool *p)
 WEFT__COLD static void trim_or_arm(weft__pool *p, weft__pool_class *c)
 {
     if (c->used == 0 && !p->walking)
-        trim(p, c); /* O(slabs), paid for by the blocks that made them */
+        trim(p, c, 0); /* everything is free: no block size needed */
     else
         arm_trim(p);
 }
@@ -275,9 +270,9 @@ void weft__pool_walk(weft__pool *p, int arena, void (*fn)(void *block, void *ctx
         /* fn may free blocks, which then stay in their slab (no trim
          * while walking); it must not allocate from this arena */
         for (uint32_t i = 0; i < c->nslabs; i++) {
-            weft__slab *s = c->slabs[i];
+            const weft__slab *s = &c->slabs[i];
             for (uint32_t j = 0; j < s->nblocks; j++) {
-                void *blk = blocks(s) + j * bsize;
+                void *blk = s->base + j * bsize;
                 if (*(void **)blk)
                     fn(blk, ctx);
             }
@@ -305,7 +300,7 @@ void weft__pool_free_all(weft__pool *p)
         for (size_t k = 0; k < WEFT__POOL_CLASSES; k++) {
             weft__pool_class *c = &p->cls[a][k];
             for (uint32_t i = 0; i < c->nslabs; i++)
-                weft__free(p->loop, c->slabs[i]);
+                weft__free(p->loop, c->slabs[i].base);
             weft__free(p->loop, c->slabs);
             memset(c, 0, sizeof *c);
         }

@@ -1,9 +1,9 @@
 /* pool.h - per-loop pools of small blocks, for the layers above the loop.
  *
- * Blocks of up to WEFT__POOL_MAX bytes come from 16 KiB slabs, one set of
- * slabs per size class (16-byte steps), recycled LIFO: steady state costs
- * a pointer pop and push, no allocator call and no per-block header, so a
- * 128-byte task costs 128 bytes.  Slabs come from the loop's allocator
+ * Blocks of up to WEFT__POOL_MAX bytes come from slabs of 4 to 64 KiB
+ * (growing), one set per size class (16-byte steps), recycled LIFO: steady
+ * state costs a pointer pop and push, no allocator call and no per-block
+ * header, so a 128-byte task costs 128 bytes.  Slabs come from the loop's allocator
  * hook; a class whose free blocks far outnumber its used ones gives its
  * empty slabs back (amortised O(1) per free).  Larger blocks go to the
  * allocator with a 16-byte link, so that the pool still frees them if
@@ -30,13 +30,21 @@ enum weft__pool_arena { WEFT__POOL_ANY, WEFT__POOL_TASKS, WEFT__POOL_ARENAS };
 
 #define WEFT__POOL_CLASSES (WEFT__POOL_MAX / 16)
 
+/* One slab of a class (private): where its blocks are. */
+typedef struct weft__slab {
+    char *base;       /* the allocation: blocks only */
+    uint32_t nblocks; /* how many */
+    uint32_t nfree;   /* scratch for trim */
+} weft__slab;
+
 /* One size class of one arena (private). */
 typedef struct weft__pool_class {
-    void *free;                /* free blocks, linked through their second word */
-    struct weft__slab **slabs; /* sorted by address */
-    uint32_t nslabs, cap;      /* slabs used / allocated */
-    size_t used, nfree;        /* blocks in use / on the free list */
-    size_t slack;              /* free blocks beyond used that start a trim */
+    void *free;           /* free blocks, linked through their second word */
+    weft__slab *slabs;    /* records, sorted by base address */
+    uint32_t nslabs, cap; /* slabs used / records allocated */
+    uint32_t next_bytes;  /* size of the next slab (0: the smallest) */
+    size_t used, nfree;   /* blocks in use / on the free list */
+    size_t slack;         /* free blocks beyond used that start a trim */
 } weft__pool_class;
 
 typedef struct weft__pool {
