@@ -315,13 +315,12 @@ static void future_free_slow(weft_future *f)
         else
             snprintf(name, sizeof name, "%s", f->ops->kind);
         char msg[900];
-        const char *detail = weft__future_detail(f, f->out.err);
+        const char *detail = weft__future_detail(f, f->out.err); /* r.detail, not in msg */
         if (r.file)
-            snprintf(msg, sizeof msg, "%s failed at %s:%d and its error was never retrieved%s%s",
-                     name, r.file, r.line, detail ? ": " : "", detail ? detail : "");
+            snprintf(msg, sizeof msg, "%s failed at %s:%d and its error was never retrieved",
+                     name, r.file, r.line);
         else
-            snprintf(msg, sizeof msg, "%s failed and its error was never retrieved%s%s", name,
-                     detail ? ": " : "", detail ? detail : "");
+            snprintf(msg, sizeof msg, "%s failed and its error was never retrieved", name);
         r.kind = WEFT_REPORT_UNOBSERVED;
         r.err = f->out.err;
         r.message = msg;

@@ -574,6 +574,9 @@ static const char *misuse_text(unsigned flags)
         return "resumed at an unknown point (a suspension inside a switch?)";
     if (flags & WEFT_CO_MISUSE_BREAK)
         return "a 'break' escaped the coroutine body";
+    if (flags & WEFT_CO_MISUSE_REENTER)
+        return "a block began again before its end (a 'continue' or 'goto' back to its "
+               "beginning?)";
     if (flags & WEFT_CO_MISUSE_BLOCK)
         return "the frame ended inside a block whose end was never reached (a 'break' or "
                "'goto' out of it?)";
@@ -620,9 +623,8 @@ static void task_finish(weft__task *t, weft_co *root)
             t->fut.flags |= WEFT__F_OBSERVED;
             char msg[900];
             const char *detail = weft__future_detail(&t->fut, err);
-            snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)%s%s", tname(t),
-                     origin->file, (int)root->err_line, origin->name, detail ? ": " : "",
-                     detail ? detail : "");
+            snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)", tname(t),
+                     origin->file, (int)root->err_line, origin->name); /* detail: r.detail */
             task_report(t, WEFT_REPORT_UNOBSERVED, err, msg, detail, origin, root->err_line);
         }
         weft__future_finish(&t->fut, WEFT__FAILED);

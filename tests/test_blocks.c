@@ -254,6 +254,49 @@ static void test_lock_block_releases_on_every_path(void **state)
     }
 }
 
+/* A `continue` out of a lock block jumps back to its beginning while it is
+ * still open: the block is entered again before its end.  That is refused
+ * (WEFT_ECORO, WEFT_CO_MISUSE_REENTER, reported with the line) instead of
+ * waiting forever for the lock the frame holds, and the unwinding releases
+ * the lock through the block's exit. */
+struct reenter {
+    WEFT_FRAME(int);
+    weft_lock *l;
+    int i;
+    weft_lock_block g;
+};
+
+WEFT_ASYNC(reenter)
+{
+    WEFT_BEGIN(self);
+    for (self->i = 0; self->i < 2; self->i++) {
+        WEFT_LOCK_BEGIN(self, g, self->l);
+        log_tag(self->i + 1);
+        if (self->i == 0)
+            continue; /* misuse: leaves the block without its end */
+        WEFT_LOCK_END(self, g);
+    }
+    WEFT_END;
+}
+
+static void test_block_entered_again_before_its_end_is_refused(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    g_nlog = 0;
+    weft_lock l;
+    assert_int_equal(weft_lock_init(&l, loop), 0);
+    weft_task *t = WEFT_SPAWN(loop, reenter, .l = &l);
+    g_hook.expect = 1;
+    assert_int_equal(run(loop, t), WEFT_ECORO);
+    EXPECT_LOG(1);
+    assert_false(weft_lock_locked(&l)); /* released on the way out */
+    assert_int_equal(g_hook.by_kind[WEFT_REPORT_MISUSE], 1);
+    assert_non_null(strstr(g_hook.msg, "began again"));
+    weft_future_unref(t);
+    finish(loop);
+}
+
 /* Two tasks through one lock block take turns (the block waits FIFO). */
 static void test_lock_blocks_serialise_tasks(void **state)
 {
@@ -626,6 +669,7 @@ int main(void)
         T(test_timeout_block_reschedule_moves_the_deadline),
         T(test_timeout_block_refuses_nan_and_survives_enomem),
         T(test_lock_block_releases_on_every_path),
+        T(test_block_entered_again_before_its_end_is_refused),
         T(test_lock_blocks_serialise_tasks),
         T(test_semaphore_block_gives_the_permit_back),
         T(test_condition_block_waits_and_releases),

@@ -148,8 +148,10 @@ enum {
     WEFT_CO_MISUSE_BREAK = 1u << 4,  /* a `break` escaped the body */
     WEFT_CO_MISUSE_THROW = 1u << 5,  /* WEFT_THROW with a code >= 0 or < WEFT_ERR_MIN */
     WEFT_CO_MISUSE_BLOCK = 1u << 6,  /* the frame ended inside a block (a `break` out of it?) */
+    WEFT_CO_MISUSE_REENTER = 1u << 7, /* a block began again before its end (a `continue`
+                                         or `goto` back to its beginning?) */
     WEFT_CO_MISUSE = WEFT_CO_MISUSE_RESUME | WEFT_CO_MISUSE_BREAK | WEFT_CO_MISUSE_THROW |
-                     WEFT_CO_MISUSE_BLOCK,
+                     WEFT_CO_MISUSE_BLOCK | WEFT_CO_MISUSE_REENTER,
 };
 
 /* Resume keys a driver may set (see "Driving a frame"). */
@@ -465,7 +467,23 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
  * Open block `name` (&self->name begins with a weft_block). */
 #define WEFT__BLOCK_BEGIN(self, name)                                                              \
     WEFT__BLOCK_DECLARE(name);                                                                     \
+    WEFT__BLOCK_FRESH(&(self)->name.blk);                                                          \
     weft__co_block_enter(weft__co, &(self)->name.blk, WEFT__BLOCK_KEY(name))
+
+/* Every block's beginning checks first that the block is not already open
+ * in this frame: reaching it again before its end (a `continue` or `goto`
+ * back to it) would nest it inside itself, and a lock block would wait
+ * forever for the lock it holds.  The frame unwinds with WEFT_ECORO and
+ * WEFT_CO_MISUSE_REENTER instead, through the exits of the blocks still
+ * open (the lock is released). */
+#define WEFT__BLOCK_FRESH(blkp)                                                                    \
+    do {                                                                                           \
+        if ((blkp)->active) {                                                                      \
+            weft__co_raise(weft__co, WEFT_ECORO, __LINE__, 0);                                     \
+            weft__co->flags |= WEFT_CO_MISUSE_REENTER;                                             \
+            goto weft__unwind;                                                                     \
+        }                                                                                          \
+    } while (0)
 
 /* The exit of block `name` (blkp: its weft_block): `normal` (an lvalue)
  * becomes 1 after the body, 0 when unwinding reached it.  The exit code

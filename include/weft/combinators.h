@@ -200,6 +200,7 @@ typedef struct weft_timeout {
 #define WEFT_TIMEOUT_AT_BEGIN(self, name, when) WEFT__TIMEOUT_BEGIN(self, name, (when), 1)
 #define WEFT__TIMEOUT_BEGIN(self, name, t, absolute)                                     \
     WEFT__BLOCK_DECLARE(name);                                                           \
+    WEFT__BLOCK_FRESH(&(self)->name.blk);                                                \
     if (weft__timeout_open(&(self)->name, task, (t), (absolute), weft__co, __LINE__) < 0) \
         goto weft__unwind;                                                               \
     weft__co_block_enter(weft__co, &(self)->name.blk, WEFT__BLOCK_KEY(name))
@@ -320,6 +321,7 @@ typedef struct weft_group {
  *     WEFT_GROUP_END(self, g);                                            */
 #define WEFT_GROUP_BEGIN(self, name)                                                    \
     WEFT__BLOCK_DECLARE(name);                                                          \
+    WEFT__BLOCK_FRESH(&(self)->name.blk);                                               \
     if (weft_group_init(&(self)->name, task) < 0) {                                     \
         weft__co_raise(weft__co, -EINVAL, __LINE__, 0);                                 \
         goto weft__unwind;                                                              \
@@ -339,7 +341,8 @@ int weft_group_init(weft_group *g, weft_task *owner);
 /* Spawn coroutine fn in group g; returns the task (borrowed: the group
  * holds it until the join; read its outcome after the join with
  * weft_group_result) or NULL with weft_last_error(): WEFT_ESTATE if the
- * group is aborting or joined (nothing else happens); for a failed spawn
+ * group is aborting, or its join has begun (nothing else happens: a child
+ * cannot add siblings once the owner waits in the join); for a failed spawn
  * (-ENOMEM...) the join also cancels the other children and fails with
  * that error unless a child failed first. */
 #define WEFT_GROUP_SPAWN(g, ...) WEFT__GROUP_SPAWN(g, __VA_ARGS__, )

@@ -59,7 +59,7 @@ enum {
      * block with timers pending; then it jumps to the earliest deadline.
      * Timeout tests run in microseconds and never flake. */
     WEFT_LOOP_VIRTUAL_CLOCK = 1u << 0,
-    /* Honour the environment: $WEFT_BACKEND ("epoll", "poll") when
+    /* Honour the environment: $WEFT_BACKEND ("epoll", "kqueue", "poll") when
      * opts.backend is NULL, and $WEFT_CLOCK=virtual.  For tests and
      * examples; without this flag weft never reads the environment. */
     WEFT_LOOP_ENV = 1u << 1,
@@ -73,7 +73,7 @@ enum {
 /* Options for weft_loop_new; zero-initialise and set what you need. */
 typedef struct weft_loop_options {
     weft_allocator alloc;     /* {NULL, NULL}: libc malloc/realloc/free */
-    const char *backend;      /* "epoll", "poll" or NULL for the best one */
+    const char *backend;      /* "epoll", "kqueue", "poll" or NULL for the best one */
     unsigned flags;           /* WEFT_LOOP_* */
     int64_t lag_threshold_ns; /* slow-callback report threshold:
                                  0 = default (100 ms), < 0 = off */
@@ -122,9 +122,10 @@ int weft_loop_run_once(weft_loop *loop);
 int weft_loop_stop(weft_loop *loop);
 
 /* Stop with an exit status (asyncio's SystemExit; task.h explains how
- * WEFT_RUN and WEFT_EXIT use it): records status (>= 0; the first request
- * wins) and stops the loop as weft_loop_stop does.  Returns 0, -EINVAL
- * (NULL loop, negative status), -EPERM (debug thread check), WEFT_ECLOSED. */
+ * WEFT_RUN and WEFT_EXIT use it): records status (0 to INT_MAX - 1; the
+ * first request wins) and stops the loop as weft_loop_stop does.  Returns
+ * 0, -EINVAL (NULL loop, status out of range), -EPERM (debug thread check),
+ * WEFT_ECLOSED. */
 int weft_exit(weft_loop *loop, int status);
 
 /* True if weft_exit was called on loop (and not cleared by
@@ -143,7 +144,7 @@ bool weft_loop_is_closed(const weft_loop *loop);
 /* The loop running in the calling thread, or NULL. */
 weft_loop *weft_running_loop(void);
 
-/* Name of the backend in use: "epoll" or "poll"; NULL for NULL. */
+/* Name of the backend in use: "epoll", "kqueue" or "poll"; NULL for NULL. */
 const char *weft_loop_backend(const weft_loop *loop);
 
 /* ---- time ------------------------------------------------------------------ */
@@ -419,7 +420,8 @@ typedef struct weft_report {
     weft_report_kind kind;
     int err;               /* the error code, or 0 */
     const char *message;   /* one line (several for DUMP); never NULL */
-    const char *detail;    /* the error's attached message, or NULL */
+    const char *detail;    /* the error's attached message (WEFT_THROW_MSG...), or
+                              NULL; not repeated in message */
     const void *task;      /* the task concerned, or NULL */
     const char *task_name; /* or NULL */
     const char *coroutine; /* or NULL */
@@ -436,8 +438,9 @@ typedef struct weft_report {
 typedef void weft_report_hook(weft_loop *loop, const weft_report *r, void *ud);
 
 /* Install the report hook; NULL restores the default, which prints one line
- * to stderr: "weft: <message> (<strerror>)"; for SLOW
- * "weft: slow callback: <what> ran <ms> ms".  Returns 0 or -EINVAL. */
+ * to stderr: "weft: <message>[: <detail>][ (<strerror of err>)]" (the
+ * message never repeats the detail: that is its own field); for SLOW the
+ * message is "slow callback: <what> ran <ms> ms".  Returns 0 or -EINVAL. */
 int weft_loop_set_report_hook(weft_loop *loop, weft_report_hook *hook, void *ud);
 
 /* ---- accounting and introspection -------------------------------------------- */

@@ -118,6 +118,7 @@ typedef struct weft_lock_block {
 
 #define WEFT__ACQUIRE_BEGIN(self, name, p, acquire)                     \
     WEFT__BLOCK_DECLARE(name);                                          \
+    WEFT__BLOCK_FRESH(&(self)->name.blk);                               \
     (self)->name.prim = (p);                                            \
     (self)->name.held = 0;                                              \
     WEFT_AWAIT(self, acquire((self)->name.prim, &(self)->name.w));      \
@@ -232,6 +233,7 @@ typedef struct weft_condition_block {
  *     WEFT_CONDITION_END(self, cb);                                       */
 #define WEFT_CONDITION_BEGIN(self, name, c)                                                \
     WEFT__BLOCK_DECLARE(name);                                                             \
+    WEFT__BLOCK_FRESH(&(self)->name.lb.blk);                                               \
     (self)->name.lb.prim = (c);                                                            \
     (self)->name.lb.held = 0;                                                              \
     WEFT_AWAIT(self, weft_lock_acquire(weft_condition_lock((self)->name.lb.prim),          \
