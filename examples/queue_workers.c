@@ -1,9 +1,12 @@
 /* queue_workers.c - three workers share a queue of work items (the asyncio
- * docs' Queue example).
+ * docs' Queue example, in the form Python 3.13's Queue.shutdown allows).
  *
  *     async def worker(name, queue):
  *         while True:
- *             sleep_for = await queue.get()
+ *             try:
+ *                 sleep_for = await queue.get()
+ *             except asyncio.QueueShutDown:
+ *                 break                              # no more work: done
  *             await asyncio.sleep(sleep_for)
  *             queue.task_done()
  *             print(f'{name} has slept for {sleep_for:.2f} seconds')
@@ -12,12 +15,11 @@
  *         queue = asyncio.Queue()
  *         for _ in range(20):                        # twenty work items
  *             queue.put_nowait(random.uniform(0.05, 1.0))
- *         tasks = [asyncio.create_task(worker(f'worker-{i}', queue))
- *                  for i in range(3)]
- *         await queue.join()                         # every item done
- *         for task in tasks:
- *             task.cancel()                          # workers loop forever
- *         await asyncio.gather(*tasks, return_exceptions=True)
+ *         async with asyncio.TaskGroup() as tg:
+ *             for i in range(3):
+ *                 tg.create_task(worker(f'worker-{i}', queue))
+ *             await queue.join()                     # every item done
+ *             queue.shutdown()                       # the workers end
  *
  * Items are pointers: a sleep time in milliseconds travels as
  * (void *)(intptr_t)ms.  The "random" times come from a fixed-seed LCG, so
@@ -32,13 +34,14 @@
 #define ITEMS 20
 #define WORKERS 3
 
-/* async def worker(name, queue): loops until cancelled. */
+/* async def worker(name, queue): loops until the queue is shut down. */
 struct worker {
     WEFT_FRAME(int);
     const char *name;
     weft_queue *queue;
     int64_t *slept_ms; /* where to add up this worker's sleep time */
-    int64_t ms;        /* the current item */
+    void *item;        /* the current item */
+    int err;           /* the get's outcome: 0, or WEFT_ESHUTDOWN at the end */
     weft_waiter w;     /* the queue's waiter node lives in the frame */
 };
 
@@ -46,12 +49,15 @@ WEFT_ASYNC(worker)
 {
     WEFT_BEGIN(self);
     for (;;) {
-        WEFT_AWAIT(self, weft_queue_get(self->queue, &self->w));
-        self->ms = (intptr_t)WEFT_RESULT(self).p;
-        WEFT_AWAIT(self, weft_sleep_ns(weft_task_loop(task), self->ms * 1000000));
-        *self->slept_ms += self->ms;
+        /* A get that ends quietly at shutdown: the error goes to self->err
+         * instead of unwinding (asyncio's `except QueueShutDown: break`). */
+        WEFT_TRY_QUEUE_GET(self, self->queue, &self->w, self->item, self->err);
+        if (self->err)
+            break;
+        WEFT_AWAIT(self, weft_sleep_ns(weft_task_loop(task), (intptr_t)self->item * 1000000));
+        *self->slept_ms += (intptr_t)self->item;
         weft_queue_task_done(self->queue);
-        printf("%s has slept for %.2f seconds\n", self->name, (double)self->ms / 1000);
+        printf("%s has slept for %.2f seconds\n", self->name, (double)(intptr_t)self->item / 1000);
     }
     WEFT_END;
 }
@@ -66,10 +72,11 @@ static unsigned lcg(unsigned *state)
 struct main_co {
     WEFT_FRAME(int);
     weft_queue queue; /* frames never move: the queue can live here */
-    weft_task *tasks[WORKERS];
+    weft_group tg;    /* the task group of the workers */
     int64_t slept_ms[WORKERS];
     int64_t total_ms;
     double started, elapsed; /* locals that live across an await: in the frame */
+    int i;
     weft_waiter w;
 };
 
@@ -89,21 +96,22 @@ WEFT_ASYNC(main_co)
         }
     }
 
-    for (int i = 0; i < WORKERS; i++)
-        self->tasks[i] = WEFT_SPAWN(loop, worker, .name = names[i], .queue = &self->queue,
-                                    .slept_ms = &self->slept_ms[i]);
+    /* async with TaskGroup() as tg: the block's end waits for every worker,
+     * on every path (an error, a cancellation), so the queue outlives them. */
+    WEFT_GROUP_BEGIN(self, tg);
+    for (self->i = 0; self->i < WORKERS; self->i++)
+        WEFT_GROUP_SPAWN(&self->tg, worker, .name = names[self->i], .queue = &self->queue,
+                         .slept_ms = &self->slept_ms[self->i]);
 
     /* Wait until every item has been got and marked done. */
     self->started = weft_loop_time(loop);
     WEFT_AWAIT(self, weft_queue_join(&self->queue, &self->w));
     self->elapsed = weft_loop_time(loop) - self->started;
 
-    /* The workers wait for more work forever: cancel them and wait until
-     * they are gone (gather takes our references; ALL: cancellations are
-     * outcomes, not failures). */
-    for (int i = 0; i < WORKERS; i++)
-        weft_task_cancel(self->tasks[i]);
-    WEFT_AWAIT(self, weft_gather(loop, self->tasks, WORKERS, WEFT_GATHER_ALL));
+    /* No more work: shut the queue down, and each worker's next get ends
+     * its loop.  Nobody is cancelled. */
+    weft_queue_shutdown(&self->queue, false);
+    WEFT_GROUP_END(self, tg);
 
     printf("====\n");
     printf("%d workers slept in parallel for %.2f seconds\n", WORKERS, self->elapsed);

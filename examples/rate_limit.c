@@ -10,7 +10,9 @@
  *             print(f"{loop.time():.1f}  job {i} done")
  *
  *     async def main():
- *         await asyncio.gather(*(job(i, SECS[i]) for i in range(10)))
+ *         async with asyncio.TaskGroup() as tg:
+ *             for i in range(10):
+ *                 tg.create_task(job(i, SECS[i]))
  *
  * Jobs 0, 1 and 2 start at once; the others queue in spawn order.  Each
  * release hands the permit straight to the first job still waiting (it
@@ -18,9 +20,9 @@
  * strictly first come, first served.  The program tracks how many jobs run
  * at once and prints the maximum: 3.
  *
- * The waiter a job queues with lives in its frame (weft_waiter): waiting
- * allocates nothing.  Under WEFT_CLOCK=virtual (the test) the sleeps take
- * no real time and the output is exact.
+ * The semaphore block keeps its waiter in the frame (weft_lock_block):
+ * waiting allocates nothing.  Under WEFT_CLOCK=virtual (the test) the
+ * sleeps take no real time and the output is exact.
  */
 #include <stdio.h>
 #include <weft.h>
@@ -34,36 +36,30 @@ static int running, max_running;
 
 struct job {
     WEFT_FRAME(int);
-    weft_semaphore *sem; /* argument */
-    int id;              /* argument */
-    bool holding;        /* local: do we hold a permit? */
-    weft_waiter w;       /* local: our place in the semaphore's queue */
+    weft_semaphore *sem;   /* argument */
+    int id;                /* argument */
+    weft_lock_block guard; /* the `async with sem:` block: its waiter and state */
 };
 
 WEFT_ASYNC(job)
 {
     weft_loop *loop = weft_task_loop(task);
     WEFT_BEGIN(self);
-    WEFT_AWAIT(self, weft_semaphore_acquire(self->sem, &self->w));
-    self->holding = true;
+    WEFT_SEMAPHORE_BEGIN(self, guard, self->sem); /* waits for a permit */
     if (++running > max_running)
         max_running = running;
     printf("%4.1f  job %d starts  (%d running)\n", weft_loop_time(loop), self->id, running);
     WEFT_SLEEP(self, SECS[self->id]);
     printf("%4.1f  job %d done\n", weft_loop_time(loop), self->id);
-    WEFT_FINALLY;
-    /* `async with` releases on every path: success, error, cancellation */
-    if (self->holding) {
-        running--;
-        weft_semaphore_release(self->sem);
-    }
+    running--; /* (the demo's count; nothing here is cancelled) */
+    WEFT_SEMAPHORE_END(self, guard); /* gives the permit back on every path */
     WEFT_END;
 }
 
 struct main_co {
     WEFT_FRAME(int);
     weft_semaphore sem; /* in the frame: frames never move */
-    weft_task *jobs[JOBS];
+    weft_group tg;
     int i;
 };
 
@@ -72,17 +68,12 @@ WEFT_ASYNC(main_co)
     weft_loop *loop = weft_task_loop(task);
     WEFT_BEGIN(self);
     weft_semaphore_init(&self->sem, loop, LIMIT);
+    WEFT_GROUP_BEGIN(self, tg); /* async with TaskGroup() as tg: */
     for (self->i = 0; self->i < JOBS; self->i++)
-        self->jobs[self->i] = WEFT_SPAWN(loop, job, .sem = &self->sem, .id = self->i);
-    for (self->i = 0; self->i < JOBS; self->i++) {
-        WEFT_AWAIT(self, self->jobs[self->i]); /* consumes our reference */
-        self->jobs[self->i] = NULL;
-    }
+        WEFT_GROUP_SPAWN(&self->tg, job, .sem = &self->sem, .id = self->i);
+    WEFT_GROUP_END(self, tg); /* waits for all ten */
     printf("all done at %.1f; at most %d jobs ran at once (limit %d)\n", weft_loop_time(loop),
            max_running, LIMIT);
-    WEFT_FINALLY;
-    for (self->i = 0; self->i < JOBS; self->i++)
-        weft_future_unref(self->jobs[self->i]); /* NULL-safe: left on error */
     WEFT_END;
 }
 

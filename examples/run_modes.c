@@ -34,16 +34,15 @@ WEFT_ASYNC(is_coroutine)
 
 /* ---- 1. run_until_complete ------------------------------------------------
  *     loop.run_until_complete(is_coroutine(loop, 5))
- * run_until_complete takes a future, and a task is one: spawn, then run. */
+ * WEFT_RUN_UNTIL_COMPLETE takes the coroutine, as Python does: it spawns
+ * the task, runs the loop until the task is done, and drops it.  (For a
+ * future you already have, weft_loop_run_until_complete takes the future:
+ * part 2 uses it.) */
 static int part_run_until_complete(weft_loop *loop)
 {
-    weft_task *t = WEFT_SPAWN(loop, is_coroutine, .x = 5);
-    if (!t)
-        return weft_last_error();
-    int err = weft_loop_run_until_complete(loop, t); /* the task's own error */
+    int err = WEFT_RUN_UNTIL_COMPLETE(loop, NULL, is_coroutine, .x = 5); /* the task's error */
     printf("run_until_complete returned '%s' at %.0f s\n", weft_strerror(err),
            weft_loop_time(loop));
-    weft_future_unref(t);
     return err;
 }
 

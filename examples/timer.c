@@ -1,4 +1,4 @@
-/* timer.c - a one-shot timer built from a sleep task and a done callback
+/* timer.c - a one-shot timer built from a sleep and a done callback
  * (seed 002, "Timer"):
  *
  *     async def timer(x, cb):
@@ -10,38 +10,25 @@
  *     asyncio.run(t)
  *
  * In Python asyncio.sleep(x) is a coroutine, so ensure_future wraps it in
- * a task; here the task runs a small coroutine that sleeps.  (weft_sleep
- * itself returns a future, so in C you could add the callback to it
- * directly; and for a timer without any coroutine, see weft_call_later in
- * hello_callbacks.c.)
+ * a task.  weft_sleep already returns a future, so there is nothing to
+ * wrap: the callback goes on the sleep itself.  (For a timer without any
+ * coroutine, see weft_call_later in hello_callbacks.c.)
  */
 #include <stdio.h>
 #include <weft.h>
 
-/* asyncio.sleep(x) as a coroutine of its own. */
-struct sleep_co {
-    WEFT_FRAME(int);
-    double delay;
-};
-
-WEFT_ASYNC(sleep_co)
-{
-    WEFT_BEGIN(self);
-    WEFT_SLEEP(self, self->delay);
-    WEFT_END;
-}
-
 struct timer {
     WEFT_FRAME(int);
     double x;
-    weft_done_cb *cb; /* the `lambda futu: print('Done')` */
-    weft_task *futu;  /* kept across the await: a frame field */
+    weft_done_cb *cb;   /* the `lambda futu: print('Done')` */
+    weft_future *futu;  /* kept across the await: a frame field */
 };
 
 WEFT_ASYNC(timer)
 {
+    weft_loop *loop = weft_task_loop(task);
     WEFT_BEGIN(self);
-    self->futu = WEFT_SPAWN(weft_task_loop(task), sleep_co, .delay = self->x);
+    self->futu = weft_sleep(loop, self->x);
     if (!self->futu)
         WEFT_THROW(self, weft_last_error());
     {
@@ -52,7 +39,7 @@ WEFT_ASYNC(timer)
     }
     /* Registered first, the callback runs before this task resumes. */
     WEFT_AWAIT(self, weft_future_ref(self->futu));
-    printf("timer resumed at %.0f s\n", weft_loop_time(weft_task_loop(task)));
+    printf("timer resumed at %.0f s\n", weft_loop_time(loop));
     WEFT_FINALLY;
     weft_future_unref(self->futu);
     WEFT_END;
