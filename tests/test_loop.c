@@ -3033,6 +3033,8 @@ static void test_forked_child_starts_its_own_watchdog(void **state)
         if (weft_call_soon(loop, spin_until_flagged, NULL, NULL) == 0 &&
             weft_loop_run_once(loop) == 0)
             code = g_lag.count == 1 ? 0 : 2;
+        if (weft_loop_destroy(loop) != 0) /* joins the child's own watchdog */
+            code = 3;
         _exit(code);
     }
     int st = 0;
