@@ -290,16 +290,8 @@ WEFT__COLD static void future_free_slow(weft_future *f);
 
 void weft__future_free(weft_future *f)
 {
-    /* hot path: nothing to report, destroy or drop, memory to give back
-     * (a finished task, a sleep, a gather) */
-    if (!(f->state == WEFT__FAILED && !(f->flags & WEFT__F_OBSERVED)) &&
-        !(f->flags & (WEFT__F_CALLBACKS | WEFT__F_EXTRAS)) && !(f->ops->flags & WEFT__OPS_DTOR) &&
-        f->ops->release && !WEFT__POISON) {
-        f->refs = 0;
-        really_release(f);
-        return;
-    }
-    future_free_slow(f);
+    if (!weft__future_release_fast(f)) /* f->refs is 1: the last one goes */
+        future_free_slow(f);
 }
 
 static void future_free_slow(weft_future *f)

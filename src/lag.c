@@ -272,17 +272,12 @@ static void describe(weft_loop *loop, weft_report *r, char *what, size_t n, cons
     }
 }
 
-void weft__lag_capture(weft_loop *loop)
+void weft__lag_capture_slow(weft_loop *loop)
 {
     weft__lag *lag = &loop->lag;
-    if (loop->run.fn != weft__run_obj)
-        return;
-    if (weft__lag_flagged(loop)) {
-        lag->cap = (weft_report){0};
-        describe(loop, &lag->cap, lag->cap_what, sizeof lag->cap_what, NULL, NULL);
-        lag->captured = atomic_load_explicit(&lag->tick, memory_order_relaxed);
-    }
-    loop->run.fn = NULL; /* obj is gone */
+    lag->cap = (weft_report){0};
+    describe(loop, &lag->cap, lag->cap_what, sizeof lag->cap_what, NULL, NULL);
+    lag->captured = atomic_load_explicit(&lag->tick, memory_order_relaxed);
 }
 
 void weft__lag_report(weft_loop *loop, const void *node, void (*run)(weft_node *))

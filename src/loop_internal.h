@@ -227,8 +227,9 @@ static inline bool weft__lag_flagged(const weft_loop *loop);
 /* Call before freeing or recycling the obj given to weft__running_obj: if
  * the watchdog flagged this callback, the pending SLOW report is filled
  * from the describe function now; either way the loop will not touch obj
- * again.  About 5 instructions when nothing is flagged. */
-void weft__lag_capture(weft_loop *loop);
+ * again.  Inline: a few instructions when nothing is flagged. */
+static inline void weft__lag_capture(weft_loop *loop);
+void weft__lag_capture_slow(weft_loop *loop); /* lag.c: the flagged case */
 
 /* ---- the debug thread check ------------------------------------------------------------- */
 
@@ -401,6 +402,15 @@ static inline void weft__running_obj(weft_loop *loop, weft__describe_fn *d, cons
     loop->run.fn = weft__run_obj;
     loop->run.describe = d;
     loop->run.obj = obj;
+}
+
+static inline void weft__lag_capture(weft_loop *loop)
+{
+    if (loop->run.fn == weft__run_obj) {
+        if (weft__lag_flagged(loop))
+            weft__lag_capture_slow(loop);
+        loop->run.fn = NULL; /* obj is gone */
+    }
 }
 
 static inline bool weft__lag_flagged(const weft_loop *loop)

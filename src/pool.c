@@ -22,16 +22,8 @@
 #define SLAB_MAX 65536
 #define TRIM_DELAY_NS 1000000000LL /* trims run at most once a second */
 
-typedef struct free_block {
-    void *zero; /* first word: NULL while free */
-    struct free_block *next;
-} free_block;
+typedef weft__free_block free_block;
 
-#if WEFT__POISON
-#define POOLING 0
-#else
-#define POOLING 1
-#endif
 
 void weft__pool_init(weft__pool *p, weft_loop *loop)
 {
@@ -108,26 +100,15 @@ static int grow(weft__pool *p, weft__pool_class *c, size_t bsize)
     return 0;
 }
 
-/* A block of c when its free list is empty: a new slab first. */
-WEFT__COLD static void *get_grow(weft__pool *p, weft__pool_class *c, size_t size)
+void *weft__pool_get_slow(weft__pool *p, int arena, size_t size)
 {
+    if (!weft__pool_pooled(size))
+        return big_get(p, arena, size);
+    /* the class's free list is empty: a new slab first */
+    weft__pool_class *c = weft__pool_class_of(p, arena, size);
     if (grow(p, c, (class_of(size) + 1) * 16) < 0)
         return NULL;
     free_block *fb = c->free;
-    c->free = fb->next;
-    c->nfree--;
-    c->used++;
-    return fb;
-}
-
-void *weft__pool_get(weft__pool *p, int arena, size_t size)
-{
-    if (!POOLING || size > WEFT__POOL_MAX || size == 0)
-        return big_get(p, arena, size);
-    weft__pool_class *c = &p->cls[arena][class_of(size)];
-    free_block *fb = c->free;
-    if (!fb)
-        return get_grow(p, c, size);
     c->free = fb->next;
     c->nfree--;
     c->used++;
@@ -235,29 +216,21 @@ void weft__pool_close(weft__pool *p)
     p->timer_ready = p->trim_armed = false;
 }
 
-WEFT__COLD static void trim_or_arm(weft__pool *p, weft__pool_class *c)
+/* Called after the inline put pushed b when its class may want a trim, or
+ * for a big block. */
+void weft__pool_put_slow(weft__pool *p, int arena, void *b, size_t size)
 {
+    if (!weft__pool_pooled(size)) {
+        big_put(p, b);
+        return;
+    }
+    weft__pool_class *c = weft__pool_class_of(p, arena, size);
+    if (!wants_trim(c))
+        return;
     if (c->used == 0 && !p->walking)
         trim(p, c, 0); /* everything is free: no block size needed */
     else
         arm_trim(p);
-}
-
-void weft__pool_put(weft__pool *p, int arena, void *b, size_t size)
-{
-    if (!POOLING || size > WEFT__POOL_MAX || size == 0) {
-        big_put(p, b);
-        return;
-    }
-    weft__pool_class *c = &p->cls[arena][class_of(size)];
-    free_block *fb = b;
-    fb->zero = NULL;
-    fb->next = c->free;
-    c->free = fb;
-    c->nfree++;
-    c->used--;
-    if (wants_trim(c))
-        trim_or_arm(p, c);
 }
 
 void weft__pool_walk(weft__pool *p, int arena, void (*fn)(void *block, void *ctx), void *ctx)

@@ -69,15 +69,72 @@ void weft__pool_close(weft__pool *p);
 void weft__pool_free_all(weft__pool *p);
 
 /* A block of size bytes (16-byte aligned), or NULL.  size > WEFT__POOL_MAX
- * is allocated directly (and must be freed with the same size). */
-void *weft__pool_get(weft__pool *p, int arena, size_t size);
+ * is allocated directly (and must be freed with the same size).  Inline:
+ * a free block of the class is a pop; everything else is the cold half. */
+static inline void *weft__pool_get(weft__pool *p, int arena, size_t size);
 
-/* Return a block got with the same arena and size. */
-void weft__pool_put(weft__pool *p, int arena, void *b, size_t size);
+/* Return a block got with the same arena and size.  Inline: a push, and
+ * the cold half when the class may want a trim. */
+static inline void weft__pool_put(weft__pool *p, int arena, void *b, size_t size);
+
+/* The cold halves (pool.c). */
+void *weft__pool_get_slow(weft__pool *p, int arena, size_t size);
+void weft__pool_put_slow(weft__pool *p, int arena, void *b, size_t size);
 
 /* Call fn(block, ctx) for every block in use in arena (first word not
  * NULL), slab by slab, then the big ones.  fn may free the block it is
  * given, and no other block of the arena. */
 void weft__pool_walk(weft__pool *p, int arena, void (*fn)(void *block, void *ctx), void *ctx);
+
+/* ---- the inline halves ----------------------------------------------------------------- */
+
+/* A free block: its first word is NULL (walks skip it), its second links
+ * the class's free list. */
+typedef struct weft__free_block {
+    void *zero;
+    struct weft__free_block *next;
+} weft__free_block;
+
+/* Sizes in 1 .. WEFT__POOL_MAX come from classes, except in poison builds. */
+static inline bool weft__pool_pooled(size_t size)
+{
+    return !WEFT__POISON && size - 1 < WEFT__POOL_MAX;
+}
+
+static inline weft__pool_class *weft__pool_class_of(weft__pool *p, int arena, size_t size)
+{
+    return &p->cls[arena][(size + 15) / 16 - 1];
+}
+
+static inline void *weft__pool_get(weft__pool *p, int arena, size_t size)
+{
+    if (weft__pool_pooled(size)) {
+        weft__pool_class *c = weft__pool_class_of(p, arena, size);
+        weft__free_block *fb = c->free;
+        if (fb) {
+            c->free = fb->next;
+            c->nfree--;
+            c->used++;
+            return fb;
+        }
+    }
+    return weft__pool_get_slow(p, arena, size);
+}
+
+static inline void weft__pool_put(weft__pool *p, int arena, void *b, size_t size)
+{
+    if (weft__pool_pooled(size)) {
+        weft__pool_class *c = weft__pool_class_of(p, arena, size);
+        weft__free_block *fb = b;
+        fb->zero = NULL;
+        fb->next = c->free;
+        c->free = fb;
+        c->nfree++;
+        c->used--;
+        if (!(c->nslabs > 2 && c->nfree > c->used + c->slack))
+            return; /* no trim wanted (the common case) */
+    }
+    weft__pool_put_slow(p, arena, b, size);
+}
 
 #endif

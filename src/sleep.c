@@ -97,6 +97,17 @@ weft_future *weft_sleep_result(weft_loop *loop, double delay, weft_value result)
     return sleep_new(loop, ns, result, true);
 }
 
+WEFT__COLD static weft_future *sleep_seconds(weft_loop *loop, double delay)
+{
+    int64_t ns;
+    int err = weft__sec_to_ns(delay, &ns);
+    if (err) {
+        weft__set_last_error(err);
+        return NULL;
+    }
+    return weft_sleep_ns(loop, ns);
+}
+
 weft_future *weft_sleep(weft_loop *loop, double delay)
 {
     weft__future_layer *fl;
@@ -105,11 +116,5 @@ weft_future *weft_sleep(weft_loop *loop, double delay)
         fl->yield.refs++; /* hot path: sleep(0) */
         return &fl->yield;
     }
-    int64_t ns;
-    int err = weft__sec_to_ns(delay, &ns);
-    if (err) {
-        weft__set_last_error(err);
-        return NULL;
-    }
-    return weft_sleep_ns(loop, ns);
+    return sleep_seconds(loop, delay);
 }
