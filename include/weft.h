@@ -10,6 +10,11 @@
  *   weft/sync.h     Event, Lock, Semaphore, Condition, Barrier (hand-off, FIFO)
  *   weft/queue.h    FIFO, LIFO and priority queues
  *   weft/executor.h worker threads: to_thread, executors, getaddrinfo
+ *   weft/net.h      transports and protocols: TCP, Unix sockets, pipes, servers
+ *   weft/stream.h   streams: readers and writers for coroutines
+ *   weft/udp.h      datagram endpoints
+ *   weft/signal.h   signal handlers on the loop
+ *   weft/process.h  subprocesses with pipes
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -23,5 +28,10 @@
 #include "weft/sync.h"
 #include "weft/queue.h"
 #include "weft/executor.h"
+#include "weft/net.h"
+#include "weft/stream.h"
+#include "weft/udp.h"
+#include "weft/signal.h"
+#include "weft/process.h"
 
 #endif

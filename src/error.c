@@ -30,6 +30,8 @@ static const code_text texts[] = {
     {WEFT_EBROKEN, "barrier is broken"},
     {WEFT_ECORO, "coroutine misuse"},
     {WEFT_ENOTASK, "no current task, or a task awaited itself"},
+    {WEFT_EINCOMPLETE, "stream ended before the read was complete"},
+    {WEFT_ELIMIT, "stream read overran the buffer limit"},
     {WEFT_EAI_AGAIN, "temporary failure in name resolution"},
     {WEFT_EAI_BADFLAGS, "invalid flags for name resolution"},
     {WEFT_EAI_FAIL, "non-recoverable failure in name resolution"},

@@ -56,6 +56,8 @@ enum weft_errc {
     WEFT_EBROKEN = -10006,   /* barrier is broken (aborted) */
     WEFT_ECORO = -10007,     /* coroutine misuse: bad resume point, escaped break */
     WEFT_ENOTASK = -10008,   /* needs a current task, or awaited itself */
+    WEFT_EINCOMPLETE = -10009, /* stream ended before the read was complete (partial data kept) */
+    WEFT_ELIMIT = -10010,    /* stream read overran the buffer limit (data left in the buffer) */
 };
 
 /* Name resolution errors (weft_getaddrinfo, weft_getnameinfo,
