@@ -11,7 +11,4 @@ int weft__signal_add(weft_loop *loop, int signo, weft_signal_cb *cb, void *ud);
 /* weft_remove_signal_handler for any catchable signal, SIGCHLD included. */
 int weft__signal_remove(weft_loop *loop, int signo);
 
-/* Called by weft_loop_close: removes every handler and waiter of loop. */
-void weft__signal_loop_close(weft_loop *loop);
-
 #endif
