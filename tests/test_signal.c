@@ -997,6 +997,35 @@ static void test_weft_run_opts_refuses_unknown_flags(void **state)
     assert_ptr_equal(current_handler(SIGINT), SIG_DFL);
 }
 
+/* Every allocation of a WEFT_RUN_OPTS with the option may fail: the run
+ * then fails with -ENOMEM (or survives it), frees everything and leaves
+ * SIGINT and SIGTERM as they were. */
+static void test_weft_run_opts_survives_every_allocation_failure(void **state)
+{
+    (void)state;
+    weft_loop_options lo = loop_options(NULL, 0);
+    weft_run_options ro = {.loop = &lo, .flags = WEFT_RUN_CANCEL_ON_SIGNALS};
+    alloc_reset();
+    assert_int_equal(WEFT_RUN_OPTS(&ro, NULL, wt_nop), 0);
+    long total = alloc_calls();
+    assert_true(total > 3);
+    int failed = 0;
+    for (long k = 1; k <= total; k++) {
+        alloc_reset();
+        alloc_fail_at(k);
+        int rc = WEFT_RUN_OPTS(&ro, NULL, wt_nop);
+        alloc_fail_at(0);
+        if (rc != 0) {
+            assert_int_equal(rc, -ENOMEM);
+            failed++;
+        }
+        assert_int_equal(alloc_live(), 0);
+        assert_ptr_equal(current_handler(SIGINT), SIG_DFL);
+        assert_ptr_equal(current_handler(SIGTERM), SIG_DFL);
+    }
+    assert_true(failed >= 3); /* the loop, the task, the signal state at least */
+}
+
 /* clang-format off */
 #define ON(f, backend) {#f "(" backend ")", f, setup, teardown, (void *)backend}
 /* clang-format on */
@@ -1052,6 +1081,7 @@ int main(void)
         T(test_weft_run_without_the_option_installs_nothing),
         T(test_weft_run_leaves_an_ignored_sigint_ignored),
         T(test_weft_run_opts_refuses_unknown_flags),
+        T(test_weft_run_opts_survives_every_allocation_failure),
     };
     return RUN_TESTS(tests);
 }
