@@ -307,7 +307,6 @@ static void test_buffered_write_delivers_every_byte_in_order(void **state)
     tcp_pair(fds);
     int small = 4096;
     assert_int_equal(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-    assert_int_equal(setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
     rec_t r = {0}, peer = {0};
     weft_transport *t;
     assert_int_equal(weft_transport_wrap(loop, fds[0], &k_proto, &r, &t), 0);
