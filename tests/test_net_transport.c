@@ -131,6 +131,10 @@ static void tcp_pair(int fds[2])
     fds[1] = accept(l, NULL, NULL);
     assert_true(fds[1] >= 0);
     close(l);
+    /* Nagle off on both sides, as weft's clients and servers do. */
+    int one = 1;
+    assert_int_equal(setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
+    assert_int_equal(setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
 }
 
 static bool fd_open(int fd)
@@ -305,7 +309,10 @@ static void test_buffered_write_delivers_every_byte_in_order(void **state)
     weft_loop *loop = tloop();
     int fds[2];
     tcp_pair(fds);
-    int small = 4096;
+    /* A send buffer that holds only one loopback segment (MSS ~64 KiB)
+     * would leave the receiver one segment per round trip, which it ACKs
+     * only on its 40 ms delayed-ACK timer: keep room for a few segments. */
+    int small = 256 * 1024;
     assert_int_equal(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
     rec_t r = {0}, peer = {0};
     weft_transport *t;
