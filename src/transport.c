@@ -312,7 +312,7 @@ static int wbuf_reserve(weft_transport *t, size_t n)
     }
     if (n > SIZE_MAX - sizeof *b - used)
         return -ENOMEM;
-    size_t need = used + n, cap = b ? b->cap : WBUF_MIN / 2;
+    size_t need = used + n, cap = b ? b->cap : WBUF_MIN;
     while (cap < need)
         cap = cap > (SIZE_MAX - sizeof *b) / 2 ? need : cap * 2;
     wbuf *nb = weft__realloc(t->io.loop, b, sizeof *nb + cap);
@@ -626,8 +626,14 @@ int weft_transport_wrap(weft_loop *loop, int fd, const weft_protocol *proto, voi
         socklen_t len = sizeof type;
         if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
             return -errno;
-        if (type != SOCK_STREAM)
-            return -EINVAL;
+        int listening = 0;
+#ifdef SO_ACCEPTCONN
+        len = sizeof listening;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+            listening = 0;
+#endif
+        if (type != SOCK_STREAM || listening)
+            return -EINVAL; /* a datagram or a listening socket */
         kind = T_SOCKET | T_READS | T_WRITES;
     } else {
         int acc = fl & O_ACCMODE;
