@@ -57,10 +57,10 @@ struct weft_server {
     weft_protocol_factory *factory;
     void *arg;
     int backlog, batch;
-    bool serving;  /* accepting (or backing off, to accept again) */
-    bool closed;   /* weft_server_close ran: no listeners left */
-    bool freeing;  /* weft_server_free ran: free once the last client went */
-    bool backoff;  /* listeners stopped until the timer fires */
+    bool serving; /* accepting (or backing off, to accept again) */
+    bool closed;  /* weft_server_close ran: no listeners left */
+    bool freeing; /* weft_server_free ran: free once the last client went */
+    bool backoff; /* listeners stopped until the timer fires */
     weft_timer timer;
     weft__tlink clients; /* accepted transports, through their links */
     size_t nclients;
@@ -207,7 +207,8 @@ static void on_readable(weft_io *w, unsigned events)
     }
 }
 
-/* ---- construction ------------------------------------------------------------------------------ */
+/* ---- construction ------------------------------------------------------------------------------
+ */
 
 static int check_opts(const weft_server_opts *o)
 {
@@ -606,7 +607,8 @@ int weft_server_from_fd(weft_loop *loop, int fd, const weft_protocol *proto,
     return 0;
 }
 
-/* ---- the server's API ---------------------------------------------------------------------------- */
+/* ---- the server's API
+ * ---------------------------------------------------------------------------- */
 
 int weft_server_start_serving(weft_server *s)
 {
@@ -675,7 +677,8 @@ int weft_server_abort_clients(weft_server *s)
     return each_client(s, weft_transport_abort);
 }
 
-/* ---- wait_closed ------------------------------------------------------------------------------ */
+/* ---- wait_closed ------------------------------------------------------------------------------
+ */
 
 static int wait_cancel(weft_future *f)
 {
@@ -716,7 +719,8 @@ weft_future *weft_server_wait_closed(weft_server *s)
     return &w->f;
 }
 
-/* ---- serve_forever ---------------------------------------------------------------------------- */
+/* ---- serve_forever ----------------------------------------------------------------------------
+ */
 
 /* Cancelled (its task was, or a timeout): the server closes. */
 static int forever_cancel(weft_future *f)
