@@ -57,10 +57,12 @@ struct weft_server {
     weft_protocol_factory *factory;
     void *arg;
     int backlog, batch;
-    bool serving; /* accepting (or backing off, to accept again) */
-    bool closed;  /* weft_server_close ran: no listeners left */
-    bool freeing; /* weft_server_free ran: free once the last client went */
-    bool backoff; /* listeners stopped until the timer fires */
+    bool serving;   /* accepting (or backing off, to accept again) */
+    bool closed;    /* weft_server_close ran: no listeners left */
+    bool freeing;   /* weft_server_free ran: free once the last client went */
+    bool backoff;   /* listeners stopped until the timer fires */
+    bool accepting; /* inside the accept loop: a free waits for its end */
+    bool free_due;  /* free_now was due during the accept loop */
     weft_timer timer;
     weft__tlink clients; /* accepted transports, through their links */
     size_t nclients;
@@ -77,6 +79,10 @@ struct weft_server {
 
 static void free_now(weft_server *s)
 {
+    if (s->accepting) { /* the factory freed it: the accept loop ends first */
+        s->free_due = true;
+        return;
+    }
     weft_timer_close(&s->timer);
     weft__free(s->loop, s->path);
     weft__free(s->loop, s);
@@ -147,6 +153,10 @@ static void take(weft_server *s, listener *l, int fd)
         close(fd); /* refused */
         return;
     }
+    if (s->freeing) { /* the factory freed the server */
+        close(fd);
+        return;
+    }
     weft_transport *t = NULL;
     int err = weft__transport_adopt_socket(s->loop, fd, s->proto, ud, &t);
     if (err) {
@@ -164,11 +174,23 @@ static void take(weft_server *s, listener *l, int fd)
     weft__transport_on_free(t, client_gone, s);
 }
 
+static void accept_batch(weft_server *s, listener *l);
+
 static void on_readable(weft_io *w, unsigned events)
 {
     (void)events;
     listener *l = WEFT_CONTAINER_OF(w, listener, io);
     weft_server *s = l->s;
+    s->accepting = true;
+    accept_batch(s, l);
+    s->accepting = false;
+    if (s->free_due)
+        free_now(s);
+}
+
+/* Accept up to the batch on l (the factory may close or free s meanwhile). */
+static void accept_batch(weft_server *s, listener *l)
+{
     for (int i = 0; i < s->batch && s->serving && !s->backoff; i++) {
 #ifdef SOCK_NONBLOCK
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -207,8 +229,7 @@ static void on_readable(weft_io *w, unsigned events)
     }
 }
 
-/* ---- construction ------------------------------------------------------------------------------
- */
+/* ---- construction ---------------------------------------------------------------------------- */
 
 static int check_opts(const weft_server_opts *o)
 {
@@ -607,8 +628,7 @@ int weft_server_from_fd(weft_loop *loop, int fd, const weft_protocol *proto,
     return 0;
 }
 
-/* ---- the server's API
- * ---------------------------------------------------------------------------- */
+/* ---- the server's API ------------------------------------------------------------------------ */
 
 int weft_server_start_serving(weft_server *s)
 {
@@ -677,8 +697,7 @@ int weft_server_abort_clients(weft_server *s)
     return each_client(s, weft_transport_abort);
 }
 
-/* ---- wait_closed ------------------------------------------------------------------------------
- */
+/* ---- wait_closed ----------------------------------------------------------------------------- */
 
 static int wait_cancel(weft_future *f)
 {
@@ -719,8 +738,7 @@ weft_future *weft_server_wait_closed(weft_server *s)
     return &w->f;
 }
 
-/* ---- serve_forever ----------------------------------------------------------------------------
- */
+/* ---- serve_forever --------------------------------------------------------------------------- */
 
 /* Cancelled (its task was, or a timeout): the server closes. */
 static int forever_cancel(weft_future *f)
