@@ -16,9 +16,6 @@
  * with happy eyeballs, the fd table's growth in weft_io_init, and the
  * transport.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 #include <math.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -269,8 +266,7 @@ static void resolved(weft__resolve *r, struct addrinfo *list, int err)
         begin_list(c, list);
 }
 
-/* ---- construction -----------------------------------------------------------------------------
- */
+/* ---- construction ---------------------------------------------------------------------------- */
 
 static int check_opts(const weft_connect_opts *o)
 {

@@ -17,9 +17,6 @@
  * last client is gone (the transport's free hook unlinks it);
  * weft_server_free defers the free to that moment too.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* accept4 */
-#endif
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -29,6 +26,23 @@
 
 #include "net_internal.h"
 #include "sock.h"
+
+/* accept4 (non-blocking and close-on-exec in the accept itself) is in
+ * POSIX.1-2024 and in Linux since 2.6.28, but glibc declares it only for
+ * _GNU_SOURCE, which weft never defines: declare it here (the libc's own
+ * prototype, where a header shows it too, is the same). */
+#if defined(__linux__) && defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+#define WEFT__ACCEPT4 1
+int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+#else
+#define WEFT__ACCEPT4 0
+#endif
+
+/* SO_REUSEPORT is Linux's and the BSDs', outside POSIX: glibc shows it
+ * only with _DEFAULT_SOURCE; the kernel's header has it either way. */
+#if !defined(SO_REUSEPORT) && defined(__linux__)
+#include <asm/socket.h>
+#endif
 
 #define WEFT__ACCEPT_BACKOFF_S 0.1
 #define WEFT__BACKLOG_DEFAULT 100
@@ -192,7 +206,7 @@ static void on_readable(weft_io *w, unsigned events)
 static void accept_batch(weft_server *s, listener *l)
 {
     for (int i = 0; i < s->batch && s->serving && !s->backoff; i++) {
-#ifdef SOCK_NONBLOCK
+#if WEFT__ACCEPT4
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 #else
         int fd = accept(l->fd, NULL, NULL);

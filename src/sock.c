@@ -3,9 +3,6 @@
  * lists (deduplicated, interleaved by family), and name resolution that
  * answers numeric hosts on the loop thread and sends names to the executor.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* SOCK_NONBLOCK, SOCK_CLOEXEC, accept4 */
-#endif
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -131,8 +128,7 @@ void weft__addrs_interleave(weft__addr *a, size_t n, int first)
     }
 }
 
-/* ---- name resolution ---------------------------------------------------------------------------
- */
+/* ---- name resolution ------------------------------------------------------------------------- */
 
 static void resolve_run(weft_node *n)
 {
