@@ -245,7 +245,7 @@ int weft_stream_close(weft_stream *s);
 int weft_stream_abort(weft_stream *s);
 
 /* is_closing(): true once close or abort was called or the connection
- * was lost (also for a stream without transport once fed EOF). */
+ * was lost (for a stream without transport: once close was called). */
 bool weft_stream_is_closing(const weft_stream *s);
 
 /* wait_closed(): a future done (value 0) once the connection is gone, or
