@@ -126,10 +126,15 @@ struct weft_stream {
 
 _Static_assert(sizeof(void *) != 8 || sizeof(weft_stream) <= 64, "a stream is 64 bytes");
 
-/* Drain and wait_closed waiters: futures on a list of the stream's. */
+/* Drain and wait_closed waiters: futures on a list of the stream's; the
+ * handle re-checks drainers that wait for a pause_writing not yet
+ * delivered (the transport delivers flow changes from the ready queue,
+ * and one undone before delivery is never delivered). */
 struct stream_slow {
     weft_link drainers;
     weft_link closers;
+    weft_handle recheck;
+    weft_stream *s;
 };
 
 typedef struct stream_wait {
@@ -809,8 +814,11 @@ static void stream_release_mem(weft_stream *s)
         rd_detach(s, s->rd);
     free_last(s);
     sbuf_free(s->buf);
-    if (s->aux && !(s->flags & S_SERVED))
-        weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, s->aux, sizeof(stream_slow));
+    if (s->aux && !(s->flags & S_SERVED)) {
+        stream_slow *sl = s->aux;
+        weft_handle_cancel(&sl->recheck);
+        weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, sl, sizeof *sl);
+    }
     weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, s, sizeof *s);
 }
 
@@ -950,6 +958,29 @@ static void wake_all(weft_stream *s, weft_link *list, int err)
     }
 }
 
+/* Bytes the transport holds above its high-water mark (0: none). */
+static bool above_high(const weft_stream *s)
+{
+    size_t high = 0;
+    if (!(s->flags & S_ATTACHED) || weft_transport_get_write_buffer_limits(s->t, &high, NULL))
+        return false;
+    return weft_transport_get_write_buffer_size(s->t) > high;
+}
+
+/* Drainers waiting while pause_writing is pending: if it came, resume
+ * wakes them; if it was undone (the buffer drained first), wake them. */
+static void recheck(void *arg)
+{
+    stream_slow *sl = arg;
+    weft_stream *s = sl->s;
+    if (s->flags & S_WPAUSED)
+        return;
+    if (above_high(s))
+        weft_handle_schedule(s->loop, &sl->recheck); /* still pending */
+    else
+        wake_all(s, &sl->drainers, 0);
+}
+
 static stream_slow *slow_of(weft_stream *s)
 {
     if (!s->aux) {
@@ -959,6 +990,8 @@ static stream_slow *slow_of(weft_stream *s)
             return NULL;
         weft__list_init(&sl->drainers);
         weft__list_init(&sl->closers);
+        weft_handle_init(&sl->recheck, recheck, sl);
+        sl->s = s;
         s->aux = sl;
     }
     return s->aux;
@@ -1015,6 +1048,14 @@ weft_future *weft_stream_drain(weft_stream *s)
         return done_future(s->loop, -ECONNRESET);
     if (s->flags & S_WPAUSED)
         return waiter(s, true);
+    if (above_high(s)) {
+        /* the transport's pause_writing is on its way (from the ready
+         * queue): wait as if it had come */
+        weft_future *w = waiter(s, true);
+        if (w)
+            weft_handle_schedule(s->loop, &((stream_slow *)s->aux)->recheck);
+        return w;
+    }
     if (weft_transport_is_closing(s->t))
         return weft__future_yield(s->loop); /* let connection_lost run */
     return done_future(s->loop, 0);
