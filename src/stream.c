@@ -1008,6 +1008,7 @@ static weft_future *waiter(weft_stream *s, bool drainer)
         return NULL;
     }
     weft__future_init(&w->f, &wait_ops, s->loop);
+    w->link.next = w->link.prev = NULL;
     weft__list_push(drainer ? &sl->drainers : &sl->closers, &w->link);
     return &w->f;
 }
@@ -1307,8 +1308,13 @@ weft_future *weft_open_unix_connection(weft_loop *loop, const char *path,
 /* ---- servers ------------------------------------------------------------------------- */
 
 /* The wrapper frame of a handler task; the handler's frame follows at
- * SERVE_CHILD.  Its descriptor is the server context's info, so the
- * context is found from the frame. */
+ * SERVE_CHILD.  A task reads its descriptor until its memory goes, which
+ * may be long after it ended (a reference someone keeps; the quarantine
+ * of debug builds), so the descriptor must not live in the server's
+ * context: it is one of the static SERVE_INFOS, one per 16-byte step of
+ * the handler's frame size.  Only a handler frame larger than that table
+ * uses the context's own descriptor, and its context then stays until the
+ * loop is destroyed. */
 struct stream_serve {
     WEFT_FRAME(int);
     int err;
@@ -1318,44 +1324,23 @@ struct stream_serve {
 
 struct stream_ctx {
     weft_loop *loop;
-    weft_co_info info;           /* stream_serve's, sized for the handler */
+    const weft_co_info *task_info; /* a static SERVE_INFOS entry, or &info */
+    weft_co_info info;             /* for handler frames beyond the table */
     const weft_co_info *handler;
     void *arg;
     const char *task_name;
-    size_t tasks;                /* handler tasks alive */
-    size_t size;                 /* of this block */
+    size_t size;                   /* of this block */
     uint32_t limit;
-    bool server_gone;            /* the server's wait_closed completed */
-    bool freeing;
-    weft_handle free_h;
     _Alignas(16) unsigned char frame[]; /* the template: wrapper + handler */
 };
 
-static stream_ctx *ctx_of_co(const weft_co *co)
+/* Free c; unless force (no task was ever spawned), a c whose tasks read
+ * its own descriptor stays (the pool gives it back at destroy). */
+static void ctx_free(stream_ctx *c, bool force)
 {
-    return WEFT_CONTAINER_OF(co->info, stream_ctx, info);
-}
-
-static void ctx_free(void *arg)
-{
-    stream_ctx *c = arg;
+    if (!force && c->task_info == &c->info)
+        return;
     weft__pool_put(weft__pool_of(c->loop), WEFT__POOL_ANY, c, c->size);
-}
-
-/* Free c once its server is gone and its last task has ended; from a task
- * step through the ready queue (the task still reads its descriptor). */
-static void ctx_maybe_free(stream_ctx *c, bool from_task)
-{
-    if (!c->server_gone || c->tasks || c->freeing)
-        return;
-    c->freeing = true;
-    if (!from_task) {
-        ctx_free(c);
-        return;
-    }
-    weft_handle_init(&c->free_h, ctx_free, c);
-    if (weft_handle_schedule(c->loop, &c->free_h) < 0)
-        c->freeing = false; /* closed loop: the pool gives it back at destroy */
 }
 
 static void report_handler_error(weft_loop *loop, weft_task *task,
@@ -1382,11 +1367,20 @@ WEFT_ASYNC(stream_serve)
     /* however it ended: close (flush) and free the stream (asyncio 3.12) */
     weft_stream_free(h->stream);
     h->stream = NULL;
-    stream_ctx *c = ctx_of_co(&self->co);
-    c->tasks--;
-    ctx_maybe_free(c, true);
     WEFT_END;
 }
+
+#define SERVE_INFO(n)                                                                              \
+    {stream_serve__entry, "stream_serve", __FILE__, stream_serve__store, SERVE_CHILD + 16 * (n), 16}
+#define SERVE_INFO4(n) SERVE_INFO(n), SERVE_INFO((n) + 1), SERVE_INFO((n) + 2), SERVE_INFO((n) + 3)
+#define SERVE_INFO16(n)                                                                            \
+    SERVE_INFO4(n), SERVE_INFO4((n) + 4), SERVE_INFO4((n) + 8), SERVE_INFO4((n) + 12)
+#define SERVE_INFO64(n)                                                                            \
+    SERVE_INFO16(n), SERVE_INFO16((n) + 16), SERVE_INFO16((n) + 32), SERVE_INFO16((n) + 48)
+
+/* Handler frames up to 4 KiB - 16. */
+static const weft_co_info SERVE_INFOS[256] = {SERVE_INFO64(0), SERVE_INFO64(64), SERVE_INFO64(128),
+                                              SERVE_INFO64(192)};
 
 static void spawn_handler(weft_stream *s)
 {
@@ -1409,7 +1403,6 @@ static void spawn_handler(weft_stream *s)
         weft_stream_free(s);
         return;
     }
-    c->tasks++;
     weft_future_unref(t);
 }
 
@@ -1439,7 +1432,9 @@ static stream_ctx *ctx_new(weft_loop *loop, const weft_co_info *handler, void *a
         weft__set_last_error(err);
         return NULL;
     }
-    size_t size = sizeof(stream_ctx) + SERVE_CHILD + handler->size;
+    size_t steps = (handler->size + 15) / 16;
+    size_t fsize = SERVE_CHILD + 16 * steps;
+    size_t size = sizeof(stream_ctx) + fsize;
     weft__pool *pool = weft__pool_of(loop);
     stream_ctx *c = pool ? weft__pool_get(pool, WEFT__POOL_ANY, size) : NULL;
     if (!c) {
@@ -1448,18 +1443,21 @@ static stream_ctx *ctx_new(weft_loop *loop, const weft_co_info *handler, void *a
     }
     memset(c, 0, size);
     c->loop = loop;
-    c->info = stream_serve__info;
-    c->info.name = handler->name;
-    c->info.file = handler->file;
-    c->info.size = SERVE_CHILD + handler->size;
-    c->info.align = 16;
+    if (steps < sizeof SERVE_INFOS / sizeof *SERVE_INFOS) {
+        c->task_info = &SERVE_INFOS[steps];
+    } else {
+        c->info = stream_serve__info;
+        c->info.size = fsize;
+        c->info.align = 16;
+        c->task_info = &c->info;
+    }
     c->handler = handler;
     c->arg = arg;
     c->task_name = opts ? opts->task_name : NULL;
     c->size = size;
     c->limit = limit;
     weft_co *root = (weft_co *)(void *)c->frame;
-    root->info = &c->info;
+    root->info = c->task_info;
     weft_co *child = (weft_co *)(void *)(c->frame + SERVE_CHILD);
     child->info = handler;
     return c;
@@ -1470,8 +1468,7 @@ static void server_gone(weft_future *w, void *arg)
     stream_ctx *c = arg;
     (void)weft_future_error(w);
     weft_future_unref(w);
-    c->server_gone = true;
-    ctx_maybe_free(c, false);
+    ctx_free(c, false); /* no connection will come; the tasks need nothing of c */
 }
 
 /* Watch srv's end to free c; without memory for that, c stays until the
@@ -1497,8 +1494,7 @@ static void server_made(weft_future *f, void *arg)
         v = f->out.v;
         watch_server(c, v.p);
     } else {
-        c->server_gone = true; /* no server: no connection will come */
-        ctx_maybe_free(c, false);
+        ctx_free(c, true); /* no server: no connection came */
     }
 }
 
@@ -1512,7 +1508,7 @@ weft_future *weft_start_server(weft_loop *loop, const weft_co_info *handler, voi
                                         opts ? opts->server : NULL);
     if (!f) {
         int err = weft_last_error();
-        ctx_free(c);
+        ctx_free(c, true);
         weft__set_last_error(err);
         return NULL;
     }
@@ -1540,7 +1536,7 @@ int weft_start_unix_server(weft_loop *loop, const weft_co_info *handler, void *a
     int err = weft_create_unix_server(loop, &stream_protocol, serve_factory, c, path,
                                       opts ? opts->server : NULL, &srv);
     if (err) {
-        ctx_free(c);
+        ctx_free(c, true);
         return err;
     }
     watch_server(c, srv);
