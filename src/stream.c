@@ -1477,6 +1477,7 @@ static void watch_server(stream_ctx *c, weft_server *srv)
 {
     weft_future *w = weft_server_wait_closed(srv);
     if (w && weft_future_add_done_callback(w, server_gone, c) < 0) {
+        weft_future_cancel(w); /* leaves the server's list now, not at its release */
         weft_future_unref(w);
         w = NULL;
     }
@@ -1512,11 +1513,24 @@ weft_future *weft_start_server(weft_loop *loop, const weft_co_info *handler, voi
         weft__set_last_error(err);
         return NULL;
     }
+    if (weft_future_done(f)) {
+        /* made at once (a numeric host): watch it now, before the caller
+         * can free it */
+        server_made(f, c);
+        return f;
+    }
     int err = weft_future_add_done_callback(f, server_made, c);
     if (err < 0) {
-        /* the context stays until the loop is destroyed: a server being
-         * made may still call the factory */
-        weft_future_cancel(f);
+        if (weft_future_done(f)) {
+            weft_value v;
+            if (weft_future_result(f, &v) == 0)
+                weft_server_free(v.p); /* made at once (a numeric host): no client yet */
+            ctx_free(c, true);
+        } else {
+            /* the context stays until the loop is destroyed: a server being
+             * made may still call the factory */
+            weft_future_cancel(f);
+        }
         weft_future_unref(f);
         weft__set_last_error(err);
         return NULL;
