@@ -38,6 +38,9 @@
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/sockios.h> /* SIOCOUTQ */
+#ifndef SO_REUSEPORT
+#include <asm/socket.h> /* hidden by a strict POSIX build */
+#endif
 #endif
 
 #include "future_internal.h"
@@ -170,6 +173,8 @@ static const weft__future_ops drain_ops = {
 static void wait_finish(udp_wait *w, int err)
 {
     weft__list_unlink(&w->link);
+    if (err == WEFT_ECLOSED)
+        w->f.flags |= WEFT__F_OBSERVED; /* the loop closed: nothing to report */
     if (err)
         weft__future_fail(&w->f, err);
     else
@@ -685,6 +690,8 @@ static void open_settle(udp_open *o, int err)
     lookup_drop(&o->side[0]);
     lookup_drop(&o->side[1]);
     weft__list_unlink(&o->link);
+    if (err == WEFT_ECLOSED)
+        o->f.flags |= WEFT__F_OBSERVED; /* the loop closed: nothing to report */
     if (err)
         weft__future_fail(&o->f, err);
     else
