@@ -28,11 +28,12 @@
  * connection_lost(WEFT_ECLOSED) from inside the close (its only callback
  * not run from the ready queue), even if its connection_made never ran.
  *
- * Costs: an endpoint is one allocation (about 330 bytes on LP64) plus its
- * fd watcher's slot; the loop's UDP state (the read buffer) is made with the
- * first endpoint and kept until the loop closes.  Receiving into the
- * callback or into a caller's buffer allocates nothing; a pending receive
- * or drain is one pooled block.  Up to 32 datagrams are read per readiness.
+ * Costs (LP64): an endpoint is one allocation of 432 bytes plus its fd
+ * watcher's slot; the loop's UDP state (64 KiB, the read buffer) is made
+ * with the first endpoint and freed when the loop closes.  Receiving into
+ * datagram_received or into a caller's buffer allocates nothing in steady
+ * state; a pending receive or drain is one block of the loop's pool.  Up
+ * to 32 datagrams are read per readiness, one recvmsg each.
  */
 #ifndef WEFT_UDP_H
 #define WEFT_UDP_H
@@ -194,9 +195,10 @@ typedef struct weft_datagram {
  * receives are served in call order, before datagram_received.  The future
  * fails with an error the socket reports (-ECONNREFUSED...), WEFT_ESTATE if
  * the endpoint closes first, WEFT_ECLOSED with the loop.  Cancelling it
- * reads nothing.  One pooled block of about 230 bytes plus bufsize
- * (allocation-free in steady state up to bufsize 280; beyond, one
- * allocator call per receive: use weft_udp_recvfrom_into).  NULL on
+ * reads nothing.  One block of 272 bytes plus bufsize (from the loop's
+ * pool, allocation-free in steady state, up to bufsize 240; beyond, and
+ * for the default 64 KiB, one allocator call per receive: use
+ * weft_udp_recvfrom_into on a hot path).  NULL on
  * failure (-EINVAL: NULL ep or bufsize beyond the maximum; WEFT_ESTATE:
  * closed; -ENOMEM; -EPERM). */
 WEFT_NODISCARD weft_future *weft_udp_recvfrom(weft_udp *ep, size_t bufsize);
