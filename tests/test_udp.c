@@ -936,7 +936,7 @@ static void test_every_allocation_failure_is_survived(void **state)
         weft_loop *loop = loop_on(*state, 0);
         long base = alloc_calls();
         alloc_fail_at(base + k);
-        prec r = {0}, q = {0};
+        prec r = {0}, q = {0}, q2 = {0};
         weft_udp_opts o = local_opts("127.0.0.1");
         weft_udp *ep = NULL;
         int err = weft_udp_open(loop, &k_proto, &r, &o, &ep);
@@ -955,11 +955,19 @@ static void test_every_allocation_failure_is_survived(void **state)
         }
         if (!err && weft_future_error(c))
             err = weft_future_error(c);
+        weft_future *n = NULL; /* a name: the executor's allocations too */
+        if (!err) {
+            weft_udp_opts ro = {.remote_host = "localhost", .remote_port = 9, .family = AF_INET};
+            n = weft_create_datagram_endpoint(loop, &k_proto, &q2, &ro);
+            err = n ? weft_loop_run_until_complete(loop, n) : weft_last_error();
+        }
         alloc_fail_at(0);
         bool done = err == 0;
         if (!done) {
             assert_int_equal(err, -ENOMEM);
-            assert_int_equal(q.made + q.lost, 0);
+            assert_int_equal(q2.made + q2.lost, 0);
+            if (!c || weft_future_error(c))
+                assert_int_equal(q.made + q.lost, 0);
         }
         if (f)
             weft_future_cancel(f); /* a dropped pending receive would fail unobserved */
@@ -971,6 +979,12 @@ static void test_every_allocation_failure_is_survived(void **state)
             weft_udp_close(v.p);
         }
         weft_future_unref(c);
+        if (n && weft_future_error(n) == 0) {
+            weft_value v;
+            weft_future_result(n, &v);
+            weft_udp_close(v.p);
+        }
+        weft_future_unref(n);
         if (ep)
             weft_udp_close(ep);
         step(loop);
