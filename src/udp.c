@@ -273,7 +273,8 @@ static void made_run(void *arg)
     ep_sync(ep);
 }
 
-/* ---- reading ------------------------------------------------------------------------------------ */
+/* ---- reading ------------------------------------------------------------------------------------
+ */
 
 static void writable(weft_udp *ep)
 {
@@ -288,9 +289,8 @@ static void read_batch(weft_udp *ep)
 {
     udp_layer *L = (udp_layer *)(void *)weft__layer_get(ep->loop, WEFT__LAYER_UDP);
     for (int i = 0; i < BATCH && !(ep->flags & EP_CLOSING); i++) {
-        udp_wait *r = weft__list_empty(&ep->recvs)
-                          ? NULL
-                          : WEFT_CONTAINER_OF(ep->recvs.next, udp_wait, link);
+        udp_wait *r =
+            weft__list_empty(&ep->recvs) ? NULL : WEFT_CONTAINER_OF(ep->recvs.next, udp_wait, link);
         const weft_datagram_protocol *p = ep->proto;
         if (!r && !(p && p->datagram_received && !(ep->flags & EP_READ_PAUSED)))
             break;
@@ -345,7 +345,8 @@ static void ep_io(weft_io *w, unsigned events)
         ep_sync(ep);
 }
 
-/* ---- making endpoints ---------------------------------------------------------------------------- */
+/* ---- making endpoints
+ * ---------------------------------------------------------------------------- */
 
 /* Checks every loop call of the API makes: 0 to go on. */
 static int loop_check(weft_loop *loop, const char *call)
@@ -558,7 +559,8 @@ static int try_open(int family, const struct addrinfo *l, const struct addrinfo 
         err = -ENOTSUP;
 #endif
     }
-    if (!err && o->allow_broadcast && setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) < 0)
+    if (!err && o->allow_broadcast &&
+        setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) < 0)
         err = sock_err();
     if (!err && l && bind(fd, l->ai_addr, l->ai_addrlen) < 0)
         err = sock_err();
@@ -645,7 +647,8 @@ int weft_udp_open(weft_loop *loop, const weft_datagram_protocol *proto, void *ud
     return err;
 }
 
-/* ---- weft_create_datagram_endpoint ------------------------------------------------------------- */
+/* ---- weft_create_datagram_endpoint -------------------------------------------------------------
+ */
 
 typedef struct udp_open udp_open;
 
@@ -816,7 +819,8 @@ weft_future *weft_create_datagram_endpoint(weft_loop *loop, const weft_datagram_
     return &o->f;
 }
 
-/* ---- sending ---------------------------------------------------------------------------------------- */
+/* ---- sending
+ * ---------------------------------------------------------------------------------------- */
 
 /* Whether a (alen bytes) names the same address as b (blen bytes). */
 static bool same_addr(const struct sockaddr *a, socklen_t alen, const struct sockaddr_storage *bs,
@@ -934,7 +938,8 @@ size_t weft_udp_get_write_buffer_size(const weft_udp *ep)
     return 0;
 }
 
-/* ---- receiving -------------------------------------------------------------------------------------- */
+/* ---- receiving
+ * -------------------------------------------------------------------------------------- */
 
 static weft_future *recv_start(weft_udp *ep, void *buf, size_t cap, bool own, const char *call)
 {
@@ -969,7 +974,8 @@ weft_future *weft_udp_recvfrom_into(weft_udp *ep, void *buf, size_t cap)
     return recv_start(ep, buf, cap, false, "weft_udp_recvfrom_into");
 }
 
-/* ---- reading, closing -------------------------------------------------------------------------------- */
+/* ---- reading, closing
+ * -------------------------------------------------------------------------------- */
 
 static int set_reading(weft_udp *ep, bool on, const char *call)
 {
@@ -1028,7 +1034,8 @@ bool weft_udp_is_closing(const weft_udp *ep)
     return ep && (ep->flags & EP_CLOSING);
 }
 
-/* ---- get_extra_info ---------------------------------------------------------------------------------- */
+/* ---- get_extra_info
+ * ---------------------------------------------------------------------------------- */
 
 int weft_udp_fd(const weft_udp *ep)
 {
@@ -1086,7 +1093,8 @@ int weft_udp_get_stats(const weft_udp *ep, weft_udp_stats *out)
     return 0;
 }
 
-/* ---- loop close ---------------------------------------------------------------------------------------- */
+/* ---- loop close
+ * ---------------------------------------------------------------------------------------- */
 
 static void layer_close(weft_loop *loop, weft__layer *self)
 {

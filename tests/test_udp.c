@@ -146,7 +146,8 @@ static const weft_datagram_protocol k_quiet = {
     .connection_lost = on_lost,
 };
 
-/* ---- helpers ------------------------------------------------------------------------------------- */
+/* ---- helpers
+ * ------------------------------------------------------------------------------------- */
 
 static int setup(void **state)
 {
@@ -155,10 +156,10 @@ static int setup(void **state)
     return 0;
 }
 
-#define RUN_UNTIL(loop, cond)                                       \
-    do {                                                            \
-        while (!(cond))                                             \
-            assert_int_equal(weft_loop_run_once(loop), 0);          \
+#define RUN_UNTIL(loop, cond)                              \
+    do {                                                   \
+        while (!(cond))                                    \
+            assert_int_equal(weft_loop_run_once(loop), 0); \
     } while (0)
 
 static weft_udp_opts local_opts(const char *host)
@@ -221,7 +222,8 @@ static bool fd_open(int fd)
     return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
 }
 
-/* ---- echo, both families ---------------------------------------------------------------------------- */
+/* ---- echo, both families
+ * ---------------------------------------------------------------------------- */
 
 static void echo_between_two_endpoints(const char *backend, const char *host)
 {
@@ -293,9 +295,8 @@ static void test_port_zero_picks_a_port_and_reports_it(void **state)
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     assert_int_equal(weft_udp_sockname(ep, (struct sockaddr *)&ss, &len), 0);
-    int port = ss.ss_family == AF_INET
-                   ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-                   : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    int port = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                                       : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     assert_true(port > 0);
     assert_int_equal(weft_udp_port(ep), port);
     assert_int_equal(weft_udp_peername(ep, (struct sockaddr *)&ss, &len), -ENOTCONN);
@@ -310,7 +311,8 @@ static void test_port_zero_picks_a_port_and_reports_it(void **state)
     finish(loop);
 }
 
-/* ---- connected endpoints --------------------------------------------------------------------------- */
+/* ---- connected endpoints
+ * --------------------------------------------------------------------------- */
 
 static void test_connected_endpoint_sends_to_its_peer_only(void **state)
 {
@@ -391,7 +393,8 @@ static void test_icmp_error_fails_a_pending_receive(void **state)
     finish(loop);
 }
 
-/* ---- awaitable receives ------------------------------------------------------------------------------ */
+/* ---- awaitable receives
+ * ------------------------------------------------------------------------------ */
 
 static unsigned char g_got[2048];
 static size_t g_got_n;
@@ -654,7 +657,109 @@ static void test_close_inside_datagram_received_ends_the_batch(void **state)
     finish(loop);
 }
 
-/* ---- back-pressure ------------------------------------------------------------------------------------ */
+static void test_nothing_is_delivered_before_connection_made(void **state)
+{
+    weft_loop *loop = loop_on(*state, 0);
+    prec a = {0}, b = {0};
+    weft_udp *s = open_local(loop, &k_proto, &a, "127.0.0.1");
+    weft_udp *c = open_connected(loop, &k_quiet, &b, "127.0.0.1", weft_udp_port(s));
+    /* sent before either endpoint's connection_made ran */
+    assert_int_equal(weft_udp_sendto(c, "early", 5, NULL, 0), 0);
+    assert_int_equal(a.made, 0);
+    RUN_UNTIL(loop, a.n == 1);
+    assert_string_equal(a.order, "md");
+    weft_udp_close(s);
+    weft_udp_close(c);
+    step(loop);
+    assert_string_equal(a.order, "mdl");
+    finish(loop);
+}
+
+static weft_udp *g_made_ep;
+
+struct create_co {
+    WEFT_FRAME(int);
+    weft_future *f;
+};
+
+WEFT_ASYNC(create_co)
+{
+    WEFT_BEGIN(self);
+    WEFT_AWAIT(self, self->f);
+    g_made_ep = WEFT_RESULT(self).p;
+    WEFT_END;
+}
+
+static void test_a_late_cancellation_keeps_the_endpoint(void **state)
+{
+    weft_loop *loop = loop_on(*state, 0);
+    prec a = {0};
+    weft_udp_opts o = {.local_host = "localhost", .family = AF_INET};
+    weft_future *f = weft_create_datagram_endpoint(loop, &k_proto, &a, &o);
+    assert_non_null(f);
+    g_made_ep = NULL;
+    weft_task *t = WEFT_SPAWN(loop, create_co, .f = weft_future_ref(f));
+    RUN_UNTIL(loop, weft_future_done(f));
+    assert_false(weft_future_done(t));
+    assert_int_equal(weft_task_cancel(t), 0); /* after the endpoint was made */
+    run(loop, t);
+    assert_non_null(g_made_ep); /* the task got it: nothing leaks to nobody */
+    weft_value v;
+    assert_int_equal(weft_future_result(f, &v), 0);
+    assert_ptr_equal(v.p, g_made_ep);
+    weft_future_unref(t);
+    weft_future_unref(f);
+    assert_int_equal(weft_udp_close(g_made_ep), 0);
+    step(loop);
+    assert_int_equal(a.lost, 1);
+    finish(loop);
+}
+
+static weft_udp *g_thread_ep;
+static int g_thread_rc[3];
+
+static void *other_thread(void *arg)
+{
+    (void)arg;
+    g_thread_rc[0] = weft_udp_sendto(g_thread_ep, "x", 1, NULL, 0);
+    g_thread_rc[1] = weft_udp_close(g_thread_ep);
+    weft_udp *ep = NULL;
+    weft_udp_opts o = local_opts("127.0.0.1");
+    g_thread_rc[2] = weft_udp_open(weft_udp_loop(g_thread_ep), &k_proto, NULL, &o, &ep);
+    return NULL;
+}
+
+static void call_from_thread(void *arg)
+{
+    (void)arg;
+    pthread_t th;
+    if (pthread_create(&th, NULL, other_thread, NULL) == 0)
+        pthread_join(th, NULL);
+}
+
+static void test_debug_loop_refuses_calls_from_another_thread(void **state)
+{
+    weft_loop *loop = loop_on(*state, WEFT_LOOP_DEBUG);
+    prec a = {0}, b = {0};
+    weft_udp *s = open_local(loop, &k_proto, &a, "127.0.0.1");
+    g_thread_ep = open_connected(loop, &k_proto, &b, "127.0.0.1", weft_udp_port(s));
+    g_thread_rc[0] = g_thread_rc[1] = g_thread_rc[2] = 1;
+    assert_int_equal(weft_call_soon(loop, call_from_thread, NULL, NULL), 0);
+    g_hook.expect = 3; /* each refusal is reported as misuse */
+    step(loop);
+    assert_int_equal(g_thread_rc[0], -EPERM);
+    assert_int_equal(g_thread_rc[1], -EPERM);
+    assert_int_equal(g_thread_rc[2], -EPERM);
+    assert_false(weft_udp_is_closing(g_thread_ep));
+    assert_int_equal(g_hook.by_kind[WEFT_REPORT_MISUSE], 3);
+    weft_udp_close(s);
+    weft_udp_close(g_thread_ep);
+    step(loop);
+    finish(loop);
+}
+
+/* ---- back-pressure
+ * ------------------------------------------------------------------------------------ */
 
 struct drain_co {
     WEFT_FRAME(int);
@@ -729,7 +834,8 @@ static void test_full_send_buffer_is_eagain_then_pause_and_resume(void **state)
     finish(loop);
 }
 
-/* ---- bad input -------------------------------------------------------------------------------------- */
+/* ---- bad input
+ * -------------------------------------------------------------------------------------- */
 
 static void test_bad_input_is_refused(void **state)
 {
@@ -757,8 +863,8 @@ static void test_bad_input_is_refused(void **state)
     assert_int_equal(weft_udp_open(loop, &k_proto, &r, &o, &ep), -EINVAL);
     o.local_addrlen = 4096;
     assert_int_equal(weft_udp_open(loop, &k_proto, &r, &o, &ep), -EINVAL);
-    o = (weft_udp_opts){.local_addr = (struct sockaddr *)&a4, .local_addrlen = sizeof a4,
-                        .family = AF_INET6};
+    o = (weft_udp_opts){
+        .local_addr = (struct sockaddr *)&a4, .local_addrlen = sizeof a4, .family = AF_INET6};
     assert_int_equal(weft_udp_open(loop, &k_proto, &r, &o, &ep), -EINVAL);
     /* bad addresses */
     o = local_opts("not-an-address");
@@ -873,7 +979,8 @@ static void test_options_reuse_port_and_broadcast(void **state)
     finish(loop);
 }
 
-/* ---- creation through the executor -------------------------------------------------------------------- */
+/* ---- creation through the executor
+ * -------------------------------------------------------------------- */
 
 static void test_create_datagram_endpoint_resolves_names(void **state)
 {
@@ -889,8 +996,8 @@ static void test_create_datagram_endpoint_resolves_names(void **state)
     weft_udp *s = v.p;
     weft_future_unref(f);
     /* a name: through the executor, connected to s */
-    o = (weft_udp_opts){.remote_host = "localhost", .remote_port = weft_udp_port(s),
-                        .family = AF_INET};
+    o = (weft_udp_opts){
+        .remote_host = "localhost", .remote_port = weft_udp_port(s), .family = AF_INET};
     f = weft_create_datagram_endpoint(loop, &k_proto, &b, &o);
     assert_non_null(f);
     assert_int_equal(weft_loop_run_until_complete(loop, f), 0);
@@ -926,7 +1033,8 @@ static void test_create_datagram_endpoint_resolves_names(void **state)
     finish(loop);
 }
 
-/* ---- allocation failures ---------------------------------------------------------------------------- */
+/* ---- allocation failures
+ * ---------------------------------------------------------------------------- */
 
 /* Every allocation of open + a receive + a drain + a creation fails in
  * turn: each is -ENOMEM (or NULL) with nothing left behind. */
@@ -997,7 +1105,8 @@ static void test_every_allocation_failure_is_survived(void **state)
     }
 }
 
-/* ---- loop close ---------------------------------------------------------------------------------------- */
+/* ---- loop close
+ * ---------------------------------------------------------------------------------------- */
 
 static prec *g_close_other;
 static weft_udp *g_close_other_ep;
@@ -1055,7 +1164,8 @@ static void test_loop_close_releases_open_endpoints(void **state)
     finish(loop);
 }
 
-/* ---- bursts ------------------------------------------------------------------------------------------- */
+/* ---- bursts
+ * ------------------------------------------------------------------------------------------- */
 
 static void test_a_burst_of_datagrams_is_all_received_in_order(void **state)
 {
@@ -1136,7 +1246,8 @@ static void test_steady_state_receiving_allocates_nothing(void **state)
     finish(loop);
 }
 
-/* ---- registration ------------------------------------------------------------------------------------ */
+/* ---- registration
+ * ------------------------------------------------------------------------------------ */
 
 /* clang-format off */
 #define ON(f, backend) {#f "(" backend ")", f, setup, teardown, (void *)backend}
@@ -1168,6 +1279,9 @@ int main(void)
         ON_ALL(test_receives_come_before_datagram_received),
         ON_ALL(test_close_fails_pending_receives_and_drains),
         ON_ALL(test_close_inside_datagram_received_ends_the_batch),
+        ON_ALL(test_nothing_is_delivered_before_connection_made),
+        ON_ALL(test_a_late_cancellation_keeps_the_endpoint),
+        ON_ALL(test_debug_loop_refuses_calls_from_another_thread),
         ON_ALL(test_full_send_buffer_is_eagain_then_pause_and_resume),
         ON_ALL(test_bad_input_is_refused),
         ON_ALL(test_options_reuse_port_and_broadcast),

@@ -65,8 +65,8 @@ typedef struct weft_datagram_protocol {
      * peer's address on a connected endpoint).  data and addr are weft's
      * buffers, valid during the call.  A datagram longer than
      * WEFT_UDP_MAX_DATAGRAM is cut there. */
-    void (*datagram_received)(weft_udp *ep, const void *data, size_t n,
-                              const struct sockaddr *addr, socklen_t addrlen, void *ud);
+    void (*datagram_received)(weft_udp *ep, const void *data, size_t n, const struct sockaddr *addr,
+                              socklen_t addrlen, void *ud);
     /* A receive found an error the socket reported: an ICMP error
      * (-ECONNREFUSED for port unreachable on a connected endpoint,
      * -EHOSTUNREACH, -ENETUNREACH...) or another -errno.  The endpoint
@@ -98,10 +98,10 @@ typedef struct weft_datagram_protocol {
  * or AF_INET6 (the kernel binds on the first send).  The *_addr forms take
  * a ready address (also AF_UNIX) and override host and port. */
 typedef struct weft_udp_opts {
-    const char *local_host;  /* numeric address or name, "" = any, or NULL */
-    int local_port;          /* 0..65535 */
-    const char *remote_host; /* numeric address or name, or NULL */
-    int remote_port;         /* 1..65535 when remote_host is given */
+    const char *local_host;            /* numeric address or name, "" = any, or NULL */
+    int local_port;                    /* 0..65535 */
+    const char *remote_host;           /* numeric address or name, or NULL */
+    int remote_port;                   /* 0..65535 */
     const struct sockaddr *local_addr; /* instead of local_host/local_port */
     socklen_t local_addrlen;
     const struct sockaddr *remote_addr; /* instead of remote_host/remote_port */
