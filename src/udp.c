@@ -178,7 +178,8 @@ static void wait_finish(udp_wait *w, int err)
     if (err)
         weft__future_fail(&w->f, err);
     else
-        weft__future_resolve(&w->f, (weft_value){.p = &w->d});
+        weft__future_resolve(&w->f, w->f.ops == &recv_ops ? (weft_value){.p = &w->d}
+                                                          : (weft_value){.i = 0});
     weft__future_unhold(&w->hold);
 }
 

@@ -800,6 +800,8 @@ static void test_full_send_buffer_is_eagain_then_pause_and_resume(void **state)
 #endif
     assert_int_equal(weft_udp_sendto(ep, buf, sizeof buf, NULL, 0), -EAGAIN);
     weft_task *t = WEFT_SPAWN(loop, drain_co, .ep = ep);
+    weft_future *dr = weft_udp_drain(ep);
+    assert_false(weft_future_done(dr));
     step(loop);
     step(loop);
     assert_int_equal(r.paused, 1); /* once, however many refusals */
@@ -820,6 +822,11 @@ static void test_full_send_buffer_is_eagain_then_pause_and_resume(void **state)
     }
     assert_int_equal(got, sent);
     assert_int_equal(run(loop, t), 0);
+    assert_int_equal(result_i(t), 1);
+    weft_value v = {.i = 5};
+    assert_int_equal(weft_future_result(dr, &v), 0);
+    assert_int_equal(v.i, 0);
+    weft_future_unref(dr);
     RUN_UNTIL(loop, r.resumed);
     assert_int_equal(r.paused, 1);
     assert_int_equal(r.resumed, 1);
