@@ -758,6 +758,56 @@ static void test_debug_loop_refuses_calls_from_another_thread(void **state)
     finish(loop);
 }
 
+static void test_bound_and_connected_and_unix_paths(void **state)
+{
+    weft_loop *loop = loop_on(*state, 0);
+    prec a = {0}, b = {0};
+    weft_udp *s = open_local(loop, &k_proto, &a, "127.0.0.1");
+    /* both sides: bound to a chosen local port, connected to s */
+    weft_udp_opts o = {
+        .local_host = "127.0.0.1", .remote_host = "127.0.0.1", .remote_port = weft_udp_port(s)};
+    weft_udp *c = NULL;
+    assert_int_equal(weft_udp_open(loop, &k_proto, &b, &o, &c), 0);
+    assert_true(weft_udp_port(c) > 0);
+    assert_int_equal(weft_udp_sendto(c, "pair", 4, NULL, 0), 0);
+    RUN_UNTIL(loop, a.n == 1);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&a.from)->sin_port), weft_udp_port(c));
+    weft_udp_close(s);
+    weft_udp_close(c);
+
+    /* AF_UNIX datagram sockets bound to paths, through the *_addr forms */
+    prec x = {0}, y = {0};
+    struct sockaddr_un ux = {.sun_family = AF_UNIX}, uy = {.sun_family = AF_UNIX};
+    snprintf(ux.sun_path, sizeof ux.sun_path, "/tmp/weft-udp-%d-x", (int)getpid());
+    snprintf(uy.sun_path, sizeof uy.sun_path, "/tmp/weft-udp-%d-y", (int)getpid());
+    unlink(ux.sun_path);
+    unlink(uy.sun_path);
+    weft_udp *ex = NULL, *ey = NULL;
+    o = (weft_udp_opts){.local_addr = (struct sockaddr *)&ux, .local_addrlen = sizeof ux};
+    assert_int_equal(weft_udp_open(loop, &k_proto, &x, &o, &ex), 0);
+    o = (weft_udp_opts){.local_addr = (struct sockaddr *)&uy,
+                        .local_addrlen = sizeof uy,
+                        .remote_addr = (struct sockaddr *)&ux,
+                        .remote_addrlen = sizeof ux,
+                        .family = AF_UNIX};
+    assert_int_equal(weft_udp_open(loop, &k_proto, &y, &o, &ey), 0);
+    assert_int_equal(weft_udp_port(ey), -1);
+    assert_int_equal(weft_udp_sendto(ey, "unix", 4, NULL, 0), 0);
+    RUN_UNTIL(loop, x.n == 1);
+    assert_memory_equal(x.last, "unix", 4);
+    assert_string_equal(((struct sockaddr_un *)&x.from)->sun_path, uy.sun_path);
+    assert_int_equal(weft_udp_sendto(ex, "back", 4, (struct sockaddr *)&x.from, x.fromlen), 0);
+    RUN_UNTIL(loop, y.n == 1);
+    assert_memory_equal(y.last, "back", 4);
+    weft_udp_close(ex);
+    weft_udp_close(ey);
+    unlink(ux.sun_path);
+    unlink(uy.sun_path);
+    step(loop);
+    assert_int_equal(a.lost + b.lost + x.lost + y.lost, 4);
+    finish(loop);
+}
+
 /* ---- back-pressure
  * ------------------------------------------------------------------------------------ */
 
@@ -1287,6 +1337,7 @@ int main(void)
         ON_ALL(test_close_fails_pending_receives_and_drains),
         ON_ALL(test_close_inside_datagram_received_ends_the_batch),
         ON_ALL(test_nothing_is_delivered_before_connection_made),
+        ON_ALL(test_bound_and_connected_and_unix_paths),
         ON_ALL(test_a_late_cancellation_keeps_the_endpoint),
         ON_ALL(test_debug_loop_refuses_calls_from_another_thread),
         ON_ALL(test_full_send_buffer_is_eagain_then_pause_and_resume),
