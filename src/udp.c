@@ -53,7 +53,7 @@
 
 enum { BATCH = 32 }; /* datagrams read per readiness */
 
-/* ---- the layer: every endpoint, pending creations, the read buffer ------------------------- */
+/* ---- the layer: every endpoint, pending creations, the read buffer ----------------------- */
 
 typedef struct udp_layer {
     weft__layer base;
@@ -105,6 +105,7 @@ typedef struct udp_wait {
 } udp_wait;
 
 static void layer_close(weft_loop *loop, weft__layer *self);
+static void layer_dump(weft_loop *loop, weft__layer *self, weft__strbuf *out);
 
 static udp_layer *layer_of(weft_loop *loop)
 {
@@ -118,6 +119,7 @@ static udp_layer *layer_of(weft_loop *loop)
         return NULL;
     memset(&L->base, 0, sizeof L->base);
     L->base.close = layer_close;
+    L->base.dump = layer_dump;
     weft__list_init(&L->eps);
     weft__list_init(&L->opens);
     weft__layer_set(loop, WEFT__LAYER_UDP, &L->base);
@@ -129,7 +131,7 @@ static int sock_err(void)
     return errno > 0 ? -errno : -EIO;
 }
 
-/* ---- pending receives and drains ----------------------------------------------------------- */
+/* ---- pending receives and drains --------------------------------------------------------- */
 
 static int wait_cancel(weft_future *f)
 {
@@ -189,7 +191,7 @@ static void fail_all(weft_link *list, int err)
         wait_finish(WEFT_CONTAINER_OF(list->next, udp_wait, link), err);
 }
 
-/* ---- interest, the notice, closing ----------------------------------------------------------- */
+/* ---- interest, the notice, closing ------------------------------------------------------- */
 
 static bool wants_read(const weft_udp *ep)
 {
@@ -274,8 +276,7 @@ static void made_run(void *arg)
     ep_sync(ep);
 }
 
-/* ---- reading ------------------------------------------------------------------------------------
- */
+/* ---- reading ----------------------------------------------------------------------------- */
 
 static void writable(weft_udp *ep)
 {
@@ -346,8 +347,7 @@ static void ep_io(weft_io *w, unsigned events)
         ep_sync(ep);
 }
 
-/* ---- making endpoints
- * ---------------------------------------------------------------------------- */
+/* ---- making endpoints -------------------------------------------------------------------- */
 
 /* Checks every loop call of the API makes: 0 to go on. */
 static int loop_check(weft_loop *loop, const char *call)
@@ -648,8 +648,7 @@ int weft_udp_open(weft_loop *loop, const weft_datagram_protocol *proto, void *ud
     return err;
 }
 
-/* ---- weft_create_datagram_endpoint -------------------------------------------------------------
- */
+/* ---- weft_create_datagram_endpoint ------------------------------------------------------- */
 
 typedef struct udp_open udp_open;
 
@@ -820,8 +819,7 @@ weft_future *weft_create_datagram_endpoint(weft_loop *loop, const weft_datagram_
     return &o->f;
 }
 
-/* ---- sending
- * ---------------------------------------------------------------------------------------- */
+/* ---- sending ----------------------------------------------------------------------------- */
 
 /* Whether a (alen bytes) names the same address as b (blen bytes). */
 static bool same_addr(const struct sockaddr *a, socklen_t alen, const struct sockaddr_storage *bs,
@@ -939,8 +937,7 @@ size_t weft_udp_get_write_buffer_size(const weft_udp *ep)
     return 0;
 }
 
-/* ---- receiving
- * -------------------------------------------------------------------------------------- */
+/* ---- receiving --------------------------------------------------------------------------- */
 
 static weft_future *recv_start(weft_udp *ep, void *buf, size_t cap, bool own, const char *call)
 {
@@ -975,8 +972,7 @@ weft_future *weft_udp_recvfrom_into(weft_udp *ep, void *buf, size_t cap)
     return recv_start(ep, buf, cap, false, "weft_udp_recvfrom_into");
 }
 
-/* ---- reading, closing
- * -------------------------------------------------------------------------------- */
+/* ---- reading, closing -------------------------------------------------------------------- */
 
 static int set_reading(weft_udp *ep, bool on, const char *call)
 {
@@ -1035,8 +1031,7 @@ bool weft_udp_is_closing(const weft_udp *ep)
     return ep && (ep->flags & EP_CLOSING);
 }
 
-/* ---- get_extra_info
- * ---------------------------------------------------------------------------------- */
+/* ---- get_extra_info ---------------------------------------------------------------------- */
 
 int weft_udp_fd(const weft_udp *ep)
 {
@@ -1094,8 +1089,38 @@ int weft_udp_get_stats(const weft_udp *ep, weft_udp_stats *out)
     return 0;
 }
 
-/* ---- loop close
- * ---------------------------------------------------------------------------------------- */
+/* ---- the dump and loop close ---------------------------------------------------------- */
+
+static size_t list_len(const weft_link *s)
+{
+    size_t n = 0;
+    for (const weft_link *l = s->next; l != s; l = l->next)
+        n++;
+    return n;
+}
+
+/* One line per endpoint: fd, port, state, pending receives and drains. */
+static void layer_dump(weft_loop *loop, weft__layer *self, weft__strbuf *out)
+{
+    (void)loop;
+    udp_layer *L = (udp_layer *)(void *)self;
+    for (weft_link *l = L->eps.next; l != &L->eps; l = l->next) {
+        const weft_udp *ep = WEFT_CONTAINER_OF(l, weft_udp, link);
+        weft__strbuf_printf(out,
+                            "udp endpoint %p: fd %d, port %d%s%s%s, %zu receive(s) and %zu "
+                            "drain(s) pending, %llu datagram(s) in, %llu out\n",
+                            (const void *)ep, ep->fd, weft_udp_port(ep),
+                            (ep->flags & EP_CONNECTED) ? ", connected" : "",
+                            (ep->flags & EP_CLOSING) ? ", closing" : "",
+                            weft_udp_is_writing_paused(ep) ? ", writing paused" : "",
+                            list_len(&ep->recvs), list_len(&ep->drains),
+                            (unsigned long long)ep->stats.datagrams_received,
+                            (unsigned long long)ep->stats.datagrams_sent);
+    }
+    size_t n = list_len(&L->opens);
+    if (n)
+        weft__strbuf_printf(out, "udp: %zu endpoint creation(s) resolving\n", n);
+}
 
 static void layer_close(weft_loop *loop, weft__layer *self)
 {

@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-/* ---- a recording protocol ------------------------------------------------------------------ */
+/* ---- a recording protocol ---------------------------------------------------------------- */
 
 typedef struct prec {
     int made, lost, lost_err, errors, last_err, paused, resumed, n;
@@ -146,8 +146,7 @@ static const weft_datagram_protocol k_quiet = {
     .connection_lost = on_lost,
 };
 
-/* ---- helpers
- * ------------------------------------------------------------------------------------- */
+/* ---- helpers ----------------------------------------------------------------------------- */
 
 static int setup(void **state)
 {
@@ -222,8 +221,7 @@ static bool fd_open(int fd)
     return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
 }
 
-/* ---- echo, both families
- * ---------------------------------------------------------------------------- */
+/* ---- echo, both families ----------------------------------------------------------------- */
 
 static void echo_between_two_endpoints(const char *backend, const char *host)
 {
@@ -311,8 +309,7 @@ static void test_port_zero_picks_a_port_and_reports_it(void **state)
     finish(loop);
 }
 
-/* ---- connected endpoints
- * --------------------------------------------------------------------------- */
+/* ---- connected endpoints ----------------------------------------------------------------- */
 
 static void test_connected_endpoint_sends_to_its_peer_only(void **state)
 {
@@ -393,8 +390,7 @@ static void test_icmp_error_fails_a_pending_receive(void **state)
     finish(loop);
 }
 
-/* ---- awaitable receives
- * ------------------------------------------------------------------------------ */
+/* ---- awaitable receives ------------------------------------------------------------------ */
 
 static unsigned char g_got[2048];
 static size_t g_got_n;
@@ -808,8 +804,28 @@ static void test_bound_and_connected_and_unix_paths(void **state)
     finish(loop);
 }
 
-/* ---- back-pressure
- * ------------------------------------------------------------------------------------ */
+static void test_dump_lists_the_endpoints(void **state)
+{
+    weft_loop *loop = loop_on(*state, 0);
+    prec a = {0};
+    weft_udp *s = open_local(loop, &k_quiet, &a, "127.0.0.1");
+    weft_future *f = weft_udp_recvfrom(s, 16);
+    assert_int_equal(weft_loop_request_dump(loop), 0);
+    step(loop);
+    g_hook.expect = 1;
+    assert_int_equal(g_hook.kind, WEFT_REPORT_DUMP);
+    char want[128];
+    snprintf(want, sizeof want, "fd %d, port %d, 1 receive(s) and 0 drain(s) pending",
+             weft_udp_fd(s), weft_udp_port(s));
+    assert_non_null(strstr(g_hook.msg, want));
+    weft_future_cancel(f);
+    weft_future_unref(f);
+    weft_udp_close(s);
+    step(loop);
+    finish(loop);
+}
+
+/* ---- back-pressure ----------------------------------------------------------------------- */
 
 struct drain_co {
     WEFT_FRAME(int);
@@ -891,8 +907,7 @@ static void test_full_send_buffer_is_eagain_then_pause_and_resume(void **state)
     finish(loop);
 }
 
-/* ---- bad input
- * -------------------------------------------------------------------------------------- */
+/* ---- bad input --------------------------------------------------------------------------- */
 
 static void test_bad_input_is_refused(void **state)
 {
@@ -1036,8 +1051,7 @@ static void test_options_reuse_port_and_broadcast(void **state)
     finish(loop);
 }
 
-/* ---- creation through the executor
- * -------------------------------------------------------------------- */
+/* ---- creation through the executor ------------------------------------------------------- */
 
 static void test_create_datagram_endpoint_resolves_names(void **state)
 {
@@ -1090,8 +1104,7 @@ static void test_create_datagram_endpoint_resolves_names(void **state)
     finish(loop);
 }
 
-/* ---- allocation failures
- * ---------------------------------------------------------------------------- */
+/* ---- allocation failures ----------------------------------------------------------------- */
 
 /* Every allocation of open + a receive + a drain + a creation fails in
  * turn: each is -ENOMEM (or NULL) with nothing left behind. */
@@ -1162,8 +1175,7 @@ static void test_every_allocation_failure_is_survived(void **state)
     }
 }
 
-/* ---- loop close
- * ---------------------------------------------------------------------------------------- */
+/* ---- loop close -------------------------------------------------------------------------- */
 
 static prec *g_close_other;
 static weft_udp *g_close_other_ep;
@@ -1221,8 +1233,7 @@ static void test_loop_close_releases_open_endpoints(void **state)
     finish(loop);
 }
 
-/* ---- bursts
- * ------------------------------------------------------------------------------------------- */
+/* ---- bursts ------------------------------------------------------------------------------ */
 
 static void test_a_burst_of_datagrams_is_all_received_in_order(void **state)
 {
@@ -1303,8 +1314,7 @@ static void test_steady_state_receiving_allocates_nothing(void **state)
     finish(loop);
 }
 
-/* ---- registration
- * ------------------------------------------------------------------------------------ */
+/* ---- registration ------------------------------------------------------------------------ */
 
 /* clang-format off */
 #define ON(f, backend) {#f "(" backend ")", f, setup, teardown, (void *)backend}
@@ -1338,6 +1348,7 @@ int main(void)
         ON_ALL(test_close_inside_datagram_received_ends_the_batch),
         ON_ALL(test_nothing_is_delivered_before_connection_made),
         ON_ALL(test_bound_and_connected_and_unix_paths),
+        ON_ALL(test_dump_lists_the_endpoints),
         ON_ALL(test_a_late_cancellation_keeps_the_endpoint),
         ON_ALL(test_debug_loop_refuses_calls_from_another_thread),
         ON_ALL(test_full_send_buffer_is_eagain_then_pause_and_resume),

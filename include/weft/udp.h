@@ -84,7 +84,7 @@ typedef struct weft_datagram_protocol {
     void (*resume_writing)(weft_udp *ep, void *ud);
 } weft_datagram_protocol;
 
-/* ---- creating endpoints ------------------------------------------------------- */
+/* ---- creating endpoints ------------------------------------------------------------------ */
 
 /* Options for weft_udp_open and weft_create_datagram_endpoint (asyncio's
  * keyword arguments); zero-initialise and set what you need.
@@ -145,7 +145,7 @@ WEFT_NODISCARD weft_future *weft_create_datagram_endpoint(weft_loop *loop,
 int weft_udp_from_fd(weft_loop *loop, int fd, const weft_datagram_protocol *proto, void *ud,
                      weft_udp **out);
 
-/* ---- sending ------------------------------------------------------------------ */
+/* ---- sending ----------------------------------------------------------------------------- */
 
 /* Send one datagram of n bytes (0 is allowed) to addr (addrlen bytes), or
  * to the peer when addr is NULL on a connected endpoint.  The kernel takes
@@ -177,7 +177,7 @@ bool weft_udp_is_writing_paused(const weft_udp *ep);
  * the kernel holds.  0 for NULL or a closed endpoint. */
 size_t weft_udp_get_write_buffer_size(const weft_udp *ep);
 
-/* ---- receiving in coroutines --------------------------------------------------- */
+/* ---- receiving in coroutines ------------------------------------------------------------- */
 
 /* One received datagram: the value (.p) of a receive future.  It lives in
  * the future: read it while the future lives (inside a coroutine, until
@@ -211,7 +211,7 @@ WEFT_NODISCARD weft_future *weft_udp_recvfrom(weft_udp *ep, size_t bufsize);
  * cap > 0). */
 WEFT_NODISCARD weft_future *weft_udp_recvfrom_into(weft_udp *ep, void *buf, size_t cap);
 
-/* ---- reading, closing ---------------------------------------------------------- */
+/* ---- reading, closing -------------------------------------------------------------------- */
 
 /* Stop / resume calling datagram_received (pending receives are still
  * served; the datagrams wait in the kernel, which drops what does not
@@ -230,7 +230,7 @@ int weft_udp_abort(weft_udp *ep);
 /* True once close or abort was called. */
 bool weft_udp_is_closing(const weft_udp *ep);
 
-/* ---- get_extra_info ------------------------------------------------------------ */
+/* ---- get_extra_info ---------------------------------------------------------------------- */
 
 /* The socket (-1 for NULL or once closed). */
 int weft_udp_fd(const weft_udp *ep);
