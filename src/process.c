@@ -1,0 +1,669 @@
+/* process.c - subprocesses: spawn with posix_spawn, reap with a pidfd or on
+ * SIGCHLD, wait futures, signals.
+ *
+ * Spawning.  Every fd weft opens for a child (pipe ends, /dev/null, the
+ * copy of a caller's fd) is close-on-exec and numbered 3 or above, so that
+ * the file actions are plain dup2s onto 0, 1 and 2 (which clear the flag
+ * on the copy) in any order, and nothing else reaches the child.  glibc's
+ * posix_spawn runs the child with CLONE_VFORK and returns the exec's errno
+ * through its own pipe: a missing program is -ENOENT from the call itself.
+ *
+ * Reaping.  A process object is in its loop's list from spawn until it is
+ * freed; `reaped` says whether its child was waited for.  With a pidfd the
+ * loop watches it (readable: the child exited) and then calls
+ * waitpid(pid, WNOHANG); with SIGCHLD the loop's handler tries every
+ * child not yet reaped.  Either way the pid cannot be reused before weft
+ * waits for it, so waitpid and kill on it are safe.  A process freed
+ * before its child exits stays in the list, marked dropped, and is freed
+ * once reaped.
+ *
+ * Loop close kills and reaps every child still running (blocking in
+ * waitpid: after SIGKILL that is short), completes every wait future, and
+ * keeps the objects users still hold until destroy.
+ */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE 1 /* pipe2, syscall, posix_spawn_file_actions_addchdir_np */
+#endif
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
+
+#include "future_internal.h"
+#include "process_internal.h"
+#include "weft/process.h"
+
+/* Until the signal layer lands (src/signal_internal.h). */
+typedef void weft__sigchld_cb(weft_loop *loop, int signo, void *ud);
+static int weft__process_sigchld_add(weft_loop *loop, weft__sigchld_cb *cb, void *ud)
+{
+    (void)loop, (void)cb, (void)ud;
+    return -ENOTSUP;
+}
+static void weft__process_sigchld_remove(weft_loop *loop)
+{
+    (void)loop;
+}
+
+extern char **environ;
+
+#if defined(__linux__) && defined(SYS_pidfd_open)
+#define HAVE_PIDFD 1
+#else
+#define HAVE_PIDFD 0
+#endif
+
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+#define HAVE_ADDCHDIR 1
+#elif defined(__APPLE__) || defined(__FreeBSD__)
+#define HAVE_ADDCHDIR 1
+#else
+#define HAVE_ADDCHDIR 0
+#endif
+
+enum { REAP_PIDFD, REAP_SIGCHLD };
+
+typedef struct proc_layer {
+    weft__layer base;
+    weft_loop *loop;
+    weft_link procs;   /* every process object not yet freed */
+    size_t running;    /* of which: children not reaped */
+    bool sigchld;      /* our SIGCHLD handler is installed */
+    bool no_pidfd;     /* pidfd_open is missing (ENOSYS) or forced off */
+} proc_layer;
+
+struct weft_process {
+    weft_link link; /* in the layer's procs */
+    proc_layer *L;
+    pid_t pid;
+    int rc;          /* returncode once reaped */
+    bool reaped;
+    bool dropped;    /* freed by the user while the child ran */
+    uint8_t reaper;  /* REAP_* */
+    int pidfd;       /* -1: none */
+    weft_io io;      /* watches pidfd */
+    weft_link waits; /* pending wait futures */
+    int fds[3];      /* the parent's ends of the pipes (-1: none) */
+};
+
+/* A wait future: pending in its process's list, held until it completes. */
+typedef struct proc_wait {
+    weft_future f;
+    weft__hold hold;
+    weft_link link; /* in p->waits while pending */
+} proc_wait;
+
+/* Test seams (process_internal.h). */
+int weft__process_fail_pidfd;
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+/* fd moved to a number >= 3, close-on-exec (the original is closed).
+ * -errno on failure (fd is then closed too). */
+static int fd_up(int *fd)
+{
+    if (*fd >= 3)
+        return 0;
+    int up = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+    int err = up < 0 ? -errno : 0;
+    close(*fd);
+    *fd = up;
+    return err;
+}
+
+static int make_pipe(int fds[2])
+{
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -errno;
+#else
+    /* without pipe2 a fork in another thread may copy the ends before
+     * they are marked; posix_spawn children still never keep them */
+    if (pipe(fds) < 0)
+        return -errno;
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+#endif
+    int err = fd_up(&fds[0]);
+    int err2 = fd_up(&fds[1]);
+    if (err || err2) {
+        close_fd(&fds[0]);
+        close_fd(&fds[1]);
+        return err ? err : err2;
+    }
+    return 0;
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+/* The returncode of a wait status. */
+static int status_rc(int st)
+{
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return -WTERMSIG(st);
+    return 255;
+}
+
+/* ---- the layer --------------------------------------------------------------------- */
+
+static void layer_close(weft_loop *loop, weft__layer *self);
+static void layer_destroy(weft_loop *loop, weft__layer *self);
+static void layer_dump(weft_loop *loop, weft__layer *self, weft__strbuf *out);
+
+static proc_layer *layer_of(weft_loop *loop, bool create)
+{
+    weft__layer *l = weft__layer_get(loop, WEFT__LAYER_PROCESS);
+    if (l || !create)
+        return (proc_layer *)(void *)l;
+    proc_layer *L = weft__alloc(loop, sizeof *L);
+    if (!L)
+        return NULL;
+    memset(L, 0, sizeof *L);
+    L->base.close = layer_close;
+    L->base.destroy = layer_destroy;
+    L->base.dump = layer_dump;
+    L->loop = loop;
+    weft__list_init(&L->procs);
+    if (loop->flags & WEFT_LOOP_ENV) {
+        const char *env = getenv("WEFT_PROCESS_REAPER");
+        L->no_pidfd = env && strcmp(env, "sigchld") == 0;
+    }
+    weft__layer_set(loop, WEFT__LAYER_PROCESS, &L->base);
+    return L;
+}
+
+/* ---- reaping ---------------------------------------------------------------------------- */
+
+static void proc_destroy(weft_process *p);
+static void sigchld_cb(weft_loop *loop, int signo, void *ud);
+
+/* The child of p was reaped with returncode rc: record it, stop watching,
+ * complete the waits; a dropped p is freed. */
+static void exited(weft_process *p, int rc)
+{
+    proc_layer *L = p->L;
+    p->reaped = true;
+    p->rc = rc;
+    L->running--;
+    if (p->pidfd >= 0) {
+        weft_io_close(&p->io);
+        close_fd(&p->pidfd);
+    }
+    while (!weft__list_empty(&p->waits)) {
+        proc_wait *w = WEFT_CONTAINER_OF(p->waits.next, proc_wait, link);
+        weft__list_unlink(&w->link);
+        weft__future_resolve(&w->f, (weft_value){.i = rc});
+        weft__future_unhold(&w->hold);
+    }
+    if (p->dropped)
+        proc_destroy(p);
+}
+
+/* Try to reap p's child without blocking (or blocking, after a kill at
+ * close).  True if it is gone. */
+static bool try_reap(weft_process *p, bool block)
+{
+    int st = 0;
+    pid_t r;
+    do
+        r = waitpid(p->pid, &st, block ? 0 : WNOHANG);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
+        return false;
+    if (r < 0) {
+        /* ECHILD: someone else (a waitpid(-1) elsewhere in the program)
+         * took the status; asyncio reports 255 then, as weft does */
+        weft__reportf(p->L->loop, WEFT_REPORT_OTHER, -errno,
+                      "child %ld was reaped by someone else: returncode 255 reported",
+                      (long)p->pid);
+        exited(p, 255);
+        return true;
+    }
+    exited(p, status_rc(st));
+    return true;
+}
+
+static void pidfd_ready(weft_io *w, unsigned events)
+{
+    (void)events;
+    try_reap(WEFT_CONTAINER_OF(w, weft_process, io), false);
+}
+
+/* SIGCHLD: try every child of this loop that is not reaped yet. */
+static void sigchld_cb(weft_loop *loop, int signo, void *ud)
+{
+    (void)loop, (void)signo;
+    proc_layer *L = ud;
+    for (weft_link *l = L->procs.next, *next; l != &L->procs; l = next) {
+        next = l->next; /* exited() may free a dropped process */
+        weft_process *p = WEFT_CONTAINER_OF(l, weft_process, link);
+        if (!p->reaped)
+            try_reap(p, false);
+    }
+}
+
+/* Make the loop reap p's child: a pidfd watcher, else the SIGCHLD
+ * handler.  0 or the error of the last way tried. */
+static int watch_child(proc_layer *L, weft_process *p)
+{
+#if HAVE_PIDFD
+    if (!L->no_pidfd) {
+        int fd = weft__process_fail_pidfd ? (errno = weft__process_fail_pidfd, -1)
+                                          : (int)syscall(SYS_pidfd_open, p->pid, 0);
+        if (fd < 0 && errno == ENOSYS)
+            L->no_pidfd = true; /* older kernel: never again */
+        if (fd >= 0) {
+            if (weft_io_init(&p->io, L->loop, fd, pidfd_ready) == 0) {
+                weft_io_start(&p->io, WEFT_READABLE);
+                p->pidfd = fd;
+                p->reaper = REAP_PIDFD;
+                return 0;
+            }
+            close(fd);
+        }
+    }
+#endif
+    if (!L->sigchld) {
+        int err = weft__process_sigchld_add(L->loop, sigchld_cb, L);
+        if (err)
+            return err;
+        L->sigchld = true;
+    }
+    p->reaper = REAP_SIGCHLD;
+    /* a SIGCHLD that came before the handler existed is not lost: the
+     * child is tried once now */
+    return 0;
+}
+
+/* ---- spawn ------------------------------------------------------------------------------- */
+
+/* The fds of one spawn: what each child fd gets (-1: inherited) and the
+ * parent's end of each pipe. */
+typedef struct stdio_plan {
+    int child[3];
+    int parent[3];
+} stdio_plan;
+
+static void plan_close(stdio_plan *sp)
+{
+    for (int i = 0; i < 3; i++) {
+        close_fd(&sp->child[i]);
+        close_fd(&sp->parent[i]);
+    }
+}
+
+static int plan_one(stdio_plan *sp, int i, const weft_stdio *s)
+{
+    int fds[2], err;
+    switch (s->kind) {
+    case WEFT_STDIO_INHERIT:
+    case WEFT_STDIO_STDOUT:
+        return 0;
+    case WEFT_STDIO_PIPE:
+        err = make_pipe(fds);
+        if (err)
+            return err;
+        sp->child[i] = i == 0 ? fds[0] : fds[1];
+        sp->parent[i] = i == 0 ? fds[1] : fds[0];
+        return 0;
+    case WEFT_STDIO_DEVNULL:
+        sp->child[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (sp->child[i] < 0)
+            return -errno;
+        return fd_up(&sp->child[i]);
+    case WEFT_STDIO_FD:
+        sp->child[i] = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
+        return sp->child[i] < 0 ? -errno : 0;
+    }
+    return -EINVAL;
+}
+
+/* 0 if s is a valid setting for child fd i, else -EINVAL or -EBADF. */
+static int stdio_check(const weft_stdio *s, int i)
+{
+    switch (s->kind) {
+    case WEFT_STDIO_INHERIT:
+    case WEFT_STDIO_PIPE:
+    case WEFT_STDIO_DEVNULL:
+        return 0;
+    case WEFT_STDIO_FD:
+        return s->fd >= 0 && fcntl(s->fd, F_GETFD) >= 0 ? 0 : -EBADF;
+    case WEFT_STDIO_STDOUT:
+        return i == 2 ? 0 : -EINVAL;
+    }
+    return -EINVAL;
+}
+
+/* SIGPIPE's default action would kill the program on a write to a child
+ * that exited: ignore it once, if nobody chose otherwise. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+        sa.sa_handler == SIG_DFL) {
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_IGN;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGPIPE, &sa, NULL);
+    }
+}
+
+/* posix_spawn with the plan.  0 with *pid, or -errno. */
+static int do_spawn(char *const argv[], const weft_process_opts *o, const stdio_plan *sp,
+                    pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc)
+        return -rc;
+    rc = posix_spawnattr_init(&attr);
+    if (rc) {
+        posix_spawn_file_actions_destroy(&fa);
+        return -rc;
+    }
+    for (int i = 0; i < 3 && !rc; i++)
+        if (sp->child[i] >= 0)
+            rc = posix_spawn_file_actions_adddup2(&fa, sp->child[i], i);
+    if (!rc && o->err.kind == WEFT_STDIO_STDOUT)
+        rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
+#if HAVE_ADDCHDIR
+    if (!rc && o->cwd)
+        rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
+#else
+    if (!rc && o->cwd)
+        rc = ENOTSUP;
+#endif
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    sigdelset(&all, SIGSTOP);
+    if (!rc)
+        rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (!rc)
+        rc = posix_spawnattr_setsigdefault(&attr, &all);
+    if (!rc)
+        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    if (!rc) {
+        const char *file = o->file ? o->file : argv[0];
+        char *const *envp = o->envp ? o->envp : environ;
+        rc = o->no_path_search ? posix_spawn(pid, file, &fa, &attr, argv, envp)
+                               : posix_spawnp(pid, file, &fa, &attr, argv, envp);
+    }
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    return -rc;
+}
+
+int weft_process_spawn(weft_loop *loop, char *const argv[], const weft_process_opts *opts,
+                       weft_process **out)
+{
+    static const weft_process_opts defaults;
+    const weft_process_opts *o = opts ? opts : &defaults;
+    if (!loop || !argv || !argv[0] || !out)
+        return -EINVAL;
+    const weft_stdio *io[3] = {&o->in, &o->out, &o->err};
+    for (int i = 0; i < 3; i++) {
+        int err = stdio_check(io[i], i);
+        if (err)
+            return err;
+    }
+    if (weft__wrong_thread(loop, "weft_process_spawn"))
+        return -EPERM;
+    if (weft__closed(loop))
+        return WEFT_ECLOSED;
+#if !HAVE_ADDCHDIR
+    if (o->cwd)
+        return -ENOTSUP;
+#endif
+    proc_layer *L = layer_of(loop, true);
+    if (!L)
+        return -ENOMEM;
+    weft_process *p = weft__alloc(loop, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    memset(p, 0, sizeof *p);
+    p->L = L;
+    p->pidfd = -1;
+    weft__list_init(&p->waits);
+
+    stdio_plan sp = {{-1, -1, -1}, {-1, -1, -1}};
+    int err = 0;
+    for (int i = 0; i < 3 && !err; i++)
+        err = plan_one(&sp, i, io[i]);
+    for (int i = 0; i < 3 && !err; i++)
+        if (sp.parent[i] >= 0)
+            err = set_nonblock(sp.parent[i]);
+    if (!err && sp.parent[0] >= 0)
+        ignore_sigpipe();
+    if (!err)
+        err = do_spawn(argv, o, &sp, &p->pid);
+    if (err) {
+        plan_close(&sp);
+        weft__free(loop, p);
+        return err;
+    }
+    for (int i = 0; i < 3; i++) {
+        close_fd(&sp.child[i]);
+        p->fds[i] = sp.parent[i];
+    }
+    weft__list_push(&L->procs, &p->link);
+    L->running++;
+    err = watch_child(L, p);
+    if (err) {
+        /* nobody could reap it later: undo the spawn */
+        kill(p->pid, SIGKILL);
+        try_reap(p, true);
+        weft__list_unlink(&p->link);
+        for (int i = 0; i < 3; i++)
+            close_fd(&p->fds[i]);
+        weft__free(loop, p);
+        return err;
+    }
+    if (p->reaper == REAP_SIGCHLD)
+        try_reap(p, false);
+    *out = p;
+    return 0;
+}
+
+/* ---- the process object -------------------------------------------------------------- */
+
+pid_t weft_process_pid(const weft_process *p)
+{
+    return p ? p->pid : -1;
+}
+
+weft_loop *weft_process_loop(const weft_process *p)
+{
+    return p ? p->L->loop : NULL;
+}
+
+const char *weft_process_reaper(const weft_process *p)
+{
+    return !p ? NULL : p->reaper == REAP_PIDFD ? "pidfd" : "sigchld";
+}
+
+int weft_process_returncode(const weft_process *p, int *rc)
+{
+    if (!p)
+        return -EINVAL;
+    if (!p->reaped)
+        return WEFT_ESTATE;
+    if (rc)
+        *rc = p->rc;
+    return 0;
+}
+
+int weft_process_send_signal(weft_process *p, int signo)
+{
+    if (!p || signo < 0 || signo > 64)
+        return -EINVAL;
+    if (weft__wrong_thread(p->L->loop, "weft_process_send_signal"))
+        return -EPERM;
+    if (p->reaped)
+        return -ESRCH;
+    if (kill(p->pid, signo) < 0)
+        return -errno;
+    return 0;
+}
+
+int weft_process_terminate(weft_process *p)
+{
+    return weft_process_send_signal(p, SIGTERM);
+}
+
+int weft_process_kill(weft_process *p)
+{
+    return weft_process_send_signal(p, SIGKILL);
+}
+
+/* Close what p owns and free it (its child was reaped, or the loop is
+ * being destroyed). */
+static void proc_destroy(weft_process *p)
+{
+    weft_loop *loop = p->L->loop;
+    weft__list_unlink(&p->link);
+    for (int i = 0; i < 3; i++)
+        close_fd(&p->fds[i]);
+    if (p->pidfd >= 0) {
+        weft_io_close(&p->io);
+        close_fd(&p->pidfd);
+    }
+    weft__free(loop, p);
+}
+
+void weft_process_free(weft_process *p)
+{
+    if (!p || p->dropped)
+        return;
+    for (int i = 0; i < 3; i++)
+        close_fd(&p->fds[i]);
+    if (p->reaped)
+        proc_destroy(p);
+    else
+        p->dropped = true; /* freed once reaped */
+}
+
+/* ---- wait futures -------------------------------------------------------------------------- */
+
+static int wait_cancel(weft_future *f)
+{
+    proc_wait *w = WEFT_CONTAINER_OF(f, proc_wait, f);
+    weft__list_unlink(&w->link);
+    int err = weft__future_cancel_now(f);
+    weft__future_unhold(&w->hold);
+    return err;
+}
+
+static void wait_release(weft_future *f)
+{
+    proc_wait *w = WEFT_CONTAINER_OF(f, proc_wait, f);
+    weft__pool_put(weft__pool_of(f->loop), WEFT__POOL_ANY, w, sizeof *w);
+}
+
+static const weft__future_ops wait_ops = {
+    .kind = "process wait",
+    .cancel = wait_cancel,
+    .release = wait_release,
+};
+
+weft_future *weft_process_wait(weft_process *p)
+{
+    if (!p) {
+        weft__set_last_error(-EINVAL);
+        return NULL;
+    }
+    weft_loop *loop = p->L->loop;
+    if (weft__wrong_thread(loop, "weft_process_wait")) {
+        weft__set_last_error(-EPERM);
+        return NULL;
+    }
+    weft__pool *pool = weft__pool_of(loop);
+    proc_wait *w = pool ? weft__pool_get(pool, WEFT__POOL_ANY, sizeof *w) : NULL;
+    if (!w) {
+        weft__set_last_error(-ENOMEM);
+        return NULL;
+    }
+    memset(w, 0, sizeof *w);
+    weft__future_init(&w->f, &wait_ops, loop);
+    if (p->reaped) {
+        weft__future_resolve(&w->f, (weft_value){.i = p->rc});
+        return &w->f;
+    }
+    weft__list_push(&p->waits, &w->link);
+    weft__future_hold(&w->f, &w->hold);
+    return &w->f;
+}
+
+/* ---- close, destroy, dump ------------------------------------------------------------------- */
+
+static void layer_close(weft_loop *loop, weft__layer *self)
+{
+    proc_layer *L = (proc_layer *)(void *)self;
+    for (weft_link *l = L->procs.next, *next; l != &L->procs; l = next) {
+        next = l->next;
+        weft_process *p = WEFT_CONTAINER_OF(l, weft_process, link);
+        if (!p->reaped) {
+            kill(p->pid, SIGKILL);
+            try_reap(p, true); /* frees a dropped p */
+        }
+    }
+    if (L->sigchld) {
+        weft__process_sigchld_remove(loop);
+        L->sigchld = false;
+    }
+}
+
+static void layer_destroy(weft_loop *loop, weft__layer *self)
+{
+    proc_layer *L = (proc_layer *)(void *)self;
+    size_t n = 0;
+    while (!weft__list_empty(&L->procs)) {
+        proc_destroy(WEFT_CONTAINER_OF(L->procs.next, weft_process, link));
+        n++;
+    }
+    if (n)
+        weft__reportf(loop, WEFT_REPORT_OTHER, 0,
+                      "loop destroyed with %zu process object(s) not freed", n);
+    weft__layer_set(loop, WEFT__LAYER_PROCESS, NULL);
+    weft__free(loop, L);
+}
+
+static void layer_dump(weft_loop *loop, weft__layer *self, weft__strbuf *out)
+{
+    (void)loop;
+    proc_layer *L = (proc_layer *)(void *)self;
+    weft__strbuf_printf(out, "processes: %zu running\n", L->running);
+    for (weft_link *l = L->procs.next; l != &L->procs; l = l->next) {
+        weft_process *p = WEFT_CONTAINER_OF(l, weft_process, link);
+        if (p->reaped)
+            weft__strbuf_printf(out, "  process %ld: returncode %d\n", (long)p->pid, p->rc);
+        else
+            weft__strbuf_printf(out, "  process %ld: running (%s)%s\n", (long)p->pid,
+                                weft_process_reaper(p), p->dropped ? ", dropped" : "");
+    }
+}

@@ -1,0 +1,692 @@
+/* test_process.c - subprocesses: spawn and its errors, exit codes and
+ * signals, wait futures, reaping (pidfd and SIGCHLD), stdio settings,
+ * communicate, loop close, allocation failures.
+ *
+ * Each test runs in a process of its own (weft_test.h forks), so the
+ * children it spawns are its only children: finish_reaped() checks that
+ * none is left, not even a zombie (waitpid(-1, WNOHANG) fails with
+ * ECHILD).  Tests wait for events (a child's exit, EOF on a pipe), never
+ * for time.  Most run on both fd backends and with both reapers; the
+ * cmocka state names them ("epoll/pidfd", ...), and the SIGCHLD reaper is
+ * chosen through $WEFT_PROCESS_REAPER, which the test loops honour
+ * (WEFT_LOOP_ENV).
+ */
+#define _DEFAULT_SOURCE 1 /* realpath */
+#include "weft_test.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "process_internal.h"
+
+typedef struct cfg {
+    const char *backend;
+    const char *reaper;
+} cfg;
+
+static const cfg *g_cfg;
+static char g_dir[64]; /* a scratch directory of the test, or "" */
+
+static int setup(void **state)
+{
+    g_cfg = *state;
+    wt_setup((wt_policy){.watchdog_s = 60, .check_reports = true});
+    if (g_cfg && g_cfg->reaper)
+        setenv("WEFT_PROCESS_REAPER", g_cfg->reaper, 1);
+    g_dir[0] = 0;
+    return 0;
+}
+
+/* The loop under test on the test's backend (real clock). */
+static weft_loop *ploop(void)
+{
+    return loop_on(g_cfg ? g_cfg->backend : NULL, 0);
+}
+
+/* No child of this test process is left, zombie or running. */
+static void assert_no_children(void)
+{
+    errno = 0;
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+}
+
+/* True while pid is a child of ours not yet reaped (running or a zombie);
+ * WNOWAIT: asking does not reap it. */
+static bool unreaped(pid_t pid)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
+        assert_int_equal(errno, ECHILD);
+        return false;
+    }
+    return true;
+}
+
+static void finish_reaped(weft_loop *loop)
+{
+    finish(loop);
+    assert_no_children();
+    if (g_dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
+static const char *make_dir(void)
+{
+    snprintf(g_dir, sizeof g_dir, "/tmp/weft-process-XXXXXX");
+    assert_non_null(mkdtemp(g_dir));
+    return g_dir;
+}
+
+/* Spawn sh -c script with o (may be NULL); asserts success. */
+static weft_process *sh(weft_loop *loop, const char *script, const weft_process_opts *o)
+{
+    char *argv[] = {"sh", "-c", (char *)script, NULL};
+    weft_process *p = NULL;
+    int rc = weft_process_spawn(loop, argv, o, &p);
+    if (rc)
+        print_message("spawn: %s\n", weft_strerror(rc));
+    assert_int_equal(rc, 0);
+    assert_non_null(p);
+    assert_true(weft_process_pid(p) > 0);
+    return p;
+}
+
+/* Run until p exits; its returncode. */
+static int wait_rc(weft_loop *loop, weft_process *p)
+{
+    weft_future *f = weft_process_wait(p);
+    assert_non_null(f);
+    assert_int_equal(weft_loop_run_until_complete(loop, f), 0);
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(f, &v), 0);
+    weft_future_unref(f);
+    int rc = -1000;
+    assert_int_equal(weft_process_returncode(p, &rc), 0);
+    assert_int_equal(rc, (int)v.i);
+    return rc;
+}
+
+static void assert_reaper(const weft_process *p)
+{
+    if (g_cfg && g_cfg->reaper)
+        assert_string_equal(weft_process_reaper(p), g_cfg->reaper);
+}
+
+/* A pipe whose ends are close-on-exec (the child gets only the copy weft
+ * makes of the end it is given). */
+static void cloexec_pipe(int fds[2])
+{
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(fcntl(fds[0], F_SETFD, FD_CLOEXEC), 0);
+    assert_int_equal(fcntl(fds[1], F_SETFD, FD_CLOEXEC), 0);
+}
+
+/* The whole content of a file. */
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    assert_non_null(buf);
+    size_t k;
+    while ((k = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += k;
+        if (len == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            assert_non_null(buf);
+        }
+    }
+    fclose(f);
+    buf[len] = 0;
+    if (n)
+        *n = len;
+    return buf;
+}
+
+/* =============================================================================
+ * Exit status and signals
+ * ========================================================================== */
+
+/* The returncode is the exit code, and the wait future's value is the same. */
+static void test_exit_code_is_the_returncode(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process *p = sh(loop, "exit 3", NULL);
+    assert_reaper(p);
+    assert_int_equal(weft_process_returncode(p, NULL), WEFT_ESTATE);
+    assert_int_equal(wait_rc(loop, p), 3);
+    weft_process *q = sh(loop, "exit 0", NULL);
+    assert_int_equal(wait_rc(loop, q), 0);
+    weft_process_free(p);
+    weft_process_free(q);
+    finish_reaped(loop);
+}
+
+/* terminate and kill: the returncode is -SIGTERM / -SIGKILL. */
+static void test_killed_child_reports_minus_signo(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    /* exec: the signal reaches sleep itself, not a shell that waits for it */
+    weft_process *p = sh(loop, "exec sleep 30", NULL);
+    weft_process *q = sh(loop, "exec sleep 30", NULL);
+    assert_int_equal(weft_process_send_signal(p, 0), 0);
+    assert_int_equal(weft_process_terminate(p), 0);
+    assert_int_equal(weft_process_kill(q), 0);
+    assert_int_equal(wait_rc(loop, p), -SIGTERM);
+    assert_int_equal(wait_rc(loop, q), -SIGKILL);
+    weft_process_free(p);
+    weft_process_free(q);
+    finish_reaped(loop);
+}
+
+/* After the child was reaped, signals are refused with -ESRCH (the pid may
+ * belong to someone else by then). */
+static void test_signal_after_reap_is_esrch(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process *p = sh(loop, "exit 1", NULL);
+    assert_int_equal(wait_rc(loop, p), 1);
+    assert_int_equal(weft_process_send_signal(p, SIGTERM), -ESRCH);
+    assert_int_equal(weft_process_terminate(p), -ESRCH);
+    assert_int_equal(weft_process_kill(p), -ESRCH);
+    assert_int_equal(weft_process_send_signal(p, -1), -EINVAL);
+    assert_int_equal(weft_process_send_signal(NULL, SIGTERM), -EINVAL);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* A wait made after the child was reaped is done at once. */
+static void test_wait_after_reap_is_done_at_once(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process *p = sh(loop, "exit 7", NULL);
+    assert_int_equal(wait_rc(loop, p), 7);
+    weft_future *f = weft_process_wait(p);
+    assert_non_null(f);
+    assert_true(weft_future_done(f));
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(f, &v), 0);
+    assert_int_equal(v.i, 7);
+    weft_future_unref(f);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* Cancelling one wait leaves the others: they complete when the child
+ * exits. */
+static void test_cancelling_a_wait_removes_only_that_waiter(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process *p = sh(loop, "exec sleep 30", NULL);
+    weft_future *a = weft_process_wait(p);
+    weft_future *b = weft_process_wait(p);
+    weft_future *c = weft_process_wait(p);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_int_equal(weft_future_cancel(b), 0);
+    assert_true(weft_future_cancelled(b));
+    assert_false(weft_future_done(a));
+    step(loop);
+    assert_false(weft_future_done(a));
+    assert_int_equal(weft_process_kill(p), 0);
+    assert_int_equal(weft_loop_run_until_complete(loop, a), 0);
+    assert_int_equal(weft_loop_run_until_complete(loop, c), 0);
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(c, &v), 0);
+    assert_int_equal(v.i, -SIGKILL);
+    assert_int_equal(weft_future_error(b), -ECANCELED);
+    weft_future_unref(a);
+    weft_future_unref(b);
+    weft_future_unref(c);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* A wait future nobody holds still completes (the loop holds it) and is
+ * freed then. */
+static void test_dropped_wait_future_is_freed_at_exit(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process *p = sh(loop, "exit 0", NULL);
+    weft_future_unref(weft_process_wait(p));
+    assert_int_equal(wait_rc(loop, p), 0);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* =============================================================================
+ * Reaping
+ * ========================================================================== */
+
+/* A process object freed while its child runs: the child is still reaped
+ * when it exits (no zombie), and a wait made before still completes. */
+static void test_dropped_process_is_still_reaped(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    int fds[2];
+    cloexec_pipe(fds);
+    /* the child exits when we close our end of its stdin */
+    weft_process_opts o = {.in = {WEFT_STDIO_FD, fds[0]}};
+    weft_process *p = sh(loop, "read x; exit 4", &o);
+    close(fds[0]);
+    pid_t pid = weft_process_pid(p);
+    weft_future *f = weft_process_wait(p);
+    weft_process_free(p);
+    step(loop);
+    assert_false(weft_future_done(f));
+    close(fds[1]);
+    assert_int_equal(weft_loop_run_until_complete(loop, f), 0);
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(f, &v), 0);
+    assert_int_equal(v.i, 4);
+    weft_future_unref(f);
+    assert_false(unreaped(pid));
+    finish_reaped(loop);
+}
+
+/* A process object freed with no wait at all: the loop reaps the child
+ * anyway while it runs. */
+static void test_forgotten_child_is_reaped_by_the_loop(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    int fds[2];
+    cloexec_pipe(fds);
+    weft_process_opts o = {.out = {WEFT_STDIO_FD, fds[1]}};
+    weft_process *p = sh(loop, "exit 0", &o);
+    close(fds[1]);
+    pid_t pid = weft_process_pid(p);
+    weft_process_free(p);
+    /* EOF on the pipe: the child is gone (a zombie until reaped) */
+    char c;
+    assert_int_equal(read(fds[0], &c, 1), 0);
+    close(fds[0]);
+    assert_true(unreaped(pid)); /* a zombie: nobody waited yet */
+    long before = alloc_live();
+    while (unreaped(pid))
+        assert_int_equal(weft_loop_run_once(loop), 0); /* blocks until the exit event */
+    assert_true(alloc_live() < before); /* and the dropped object went with it */
+    finish_reaped(loop);
+}
+
+/* 200 children at once, all reaped, each with its own code. */
+static void test_200_concurrent_children_leave_no_zombie(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    enum { N = 200 };
+    weft_process *p[N];
+    weft_future *f[N];
+    for (int i = 0; i < N; i++) {
+        char script[32];
+        snprintf(script, sizeof script, "exit %d", i % 100);
+        char *argv[] = {"sh", "-c", script, NULL};
+        assert_int_equal(weft_process_spawn(loop, argv, NULL, &p[i]), 0);
+        f[i] = weft_process_wait(p[i]);
+        assert_non_null(f[i]);
+    }
+    weft_future *all = weft_gather(loop, f, N, 0);
+    assert_non_null(all);
+    assert_int_equal(weft_loop_run_until_complete(loop, all), 0);
+    weft_future_unref(all);
+    for (int i = 0; i < N; i++) {
+        int rc = -1;
+        assert_int_equal(weft_process_returncode(p[i], &rc), 0);
+        assert_int_equal(rc, i % 100);
+        weft_process_free(p[i]);
+    }
+    assert_no_children();
+    finish_reaped(loop);
+}
+
+/* pidfd_open failing (ENOSYS: an old kernel) falls back to SIGCHLD. */
+static void __attribute__((unused)) test_pidfd_failure_falls_back_to_sigchld(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft__process_fail_pidfd = EMFILE;
+    weft_process *p = sh(loop, "exit 5", NULL);
+    assert_string_equal(weft_process_reaper(p), "sigchld");
+    assert_int_equal(wait_rc(loop, p), 5);
+    weft__process_fail_pidfd = 0;
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* Loop close with children running kills and reaps them; wait futures
+ * complete (with -SIGKILL); the objects stay readable until freed. */
+static void test_loop_close_kills_and_reaps_running_children(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process *p = sh(loop, "exec sleep 30", NULL);
+    weft_process *q = sh(loop, "exec sleep 30", NULL);
+    weft_process_free(q); /* dropped and running */
+    weft_future *f = weft_process_wait(p);
+    assert_int_equal(weft_loop_close(loop), 0);
+    assert_no_children();
+    assert_true(weft_future_done(f));
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(f, &v), 0);
+    assert_int_equal(v.i, -SIGKILL);
+    int rc = 0;
+    assert_int_equal(weft_process_returncode(p, &rc), 0);
+    assert_int_equal(rc, -SIGKILL);
+    weft_future_unref(f);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* A process object never freed is freed (and reported) by destroy. */
+static void test_destroy_frees_and_reports_process_left(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process *p = sh(loop, "exit 0", NULL);
+    (void)p;
+    g_hook.expect = 1;
+    finish_reaped(loop);
+    assert_int_equal(g_hook.kind, WEFT_REPORT_OTHER);
+}
+
+/* =============================================================================
+ * Spawn errors
+ * ========================================================================== */
+
+static void test_missing_program_is_enoent(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    char *argv[] = {"weft-no-such-program-here", NULL};
+    weft_process *p = TAG(1);
+    assert_int_equal(weft_process_spawn(loop, argv, NULL, &p), -ENOENT);
+    assert_ptr_equal(p, TAG(1));
+    char *argv2[] = {"/nonexistent/weft/prog", NULL};
+    assert_int_equal(weft_process_spawn(loop, argv2, NULL, &p), -ENOENT);
+    weft_process_opts o = {.no_path_search = true};
+    char *argv3[] = {"sh", NULL}; /* no '/': not looked up on $PATH */
+    assert_int_equal(weft_process_spawn(loop, argv3, &o, &p), -ENOENT);
+    finish_reaped(loop);
+}
+
+static void test_non_executable_file_is_eacces(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    char path[128];
+    snprintf(path, sizeof path, "%s/plain", make_dir());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("#!/bin/sh\nexit 0\n", f);
+    fclose(f);
+    assert_int_equal(chmod(path, 0644), 0);
+    char *argv[] = {path, NULL};
+    weft_process *p = NULL;
+    assert_int_equal(weft_process_spawn(loop, argv, NULL, &p), -EACCES);
+    assert_null(p);
+    finish_reaped(loop);
+}
+
+static void test_bad_arguments_are_refused(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    char *argv[] = {"true", NULL};
+    char *empty[] = {NULL};
+    weft_process *p = NULL;
+    assert_int_equal(weft_process_spawn(NULL, argv, NULL, &p), -EINVAL);
+    assert_int_equal(weft_process_spawn(loop, NULL, NULL, &p), -EINVAL);
+    assert_int_equal(weft_process_spawn(loop, empty, NULL, &p), -EINVAL);
+    assert_int_equal(weft_process_spawn(loop, argv, NULL, NULL), -EINVAL);
+    weft_process_opts o = {.in = {WEFT_STDIO_STDOUT, 0}};
+    assert_int_equal(weft_process_spawn(loop, argv, &o, &p), -EINVAL);
+    o = (weft_process_opts){.out = {WEFT_STDIO_STDOUT, 0}};
+    assert_int_equal(weft_process_spawn(loop, argv, &o, &p), -EINVAL);
+    o = (weft_process_opts){.out = {(weft_stdio_kind)42, 0}};
+    assert_int_equal(weft_process_spawn(loop, argv, &o, &p), -EINVAL);
+    o = (weft_process_opts){.out = {WEFT_STDIO_FD, -1}};
+    assert_int_equal(weft_process_spawn(loop, argv, &o, &p), -EBADF);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    close(fds[0]);
+    close(fds[1]);
+    o = (weft_process_opts){.err = {WEFT_STDIO_FD, fds[0]}};
+    assert_int_equal(weft_process_spawn(loop, argv, &o, &p), -EBADF);
+    o = (weft_process_opts){.cwd = "/nonexistent/weft/dir"};
+    assert_int_equal(weft_process_spawn(loop, argv, &o, &p), -ENOENT);
+    assert_null(p);
+    /* the accessors on NULL */
+    assert_int_equal(weft_process_pid(NULL), -1);
+    assert_null(weft_process_loop(NULL));
+    assert_null(weft_process_reaper(NULL));
+    assert_int_equal(weft_process_returncode(NULL, NULL), -EINVAL);
+    assert_null(weft_process_wait(NULL));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    weft_process_free(NULL);
+    finish_reaped(loop);
+}
+
+static void test_closed_loop_refuses_spawn(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    assert_int_equal(weft_loop_close(loop), 0);
+    char *argv[] = {"true", NULL};
+    weft_process *p = NULL;
+    assert_int_equal(weft_process_spawn(loop, argv, NULL, &p), WEFT_ECLOSED);
+    assert_null(p);
+    finish_reaped(loop);
+}
+
+/* With no fd left, spawn fails with -EMFILE and leaks none. */
+static void test_fd_limit_is_emfile(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    char *argv[] = {"true", NULL};
+    weft_process *p = NULL;
+    /* warm up (the layer), then fill the table but for a few fds */
+    assert_int_equal(weft_process_spawn(loop, argv, NULL, &p), 0);
+    assert_int_equal(wait_rc(loop, p), 0);
+    weft_process_free(p);
+    p = NULL;
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    struct rlimit low = rl;
+    low.rlim_cur = 256;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fill[256], n = 0;
+    while (n < 256) {
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            break;
+        fill[n++] = fd;
+    }
+    assert_int_equal(errno, EMFILE);
+    /* free one: a pipe needs two */
+    close(fill[--n]);
+    weft_process_opts o = {.out = {WEFT_STDIO_PIPE, 0}};
+    assert_int_equal(weft_process_spawn(loop, argv, &o, &p), -EMFILE);
+    assert_null(p);
+    /* exactly the one fd is free again: nothing leaked */
+    int fd = open("/dev/null", O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(open("/dev/null", O_RDONLY), -1);
+    close(fd);
+    while (n > 0)
+        close(fill[--n]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    finish_reaped(loop);
+}
+
+/* Every allocation of a spawn failing in turn: -ENOMEM, nothing started,
+ * nothing leaked; then it works. */
+static void test_allocation_failure_at_each_spawn_site(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    char *argv[] = {"true", NULL};
+    int failures = 0;
+    for (long k = 1;; k++) {
+        weft_process *p = NULL;
+        alloc_fail_at(alloc_calls() + k);
+        int rc = weft_process_spawn(loop, argv, NULL, &p);
+        alloc_fail_at(0);
+        if (rc == 0) {
+            assert_int_equal(wait_rc(loop, p), 0);
+            weft_process_free(p);
+            break;
+        }
+        assert_int_equal(rc, -ENOMEM);
+        assert_null(p);
+        assert_no_children();
+        failures++;
+    }
+    assert_true(failures >= 1);
+    /* the wait future's allocation */
+    weft_process *p = sh(loop, "exit 0", NULL);
+    alloc_fail_all(true);
+    assert_null(weft_process_wait(p));
+    alloc_fail_all(false);
+    assert_int_equal(weft_last_error(), -ENOMEM);
+    assert_int_equal(wait_rc(loop, p), 0);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* =============================================================================
+ * stdio, environment, directory
+ * ========================================================================== */
+
+/* Only 0, 1 and 2 reach the child: none of weft's fds (the backend's,
+ * pidfds, the ends of other pipes, the copy of a caller's fd) does. */
+static void test_child_gets_no_fd_but_0_1_2(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    char path[128];
+    snprintf(path, sizeof path, "%s/fds", make_dir());
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(out >= 0);
+    /* another child with pipes, running: its pidfd and pipe ends are open */
+    weft_process_opts po = {.in = {WEFT_STDIO_PIPE, 0}, .out = {WEFT_STDIO_PIPE, 0}};
+    weft_process *other = sh(loop, "exec sleep 30", &po);
+    /* what the caller left inheritable is not weft's business */
+    bool allowed[1024] = {false};
+    for (int fd = 3; fd < 1024; fd++) {
+        int fl = fcntl(fd, F_GETFD);
+        allowed[fd] = fl >= 0 && !(fl & FD_CLOEXEC);
+    }
+    weft_process_opts o = {.in = {WEFT_STDIO_PIPE, 0},
+                           .out = {WEFT_STDIO_FD, out},
+                           .err = {WEFT_STDIO_DEVNULL, 0}};
+    weft_process *p = sh(loop, "exec ls /proc/self/fd", &o);
+    assert_int_equal(wait_rc(loop, p), 0);
+    weft_process_free(p);
+    assert_int_equal(weft_process_kill(other), 0);
+    assert_int_equal(wait_rc(loop, other), -SIGKILL);
+    weft_process_free(other);
+    close(out);
+    char *text = slurp(path, NULL);
+    int low = 0, extra = 0;
+    for (char *s = strtok(text, "\n"); s; s = strtok(NULL, "\n")) {
+        int fd = atoi(s);
+        assert_true(fd >= 0 && fd < 1024);
+        if (fd < 3)
+            low++;
+        else if (!allowed[fd])
+            extra++;
+    }
+    free(text);
+    assert_int_equal(low, 3);
+    assert_true(extra <= 1); /* the directory ls reads /proc/self/fd with */
+    finish_reaped(loop);
+}
+
+/* stderr merged into stdout, /dev/null for stdin (reads EOF), cwd, env. */
+static void test_stdio_devnull_merge_cwd_env(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    const char *dir = make_dir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/out", dir);
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(out >= 0);
+    char *envp[] = {"WEFT_X=forty-two", "PATH=/usr/bin:/bin", NULL};
+    weft_process_opts o = {.in = {WEFT_STDIO_DEVNULL, 0},
+                           .out = {WEFT_STDIO_FD, out},
+                           .err = {WEFT_STDIO_STDOUT, 0},
+                           .cwd = dir,
+                           .envp = envp};
+    weft_process *p = sh(loop,
+                         "if read x; then echo not-eof; else echo eof; fi; "
+                         "echo out:$WEFT_X; echo err:$(pwd) >&2",
+                         &o);
+    close(out);
+    assert_int_equal(wait_rc(loop, p), 0);
+    weft_process_free(p);
+    char *text = slurp(path, NULL);
+    char want[256];
+    char real[128];
+    assert_non_null(realpath(dir, real));
+    snprintf(want, sizeof want, "eof\nout:forty-two\nerr:%s\n", real);
+    assert_string_equal(text, want);
+    free(text);
+    finish_reaped(loop);
+}
+
+/* =============================================================================
+ * Registration
+ * ========================================================================== */
+
+static const cfg k_epoll_pidfd = {"epoll", "pidfd"}, k_poll_pidfd = {"poll", "pidfd"};
+
+/* clang-format off */
+#define ON(f, c) {#f "(" #c ")", f, setup, teardown, (void *)&c}
+/* clang-format on */
+#define ON_ALL(f) ON(f, k_epoll_pidfd), ON(f, k_poll_pidfd)
+#define ONCE(f) ON(f, k_epoll_pidfd)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        ON_ALL(test_exit_code_is_the_returncode),
+        ON_ALL(test_killed_child_reports_minus_signo),
+        ONCE(test_signal_after_reap_is_esrch),
+        ONCE(test_wait_after_reap_is_done_at_once),
+        ON_ALL(test_cancelling_a_wait_removes_only_that_waiter),
+        ONCE(test_dropped_wait_future_is_freed_at_exit),
+        ON_ALL(test_dropped_process_is_still_reaped),
+        ON_ALL(test_forgotten_child_is_reaped_by_the_loop),
+        ON_ALL(test_200_concurrent_children_leave_no_zombie),
+        ON_ALL(test_loop_close_kills_and_reaps_running_children),
+        ONCE(test_destroy_frees_and_reports_process_left),
+        ONCE(test_missing_program_is_enoent),
+        ONCE(test_non_executable_file_is_eacces),
+        ONCE(test_bad_arguments_are_refused),
+        ONCE(test_closed_loop_refuses_spawn),
+        ONCE(test_fd_limit_is_emfile),
+        ONCE(test_allocation_failure_at_each_spawn_site),
+        ON_ALL(test_child_gets_no_fd_but_0_1_2),
+        ON_ALL(test_stdio_devnull_merge_cwd_env),
+    };
+    return RUN_TESTS(tests);
+}
