@@ -38,19 +38,8 @@
 
 #include "future_internal.h"
 #include "process_internal.h"
+#include "signal_internal.h"
 #include "weft/process.h"
-
-/* Until the signal layer lands (src/signal_internal.h). */
-typedef void weft__sigchld_cb(weft_loop *loop, int signo, void *ud);
-static int weft__process_sigchld_add(weft_loop *loop, weft__sigchld_cb *cb, void *ud)
-{
-    (void)loop, (void)cb, (void)ud;
-    return -ENOTSUP;
-}
-static void weft__process_sigchld_remove(weft_loop *loop)
-{
-    (void)loop;
-}
 
 extern char **environ;
 
@@ -287,7 +276,7 @@ static int watch_child(proc_layer *L, weft_process *p)
     }
 #endif
     if (!L->sigchld) {
-        int err = weft__process_sigchld_add(L->loop, sigchld_cb, L);
+        int err = weft__signal_add(L->loop, SIGCHLD, sigchld_cb, L);
         if (err)
             return err;
         L->sigchld = true;
@@ -633,7 +622,7 @@ static void layer_close(weft_loop *loop, weft__layer *self)
         }
     }
     if (L->sigchld) {
-        weft__process_sigchld_remove(loop);
+        weft__signal_remove(loop, SIGCHLD);
         L->sigchld = false;
     }
 }

@@ -163,7 +163,6 @@ static void test_exit_code_is_the_returncode(void **state)
     weft_loop *loop = ploop();
     weft_process *p = sh(loop, "exit 3", NULL);
     assert_reaper(p);
-    assert_int_equal(weft_process_returncode(p, NULL), WEFT_ESTATE);
     assert_int_equal(wait_rc(loop, p), 3);
     weft_process *q = sh(loop, "exit 0", NULL);
     assert_int_equal(wait_rc(loop, q), 0);
@@ -180,6 +179,7 @@ static void test_killed_child_reports_minus_signo(void **state)
     /* exec: the signal reaches sleep itself, not a shell that waits for it */
     weft_process *p = sh(loop, "exec sleep 30", NULL);
     weft_process *q = sh(loop, "exec sleep 30", NULL);
+    assert_int_equal(weft_process_returncode(p, NULL), WEFT_ESTATE); /* running */
     assert_int_equal(weft_process_send_signal(p, 0), 0);
     assert_int_equal(weft_process_terminate(p), 0);
     assert_int_equal(weft_process_kill(q), 0);
@@ -307,18 +307,20 @@ static void test_forgotten_child_is_reaped_by_the_loop(void **state)
 {
     (void)state;
     weft_loop *loop = ploop();
-    int fds[2];
-    cloexec_pipe(fds);
-    weft_process_opts o = {.out = {WEFT_STDIO_FD, fds[1]}};
-    weft_process *p = sh(loop, "exit 0", &o);
-    close(fds[1]);
+    int in[2], out[2];
+    cloexec_pipe(in);
+    cloexec_pipe(out);
+    weft_process_opts o = {.in = {WEFT_STDIO_FD, in[0]}, .out = {WEFT_STDIO_FD, out[1]}};
+    weft_process *p = sh(loop, "read x; exit 0", &o);
+    close(in[0]);
+    close(out[1]);
     pid_t pid = weft_process_pid(p);
     weft_process_free(p);
-    /* EOF on the pipe: the child is gone (a zombie until reaped) */
+    close(in[1]); /* the child reads EOF and exits */
     char c;
-    assert_int_equal(read(fds[0], &c, 1), 0);
-    close(fds[0]);
-    assert_true(unreaped(pid)); /* a zombie: nobody waited yet */
+    assert_int_equal(read(out[0], &c, 1), 0); /* it is gone: EOF on its stdout */
+    close(out[0]);
+    assert_true(unreaped(pid)); /* a zombie: the loop did not run yet */
     long before = alloc_live();
     while (unreaped(pid))
         assert_int_equal(weft_loop_run_once(loop), 0); /* blocks until the exit event */
@@ -357,7 +359,7 @@ static void test_200_concurrent_children_leave_no_zombie(void **state)
 }
 
 /* pidfd_open failing (ENOSYS: an old kernel) falls back to SIGCHLD. */
-static void __attribute__((unused)) test_pidfd_failure_falls_back_to_sigchld(void **state)
+static void test_pidfd_failure_falls_back_to_sigchld(void **state)
 {
     (void)state;
     weft_loop *loop = ploop();
@@ -657,12 +659,14 @@ static void test_stdio_devnull_merge_cwd_env(void **state)
  * Registration
  * ========================================================================== */
 
-static const cfg k_epoll_pidfd = {"epoll", "pidfd"}, k_poll_pidfd = {"poll", "pidfd"};
+static const cfg k_epoll_pidfd = {"epoll", "pidfd"}, k_poll_pidfd = {"poll", "pidfd"},
+                 k_epoll_sigchld = {"epoll", "sigchld"}, k_poll_sigchld = {"poll", "sigchld"};
 
 /* clang-format off */
 #define ON(f, c) {#f "(" #c ")", f, setup, teardown, (void *)&c}
 /* clang-format on */
-#define ON_ALL(f) ON(f, k_epoll_pidfd), ON(f, k_poll_pidfd)
+#define ON_ALL(f) \
+    ON(f, k_epoll_pidfd), ON(f, k_poll_pidfd), ON(f, k_epoll_sigchld), ON(f, k_poll_sigchld)
 #define ONCE(f) ON(f, k_epoll_pidfd)
 
 int main(void)
@@ -679,12 +683,13 @@ int main(void)
         ON_ALL(test_200_concurrent_children_leave_no_zombie),
         ON_ALL(test_loop_close_kills_and_reaps_running_children),
         ONCE(test_destroy_frees_and_reports_process_left),
+        ONCE(test_pidfd_failure_falls_back_to_sigchld),
         ONCE(test_missing_program_is_enoent),
         ONCE(test_non_executable_file_is_eacces),
         ONCE(test_bad_arguments_are_refused),
         ONCE(test_closed_loop_refuses_spawn),
         ONCE(test_fd_limit_is_emfile),
-        ONCE(test_allocation_failure_at_each_spawn_site),
+        ON_ALL(test_allocation_failure_at_each_spawn_site),
         ON_ALL(test_child_gets_no_fd_but_0_1_2),
         ON_ALL(test_stdio_devnull_merge_cwd_env),
     };
