@@ -80,6 +80,9 @@ struct weft_process {
     weft_io io;      /* watches pidfd */
     weft_link waits; /* pending wait futures */
     int fds[3];      /* the parent's ends of the pipes (-1: none) */
+    struct comm *comm;          /* the communicate in progress, or NULL */
+    weft_process_output output; /* the last one's result */
+    bool has_output;
 };
 
 /* A wait future: pending in its process's list, held until it completes. */
@@ -88,6 +91,28 @@ typedef struct proc_wait {
     weft__hold hold;
     weft_link link; /* in p->waits while pending */
 } proc_wait;
+
+/* One pipe a communicate watches. */
+typedef struct comm_pipe {
+    weft_io io;
+    struct comm *c;
+    int i;       /* 0 stdin, 1 stdout, 2 stderr */
+    bool active; /* io initialised, pipe not finished */
+    char *buf;   /* stdout / stderr: what arrived (cap > len: room for the NUL) */
+    size_t len, cap;
+} comm_pipe;
+
+/* A communicate: a future of its own kind, held while pending. */
+typedef struct comm {
+    weft_future f;
+    weft__hold hold;
+    weft_process *p;
+    comm_pipe pipe[3];
+    char *in; /* the copy of the input */
+    size_t in_len, in_off;
+} comm;
+
+static void comm_check(comm *c);
 
 /* Test seams (process_internal.h). */
 int weft__process_fail_pidfd;
@@ -207,7 +232,9 @@ static void exited(weft_process *p, int rc)
         weft__future_resolve(&w->f, (weft_value){.i = rc});
         weft__future_unhold(&w->hold);
     }
-    if (p->dropped)
+    if (p->comm)
+        comm_check(p->comm); /* it may have been waiting for the exit only */
+    else if (p->dropped)
         proc_destroy(p);
 }
 
@@ -536,12 +563,16 @@ static void proc_destroy(weft_process *p)
 {
     weft_loop *loop = p->L->loop;
     weft__list_unlink(&p->link);
+    if (p->comm)
+        weft__future_cancel(&p->comm->f);
     for (int i = 0; i < 3; i++)
         close_fd(&p->fds[i]);
     if (p->pidfd >= 0) {
         weft_io_close(&p->io);
         close_fd(&p->pidfd);
     }
+    weft__free(loop, p->output.out);
+    weft__free(loop, p->output.err);
     weft__free(loop, p);
 }
 
@@ -549,6 +580,8 @@ void weft_process_free(weft_process *p)
 {
     if (!p || p->dropped)
         return;
+    if (p->comm)
+        weft__future_cancel(&p->comm->f);
     for (int i = 0; i < 3; i++)
         close_fd(&p->fds[i]);
     if (p->reaped)
@@ -608,6 +641,226 @@ weft_future *weft_process_wait(weft_process *p)
     return &w->f;
 }
 
+/* ---- communicate ------------------------------------------------------------------------------ */
+
+#define COMM_BUF0 4096
+
+/* Stop watching pipe i; finished: its fd is closed too (the pipe is used up). */
+static void comm_pipe_stop(comm *c, int i, bool finished)
+{
+    comm_pipe *cp = &c->pipe[i];
+    if (cp->active) {
+        weft_io_close(&cp->io);
+        cp->active = false;
+    }
+    if (finished)
+        close_fd(&c->p->fds[i]);
+}
+
+/* Withdraw everything c registered and free what it collected. */
+static void comm_stop(comm *c)
+{
+    weft_loop *loop = c->f.loop;
+    for (int i = 0; i < 3; i++) {
+        comm_pipe_stop(c, i, false);
+        weft__free(loop, c->pipe[i].buf);
+        c->pipe[i].buf = NULL;
+    }
+    weft__free(loop, c->in);
+    c->in = NULL;
+    c->p->comm = NULL;
+}
+
+static void comm_fail(comm *c, int err)
+{
+    comm_stop(c);
+    weft__future_fail(&c->f, err);
+    weft__future_unhold(&c->hold); /* last: it may free c */
+}
+
+/* Done once every pipe is finished and the child was reaped. */
+static void comm_check(comm *c)
+{
+    weft_process *p = c->p;
+    for (int i = 0; i < 3; i++)
+        if (c->pipe[i].active)
+            return;
+    if (!p->reaped)
+        return;
+    weft_loop *loop = c->f.loop;
+    weft__free(loop, p->output.out);
+    weft__free(loop, p->output.err);
+    p->output = (weft_process_output){.returncode = p->rc};
+    p->output.out = c->pipe[1].buf;
+    p->output.out_len = c->pipe[1].len;
+    p->output.err = c->pipe[2].buf;
+    p->output.err_len = c->pipe[2].len;
+    p->has_output = true;
+    c->pipe[1].buf = c->pipe[2].buf = NULL;
+    comm_stop(c);
+    weft__future_resolve(&c->f, (weft_value){.p = &p->output});
+    weft__future_unhold(&c->hold);
+}
+
+static void comm_write(comm_pipe *cp)
+{
+    comm *c = cp->c;
+    int fd = c->p->fds[0];
+    while (c->in_off < c->in_len) {
+        ssize_t k = write(fd, c->in + c->in_off, c->in_len - c->in_off);
+        if (k > 0) {
+            c->in_off += (size_t)k;
+        } else if (k < 0 && errno == EINTR) {
+            continue;
+        } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        } else {
+            break; /* EPIPE: the child stopped reading; the rest is dropped */
+        }
+    }
+    comm_pipe_stop(c, 0, true); /* closing stdin: the child reads EOF */
+    comm_check(c);
+}
+
+static void comm_read(comm_pipe *cp)
+{
+    comm *c = cp->c;
+    int fd = c->p->fds[cp->i];
+    for (;;) {
+        if (cp->cap - cp->len < 2) {
+            size_t cap = cp->cap * 2;
+            char *nb = cap > cp->cap ? weft__realloc(c->f.loop, cp->buf, cap) : NULL;
+            if (!nb) {
+                comm_fail(c, -ENOMEM);
+                return;
+            }
+            cp->buf = nb;
+            cp->cap = cap;
+        }
+        ssize_t k = read(fd, cp->buf + cp->len, cp->cap - cp->len - 1);
+        if (k > 0) {
+            cp->len += (size_t)k;
+            cp->buf[cp->len] = 0;
+        } else if (k < 0 && errno == EINTR) {
+            continue;
+        } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        } else {
+            break; /* EOF (or an error, which ends the pipe as well) */
+        }
+    }
+    comm_pipe_stop(c, cp->i, true);
+    comm_check(c);
+}
+
+static void comm_ready(weft_io *w, unsigned events)
+{
+    (void)events;
+    comm_pipe *cp = WEFT_CONTAINER_OF(w, comm_pipe, io);
+    if (cp->i == 0)
+        comm_write(cp);
+    else
+        comm_read(cp);
+}
+
+static int comm_cancel(weft_future *f)
+{
+    comm *c = WEFT_CONTAINER_OF(f, comm, f);
+    comm_stop(c);
+    int err = weft__future_cancel_now(f);
+    weft__future_unhold(&c->hold);
+    return err;
+}
+
+static void comm_release(weft_future *f)
+{
+    weft__free(f->loop, WEFT_CONTAINER_OF(f, comm, f));
+}
+
+static const weft__future_ops comm_ops = {
+    .kind = "communicate",
+    .cancel = comm_cancel,
+    .release = comm_release,
+};
+
+weft_future *weft_process_communicate(weft_process *p, const void *input, size_t n)
+{
+    int err = 0;
+    weft_loop *loop = p ? p->L->loop : NULL;
+    if (!p || (n > 0 && (!input || p->fds[0] < 0)))
+        err = -EINVAL;
+    else if (weft__wrong_thread(loop, "weft_process_communicate"))
+        err = -EPERM;
+    else if (weft__closed(loop))
+        err = WEFT_ECLOSED;
+    else if (p->comm)
+        err = WEFT_ESTATE;
+    if (err) {
+        weft__set_last_error(err);
+        return NULL;
+    }
+    comm *c = weft__futures(loop) ? weft__alloc(loop, sizeof *c) : NULL;
+    if (!c)
+        goto nomem;
+    memset(c, 0, sizeof *c);
+    c->p = p;
+    if (n > 0) {
+        c->in = weft__alloc(loop, n);
+        if (!c->in)
+            goto nomem;
+        memcpy(c->in, input, n);
+        c->in_len = n;
+    }
+    for (int i = 1; i < 3; i++) {
+        if (p->fds[i] < 0)
+            continue;
+        c->pipe[i].buf = weft__alloc(loop, COMM_BUF0);
+        if (!c->pipe[i].buf)
+            goto nomem;
+        c->pipe[i].buf[0] = 0;
+        c->pipe[i].cap = COMM_BUF0;
+    }
+    for (int i = 0; i < 3; i++) {
+        comm_pipe *cp = &c->pipe[i];
+        cp->c = c;
+        cp->i = i;
+        if (p->fds[i] < 0 || (i == 0 && n == 0))
+            continue;
+        err = weft_io_init(&cp->io, loop, p->fds[i], comm_ready);
+        if (err)
+            goto fail;
+        cp->active = true;
+        weft_io_start(&cp->io, i == 0 ? WEFT_WRITABLE : WEFT_READABLE);
+    }
+    if (n == 0)
+        close_fd(&p->fds[0]); /* no input: the child reads EOF at once */
+    weft__future_init(&c->f, &comm_ops, loop);
+    weft__future_hold(&c->f, &c->hold);
+    p->comm = c;
+    comm_check(c); /* nothing to read and already reaped: done now */
+    return &c->f;
+
+nomem:
+    err = -ENOMEM;
+fail:
+    if (c) {
+        for (int i = 0; i < 3; i++) {
+            if (c->pipe[i].active)
+                weft_io_close(&c->pipe[i].io);
+            weft__free(loop, c->pipe[i].buf);
+        }
+        weft__free(loop, c->in);
+        weft__free(loop, c);
+    }
+    weft__set_last_error(err);
+    return NULL;
+}
+
+const weft_process_output *weft_process_output_of(const weft_process *p)
+{
+    return p && p->has_output ? &p->output : NULL;
+}
+
 /* ---- close, destroy, dump ------------------------------------------------------------------- */
 
 static void layer_close(weft_loop *loop, weft__layer *self)
@@ -616,6 +869,8 @@ static void layer_close(weft_loop *loop, weft__layer *self)
     for (weft_link *l = L->procs.next, *next; l != &L->procs; l = next) {
         next = l->next;
         weft_process *p = WEFT_CONTAINER_OF(l, weft_process, link);
+        if (p->comm)
+            weft__future_cancel(&p->comm->f); /* its pipes can no longer be read */
         if (!p->reaped) {
             kill(p->pid, SIGKILL);
             try_reap(p, true); /* frees a dropped p */

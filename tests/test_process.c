@@ -656,6 +656,226 @@ static void test_stdio_devnull_merge_cwd_env(void **state)
 }
 
 /* =============================================================================
+ * communicate
+ * ========================================================================== */
+
+static const weft_stdio PIPE = {WEFT_STDIO_PIPE, 0};
+
+/* Run communicate to its end; the output (owned by p). */
+static const weft_process_output *communicate(weft_loop *loop, weft_process *p, const void *in,
+                                              size_t n)
+{
+    weft_future *f = weft_process_communicate(p, in, n);
+    assert_non_null(f);
+    assert_int_equal(weft_loop_run_until_complete(loop, f), 0);
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(f, &v), 0);
+    weft_future_unref(f);
+    assert_ptr_equal(v.p, weft_process_output_of(p));
+    return v.p;
+}
+
+/* Input bigger than any pipe buffer, copied by the child to both stdout
+ * and stderr: only reading both while writing avoids a deadlock. */
+static void test_communicate_megabytes_both_ways(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    enum { N = 3 * 1024 * 1024 + 17 };
+    char *in = malloc(N);
+    assert_non_null(in);
+    for (size_t i = 0; i < N; i++)
+        in[i] = (char)('a' + i % 23);
+    weft_process_opts o = {.in = PIPE, .out = PIPE, .err = PIPE};
+    weft_process *p = sh(loop, "exec tee /dev/stderr", &o);
+    const weft_process_output *out = communicate(loop, p, in, N);
+    free(in); /* the input was copied at the call: nothing of ours is used after */
+    assert_int_equal(out->returncode, 0);
+    assert_int_equal(out->out_len, N);
+    assert_int_equal(out->err_len, N);
+    for (size_t i = 0; i < N; i += 4099) {
+        assert_int_equal(out->out[i], (char)('a' + i % 23));
+        assert_int_equal(out->err[i], (char)('a' + i % 23));
+    }
+    assert_int_equal(out->out[N], 0);
+    assert_int_equal(memcmp(out->out, out->err, N), 0);
+    /* the pipes are used up */
+    assert_null(weft_process_communicate(p, "x", 1));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* Several MB on stdout and stderr at once with no input. */
+static void test_communicate_large_outputs(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process_opts o = {.out = PIPE, .err = PIPE};
+    weft_process *p = sh(loop,
+                         "head -c 5000000 /dev/zero & head -c 4000000 /dev/zero >&2; wait; exit 9",
+                         &o);
+    const weft_process_output *out = communicate(loop, p, NULL, 0);
+    assert_int_equal(out->returncode, 9);
+    assert_int_equal(out->out_len, 5000000);
+    assert_int_equal(out->err_len, 4000000);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* Input fed through stdin; stderr merged into the stdout pipe. */
+static void test_communicate_feeds_stdin_and_merges_stderr(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process_opts o = {.in = PIPE, .out = PIPE, .err = {WEFT_STDIO_STDOUT, 0}};
+    weft_process *p = sh(loop, "read x; echo got:$x; echo oops >&2; exit 1", &o);
+    const weft_process_output *out = communicate(loop, p, "abc\n", 4);
+    assert_int_equal(out->returncode, 1);
+    assert_string_equal(out->out, "got:abc\noops\n");
+    assert_null(out->err);
+    assert_int_equal(out->err_len, 0);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* A child that exited before its pipes were read: the data waits in the
+ * pipes, and communicate still gets it. */
+static void test_child_exits_before_its_pipes_are_read(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process_opts o = {.in = PIPE, .out = PIPE, .err = PIPE};
+    weft_process *p = sh(loop, "echo hello; echo world >&2; exit 2", &o);
+    assert_int_equal(wait_rc(loop, p), 2);
+    const weft_process_output *out = communicate(loop, p, NULL, 0);
+    assert_int_equal(out->returncode, 2);
+    assert_string_equal(out->out, "hello\n");
+    assert_string_equal(out->err, "world\n");
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* A child that does not read its input: the rest is dropped, no error. */
+static void test_communicate_ignores_a_child_that_stops_reading(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    enum { N = 1 << 20 };
+    char *in = calloc(1, N);
+    assert_non_null(in);
+    weft_process_opts o = {.in = PIPE, .out = PIPE};
+    weft_process *p = sh(loop, "exec true", &o);
+    const weft_process_output *out = communicate(loop, p, in, N);
+    free(in);
+    assert_int_equal(out->returncode, 0);
+    assert_int_equal(out->out_len, 0);
+    assert_string_equal(out->out, "");
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* Without pipes: the output has no data, only the returncode. */
+static void test_communicate_without_pipes_waits_for_exit(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process_opts o = {.out = {WEFT_STDIO_DEVNULL, 0}};
+    weft_process *p = sh(loop, "echo gone; exit 6", &o);
+    const weft_process_output *out = communicate(loop, p, NULL, 0);
+    assert_int_equal(out->returncode, 6);
+    assert_null(out->out);
+    assert_null(out->err);
+    /* input without a stdin pipe is refused */
+    assert_null(weft_process_communicate(p, "x", 1));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* Cancelling a communicate withdraws it; a second one at the same time is
+ * refused; freeing the process cancels one still pending. */
+static void test_communicate_cancel_and_state(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process_opts o = {.out = PIPE};
+    weft_process *p = sh(loop, "exec sleep 30", &o);
+    weft_future *f = weft_process_communicate(p, NULL, 0);
+    assert_non_null(f);
+    assert_null(weft_process_communicate(p, NULL, 0));
+    assert_int_equal(weft_last_error(), WEFT_ESTATE);
+    step(loop);
+    assert_false(weft_future_done(f));
+    assert_int_equal(weft_future_cancel(f), 0);
+    assert_int_equal(weft_future_error(f), -ECANCELED);
+    weft_future_unref(f);
+    assert_null(weft_process_output_of(p));
+    /* another one, pending when the process is freed */
+    f = weft_process_communicate(p, NULL, 0);
+    assert_non_null(f);
+    pid_t pid = weft_process_pid(p);
+    assert_int_equal(weft_process_kill(p), 0);
+    weft_process_free(p);
+    assert_true(weft_future_cancelled(f));
+    weft_future_unref(f);
+    while (unreaped(pid))
+        assert_int_equal(weft_loop_run_once(loop), 0); /* the loop reaps the dropped child */
+    finish_reaped(loop);
+}
+
+/* Every allocation of a communicate failing in turn: NULL with -ENOMEM,
+ * nothing leaked, the pipes untouched; then it works. */
+static void test_communicate_allocation_failure_at_each_site(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    wt_warm(loop);
+    weft_process_opts o = {.in = PIPE, .out = PIPE, .err = PIPE};
+    weft_process *p = sh(loop, "read x; echo out:$x; echo err:$x >&2", &o);
+    int failures = 0;
+    for (long k = 1;; k++) {
+        alloc_fail_at(alloc_calls() + k);
+        weft_future *f = weft_process_communicate(p, "in\n", 3);
+        alloc_fail_at(0);
+        if (f) {
+            assert_int_equal(weft_loop_run_until_complete(loop, f), 0);
+            weft_future_unref(f);
+            break;
+        }
+        assert_int_equal(weft_last_error(), -ENOMEM);
+        failures++;
+    }
+    assert_true(failures >= 4); /* state, input copy, two buffers */
+    const weft_process_output *out = weft_process_output_of(p);
+    assert_non_null(out);
+    assert_string_equal(out->out, "out:in\n");
+    assert_string_equal(out->err, "err:in\n");
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* The output cannot grow: the communicate fails with -ENOMEM. */
+static void test_communicate_fails_when_output_cannot_grow(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    wt_warm(loop);
+    weft_process_opts o = {.out = PIPE};
+    weft_process *p = sh(loop, "exec head -c 1000000 /dev/zero", &o);
+    weft_future *f = weft_process_communicate(p, NULL, 0);
+    assert_non_null(f);
+    alloc_fail_all(true);
+    assert_int_equal(weft_loop_run_until_complete(loop, f), -ENOMEM);
+    alloc_fail_all(false);
+    weft_future_unref(f);
+    assert_int_equal(weft_process_kill(p), 0);
+    assert_int_equal(wait_rc(loop, p), -SIGKILL);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* =============================================================================
  * Registration
  * ========================================================================== */
 
@@ -692,6 +912,15 @@ int main(void)
         ON_ALL(test_allocation_failure_at_each_spawn_site),
         ON_ALL(test_child_gets_no_fd_but_0_1_2),
         ON_ALL(test_stdio_devnull_merge_cwd_env),
+        ON_ALL(test_communicate_megabytes_both_ways),
+        ON_ALL(test_communicate_large_outputs),
+        ON_ALL(test_communicate_feeds_stdin_and_merges_stderr),
+        ON_ALL(test_child_exits_before_its_pipes_are_read),
+        ONCE(test_communicate_ignores_a_child_that_stops_reading),
+        ONCE(test_communicate_without_pipes_waits_for_exit),
+        ON_ALL(test_communicate_cancel_and_state),
+        ONCE(test_communicate_allocation_failure_at_each_site),
+        ONCE(test_communicate_fails_when_output_cannot_grow),
     };
     return RUN_TESTS(tests);
 }

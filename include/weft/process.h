@@ -122,6 +122,39 @@ int weft_process_send_signal(weft_process *p, int signo);
 int weft_process_terminate(weft_process *p);
 int weft_process_kill(weft_process *p);
 
+/* What weft_process_communicate collected: the child's whole stdout and
+ * stderr (each NUL-terminated for convenience, NULL with length 0 when
+ * that fd was not a pipe; stderr merged into stdout arrives in out) and
+ * its returncode.  Owned by the process object: valid until the next
+ * communicate on it or weft_process_free. */
+typedef struct weft_process_output {
+    char *out;
+    size_t out_len;
+    char *err;
+    size_t err_len;
+    int returncode;
+} weft_process_output;
+
+/* asyncio's Process.communicate(input): write the n bytes at input (copied
+ * first: the caller's buffer may go at once) to the child's stdin and
+ * close it (also with n == 0: the child then reads EOF, as Popen does),
+ * read its stdout and stderr pipes to EOF at the same time (so a child
+ * that writes megabytes to both never blocks on a full pipe), then wait
+ * for it to exit.  The future's value .p is the const weft_process_output *
+ * above.  A child that stops reading stdin is not an error: what it did
+ * not take is dropped (asyncio ignores BrokenPipeError there).  The pipes
+ * it used are closed once it is done.  Fails with -ENOMEM (the output
+ * could not grow; the child may then block on its full pipe: kill it),
+ * -ECANCELED (cancelled: what was read so far is dropped, the pipes stay
+ * open where they were).  NULL on failure to start (weft_last_error):
+ * -EINVAL (NULL p, input with n > 0 but stdin not a pipe), WEFT_ESTATE
+ * (another communicate is pending), -ENOMEM, WEFT_ECLOSED. */
+WEFT_NODISCARD weft_future *weft_process_communicate(weft_process *p, const void *input,
+                                                     size_t n);
+
+/* The output of the last communicate that completed on p, or NULL. */
+const weft_process_output *weft_process_output_of(const weft_process *p);
+
 /* How the loop reaps this child: "pidfd" or "sigchld" (NULL for NULL). */
 const char *weft_process_reaper(const weft_process *p);
 
