@@ -536,8 +536,8 @@ int weft_process_returncode(const weft_process *p, int *rc)
 
 int weft_process_send_signal(weft_process *p, int signo)
 {
-    if (!p || signo < 0 || signo > 64)
-        return -EINVAL;
+    if (!p || signo < 0)
+        return -EINVAL; /* kill() refuses numbers beyond the last signal */
     if (weft__wrong_thread(p->L->loop, "weft_process_send_signal"))
         return -EPERM;
     if (p->reaped)
@@ -644,6 +644,7 @@ weft_future *weft_process_wait(weft_process *p)
 /* ---- communicate ------------------------------------------------------------------------------ */
 
 #define COMM_BUF0 4096
+#define COMM_BUDGET (256 * 1024) /* bytes read per callback: other work runs between */
 
 /* Stop watching pipe i; finished: its fd is closed too (the pipe is used up). */
 static void comm_pipe_stop(comm *c, int i, bool finished)
@@ -726,7 +727,7 @@ static void comm_read(comm_pipe *cp)
 {
     comm *c = cp->c;
     int fd = c->p->fds[cp->i];
-    for (;;) {
+    for (size_t got = 0;;) {
         if (cp->cap - cp->len < 2) {
             size_t cap = cp->cap * 2;
             char *nb = cap > cp->cap ? weft__realloc(c->f.loop, cp->buf, cap) : NULL;
@@ -741,6 +742,9 @@ static void comm_read(comm_pipe *cp)
         if (k > 0) {
             cp->len += (size_t)k;
             cp->buf[cp->len] = 0;
+            got += (size_t)k;
+            if (got >= COMM_BUDGET)
+                return; /* level-triggered: the rest next iteration */
         } else if (k < 0 && errno == EINTR) {
             continue;
         } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

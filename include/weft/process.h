@@ -81,8 +81,10 @@ typedef struct weft_process_opts {
  * or /dev/null), -ENOTSUP (cwd where posix_spawn cannot change directory:
  * glibc before 2.29), and from posix_spawn: -ENOENT (no such program, or
  * cwd does not exist), -EACCES (not executable, or a directory on the
- * way), -ENOEXEC, -E2BIG, -EAGAIN (process limit)...  glibc, musl and the
- * BSDs report the exec's failure this way.  The child's signal mask is
+ * way), -ENOEXEC, -E2BIG, -EAGAIN (process limit)...  glibc (2.24+), musl
+ * and the BSDs report the exec's failure this way; where a libc cannot
+ * (or under valgrind, which runs glibc's vfork child as a fork) spawn
+ * succeeds and the child exits with 127.  The child's signal mask is
  * empty and every signal has its default action.  The first spawn with a
  * stdin pipe sets SIGPIPE to SIG_IGN in the process if it had its default
  * action (a write to a child that exited then fails with -EPIPE instead of
