@@ -624,6 +624,12 @@ weft_future *weft_process_wait(weft_process *p)
         weft__set_last_error(-EPERM);
         return NULL;
     }
+    if (p->reaped) { /* a plain future, done: this works on a closed loop too */
+        weft_future *f = weft_future_new(loop);
+        if (f)
+            weft_future_set_int(f, p->rc);
+        return f;
+    }
     weft__pool *pool = weft__pool_of(loop);
     proc_wait *w = pool ? weft__pool_get(pool, WEFT__POOL_ANY, sizeof *w) : NULL;
     if (!w) {
@@ -632,10 +638,6 @@ weft_future *weft_process_wait(weft_process *p)
     }
     memset(w, 0, sizeof *w);
     weft__future_init(&w->f, &wait_ops, loop);
-    if (p->reaped) {
-        weft__future_resolve(&w->f, (weft_value){.i = p->rc});
-        return &w->f;
-    }
     weft__list_push(&p->waits, &w->link);
     weft__future_hold(&w->f, &w->hold);
     return &w->f;

@@ -936,6 +936,72 @@ static void test_communicate_fails_when_output_cannot_grow(void **state)
     finish_reaped(loop);
 }
 
+/* A child whose status someone else took (a waitpid of theirs): weft
+ * reports it and records 255, as asyncio does. */
+static void test_child_reaped_by_someone_else_reads_255(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process *p = sh(loop, "exit 3", NULL);
+    int st = 0;
+    if (waitpid(weft_process_pid(p), &st, 0) < 0) {
+        /* SIGCHLD reaper: spawn may already have reaped it */
+        assert_int_equal(errno, ECHILD);
+        assert_int_equal(wait_rc(loop, p), 3);
+    } else {
+        g_hook.expect = 1;
+        assert_int_equal(wait_rc(loop, p), 255);
+        assert_int_equal(g_hook.kind, WEFT_REPORT_OTHER);
+    }
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* The loop's dump lists its children. */
+static void dump_hook(weft_loop *loop, const weft_report *r, void *ud)
+{
+    (void)loop;
+    if (r->kind == WEFT_REPORT_DUMP && strstr(r->message, "processes: 1 running"))
+        *(int *)ud += 1;
+}
+
+static void test_dump_lists_children(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    int seen = 0;
+    assert_int_equal(weft_loop_set_report_hook(loop, dump_hook, &seen), 0);
+    weft_process *p = sh(loop, "exec sleep 30", NULL);
+    assert_int_equal(weft_loop_request_dump(loop), 0);
+    step(loop);
+    assert_int_equal(seen, 1);
+    weft_process_free(p); /* the loop's close kills it */
+    finish_reaped(loop);
+}
+
+/* After loop close: wait futures of a reaped child are still made, done
+ * at once; communicate is refused. */
+static void test_after_close_wait_is_done_and_communicate_refused(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process_opts o = {.out = PIPE};
+    weft_process *p = sh(loop, "exec sleep 30", &o);
+    assert_int_equal(weft_loop_close(loop), 0);
+    weft_future *f = weft_process_wait(p);
+    assert_non_null(f);
+    assert_true(weft_future_done(f));
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(f, &v), 0);
+    assert_int_equal(v.i, -SIGKILL);
+    weft_future_unref(f);
+    assert_null(weft_process_communicate(p, NULL, 0));
+    assert_int_equal(weft_last_error(), WEFT_ECLOSED);
+    assert_int_equal(weft_process_kill(p), -ESRCH);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
 /* =============================================================================
  * Registration
  * ========================================================================== */
@@ -973,6 +1039,9 @@ int main(void)
         ON_ALL(test_allocation_failure_at_each_spawn_site),
         ON_ALL(test_child_gets_no_fd_but_0_1_2),
         ON_ALL(test_stdio_devnull_merge_cwd_env),
+        ON_ALL(test_child_reaped_by_someone_else_reads_255),
+        ONCE(test_dump_lists_children),
+        ONCE(test_after_close_wait_is_done_and_communicate_refused),
         ON_ALL(test_communicate_megabytes_both_ways),
         ON_ALL(test_communicate_large_outputs),
         ON_ALL(test_communicate_feeds_stdin_and_merges_stderr),
