@@ -21,10 +21,6 @@
  * waitpid: after SIGKILL that is short), completes every wait future, and
  * keeps the objects users still hold until destroy.
  */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE 1 /* pipe2, syscall, posix_spawn_file_actions_addchdir_np */
-#endif
-
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -43,16 +39,30 @@
 
 extern char **environ;
 
+/* Three calls beyond POSIX.1-2008 that the libcs below export, declared
+ * here with their libc prototypes rather than by asking every header for
+ * _GNU_SOURCE (weft's sources are built as plain POSIX; see
+ * cmake/portability_check.cmake). */
 #if defined(__linux__) && defined(SYS_pidfd_open)
 #define HAVE_PIDFD 1
+long syscall(long number, ...);
 #else
 #define HAVE_PIDFD 0
 #endif
 
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
+#define HAVE_PIPE2 1
+int pipe2(int fds[2], int flags);
+#else
+#define HAVE_PIPE2 0
+#endif
+
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
 #define HAVE_ADDCHDIR 1
+int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *restrict fa,
+                                         const char *restrict path);
 #elif defined(__APPLE__) || defined(__FreeBSD__)
-#define HAVE_ADDCHDIR 1
+#define HAVE_ADDCHDIR 1 /* declared by <spawn.h> without feature macros */
 #else
 #define HAVE_ADDCHDIR 0
 #endif
@@ -142,7 +152,7 @@ static int fd_up(int *fd)
 
 static int make_pipe(int fds[2])
 {
-#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
+#if HAVE_PIPE2
     if (pipe2(fds, O_CLOEXEC) < 0)
         return -errno;
 #else
