@@ -375,6 +375,26 @@ static void test_forgotten_child_is_reaped_by_the_loop(void **state)
     finish_reaped(loop);
 }
 
+/* Two loops, each with children: each reaps its own (with SIGCHLD, each
+ * loop's handler tries only its own children). */
+static void test_two_loops_reap_their_own_children(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_loop *other = new_loop(g_cfg->backend, 0);
+    weft_process *a = sh(loop, "exit 11", NULL);
+    weft_process *b = sh(other, "exit 12", NULL);
+    weft_process *c = sh(other, "exec sleep 30", NULL);
+    assert_int_equal(wait_rc(other, b), 12);
+    assert_int_equal(wait_rc(loop, a), 11);
+    assert_int_equal(weft_process_returncode(c, NULL), WEFT_ESTATE);
+    weft_process_free(a);
+    weft_process_free(b);
+    weft_process_free(c);
+    assert_int_equal(weft_loop_destroy(other), 0); /* kills and reaps c */
+    finish_reaped(loop);
+}
+
 /* 200 children at once, all reaped, each with its own code. */
 static void test_200_concurrent_children_leave_no_zombie(void **state)
 {
@@ -1027,6 +1047,7 @@ int main(void)
         ONCE(test_dropped_wait_future_is_freed_at_exit),
         ON_ALL(test_dropped_process_is_still_reaped),
         ON_ALL(test_forgotten_child_is_reaped_by_the_loop),
+        ON_ALL(test_two_loops_reap_their_own_children),
         ON_ALL(test_200_concurrent_children_leave_no_zombie),
         ON_ALL(test_loop_close_kills_and_reaps_running_children),
         ONCE(test_destroy_frees_and_reports_process_left),
