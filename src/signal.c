@@ -29,7 +29,7 @@
  * Costs: a delivery is one write(2) per watching loop in signal context,
  * one weft_io callback per loop with a read(2) until EAGAIN, and one
  * atomic exchange per 32 signals.  A loop that uses signals holds two fds
- * and about 1.4 KiB (a handler slot per signal number) until it closes.
+ * and about 1.7 KiB (a handler slot per signal number) until it closes.
  */
 #include <fcntl.h>
 #include <pthread.h>

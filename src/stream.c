@@ -114,7 +114,7 @@ struct weft_stream {
     weft_loop *loop;
     sbuf *buf;          /* buffered data; NULL when empty */
     weft_bytes *last;   /* the last read's data (owned), or NULL */
-    stream_rd *rd;      /* the read now or last (weak: its release clears it) */
+    stream_rd *rd;      /* the read now or last (a reference, until the next) */
     void *aux;          /* stream_slow (drain, wait_closed), or a server's ctx
                            until connection_made */
     uint32_t limit;
@@ -145,7 +145,7 @@ struct stream_rd {
     weft_stream *s;  /* NULL once detached */
     size_t n;        /* READ/EXACT: n; UNTIL/LINE: the scan offset */
     uint8_t op;
-    uint8_t held;    /* the stream holds a reference (pending) */
+    uint8_t pad;
     uint16_t seplen;
     char sep[];
 };
@@ -225,22 +225,22 @@ static bool give_back(stream_rd *r)
 
 /* ---- read futures ---------------------------------------------------------------- */
 
-static void rd_drop_hold(stream_rd *r)
+/* The stream lets go of r (the next read starts, or the stream goes):
+ * detach it and drop the stream's reference (may free r). */
+static void rd_detach(weft_stream *s, stream_rd *r)
 {
-    if (r->held) {
-        r->held = 0;
-        weft__future_unref(&r->f); /* may free r */
-    }
+    if (s->rd == r)
+        s->rd = NULL;
+    r->s = NULL;
+    weft__future_unref(&r->f);
 }
 
 static int rd_cancel(weft_future *f)
 {
     stream_rd *r = WEFT_CONTAINER_OF(f, stream_rd, f);
     int err = weft__future_cancel_now(f);
-    weft_stream *s = r->s;
-    if (s)
-        serve(s); /* flow control: nobody waits any more */
-    rd_drop_hold(r);
+    if (r->s)
+        serve(r->s); /* flow control: nobody waits any more */
     return err;
 }
 
@@ -253,21 +253,15 @@ static bool rd_rollback(weft_future *f)
         return false;
     f->state = WEFT__CANCELLED;
     f->flags |= WEFT__F_OBSERVED;
+    if (r->s)
+        serve(r->s);
     return true;
 }
 
+/* The stream held a reference until it detached r: r->s is NULL here. */
 static void rd_release(weft_future *f)
 {
     stream_rd *r = WEFT_CONTAINER_OF(f, stream_rd, f);
-    weft_stream *s = r->s;
-    if (s) {
-        if (f->state == WEFT__DONE && !(f->flags & WEFT__F_OBSERVED))
-            give_back(r); /* dropped unseen: nothing is lost */
-        if (s->rd == r)
-            s->rd = NULL;
-        if (f->state == WEFT__DONE || f->state == WEFT__CANCELLED)
-            serve(s);
-    }
     weft__pool_put(weft__pool_of(f->loop), WEFT__POOL_ANY, r, sizeof *r + r->seplen);
 }
 
@@ -484,7 +478,6 @@ static void serve(weft_stream *s)
             else
                 weft__future_fail(&r->f, err);
             flow(s, false);
-            rd_drop_hold(r); /* last: may free r (and give the data back) */
             return;
         }
     }
@@ -501,7 +494,8 @@ static weft_future *read_start(weft_stream *s, int op, size_t n, const void *sep
     else if (s->flags & S_WRONLY)
         err = -EBADF;
     else if (s->rd && (s->rd->f.state == WEFT__PENDING ||
-                       (s->rd->f.state == WEFT__DONE && !(s->rd->f.flags & WEFT__F_OBSERVED))))
+                       (s->rd->f.state == WEFT__DONE && !(s->rd->f.flags & WEFT__F_OBSERVED) &&
+                        s->rd->f.refs > 1)))
         err = WEFT_ESTATE; /* another read waits, or its data is not seen yet */
     if (err) {
         weft__set_last_error(err);
@@ -520,12 +514,17 @@ static weft_future *read_start(weft_stream *s, int op, size_t n, const void *sep
     r->seplen = (uint16_t)seplen;
     if (seplen)
         memcpy(r->sep, sep, seplen);
-    if (s->rd)
-        s->rd->s = NULL; /* the previous one, seen: detach it */
-    free_last(s);        /* "valid until the next read starts" */
+    stream_rd *prev = s->rd;
+    if (prev) {
+        if (prev->f.state == WEFT__DONE && !(prev->f.flags & WEFT__F_OBSERVED)) {
+            give_back(prev); /* dropped unseen: nothing is lost */
+            prev->f.flags |= WEFT__F_OBSERVED;
+        }
+        rd_detach(s, prev);
+    }
+    free_last(s); /* "valid until the next read starts" */
     s->rd = r;
-    r->held = 1;
-    weft_future_ref(&r->f);
+    weft_future_ref(&r->f); /* the stream's, until the next read */
     serve(s);
     return &r->f;
 }
@@ -568,9 +567,7 @@ weft_bytes *weft_stream_take(weft_stream *s)
     if (!s || !s->last)
         return NULL;
     weft_bytes *p = s->last;
-    s->last = NULL;
-    if (s->rd)
-        s->rd->s = NULL; /* its data is gone: nothing to give back */
+    s->last = NULL; /* nothing to give back any more */
     return p;
 }
 
@@ -809,7 +806,7 @@ static weft_stream *stream_alloc(weft_loop *loop, uint32_t limit, uint16_t flags
 static void stream_release_mem(weft_stream *s)
 {
     if (s->rd)
-        s->rd->s = NULL;
+        rd_detach(s, s->rd);
     free_last(s);
     sbuf_free(s->buf);
     if (s->aux && !(s->flags & S_SERVED))
@@ -884,20 +881,15 @@ void weft_stream_free(weft_stream *s)
     s->flags &= (uint16_t)~S_OWNED;
     stream_rd *r = s->rd;
     if (r) {
+        r->s = NULL; /* no serve from the cancellation */
         if (r->f.state == WEFT__PENDING) {
             weft__future_cancel_now(&r->f);
-            r->s = NULL;
-            s->rd = NULL;
-            rd_drop_hold(r);
         } else if (r->f.state == WEFT__DONE && !(r->f.flags & WEFT__F_OBSERVED) &&
                    r->f.out.v.p == s->last) {
             r->f.state = WEFT__CANCELLED; /* its data goes with the stream */
             r->f.flags |= WEFT__F_OBSERVED;
         }
-        if (s->rd) {
-            s->rd->s = NULL;
-            s->rd = NULL;
-        }
+        rd_detach(s, r);
     }
     free_last(s);
     if (s->flags & S_ATTACHED) {

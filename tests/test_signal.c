@@ -13,7 +13,9 @@
  */
 #include "weft_test.h"
 
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 
 #include "backend_features.h"
@@ -398,6 +400,59 @@ static void test_signal_two_loops_two_threads_each_get_it(void **state)
 static void test_signal_two_loops_in_threads_that_block_it(void **state)
 {
     two_loops_in_two_threads(*state, true);
+}
+
+/* Loops come and go while another thread takes a stream of signals: the
+ * handler, running in that thread, walks the list of loops while they
+ * leave it (ASan and TSan check that it never touches a freed state). */
+static atomic_bool g_stop_sender;
+static atomic_int g_sent;
+
+static void *sender_main(void *arg)
+{
+    (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL); /* it inherited the main thread's block */
+    while (!atomic_load(&g_stop_sender)) {
+        kill(getpid(), SIGUSR1); /* only this thread has it unblocked: it runs the handler */
+        atomic_fetch_add(&g_sent, 1);
+        sched_yield();
+    }
+    return NULL;
+}
+
+static void test_signal_loops_close_while_another_thread_takes_signals(void **state)
+{
+    reset_seen();
+    install_plain(SIGUSR1); /* what comes back at the end */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    weft_loop *keeper = loop_on(*state, 0); /* keeps weft's handler installed throughout */
+    assert_int_equal(weft_add_signal_handler(keeper, SIGUSR1, on_sig, NULL), 0);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+    atomic_store(&g_stop_sender, false);
+    atomic_store(&g_sent, 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, sender_main, NULL), 0);
+    for (int i = 0; i < 1000; i++) {
+        weft_loop *l = new_loop(*state, 0);
+        assert_int_equal(weft_add_signal_handler(l, SIGUSR1, on_sig, NULL), 0);
+        if (i % 2)
+            step(l);
+        assert_int_equal(weft_loop_destroy(l), 0);
+    }
+    while (atomic_load(&g_sent) < 10) /* the sender did run */
+        sched_yield();
+    atomic_store(&g_stop_sender, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    step(keeper);
+    assert_true(g_seen.calls[SIGUSR1] >= 1);
+    finish(keeper);
+    assert_ptr_equal(current_handler(SIGUSR1), plain_handler);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0); /* a pending one: plain */
 }
 
 /* ---- signal waits ---------------------------------------------------------------------------------- */
@@ -974,6 +1029,7 @@ int main(void)
         /* threads */
         ON_BOTH(test_signal_two_loops_two_threads_each_get_it),
         ON_BOTH(test_signal_two_loops_in_threads_that_block_it),
+        ON_BOTH(test_signal_loops_close_while_another_thread_takes_signals),
         /* waits */
         ON_BOTH(test_signal_wait_completes_at_the_next_delivery),
         ON_BOTH(test_a_task_awaits_a_signal),

@@ -1,0 +1,37 @@
+/* net_internal.h - what the servers, clients and streams use of the
+ * transports.  Never installed.
+ *
+ * A transport carries one list node that the transport layer never
+ * touches: its owner (a server) links it into its own list of clients,
+ * and an on-free hook tells the owner when the transport goes.
+ */
+#ifndef WEFT_NET_INTERNAL_H
+#define WEFT_NET_INTERNAL_H
+
+#include "weft/net.h"
+
+/* An intrusive doubly linked list node. */
+typedef struct weft__tlink {
+    struct weft__tlink *prev, *next;
+} weft__tlink;
+
+/* The transport's embedded list node, free for its owner (a server); the
+ * transport layer never reads or writes it (it starts zeroed). */
+weft__tlink *weft__transport_link(weft_transport *t);
+
+/* The transport whose node l is (the inverse of weft__transport_link). */
+weft_transport *weft__transport_of_link(weft__tlink *l);
+
+/* fn(t, ctx) runs after connection_lost returned, just before t is freed
+ * (one hook per transport; a second call replaces the first, fn NULL
+ * removes it).  It also runs when the loop's close releases t. */
+void weft__transport_on_free(weft_transport *t, void (*fn)(weft_transport *t, void *ctx),
+                             void *ctx);
+
+/* Wrap an fd known to be a connected, non-blocking stream socket (accept4
+ * / connect results): no probing syscalls.  Returns as weft_transport_wrap
+ * (-EINVAL, -EEXIST, -ENOMEM, WEFT_ECLOSED); on failure fd is left open. */
+int weft__transport_adopt_socket(weft_loop *loop, int fd, const weft_protocol *proto, void *ud,
+                                 weft_transport **out);
+
+#endif

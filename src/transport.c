@@ -1,0 +1,2 @@
+/* transport.c - stream transports over fds (sockets, pipes, ttys). */
+#include "net_internal.h"
