@@ -16,9 +16,6 @@
  * with happy eyeballs, the fd table's growth in weft_io_init, and the
  * transport.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 #include <math.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -44,8 +41,8 @@ struct conn {
     void *ud;
     attempt *att; /* n of them (weft__alloc) */
     size_t n, next;
-    int running;  /* attempts connecting now */
-    int last_err; /* of the last attempt that failed */
+    int running;      /* attempts connecting now */
+    int last_err;     /* of the last attempt that failed */
     int64_t delay_ns; /* happy eyeballs: stagger; 0: one at a time */
     int interleave;
     int family;
@@ -269,7 +266,7 @@ static void resolved(weft__resolve *r, struct addrinfo *list, int err)
         begin_list(c, list);
 }
 
-/* ---- construction ----------------------------------------------------------------------------- */
+/* ---- construction ---------------------------------------------------------------------------- */
 
 static int check_opts(const weft_connect_opts *o)
 {

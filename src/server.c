@@ -17,9 +17,6 @@
  * last client is gone (the transport's free hook unlinks it);
  * weft_server_free defers the free to that moment too.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* accept4 */
-#endif
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -29,6 +26,23 @@
 
 #include "net_internal.h"
 #include "sock.h"
+
+/* accept4 (non-blocking and close-on-exec in the accept itself) is in
+ * POSIX.1-2024 and in Linux since 2.6.28, but glibc declares it only for
+ * _GNU_SOURCE, which weft never defines: declare it here (the libc's own
+ * prototype, where a header shows it too, is the same). */
+#if defined(__linux__) && defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+#define WEFT__ACCEPT4 1
+int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+#else
+#define WEFT__ACCEPT4 0
+#endif
+
+/* SO_REUSEPORT is Linux's and the BSDs', outside POSIX: glibc shows it
+ * only with _DEFAULT_SOURCE; the kernel's header has it either way. */
+#if !defined(SO_REUSEPORT) && defined(__linux__)
+#include <asm/socket.h>
+#endif
 
 #define WEFT__ACCEPT_BACKOFF_S 0.1
 #define WEFT__BACKLOG_DEFAULT 100
@@ -57,10 +71,12 @@ struct weft_server {
     weft_protocol_factory *factory;
     void *arg;
     int backlog, batch;
-    bool serving;  /* accepting (or backing off, to accept again) */
-    bool closed;   /* weft_server_close ran: no listeners left */
-    bool freeing;  /* weft_server_free ran: free once the last client went */
-    bool backoff;  /* listeners stopped until the timer fires */
+    bool serving;   /* accepting (or backing off, to accept again) */
+    bool closed;    /* weft_server_close ran: no listeners left */
+    bool freeing;   /* weft_server_free ran: free once the last client went */
+    bool backoff;   /* listeners stopped until the timer fires */
+    bool accepting; /* inside the accept loop: a free waits for its end */
+    bool free_due;  /* free_now was due during the accept loop */
     weft_timer timer;
     weft__tlink clients; /* accepted transports, through their links */
     size_t nclients;
@@ -77,6 +93,10 @@ struct weft_server {
 
 static void free_now(weft_server *s)
 {
+    if (s->accepting) { /* the factory freed it: the accept loop ends first */
+        s->free_due = true;
+        return;
+    }
     weft_timer_close(&s->timer);
     weft__free(s->loop, s->path);
     weft__free(s->loop, s);
@@ -147,6 +167,10 @@ static void take(weft_server *s, listener *l, int fd)
         close(fd); /* refused */
         return;
     }
+    if (s->freeing) { /* the factory freed the server */
+        close(fd);
+        return;
+    }
     weft_transport *t = NULL;
     int err = weft__transport_adopt_socket(s->loop, fd, s->proto, ud, &t);
     if (err) {
@@ -164,13 +188,25 @@ static void take(weft_server *s, listener *l, int fd)
     weft__transport_on_free(t, client_gone, s);
 }
 
+static void accept_batch(weft_server *s, listener *l);
+
 static void on_readable(weft_io *w, unsigned events)
 {
     (void)events;
     listener *l = WEFT_CONTAINER_OF(w, listener, io);
     weft_server *s = l->s;
+    s->accepting = true;
+    accept_batch(s, l);
+    s->accepting = false;
+    if (s->free_due)
+        free_now(s);
+}
+
+/* Accept up to the batch on l (the factory may close or free s meanwhile). */
+static void accept_batch(weft_server *s, listener *l)
+{
     for (int i = 0; i < s->batch && s->serving && !s->backoff; i++) {
-#ifdef SOCK_NONBLOCK
+#if WEFT__ACCEPT4
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 #else
         int fd = accept(l->fd, NULL, NULL);
@@ -207,7 +243,7 @@ static void on_readable(weft_io *w, unsigned events)
     }
 }
 
-/* ---- construction ------------------------------------------------------------------------------ */
+/* ---- construction ---------------------------------------------------------------------------- */
 
 static int check_opts(const weft_server_opts *o)
 {
@@ -606,7 +642,7 @@ int weft_server_from_fd(weft_loop *loop, int fd, const weft_protocol *proto,
     return 0;
 }
 
-/* ---- the server's API ---------------------------------------------------------------------------- */
+/* ---- the server's API ------------------------------------------------------------------------ */
 
 int weft_server_start_serving(weft_server *s)
 {
@@ -675,7 +711,7 @@ int weft_server_abort_clients(weft_server *s)
     return each_client(s, weft_transport_abort);
 }
 
-/* ---- wait_closed ------------------------------------------------------------------------------ */
+/* ---- wait_closed ----------------------------------------------------------------------------- */
 
 static int wait_cancel(weft_future *f)
 {
@@ -716,7 +752,7 @@ weft_future *weft_server_wait_closed(weft_server *s)
     return &w->f;
 }
 
-/* ---- serve_forever ---------------------------------------------------------------------------- */
+/* ---- serve_forever --------------------------------------------------------------------------- */
 
 /* Cancelled (its task was, or a timeout): the server closes. */
 static int forever_cancel(weft_future *f)

@@ -59,9 +59,9 @@ typedef struct sigloop sigloop;
 /* A future waiting for the next delivery of signo: one pooled block. */
 typedef struct sig_wait {
     weft_future f;
-    weft__hold hold;  /* the loop holds a pending wait */
-    weft_link link;   /* in sl->waiters while attached */
-    sigloop *sl;      /* NULL once completed, cancelled or detached (close) */
+    weft__hold hold; /* the loop holds a pending wait */
+    weft_link link;  /* in sl->waiters while attached */
+    sigloop *sl;     /* NULL once completed, cancelled or detached (close) */
     int signo;
 } sig_wait;
 
@@ -69,10 +69,10 @@ typedef struct sig_wait {
 struct sigloop {
     weft__layer base;
     weft_loop *loop;
-    _Atomic(sigloop *) next; /* the process's list of loops (g_loops) */
-    int rfd, wfd;            /* the self-pipe, both ends non-blocking */
-    weft_io io;              /* the read end; interest while nwatched > 0 */
-    int nwatched;            /* signals this loop watches */
+    _Atomic(sigloop *) next;    /* the process's list of loops (g_loops) */
+    int rfd, wfd;               /* the self-pipe, both ends non-blocking */
+    weft_io io;                 /* the read end; interest while nwatched > 0 */
+    int nwatched;               /* signals this loop watches */
     atomic_uint mask[WORDS];    /* signals watched: read by the handler */
     atomic_uint pending[WORDS]; /* delivered, not yet dispatched: set by the handler */
     weft_link waiters;          /* sig_wait.link, in creation order */
@@ -84,7 +84,7 @@ struct sigloop {
     } sig[MAXSIG];
 };
 
-/* ---- process-wide state ------------------------------------------------------------ */
+/* ---- process-wide state ------------------------------------------------------------------ */
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(sigloop *) g_loops; /* changed under g_mu; read by the handler */
@@ -188,7 +188,7 @@ static void maybe_unwatch(sigloop *sl, int signo)
         unwatch(sl, signo);
 }
 
-/* ---- delivery on the loop ---------------------------------------------------------------------- */
+/* ---- delivery on the loop ---------------------------------------------------------------- */
 
 static void wait_detach(sig_wait *w)
 {
@@ -241,7 +241,7 @@ static void on_readable(weft_io *io, unsigned events)
     }
 }
 
-/* ---- the layer ------------------------------------------------------------------------------------------ */
+/* ---- the layer --------------------------------------------------------------------------- */
 
 /* A non-blocking, close-on-exec pipe (POSIX.1-2008 has no pipe2). */
 static int open_pipe(int p[2])
@@ -356,7 +356,7 @@ static int sigloop_make(weft_loop *loop, sigloop **out)
     return 0;
 }
 
-/* ---- handlers ----------------------------------------------------------------------------------------------- */
+/* ---- handlers ---------------------------------------------------------------------------- */
 
 /* The checks every entry point makes on signo: catchable, and (unless
  * the process layer asks) not SIGCHLD. */
@@ -429,7 +429,7 @@ int weft__signal_remove(weft_loop *loop, int signo)
     return remove_handler(loop, signo, true);
 }
 
-/* ---- waiting for a signal --------------------------------------------------------------------------------------- */
+/* ---- waiting for a signal ---------------------------------------------------------------- */
 
 static int wait_cancel(weft_future *f)
 {

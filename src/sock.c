@@ -3,9 +3,6 @@
  * lists (deduplicated, interleaved by family), and name resolution that
  * answers numeric hosts on the loop thread and sends names to the executor.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* SOCK_NONBLOCK, SOCK_CLOEXEC, accept4 */
-#endif
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -64,8 +61,7 @@ int weft__sock_unix_addr(const char *path, struct sockaddr_un *sun, socklen_t *l
 
 /* ---- address lists --------------------------------------------------------------------------- */
 
-int weft__addrs_from_list(weft_loop *loop, const struct addrinfo *list, weft__addr **out,
-                          size_t *n)
+int weft__addrs_from_list(weft_loop *loop, const struct addrinfo *list, weft__addr **out, size_t *n)
 {
     size_t k = 0;
     for (const struct addrinfo *ai = list; ai; ai = ai->ai_next)
@@ -132,7 +128,7 @@ void weft__addrs_interleave(weft__addr *a, size_t n, int first)
     }
 }
 
-/* ---- name resolution --------------------------------------------------------------------------- */
+/* ---- name resolution ------------------------------------------------------------------------- */
 
 static void resolve_run(weft_node *n)
 {

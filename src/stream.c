@@ -126,10 +126,15 @@ struct weft_stream {
 
 _Static_assert(sizeof(void *) != 8 || sizeof(weft_stream) <= 64, "a stream is 64 bytes");
 
-/* Drain and wait_closed waiters: futures on a list of the stream's. */
+/* Drain and wait_closed waiters: futures on a list of the stream's; the
+ * handle re-checks drainers that wait for a pause_writing not yet
+ * delivered (the transport delivers flow changes from the ready queue,
+ * and one undone before delivery is never delivered). */
 struct stream_slow {
     weft_link drainers;
     weft_link closers;
+    weft_handle recheck;
+    weft_stream *s;
 };
 
 typedef struct stream_wait {
@@ -809,8 +814,11 @@ static void stream_release_mem(weft_stream *s)
         rd_detach(s, s->rd);
     free_last(s);
     sbuf_free(s->buf);
-    if (s->aux && !(s->flags & S_SERVED))
-        weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, s->aux, sizeof(stream_slow));
+    if (s->aux && !(s->flags & S_SERVED)) {
+        stream_slow *sl = s->aux;
+        weft_handle_cancel(&sl->recheck);
+        weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, sl, sizeof *sl);
+    }
     weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, s, sizeof *s);
 }
 
@@ -950,6 +958,29 @@ static void wake_all(weft_stream *s, weft_link *list, int err)
     }
 }
 
+/* Bytes the transport holds above its high-water mark (0: none). */
+static bool above_high(const weft_stream *s)
+{
+    size_t high = 0;
+    if (!(s->flags & S_ATTACHED) || weft_transport_get_write_buffer_limits(s->t, &high, NULL))
+        return false;
+    return weft_transport_get_write_buffer_size(s->t) > high;
+}
+
+/* Drainers waiting while pause_writing is pending: if it came, resume
+ * wakes them; if it was undone (the buffer drained first), wake them. */
+static void recheck(void *arg)
+{
+    stream_slow *sl = arg;
+    weft_stream *s = sl->s;
+    if (s->flags & S_WPAUSED)
+        return;
+    if (above_high(s))
+        weft_handle_schedule(s->loop, &sl->recheck); /* still pending */
+    else
+        wake_all(s, &sl->drainers, 0);
+}
+
 static stream_slow *slow_of(weft_stream *s)
 {
     if (!s->aux) {
@@ -959,6 +990,8 @@ static stream_slow *slow_of(weft_stream *s)
             return NULL;
         weft__list_init(&sl->drainers);
         weft__list_init(&sl->closers);
+        weft_handle_init(&sl->recheck, recheck, sl);
+        sl->s = s;
         s->aux = sl;
     }
     return s->aux;
@@ -975,6 +1008,7 @@ static weft_future *waiter(weft_stream *s, bool drainer)
         return NULL;
     }
     weft__future_init(&w->f, &wait_ops, s->loop);
+    w->link.next = w->link.prev = NULL;
     weft__list_push(drainer ? &sl->drainers : &sl->closers, &w->link);
     return &w->f;
 }
@@ -1015,6 +1049,14 @@ weft_future *weft_stream_drain(weft_stream *s)
         return done_future(s->loop, -ECONNRESET);
     if (s->flags & S_WPAUSED)
         return waiter(s, true);
+    if (above_high(s)) {
+        /* the transport's pause_writing is on its way (from the ready
+         * queue): wait as if it had come */
+        weft_future *w = waiter(s, true);
+        if (w)
+            weft_handle_schedule(s->loop, &((stream_slow *)s->aux)->recheck);
+        return w;
+    }
     if (weft_transport_is_closing(s->t))
         return weft__future_yield(s->loop); /* let connection_lost run */
     return done_future(s->loop, 0);
@@ -1266,8 +1308,13 @@ weft_future *weft_open_unix_connection(weft_loop *loop, const char *path,
 /* ---- servers ------------------------------------------------------------------------- */
 
 /* The wrapper frame of a handler task; the handler's frame follows at
- * SERVE_CHILD.  Its descriptor is the server context's info, so the
- * context is found from the frame. */
+ * SERVE_CHILD.  A task reads its descriptor until its memory goes, which
+ * may be long after it ended (a reference someone keeps; the quarantine
+ * of debug builds), so the descriptor must not live in the server's
+ * context: it is one of the static SERVE_INFOS, one per 16-byte step of
+ * the handler's frame size.  Only a handler frame larger than that table
+ * uses the context's own descriptor, and its context then stays until the
+ * loop is destroyed. */
 struct stream_serve {
     WEFT_FRAME(int);
     int err;
@@ -1277,44 +1324,23 @@ struct stream_serve {
 
 struct stream_ctx {
     weft_loop *loop;
-    weft_co_info info;           /* stream_serve's, sized for the handler */
+    const weft_co_info *task_info; /* a static SERVE_INFOS entry, or &info */
+    weft_co_info info;             /* for handler frames beyond the table */
     const weft_co_info *handler;
     void *arg;
     const char *task_name;
-    size_t tasks;                /* handler tasks alive */
-    size_t size;                 /* of this block */
+    size_t size;                   /* of this block */
     uint32_t limit;
-    bool server_gone;            /* the server's wait_closed completed */
-    bool freeing;
-    weft_handle free_h;
     _Alignas(16) unsigned char frame[]; /* the template: wrapper + handler */
 };
 
-static stream_ctx *ctx_of_co(const weft_co *co)
+/* Free c; unless force (no task was ever spawned), a c whose tasks read
+ * its own descriptor stays (the pool gives it back at destroy). */
+static void ctx_free(stream_ctx *c, bool force)
 {
-    return WEFT_CONTAINER_OF(co->info, stream_ctx, info);
-}
-
-static void ctx_free(void *arg)
-{
-    stream_ctx *c = arg;
+    if (!force && c->task_info == &c->info)
+        return;
     weft__pool_put(weft__pool_of(c->loop), WEFT__POOL_ANY, c, c->size);
-}
-
-/* Free c once its server is gone and its last task has ended; from a task
- * step through the ready queue (the task still reads its descriptor). */
-static void ctx_maybe_free(stream_ctx *c, bool from_task)
-{
-    if (!c->server_gone || c->tasks || c->freeing)
-        return;
-    c->freeing = true;
-    if (!from_task) {
-        ctx_free(c);
-        return;
-    }
-    weft_handle_init(&c->free_h, ctx_free, c);
-    if (weft_handle_schedule(c->loop, &c->free_h) < 0)
-        c->freeing = false; /* closed loop: the pool gives it back at destroy */
 }
 
 static void report_handler_error(weft_loop *loop, weft_task *task,
@@ -1341,11 +1367,20 @@ WEFT_ASYNC(stream_serve)
     /* however it ended: close (flush) and free the stream (asyncio 3.12) */
     weft_stream_free(h->stream);
     h->stream = NULL;
-    stream_ctx *c = ctx_of_co(&self->co);
-    c->tasks--;
-    ctx_maybe_free(c, true);
     WEFT_END;
 }
+
+#define SERVE_INFO(n)                                                                              \
+    {stream_serve__entry, "stream_serve", __FILE__, stream_serve__store, SERVE_CHILD + 16 * (n), 16}
+#define SERVE_INFO4(n) SERVE_INFO(n), SERVE_INFO((n) + 1), SERVE_INFO((n) + 2), SERVE_INFO((n) + 3)
+#define SERVE_INFO16(n)                                                                            \
+    SERVE_INFO4(n), SERVE_INFO4((n) + 4), SERVE_INFO4((n) + 8), SERVE_INFO4((n) + 12)
+#define SERVE_INFO64(n)                                                                            \
+    SERVE_INFO16(n), SERVE_INFO16((n) + 16), SERVE_INFO16((n) + 32), SERVE_INFO16((n) + 48)
+
+/* Handler frames up to 4 KiB - 16. */
+static const weft_co_info SERVE_INFOS[256] = {SERVE_INFO64(0), SERVE_INFO64(64), SERVE_INFO64(128),
+                                              SERVE_INFO64(192)};
 
 static void spawn_handler(weft_stream *s)
 {
@@ -1368,7 +1403,6 @@ static void spawn_handler(weft_stream *s)
         weft_stream_free(s);
         return;
     }
-    c->tasks++;
     weft_future_unref(t);
 }
 
@@ -1398,7 +1432,9 @@ static stream_ctx *ctx_new(weft_loop *loop, const weft_co_info *handler, void *a
         weft__set_last_error(err);
         return NULL;
     }
-    size_t size = sizeof(stream_ctx) + SERVE_CHILD + handler->size;
+    size_t steps = (handler->size + 15) / 16;
+    size_t fsize = SERVE_CHILD + 16 * steps;
+    size_t size = sizeof(stream_ctx) + fsize;
     weft__pool *pool = weft__pool_of(loop);
     stream_ctx *c = pool ? weft__pool_get(pool, WEFT__POOL_ANY, size) : NULL;
     if (!c) {
@@ -1407,18 +1443,21 @@ static stream_ctx *ctx_new(weft_loop *loop, const weft_co_info *handler, void *a
     }
     memset(c, 0, size);
     c->loop = loop;
-    c->info = stream_serve__info;
-    c->info.name = handler->name;
-    c->info.file = handler->file;
-    c->info.size = SERVE_CHILD + handler->size;
-    c->info.align = 16;
+    if (steps < sizeof SERVE_INFOS / sizeof *SERVE_INFOS) {
+        c->task_info = &SERVE_INFOS[steps];
+    } else {
+        c->info = stream_serve__info;
+        c->info.size = fsize;
+        c->info.align = 16;
+        c->task_info = &c->info;
+    }
     c->handler = handler;
     c->arg = arg;
     c->task_name = opts ? opts->task_name : NULL;
     c->size = size;
     c->limit = limit;
     weft_co *root = (weft_co *)(void *)c->frame;
-    root->info = &c->info;
+    root->info = c->task_info;
     weft_co *child = (weft_co *)(void *)(c->frame + SERVE_CHILD);
     child->info = handler;
     return c;
@@ -1429,8 +1468,7 @@ static void server_gone(weft_future *w, void *arg)
     stream_ctx *c = arg;
     (void)weft_future_error(w);
     weft_future_unref(w);
-    c->server_gone = true;
-    ctx_maybe_free(c, false);
+    ctx_free(c, false); /* no connection will come; the tasks need nothing of c */
 }
 
 /* Watch srv's end to free c; without memory for that, c stays until the
@@ -1439,6 +1477,7 @@ static void watch_server(stream_ctx *c, weft_server *srv)
 {
     weft_future *w = weft_server_wait_closed(srv);
     if (w && weft_future_add_done_callback(w, server_gone, c) < 0) {
+        weft_future_cancel(w); /* leaves the server's list now, not at its release */
         weft_future_unref(w);
         w = NULL;
     }
@@ -1456,8 +1495,7 @@ static void server_made(weft_future *f, void *arg)
         v = f->out.v;
         watch_server(c, v.p);
     } else {
-        c->server_gone = true; /* no server: no connection will come */
-        ctx_maybe_free(c, false);
+        ctx_free(c, true); /* no server: no connection came */
     }
 }
 
@@ -1471,15 +1509,28 @@ weft_future *weft_start_server(weft_loop *loop, const weft_co_info *handler, voi
                                         opts ? opts->server : NULL);
     if (!f) {
         int err = weft_last_error();
-        ctx_free(c);
+        ctx_free(c, true);
         weft__set_last_error(err);
         return NULL;
     }
+    if (weft_future_done(f)) {
+        /* made at once (a numeric host): watch it now, before the caller
+         * can free it */
+        server_made(f, c);
+        return f;
+    }
     int err = weft_future_add_done_callback(f, server_made, c);
     if (err < 0) {
-        /* the context stays until the loop is destroyed: a server being
-         * made may still call the factory */
-        weft_future_cancel(f);
+        if (weft_future_done(f)) {
+            weft_value v;
+            if (weft_future_result(f, &v) == 0)
+                weft_server_free(v.p); /* made at once (a numeric host): no client yet */
+            ctx_free(c, true);
+        } else {
+            /* the context stays until the loop is destroyed: a server being
+             * made may still call the factory */
+            weft_future_cancel(f);
+        }
         weft_future_unref(f);
         weft__set_last_error(err);
         return NULL;
@@ -1499,7 +1550,7 @@ int weft_start_unix_server(weft_loop *loop, const weft_co_info *handler, void *a
     int err = weft_create_unix_server(loop, &stream_protocol, serve_factory, c, path,
                                       opts ? opts->server : NULL, &srv);
     if (err) {
-        ctx_free(c);
+        ctx_free(c, true);
         return err;
     }
     watch_server(c, srv);

@@ -37,7 +37,7 @@ static int setup(void **state)
     return 0;
 }
 
-/* ---- recorders ------------------------------------------------------------------------------ */
+/* ---- recorders --------------------------------------------------------------------------- */
 
 /* What the weft handlers saw. */
 static struct {
@@ -97,7 +97,7 @@ static void reset_seen(void)
         g_plain[i] = 0;
 }
 
-/* ---- delivery --------------------------------------------------------------------------------- */
+/* ---- delivery ---------------------------------------------------------------------------- */
 
 static void test_handler_runs_on_the_loop_with_the_signal_number(void **state)
 {
@@ -147,7 +147,7 @@ static void test_a_blocked_burst_gives_one_call(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(raise(SIGUSR2), 0);
     step(loop);
-    assert_int_equal(g_seen.calls[SIGUSR2], 0); /* blocked: still pending */
+    assert_int_equal(g_seen.calls[SIGUSR2], 0);                    /* blocked: still pending */
     assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0); /* delivered here */
     step(loop);
     assert_int_equal(g_seen.calls[SIGUSR2], 1);
@@ -230,7 +230,7 @@ static void test_a_handler_may_remove_itself(void **state)
     finish(loop);
 }
 
-/* ---- dispositions -------------------------------------------------------------------------------- */
+/* ---- dispositions ------------------------------------------------------------------------ */
 
 static void test_remove_restores_the_previous_disposition(void **state)
 {
@@ -305,7 +305,7 @@ static void test_loop_close_removes_its_handlers_and_waiters(void **state)
     assert_int_equal(weft_loop_close(a), 0);
     assert_ptr_equal(current_handler(SIGUSR1), plain_handler);
     assert_ptr_equal(current_handler(SIGHUP), SIG_DFL);
-    assert_true(current_handler(SIGUSR2) != plain_handler); /* b still watches */
+    assert_true(current_handler(SIGUSR2) != plain_handler);     /* b still watches */
     assert_int_equal(weft_future_state_of(kept), WEFT_PENDING); /* never completes now */
     assert_int_equal(weft_remove_signal_handler(a, SIGUSR1), 0);
     assert_int_equal(weft_add_signal_handler(a, SIGUSR1, on_sig, NULL), WEFT_ECLOSED);
@@ -320,7 +320,7 @@ static void test_loop_close_removes_its_handlers_and_waiters(void **state)
     finish(a);
 }
 
-/* ---- several loops, several threads -------------------------------------------------------- */
+/* ---- several loops, several threads ------------------------------------------------------ */
 
 typedef struct thread_loop {
     const char *backend;
@@ -358,7 +358,7 @@ static void *thread_main(void *arg)
     pthread_barrier_wait(t->ready);
     if (!t->rc)
         t->rc = weft_loop_run_forever(t->loop); /* until its handler stops it */
-    pthread_barrier_wait(t->ready); /* both done before either loop goes */
+    pthread_barrier_wait(t->ready);             /* both done before either loop goes */
     weft_loop_destroy(t->loop);
     return NULL;
 }
@@ -455,7 +455,7 @@ static void test_signal_loops_close_while_another_thread_takes_signals(void **st
     assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0); /* a pending one: plain */
 }
 
-/* ---- signal waits ---------------------------------------------------------------------------------- */
+/* ---- signal waits ------------------------------------------------------------------------ */
 
 static void test_signal_wait_completes_at_the_next_delivery(void **state)
 {
@@ -582,7 +582,7 @@ static void test_cancelling_a_wait_removes_its_waiter(void **state)
     finish(loop);
 }
 
-/* ---- refusals and bad input ---------------------------------------------------------------------------- */
+/* ---- refusals and bad input -------------------------------------------------------------- */
 
 static void test_uncatchable_and_owned_signals_are_refused(void **state)
 {
@@ -692,7 +692,7 @@ static void test_debug_loop_refuses_other_threads(void **state)
     finish(loop);
 }
 
-/* ---- allocation failures and fd limits ------------------------------------------------------------------- */
+/* ---- allocation failures and fd limits --------------------------------------------------- */
 
 static void test_every_allocation_failure_is_survived(void **state)
 {
@@ -763,7 +763,7 @@ static void test_an_fd_limit_is_reported_and_survived(void **state)
     finish(loop);
 }
 
-/* ---- dump -------------------------------------------------------------------------------------------------- */
+/* ---- dump -------------------------------------------------------------------------------- */
 
 static void test_dump_lists_the_watched_signals(void **state)
 {
@@ -783,7 +783,7 @@ static void test_dump_lists_the_watched_signals(void **state)
     finish(loop);
 }
 
-/* ---- WEFT_RUN's Ctrl-C ------------------------------------------------------------------------------------ */
+/* ---- WEFT_RUN's Ctrl-C ------------------------------------------------------------------- */
 
 /* The child's main task: says it is ready through one pipe, then sleeps
  * "forever"; its cleanup writes to the other pipe what it found. */
@@ -863,8 +863,7 @@ static child_run start_child(unsigned flags, bool swallow, bool at_once, void (*
         if (before)
             before();
         weft_run_options ro = {.flags = flags};
-        int rc = WEFT_RUN_OPTS(&ro, NULL, ctrl_c_main, .swallow = swallow,
-                               .at_once = at_once);
+        int rc = WEFT_RUN_OPTS(&ro, NULL, ctrl_c_main, .swallow = swallow, .at_once = at_once);
         char line[64];
         snprintf(line, sizeof line, "rc %d\n", rc);
         say(g_out_fd, line);
@@ -997,6 +996,35 @@ static void test_weft_run_opts_refuses_unknown_flags(void **state)
     assert_ptr_equal(current_handler(SIGINT), SIG_DFL);
 }
 
+/* Every allocation of a WEFT_RUN_OPTS with the option may fail: the run
+ * then fails with -ENOMEM (or survives it), frees everything and leaves
+ * SIGINT and SIGTERM as they were. */
+static void test_weft_run_opts_survives_every_allocation_failure(void **state)
+{
+    (void)state;
+    weft_loop_options lo = loop_options(NULL, 0);
+    weft_run_options ro = {.loop = &lo, .flags = WEFT_RUN_CANCEL_ON_SIGNALS};
+    alloc_reset();
+    assert_int_equal(WEFT_RUN_OPTS(&ro, NULL, wt_nop), 0);
+    long total = alloc_calls();
+    assert_true(total > 3);
+    int failed = 0;
+    for (long k = 1; k <= total; k++) {
+        alloc_reset();
+        alloc_fail_at(k);
+        int rc = WEFT_RUN_OPTS(&ro, NULL, wt_nop);
+        alloc_fail_at(0);
+        if (rc != 0) {
+            assert_int_equal(rc, -ENOMEM);
+            failed++;
+        }
+        assert_int_equal(alloc_live(), 0);
+        assert_ptr_equal(current_handler(SIGINT), SIG_DFL);
+        assert_ptr_equal(current_handler(SIGTERM), SIG_DFL);
+    }
+    assert_true(failed >= 3); /* the loop, the task, the signal state at least */
+}
+
 /* clang-format off */
 #define ON(f, backend) {#f "(" backend ")", f, setup, teardown, (void *)backend}
 /* clang-format on */
@@ -1052,6 +1080,7 @@ int main(void)
         T(test_weft_run_without_the_option_installs_nothing),
         T(test_weft_run_leaves_an_ignored_sigint_ignored),
         T(test_weft_run_opts_refuses_unknown_flags),
+        T(test_weft_run_opts_survives_every_allocation_failure),
     };
     return RUN_TESTS(tests);
 }

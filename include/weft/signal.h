@@ -31,16 +31,21 @@ typedef void weft_signal_cb(weft_loop *loop, int signo, void *ud);
  * (asyncio's loop.add_signal_handler).  Replaces a previous handler of signo
  * on this loop.  Not thread-safe for one loop (call it on the loop's
  * thread); different loops may call it from different threads.
+ * The handler runs on the loop's thread, never in signal context, so it
+ * may call anything; ud is borrowed until the handler is removed.
  * Returns 0; -EINVAL (NULL loop or cb, signo out of range, SIGKILL,
- * SIGSTOP); -EPERM (SIGCHLD: the process layer owns it); WEFT_ECLOSED;
- * -ENOMEM; or the negated errno of pipe/sigaction. */
+ * SIGSTOP, or a signal sigaction refuses); -EPERM (SIGCHLD: the process
+ * layer owns it; or another thread on a WEFT_LOOP_DEBUG loop);
+ * WEFT_ECLOSED; -ENOMEM; -EMFILE / -ENFILE (the loop's self-pipe). */
 int weft_add_signal_handler(weft_loop *loop, int signo, weft_signal_cb *cb, void *ud);
 
 /* Remove this loop's handler of signo (asyncio's remove_signal_handler).
- * Returns 1 if a handler was removed, 0 if there was none, or a negative
- * code (-EINVAL for a NULL loop or a bad signo).  When it was the last
- * handler of signo in the process, the saved disposition is restored.
- * Pending waiters of weft_signal_wait on signo are not affected. */
+ * Returns 1 if a handler was removed, 0 if there was none (also on a
+ * closed loop: closing removed them), or a negative code: -EINVAL (NULL
+ * loop, or a signo weft_add_signal_handler refuses with -EINVAL), -EPERM
+ * (SIGCHLD, or the debug thread check).  When it was the last user of
+ * signo in the process, the saved disposition is restored.  Pending
+ * waiters of weft_signal_wait on signo are not affected. */
 int weft_remove_signal_handler(weft_loop *loop, int signo);
 
 /* A future that completes with value .i = signo at the next delivery of
