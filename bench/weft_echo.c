@@ -3,8 +3,8 @@
  *   weft-echo [--streams] [--backend NAME] PORT
  *
  * Listens on 127.0.0.1:PORT (backlog 4096), echoes every byte back in order
- * on the same connection with TCP_NODELAY, closes a connection on EOF or
- * error, and exits 0 within a moment of SIGTERM or SIGINT
+ * on the same connection (weft's TCP servers set TCP_NODELAY on every
+ * accepted socket), closes a connection on EOF or error, and exits 0 within a moment of SIGTERM or SIGINT
  * (../shared/bench/README.md, "weft-echo PORT").  Two levels:
  *
  *   default    the protocol level (asyncio's Protocol): data_received hands
@@ -29,8 +29,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,18 +45,6 @@
     } while (0)
 
 /* ---- the protocol level ------------------------------------------------------- */
-
-static void set_nodelay(weft_transport *t)
-{
-    int one = 1;
-    (void)setsockopt(weft_transport_fd(t), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-static void echo_made(weft_transport *t, void *ud)
-{
-    (void)ud;
-    set_nodelay(t);
-}
 
 /* The hot path: the kernel usually takes it all, and nothing is copied. */
 static void echo_data(weft_transport *t, const void *data, size_t n, void *ud)
@@ -81,9 +67,9 @@ static void echo_resume(weft_transport *t, void *ud)
     weft_transport_resume_reading(t);
 }
 
-/* eof_received and connection_lost are NULL: EOF closes the transport. */
+/* connection_made, eof_received and connection_lost are NULL: nothing to
+ * set up, and EOF closes the transport. */
 static const weft_protocol echo_protocol = {
-    .connection_made = echo_made,
     .data_received = echo_data,
     .pause_writing = echo_pause,
     .resume_writing = echo_resume,
@@ -107,7 +93,6 @@ struct echo_handler {
 WEFT_ASYNC(echo_handler)
 {
     WEFT_BEGIN(self);
-    set_nodelay(weft_stream_transport(self->stream));
     for (;;) {
         WEFT_AWAIT(self, weft_stream_read(self->stream, 65536));
         self->b = WEFT_RESULT(self).p;
