@@ -162,20 +162,28 @@ typedef struct weft_connect_opts {
 } weft_connect_opts;
 
 /* Connect to host:port over TCP: resolve through weft_getaddrinfo (on the
- * executor; numeric hosts skip it), try each address in turn (or staggered,
- * with happy eyeballs), and on success wrap the socket with proto and ud
- * as weft_transport_wrap does.  The future's value is the weft_transport *
- * (.p; valid until its connection_lost returns).  Fails with the last
- * address's -errno (-ECONNREFUSED, ...), a WEFT_EAI_* code, -EINVAL (NULL
- * loop, proto or host, port > 65535), -ENOMEM; cancelling it (or a timeout
- * around it) closes every half-open socket.  NULL on failure to start
- * (weft_last_error). opts may be NULL. */
+ * executor; numeric hosts are answered on the spot, AI_NUMERICHOST), try
+ * each address in turn (or staggered, with happy eyeballs: a new attempt
+ * every happy_eyeballs_delay seconds while earlier ones are pending, or at
+ * once when one fails; the first to connect wins, the others are closed),
+ * and on success wrap the socket with proto and ud as weft_transport_wrap
+ * does, TCP_NODELAY on unless no_delay_off.  The future's value is the
+ * weft_transport * (.p; the loop owns it; valid until its connection_lost
+ * returns); connection_made runs before a task awaiting the future
+ * resumes.  Fails with the last address's -errno (-ECONNREFUSED, ...), a
+ * WEFT_EAI_* code, -EADDRNOTAVAIL (local_addr leaves no address of its
+ * family), -ENOMEM.  Cancelling it (or a timeout around it) closes every
+ * half-open socket and cancels a pending lookup.  NULL on failure to start
+ * (weft_last_error): -EINVAL (NULL loop, proto or host, port outside
+ * 1..65535, bad opts), WEFT_ECLOSED.  opts may be NULL. */
 WEFT_NODISCARD weft_future *weft_create_connection(weft_loop *loop, const weft_protocol *proto,
                                                    void *ud, const char *host, int port,
                                                    const weft_connect_opts *opts);
 
-/* Connect to the Unix socket at path (as weft_create_connection; -EINVAL
- * for a NULL or too long path). */
+/* Connect to the Unix socket at path (as weft_create_connection; NULL with
+ * -EINVAL for a NULL, empty or too long path).  Fails with -ENOENT (nothing
+ * there), -ECONNREFUSED (a dead socket file), -EAGAIN (the server's
+ * backlog is full: a Unix connect cannot wait for room). */
 WEFT_NODISCARD weft_future *weft_create_unix_connection(weft_loop *loop,
                                                         const weft_protocol *proto, void *ud,
                                                         const char *path);
@@ -184,7 +192,11 @@ WEFT_NODISCARD weft_future *weft_create_unix_connection(weft_loop *loop,
 
 /* A server's protocol factory, called for each accepted connection before
  * its transport is made: set *ud (the protocol's pointer) and return 0, or
- * return a negative code to refuse the connection (it is closed). */
+ * return a negative code to refuse the connection (it is closed, and no
+ * callback runs for it).  A NULL factory gives every connection the
+ * server's arg as ud.  Should the transport then fail to be made (out of
+ * memory) the connection is closed and reported (WEFT_REPORT_IO), and *ud
+ * is never seen by a callback. */
 typedef int weft_protocol_factory(weft_server *s, void *arg, void **ud);
 
 /* Options for the servers; zero means the default. */
@@ -197,27 +209,44 @@ typedef struct weft_server_opts {
     int accept_batch;    /* connections accepted per readiness; 0: 128 */
 } weft_server_opts;
 
+/* Accepting.  accept4 (non-blocking, close-on-exec), TCP_NODELAY on
+ * accepted TCP sockets.  When accept fails for lack of descriptors or
+ * memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) the server stops accepting for
+ * 100 ms on a timer (no busy loop) and reports it through the loop's report
+ * hook (WEFT_REPORT_IO, the error code); it stays "serving" meanwhile. */
+
 /* Listen on host:port (host NULL or "": every interface, IPv4 and IPv6;
  * port 0: the kernel picks, see weft_server_port) with one listening socket
- * per resolved address.  Accepted connections get transports driving proto
- * with the ud factory(s, arg, &ud) gives.  The future's value is the
- * weft_server * (.p), which the caller owns (weft_server_free).  Fails
- * with -EADDRINUSE, a WEFT_EAI_* code, -EINVAL (NULL loop or proto, port
- * out of 0..65535), -ENOMEM...  NULL on failure to start. */
+ * per resolved address (duplicates dropped; IPV6_V6ONLY on IPv6 sockets, so
+ * that both families share the port; with port 0 every socket gets the
+ * first one's port).  Numeric hosts and NULL resolve on the spot, names on
+ * the executor.  Sockets listen at once (start_paused only delays
+ * accepting).  Accepted connections get transports driving proto with the
+ * ud factory(s, arg, &ud) gives.  The future's value is the weft_server *
+ * (.p), which the caller owns (weft_server_free).  Fails with -EADDRINUSE,
+ * -EACCES, a WEFT_EAI_* code, -ENOMEM...  NULL on failure to start:
+ * -EINVAL (NULL loop or proto, port out of 0..65535, bad opts),
+ * WEFT_ECLOSED. */
 WEFT_NODISCARD weft_future *weft_create_server(weft_loop *loop, const weft_protocol *proto,
                                                weft_protocol_factory *factory, void *arg,
                                                const char *host, int port,
                                                const weft_server_opts *opts);
 
-/* Listen on the Unix socket at path (a stale socket file there is
- * replaced; the file is removed when the server closes).  Synchronous:
- * returns 0 with *out set, -EINVAL, -EADDRINUSE, -ENAMETOOLONG, -ENOMEM, ... */
+/* Listen on the Unix socket at path.  A socket file there that refuses a
+ * connection (its server is gone) is replaced; a live server's socket (it
+ * sees the probe connect and close) or any other file is -EADDRINUSE.  The
+ * file is removed when the server closes, if it is still the one bound.
+ * Synchronous: returns 0 with *out set, -EINVAL (NULLs, an empty or too
+ * long path, bad opts), -EADDRINUSE, -EACCES, -ENOMEM, WEFT_ECLOSED... */
 int weft_create_unix_server(weft_loop *loop, const weft_protocol *proto,
                             weft_protocol_factory *factory, void *arg, const char *path,
                             const weft_server_opts *opts, weft_server **out);
 
-/* Serve on fd, a socket the caller made, bound and possibly listening
- * (listen is called if it is not).  On success the server owns fd. */
+/* Serve on fd, a stream socket the caller made, bound and possibly
+ * listening (listen is called if it is not); it is made non-blocking.  On
+ * success the server owns fd; on failure it stays the caller's.  Returns
+ * 0, -EINVAL (NULLs, a datagram socket, bad opts), -EBADF, -ENOTSOCK,
+ * -ENOMEM, WEFT_ECLOSED. */
 int weft_server_from_fd(weft_loop *loop, int fd, const weft_protocol *proto,
                         weft_protocol_factory *factory, void *arg, const weft_server_opts *opts,
                         weft_server **out);
@@ -228,26 +257,33 @@ int weft_server_start_serving(weft_server *s);
 /* True while the server accepts connections. */
 bool weft_server_is_serving(const weft_server *s);
 
-/* Stop accepting and close the listening sockets; connections already
- * accepted go on.  Idempotent; 0 or -EINVAL. */
+/* Stop accepting and close the listening sockets (a Unix server's file
+ * is removed); connections already accepted go on; a pending serve_forever
+ * is cancelled.  Idempotent; 0 or -EINVAL.  Works after the loop closed. */
 int weft_server_close(weft_server *s);
 
-/* Close (weft_transport_close) / abort every connection the server accepted. */
+/* Close (weft_transport_close) / abort every connection the server
+ * accepted (asyncio 3.13's close_clients / abort_clients).  0 or -EINVAL. */
 int weft_server_close_clients(weft_server *s);
 int weft_server_abort_clients(weft_server *s);
 
 /* A future done once the server is closed and every connection it
- * accepted is gone (the 3.12.1 behaviour).  NULL on failure. */
+ * accepted is gone, their connection_lost run (the 3.12.1 behaviour);
+ * done at once if that is so already.  NULL on failure (-EINVAL, -ENOMEM). */
 WEFT_NODISCARD weft_future *weft_server_wait_closed(weft_server *s);
 
-/* A future that accepts until cancelled (asyncio's serve_forever); the
- * server is closed when it ends.  NULL on failure. */
+/* Start serving, and a future that stays pending until it is cancelled
+ * (asyncio's serve_forever: its task cancelled, a timeout around it); the
+ * cancellation closes the server.  NULL on failure: -EINVAL, WEFT_ESTATE
+ * (closed, or a serve_forever already waits), WEFT_ECLOSED, -ENOMEM. */
 WEFT_NODISCARD weft_future *weft_server_serve_forever(weft_server *s);
 
-/* The port of the first listening socket (what port 0 picked), or -1. */
+/* The port of the first listening socket (what port 0 picked); -1 for a
+ * Unix server, once closed, or for NULL. */
 int weft_server_port(const weft_server *s);
 
-/* The listening sockets: how many, and the fd of the i-th (-1 when out of range). */
+/* The listening sockets: how many (0 once closed), and the fd of the i-th
+ * (-1 when out of range). */
 int weft_server_nsockets(const weft_server *s);
 int weft_server_socket(const weft_server *s, int i);
 
@@ -255,7 +291,9 @@ int weft_server_socket(const weft_server *s, int i);
 size_t weft_server_nclients(const weft_server *s);
 
 /* Close the server and abort its clients if not done, and free it (after
- * the clients' connection_lost ran).  NULL is a no-op. */
+ * the clients' connection_lost ran; wait_closed futures complete first).
+ * Call it before weft_loop_destroy (after weft_loop_close is fine).  NULL
+ * is a no-op. */
 void weft_server_free(weft_server *s);
 
 #ifdef __cplusplus
