@@ -1247,6 +1247,31 @@ static void test_loop_close_releases_open_transports(void **state)
     finish(loop);
 }
 
+
+/* close or abort before connection_made ran: connection_made still comes
+ * first, then connection_lost(0), both from the ready queue. */
+static void test_close_before_connection_made_keeps_the_order(void **state)
+{
+    (void)state;
+    for (int ab = 0; ab < 2; ab++) {
+        weft_loop *loop = tloop();
+        int fds[2];
+        unix_pair(fds);
+        rec_t r = {0};
+        weft_transport *t;
+        assert_int_equal(weft_transport_wrap(loop, fds[0], &k_proto, &r, &t), 0);
+        assert_int_equal(ab ? weft_transport_abort(t) : weft_transport_close(t), 0);
+        assert_int_equal(r.nev, 0);
+        step(loop);
+        assert_string_equal(r.ev, "ml");
+        assert_int_equal(r.lost_err, 0);
+        assert_false(fd_open(fds[0]));
+        close(fds[1]);
+        rec_free(&r);
+        finish(loop);
+    }
+}
+
 int main(void)
 {
     static const struct {
@@ -1280,6 +1305,7 @@ int main(void)
         TEST(test_wrap_survives_allocation_failure_at_each_site),
         TEST(test_write_buffer_allocation_failure),
         TEST(test_loop_close_releases_open_transports),
+        TEST(test_close_before_connection_made_keeps_the_order),
 #undef TEST
     };
     static const char *const backends[] = {"epoll", "poll"};
