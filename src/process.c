@@ -36,6 +36,7 @@
 #include "process_internal.h"
 #include "signal_internal.h"
 #include "weft/process.h"
+#include "weft/stream.h"
 
 extern char **environ;
 
@@ -89,7 +90,8 @@ struct weft_process {
     int pidfd;       /* -1: none */
     weft_io io;      /* watches pidfd */
     weft_link waits; /* pending wait futures */
-    int fds[3];      /* the parent's ends of the pipes (-1: none) */
+    int fds[3];      /* the parent's ends of the pipes (-1: none, or a stream's) */
+    weft_stream *streams[3];    /* pipes made streams (weft_process_stdin...) */
     struct comm *comm;          /* the communicate in progress, or NULL */
     weft_process_output output; /* the last one's result */
     bool has_output;
@@ -110,6 +112,7 @@ typedef struct comm_pipe {
     bool active; /* io initialised, pipe not finished */
     char *buf;   /* stdout / stderr: what arrived (cap > len: room for the NUL) */
     size_t len, cap;
+    weft_future *rd; /* a stream's read to EOF (the pipe is a stream), or NULL */
 } comm_pipe;
 
 /* A communicate: a future of its own kind, held while pending. */
@@ -575,8 +578,11 @@ static void proc_destroy(weft_process *p)
     weft__list_unlink(&p->link);
     if (p->comm)
         weft__future_cancel(&p->comm->f);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         close_fd(&p->fds[i]);
+        weft_stream_free(p->streams[i]);
+        p->streams[i] = NULL;
+    }
     if (p->pidfd >= 0) {
         weft_io_close(&p->io);
         close_fd(&p->pidfd);
@@ -592,8 +598,11 @@ void weft_process_free(weft_process *p)
         return;
     if (p->comm)
         weft__future_cancel(&p->comm->f);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         close_fd(&p->fds[i]);
+        weft_stream_free(p->streams[i]); /* a write stream still flushes */
+        p->streams[i] = NULL;
+    }
     if (p->reaped)
         proc_destroy(p);
     else
@@ -662,7 +671,13 @@ weft_future *weft_process_wait(weft_process *p)
 static void comm_pipe_stop(comm *c, int i, bool finished)
 {
     comm_pipe *cp = &c->pipe[i];
-    if (cp->active) {
+    if (cp->active && cp->rd) {
+        cp->active = false;
+        weft_future *rd = cp->rd;
+        cp->rd = NULL;
+        weft_future_cancel(rd); /* not finished: the stream keeps its data */
+        weft_future_unref(rd);  /* its done callback still holds one */
+    } else if (cp->active) {
         weft_io_close(&cp->io);
         cp->active = false;
     }
@@ -779,6 +794,70 @@ static void comm_ready(weft_io *w, unsigned events)
         comm_read(cp);
 }
 
+/* A stream's read to EOF is done.  The callback holds a reference to the
+ * communicate (its memory stays until the callback ran, even if it ended
+ * meanwhile) and one to the read. */
+static void comm_stream_done(weft_future *rd, void *arg)
+{
+    comm_pipe *cp = arg;
+    comm *c = cp->c;
+    if (cp->rd == rd && c->f.state == WEFT__PENDING) {
+        weft_value v = {0};
+        int err = weft_future_result(rd, &v);
+        cp->rd = NULL;
+        cp->active = false;
+        weft_future_unref(rd); /* the communicate's own reference */
+        if (!err) {
+            const weft_bytes *b = v.p;
+            if (b->len >= cp->cap) {
+                char *nb = weft__realloc(c->f.loop, cp->buf, b->len + 1);
+                if (!nb)
+                    err = -ENOMEM;
+                else {
+                    cp->buf = nb;
+                    cp->cap = b->len + 1;
+                }
+            }
+            if (!err) {
+                memcpy(cp->buf, b->data, b->len);
+                cp->len = b->len;
+                cp->buf[cp->len] = 0;
+            }
+        }
+        if (err)
+            comm_fail(c, err);
+        else
+            comm_check(c);
+    } else if (rd->state == WEFT__FAILED) {
+        weft_future_error(rd); /* a superseded failure: observed, not reported */
+    } /* data of a read nobody took goes back to the stream at its next read */
+    weft_future_unref(rd);
+    weft_future_unref(&c->f);
+}
+
+/* Pipe i of c is the stream s: start reading it to EOF (1, 2) or write the
+ * input and close it (0). */
+static int comm_stream_start(comm *c, int i, weft_stream *s)
+{
+    comm_pipe *cp = &c->pipe[i];
+    if (i == 0)
+        return 0; /* written at the end of the start, when nothing can fail */
+    weft_future *rd = weft_stream_read(s, -1);
+    if (!rd)
+        return weft_last_error();
+    int err = weft_future_add_done_callback(rd, comm_stream_done, cp);
+    if (err) {
+        weft_future_cancel(rd);
+        weft_future_unref(rd);
+        return err;
+    }
+    weft_future_ref(rd);     /* the callback's */
+    weft_future_ref(&c->f);  /* and the communicate's memory, for the callback */
+    cp->rd = rd;
+    cp->active = true;
+    return 0;
+}
+
 static int comm_cancel(weft_future *f)
 {
     comm *c = WEFT_CONTAINER_OF(f, comm, f);
@@ -799,11 +878,29 @@ static const weft__future_ops comm_ops = {
     .release = comm_release,
 };
 
+/* Undo a communicate that could not start: withdraw what it registered
+ * and drop the caller's reference (stream reads it started still hold one
+ * until their callbacks ran). */
+static void comm_abandon(comm *c)
+{
+    weft_loop *loop = c->f.loop;
+    for (int i = 0; i < 3; i++) {
+        comm_pipe_stop(c, i, false);
+        weft__free(loop, c->pipe[i].buf);
+        c->pipe[i].buf = NULL;
+    }
+    weft__free(loop, c->in);
+    c->in = NULL;
+    weft__future_cancel_now(&c->f); /* nothing waits on it yet */
+    weft_future_error(&c->f);       /* observed: no report */
+    weft_future_unref(&c->f);
+}
+
 weft_future *weft_process_communicate(weft_process *p, const void *input, size_t n)
 {
     int err = 0;
     weft_loop *loop = p ? p->L->loop : NULL;
-    if (!p || (n > 0 && (!input || p->fds[0] < 0)))
+    if (!p || (n > 0 && (!input || (p->fds[0] < 0 && !p->streams[0]))))
         err = -EINVAL;
     else if (weft__wrong_thread(loop, "weft_process_communicate"))
         err = -EPERM;
@@ -816,23 +913,28 @@ weft_future *weft_process_communicate(weft_process *p, const void *input, size_t
         return NULL;
     }
     comm *c = weft__futures(loop) ? weft__alloc(loop, sizeof *c) : NULL;
-    if (!c)
-        goto nomem;
+    if (!c) {
+        weft__set_last_error(-ENOMEM);
+        return NULL;
+    }
     memset(c, 0, sizeof *c);
     c->p = p;
-    if (n > 0) {
+    weft__future_init(&c->f, &comm_ops, loop);
+    err = -ENOMEM;
+    bool raw_in = n > 0 && !p->streams[0]; /* the stream copies the input itself */
+    if (raw_in) {
         c->in = weft__alloc(loop, n);
         if (!c->in)
-            goto nomem;
+            goto fail;
         memcpy(c->in, input, n);
         c->in_len = n;
     }
     for (int i = 1; i < 3; i++) {
-        if (p->fds[i] < 0)
+        if (p->fds[i] < 0 && !p->streams[i])
             continue;
         c->pipe[i].buf = weft__alloc(loop, COMM_BUF0);
         if (!c->pipe[i].buf)
-            goto nomem;
+            goto fail;
         c->pipe[i].buf[0] = 0;
         c->pipe[i].cap = COMM_BUF0;
     }
@@ -840,6 +942,12 @@ weft_future *weft_process_communicate(weft_process *p, const void *input, size_t
         comm_pipe *cp = &c->pipe[i];
         cp->c = c;
         cp->i = i;
+        if (p->streams[i]) {
+            err = comm_stream_start(c, i, p->streams[i]);
+            if (err)
+                goto fail;
+            continue;
+        }
         if (p->fds[i] < 0 || (i == 0 && n == 0))
             continue;
         err = weft_io_init(&cp->io, loop, p->fds[i], comm_ready);
@@ -848,28 +956,66 @@ weft_future *weft_process_communicate(weft_process *p, const void *input, size_t
         cp->active = true;
         weft_io_start(&cp->io, i == 0 ? WEFT_WRITABLE : WEFT_READABLE);
     }
-    if (n == 0)
+    /* nothing fails from here on */
+    if (p->streams[0]) {
+        if (n > 0)
+            weft_stream_write(p->streams[0], input, n); /* dropped if the child is gone */
+        weft_stream_close(p->streams[0]);                /* flushed, then closed: EOF */
+    } else if (n == 0) {
         close_fd(&p->fds[0]); /* no input: the child reads EOF at once */
-    weft__future_init(&c->f, &comm_ops, loop);
+    }
     weft__future_hold(&c->f, &c->hold);
     p->comm = c;
     comm_check(c); /* nothing to read and already reaped: done now */
     return &c->f;
 
-nomem:
-    err = -ENOMEM;
 fail:
-    if (c) {
-        for (int i = 0; i < 3; i++) {
-            if (c->pipe[i].active)
-                weft_io_close(&c->pipe[i].io);
-            weft__free(loop, c->pipe[i].buf);
-        }
-        weft__free(loop, c->in);
-        weft__free(loop, c);
-    }
+    comm_abandon(c);
     weft__set_last_error(err);
     return NULL;
+}
+
+/* The pipe i as a stream, made on first use. */
+static weft_stream *pipe_stream(weft_process *p, int i)
+{
+    if (!p) {
+        weft__set_last_error(-EINVAL);
+        return NULL;
+    }
+    if (p->streams[i])
+        return p->streams[i];
+    weft_loop *loop = p->L->loop;
+    int err = 0;
+    if (weft__wrong_thread(loop, "weft_process_stdin"))
+        err = -EPERM;
+    else if (p->fds[i] < 0)
+        err = -ENOENT; /* not a pipe, or used up */
+    else if (p->comm)
+        err = WEFT_ESTATE; /* communicate owns the raw pipe now */
+    else
+        err = i == 0 ? weft_open_write_pipe(loop, p->fds[0], NULL, &p->streams[0])
+                     : weft_open_read_pipe(loop, p->fds[i], NULL, &p->streams[i]);
+    if (err) {
+        weft__set_last_error(err);
+        return NULL;
+    }
+    p->fds[i] = -1; /* the stream's now */
+    return p->streams[i];
+}
+
+weft_stream *weft_process_stdin(weft_process *p)
+{
+    return pipe_stream(p, 0);
+}
+
+weft_stream *weft_process_stdout(weft_process *p)
+{
+    return pipe_stream(p, 1);
+}
+
+weft_stream *weft_process_stderr(weft_process *p)
+{
+    return pipe_stream(p, 2);
 }
 
 const weft_process_output *weft_process_output_of(const weft_process *p)

@@ -1023,6 +1023,204 @@ static void test_after_close_wait_is_done_and_communicate_refused(void **state)
 }
 
 /* =============================================================================
+ * Pipes as streams
+ * ========================================================================== */
+
+/* Run f to its end (it must succeed); its value; f is dropped. */
+static weft_value await_value(weft_loop *loop, weft_future *f)
+{
+    assert_non_null(f);
+    assert_int_equal(weft_loop_run_until_complete(loop, f), 0);
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(f, &v), 0);
+    weft_future_unref(f);
+    return v;
+}
+
+/* The next line of s, compared with want ("" at EOF). */
+static void expect_line(weft_loop *loop, weft_stream *s, const char *want)
+{
+    weft_future *f = weft_stream_readline(s);
+    assert_non_null(f);
+    assert_int_equal(weft_loop_run_until_complete(loop, f), 0);
+    weft_value v = {0};
+    assert_int_equal(weft_future_result(f, &v), 0);
+    const weft_bytes *b = v.p;
+    assert_string_equal(b->data, want);
+    weft_future_unref(f);
+}
+
+/* proc.stdout.readline() until EOF. */
+static void test_stdout_stream_readline(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process_opts o = {.out = PIPE};
+    weft_process *p = sh(loop, "printf 'one\ntwo\nlast'; exit 4", &o);
+    weft_stream *out = weft_process_stdout(p);
+    assert_non_null(out);
+    assert_ptr_equal(weft_process_stdout(p), out); /* one stream per pipe */
+    expect_line(loop, out, "one\n");
+    expect_line(loop, out, "two\n");
+    expect_line(loop, out, "last");
+    expect_line(loop, out, "");
+    assert_true(weft_stream_at_eof(out));
+    assert_int_equal(wait_rc(loop, p), 4);
+    weft_process_free(p); /* frees the stream */
+    finish_reaped(loop);
+}
+
+/* proc.stdin.write(), drain(), close(); the child sees EOF. */
+static void test_stdin_stream_write_drain_close(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process_opts o = {.in = PIPE, .out = PIPE};
+    weft_process *p = sh(loop, "exec tr a-z A-Z", &o);
+    weft_stream *in = weft_process_stdin(p), *out = weft_process_stdout(p);
+    assert_non_null(in);
+    assert_non_null(out);
+    enum { N = 1 << 20 }; /* beyond the pipe and the write-buffer marks */
+    char *big = malloc(N);
+    assert_non_null(big);
+    memset(big, 'x', N);
+    big[N - 1] = '\n';
+    assert_int_equal(weft_stream_write(in, big, N), 0);
+    free(big);
+    /* the child's output must be read while we drain: communicate-free
+     * code reads it first, then drains (drain waits for the low mark) */
+    weft_future *rd = weft_stream_readexactly(out, N);
+    weft_future *dr = weft_stream_drain(in);
+    assert_non_null(dr);
+    await_value(loop, dr);
+    assert_int_equal(weft_stream_close(in), 0);
+    const weft_bytes *b = await_value(loop, rd).p;
+    assert_int_equal(b->len, N);
+    assert_int_equal(b->data[0], 'X');
+    assert_int_equal(b->data[N - 2], 'X');
+    expect_line(loop, out, ""); /* EOF: tr saw ours */
+    assert_int_equal(wait_rc(loop, p), 0);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* communicate after the streams were used: it continues from where they
+ * are (what the stream buffered included). */
+static void test_communicate_through_streams(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process_opts o = {.in = PIPE, .out = PIPE, .err = PIPE};
+    weft_process *p = sh(loop,
+                         "read x; echo first; echo $x; head -c 2000000 /dev/zero; "
+                         "read y; echo err:$y >&2",
+                         &o);
+    weft_stream *in = weft_process_stdin(p), *out = weft_process_stdout(p);
+    assert_int_equal(weft_stream_write(in, "abc\n", 4), 0);
+    expect_line(loop, out, "first\n");
+    const weft_process_output *r = communicate(loop, p, "def\n", 4);
+    assert_int_equal(r->returncode, 0);
+    assert_int_equal(r->out_len, 4 + 2000000);
+    assert_int_equal(memcmp(r->out, "abc\n", 4), 0);
+    assert_int_equal(r->out[r->out_len - 1], 0);
+    assert_string_equal(r->err, "err:def\n");
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* Cancelling a communicate that reads a stream gives the data back to the
+ * stream. */
+static void test_cancelled_communicate_leaves_stream_data(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    weft_process_opts o = {.out = PIPE};
+    weft_process *p = sh(loop, "echo data; exec sleep 30", &o);
+    weft_stream *out = weft_process_stdout(p);
+    assert_non_null(out);
+    weft_future *f = weft_process_communicate(p, NULL, 0);
+    assert_non_null(f);
+    while (weft_stream_buffered(out) < 5)
+        assert_int_equal(weft_loop_run_once(loop), 0);
+    assert_int_equal(weft_future_cancel(f), 0);
+    weft_future_unref(f);
+    expect_line(loop, out, "data\n");
+    assert_int_equal(weft_process_kill(p), 0);
+    assert_int_equal(wait_rc(loop, p), -SIGKILL);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* The accessors' errors; an allocation failure leaves the pipe usable. */
+static void test_stream_accessor_errors(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    wt_warm(loop);
+    assert_null(weft_process_stdout(NULL));
+    assert_int_equal(weft_last_error(), -EINVAL);
+    weft_process_opts o = {.out = PIPE, .err = PIPE};
+    weft_process *p = sh(loop, "echo out; echo err >&2", &o);
+    assert_null(weft_process_stdin(p)); /* inherited: not a pipe */
+    assert_int_equal(weft_last_error(), -ENOENT);
+    alloc_fail_all(true);
+    assert_null(weft_process_stdout(p));
+    alloc_fail_all(false);
+    assert_int_equal(weft_last_error(), -ENOMEM);
+    weft_future *f = weft_process_communicate(p, NULL, 0); /* on the raw pipes */
+    assert_non_null(f);
+    assert_null(weft_process_stderr(p));
+    assert_int_equal(weft_last_error(), WEFT_ESTATE);
+    assert_int_equal(weft_loop_run_until_complete(loop, f), 0);
+    weft_future_unref(f);
+    const weft_process_output *r = weft_process_output_of(p);
+    assert_string_equal(r->out, "out\n");
+    assert_string_equal(r->err, "err\n");
+    assert_null(weft_process_stdout(p)); /* used up */
+    assert_int_equal(weft_last_error(), -ENOENT);
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* Allocation failure at each site of a communicate through streams. */
+static void test_stream_communicate_allocation_failure_at_each_site(void **state)
+{
+    (void)state;
+    weft_loop *loop = ploop();
+    wt_warm(loop);
+    weft_process_opts o = {.in = PIPE, .out = PIPE, .err = PIPE};
+    weft_process *p = sh(loop, "read x; echo out:$x; echo err:$x >&2", &o);
+    assert_non_null(weft_process_stdin(p));
+    assert_non_null(weft_process_stdout(p));
+    assert_non_null(weft_process_stderr(p));
+    step(loop); /* the streams' connection_made */
+    int failures = 0;
+    for (long k = 1;; k++) {
+        alloc_fail_at(alloc_calls() + k);
+        weft_future *f = weft_process_communicate(p, "in\n", 3);
+        alloc_fail_at(0);
+        if (f) {
+            int rc = weft_loop_run_until_complete(loop, f);
+            weft_future_unref(f);
+            if (rc == 0)
+                break;
+            assert_int_equal(rc, -ENOMEM); /* a buffer of the completion */
+            failures++;
+            continue;
+        }
+        assert_int_equal(weft_last_error(), -ENOMEM);
+        step(loop); /* a cancelled read's callback */
+        failures++;
+    }
+    assert_true(failures >= 3);
+    const weft_process_output *r = weft_process_output_of(p);
+    assert_string_equal(r->out, "out:in\n");
+    assert_string_equal(r->err, "err:in\n");
+    weft_process_free(p);
+    finish_reaped(loop);
+}
+
+/* =============================================================================
  * Registration
  * ========================================================================== */
 
@@ -1072,6 +1270,12 @@ int main(void)
         ON_ALL(test_communicate_cancel_and_state),
         ONCE(test_communicate_allocation_failure_at_each_site),
         ONCE(test_communicate_fails_when_output_cannot_grow),
+        ON_ALL(test_stdout_stream_readline),
+        ON_ALL(test_stdin_stream_write_drain_close),
+        ON_ALL(test_communicate_through_streams),
+        ON_ALL(test_cancelled_communicate_leaves_stream_data),
+        ONCE(test_stream_accessor_errors),
+        ONCE(test_stream_communicate_allocation_failure_at_each_site),
     };
     return RUN_TESTS(tests);
 }

@@ -32,6 +32,7 @@
 #include <sys/types.h>
 
 #include "net.h"
+#include "stream.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -156,6 +157,20 @@ WEFT_NODISCARD weft_future *weft_process_communicate(weft_process *p, const void
 
 /* The output of the last communicate that completed on p, or NULL. */
 const weft_process_output *weft_process_output_of(const weft_process *p);
+
+/* The child's stdin, stdout or stderr pipe as a stream (asyncio's
+ * proc.stdin, proc.stdout, proc.stderr): write, drain and close stdin;
+ * read, readline, readexactly, readuntil stdout and stderr (stream.h).
+ * Made from the pipe on the first call (weft_open_write_pipe /
+ * weft_open_read_pipe) and owned by the process: weft_process_free frees
+ * it; do not weft_stream_free it yourself.  communicate works through it
+ * from then on (it reads what the stream has buffered, then the rest).
+ * NULL on failure (weft_last_error): -EINVAL (NULL p), -ENOENT (that fd is
+ * not a pipe, or communicate used it up), WEFT_ESTATE (a communicate on
+ * the raw pipe is pending), -ENOMEM, WEFT_ECLOSED. */
+weft_stream *weft_process_stdin(weft_process *p);
+weft_stream *weft_process_stdout(weft_process *p);
+weft_stream *weft_process_stderr(weft_process *p);
 
 /* How the loop reaps this child: "pidfd" or "sigchld" (NULL for NULL). */
 const char *weft_process_reaper(const weft_process *p);
