@@ -103,6 +103,8 @@ enum weft__layer_id {
     WEFT__LAYER_EXECUTOR,
     WEFT__LAYER_NET,
     WEFT__LAYER_OS,
+    WEFT__LAYER_UDP, /* datagram endpoints (udp.c) */
+    WEFT__LAYER_PROCESS, /* subprocesses (process.c): closes before the signals it uses */
     WEFT__LAYERS
 };
 

@@ -92,17 +92,17 @@ static size_t sbuf_off(const sbuf *b)
 /* ---- the stream ------------------------------------------------------------------ */
 
 enum {
-    S_OWNED = 1u << 0,    /* someone owns it (the caller, a handler task) */
+    S_OWNED = 1u << 0,     /* someone owns it (the caller, a handler task) */
     S_TRANSPORT = 1u << 1, /* made with a transport (else fed by hand) */
-    S_ATTACHED = 1u << 2, /* the transport is there (connection_lost not yet run) */
-    S_EOF = 1u << 3,      /* EOF received or fed */
-    S_PAUSED = 1u << 4,   /* we paused the transport's reading */
-    S_WPAUSED = 1u << 5,  /* pause_writing: drain waits */
-    S_RDONLY = 1u << 6,   /* a read pipe: no writing */
-    S_WRONLY = 1u << 7,   /* a write pipe: no reading */
-    S_CLOSED = 1u << 8,   /* close was called (a fed stream) */
-    S_LOST = 1u << 9,     /* connection_lost ran */
-    S_SERVED = 1u << 10,  /* a server's: connection_made spawns the handler */
+    S_ATTACHED = 1u << 2,  /* the transport is there (connection_lost not yet run) */
+    S_EOF = 1u << 3,       /* EOF received or fed */
+    S_PAUSED = 1u << 4,    /* we paused the transport's reading */
+    S_WPAUSED = 1u << 5,   /* pause_writing: drain waits */
+    S_RDONLY = 1u << 6,    /* a read pipe: no writing */
+    S_WRONLY = 1u << 7,    /* a write pipe: no reading */
+    S_CLOSED = 1u << 8,    /* close was called (a fed stream) */
+    S_LOST = 1u << 9,      /* connection_lost ran */
+    S_SERVED = 1u << 10,   /* a server's: connection_made spawns the handler */
 };
 
 typedef struct stream_rd stream_rd;
@@ -110,17 +110,17 @@ typedef struct stream_slow stream_slow;
 typedef struct stream_ctx stream_ctx;
 
 struct weft_stream {
-    weft_transport *t;  /* while S_ATTACHED */
+    weft_transport *t; /* while S_ATTACHED */
     weft_loop *loop;
-    sbuf *buf;          /* buffered data; NULL when empty */
-    weft_bytes *last;   /* the last read's data (owned), or NULL */
-    stream_rd *rd;      /* the read now or last (a reference, until the next) */
-    void *aux;          /* stream_slow (drain, wait_closed), or a server's ctx
-                           until connection_made */
+    sbuf *buf;        /* buffered data; NULL when empty */
+    weft_bytes *last; /* the last read's data (owned), or NULL */
+    stream_rd *rd;    /* the read now or last (a reference, until the next) */
+    void *aux;        /* stream_slow (drain, wait_closed), or a server's ctx
+                         until connection_made */
     uint32_t limit;
-    uint32_t consumed;  /* after WEFT_ELIMIT */
-    uint32_t dropped;   /* writes after the loss (saturating) */
-    int16_t err;        /* the exception, or 0 */
+    uint32_t consumed; /* after WEFT_ELIMIT */
+    uint32_t dropped;  /* writes after the loss (saturating) */
+    int16_t err;       /* the exception, or 0 */
     uint16_t flags;
 };
 
@@ -147,8 +147,8 @@ enum { RD_READ, RD_ALL, RD_EXACT, RD_UNTIL, RD_LINE };
 
 struct stream_rd {
     weft_future f;
-    weft_stream *s;  /* NULL once detached */
-    size_t n;        /* READ/EXACT: n; UNTIL/LINE: the scan offset */
+    weft_stream *s; /* NULL once detached */
+    size_t n;       /* READ/EXACT: n; UNTIL/LINE: the scan offset */
     uint8_t op;
     uint8_t pad;
     uint16_t seplen;
@@ -1085,8 +1085,7 @@ static int write_check(weft_stream *s)
     if (s->flags & S_LOST) {
         if (s->dropped < UINT32_MAX && ++s->dropped == 5)
             weft__reportf(s->loop, WEFT_REPORT_IO, -EPIPE,
-                          "stream %p: writes after the connection was lost are dropped",
-                          (void *)s);
+                          "stream %p: writes after the connection was lost are dropped", (void *)s);
         return 1;
     }
     return 0;
@@ -1176,9 +1175,9 @@ weft_loop *weft_stream_loop(const weft_stream *s)
 /* ---- open_connection ------------------------------------------------------------------ */
 
 typedef struct stream_open {
-    weft_future f;       /* value: the stream */
+    weft_future f; /* value: the stream */
     weft__hold hold;
-    weft_future *inner;  /* the connect */
+    weft_future *inner; /* the connect */
     weft_stream *s;
 } stream_open;
 
@@ -1257,10 +1256,9 @@ static weft_future *open_common(weft_loop *loop, const char *host, int port, con
         weft__set_last_error(-ENOMEM);
         return NULL;
     }
-    weft_future *inner =
-        path ? weft_create_unix_connection(loop, &stream_protocol, s, path)
-             : weft_create_connection(loop, &stream_protocol, s, host, port,
-                                      opts ? opts->connect : NULL);
+    weft_future *inner = path ? weft_create_unix_connection(loop, &stream_protocol, s, path)
+                              : weft_create_connection(loop, &stream_protocol, s, host, port,
+                                                       opts ? opts->connect : NULL);
     if (!inner) {
         err = weft_last_error();
         stream_release_mem(s);
@@ -1329,7 +1327,7 @@ struct stream_ctx {
     const weft_co_info *handler;
     void *arg;
     const char *task_name;
-    size_t size;                   /* of this block */
+    size_t size; /* of this block */
     uint32_t limit;
     _Alignas(16) unsigned char frame[]; /* the template: wrapper + handler */
 };
@@ -1355,7 +1353,8 @@ static void report_handler_error(weft_loop *loop, weft_task *task,
 
 WEFT_ASYNC(stream_serve)
 {
-    weft_stream_handler_frame *h = (weft_stream_handler_frame *)(void *)((char *)self + SERVE_CHILD);
+    weft_stream_handler_frame *h =
+        (weft_stream_handler_frame *)(void *)((char *)self + SERVE_CHILD);
     WEFT_BEGIN(self);
     h->co.up = weft__co;
     WEFT__SUSPEND(WEFT_CO_CALL, &h->co);
@@ -1370,12 +1369,15 @@ WEFT_ASYNC(stream_serve)
     WEFT_END;
 }
 
-#define SERVE_INFO(n)                                                                              \
-    {stream_serve__entry, "stream_serve", __FILE__, stream_serve__store, SERVE_CHILD + 16 * (n), 16}
+#define SERVE_INFO(n)                                                       \
+    {                                                                       \
+        stream_serve__entry, "stream_serve", __FILE__, stream_serve__store, \
+            SERVE_CHILD + 16 * (n), 16                                      \
+    }
 #define SERVE_INFO4(n) SERVE_INFO(n), SERVE_INFO((n) + 1), SERVE_INFO((n) + 2), SERVE_INFO((n) + 3)
-#define SERVE_INFO16(n)                                                                            \
+#define SERVE_INFO16(n) \
     SERVE_INFO4(n), SERVE_INFO4((n) + 4), SERVE_INFO4((n) + 8), SERVE_INFO4((n) + 12)
-#define SERVE_INFO64(n)                                                                            \
+#define SERVE_INFO64(n) \
     SERVE_INFO16(n), SERVE_INFO16((n) + 16), SERVE_INFO16((n) + 32), SERVE_INFO16((n) + 48)
 
 /* Handler frames up to 4 KiB - 16. */

@@ -195,7 +195,7 @@ static void test_s_stream_4_readline(void **state)
         f = weft_stream_readline(s);
         assert_false(weft_future_done(f));
         assert_int_equal(weft_stream_feed_eof(s), 0);
-        expect_data(f, "thr"); /* the partial last line, no newline */
+        expect_data(f, "thr");                    /* the partial last line, no newline */
         expect_data(weft_stream_readline(s), ""); /* EOF, buffer empty */
         weft_stream_free(s);
         finish(loop);
@@ -247,7 +247,7 @@ static void test_s_stream_5_readexactly(void **state)
         assert_false(weft_future_done(f));
         assert_int_equal(weft_stream_feed_eof(s), 0);
         expect_err(f, WEFT_EINCOMPLETE);
-        expect_last(s, "ab"); /* the partial data */
+        expect_last(s, "ab");                         /* the partial data */
         assert_int_equal(weft_stream_buffered(s), 0); /* buffer cleared */
         assert_true(weft_stream_at_eof(s));
         weft_stream_free(s);
@@ -420,7 +420,7 @@ static int g_got_err;
 struct reader {
     WEFT_FRAME(int);
     weft_stream *s;
-    ssize_t n;     /* 0: readline */
+    ssize_t n;      /* 0: readline */
     double timeout; /* > 0: through weft_wait_for */
 };
 
@@ -478,7 +478,7 @@ static void test_read_completed_then_cancelled_gives_the_data_back(void **state)
         weft_loop *loop = loop_on(BACKENDS[i], 0);
         weft_stream *s = fed(loop, 0);
         weft_task *t = WEFT_SPAWN(loop, reader, .s = s);
-        step(loop); /* parked on the read */
+        step(loop);              /* parked on the read */
         feed(s, "line\nnext\n"); /* completes the read; t is queued */
         assert_int_equal(weft_task_cancel(t), 0);
         assert_int_equal(run(loop, t), -ECANCELED);
@@ -1032,7 +1032,7 @@ static void test_read_pipe_and_write_pipe(void **state)
         int p[2];
         assert_int_equal(pipe(p), 0);
         weft_stream *r = NULL, *w = NULL;
-        assert_int_equal(weft_open_read_pipe(loop, p[1], NULL, &r), -EBADF); /* write end */
+        assert_int_equal(weft_open_read_pipe(loop, p[1], NULL, &r), -EBADF);  /* write end */
         assert_int_equal(weft_open_write_pipe(loop, p[0], NULL, &w), -EBADF); /* read end */
         assert_int_equal(weft_open_read_pipe(loop, p[0], NULL, &r), 0);
         assert_int_equal(weft_open_write_pipe(loop, p[1], NULL, &w), 0);
@@ -1251,8 +1251,8 @@ WEFT_ASYNC(client)
 
 static weft_server *start_echo(weft_loop *loop, void *arg)
 {
-    weft_future *f = weft_start_server(loop, WEFT_STREAM_HANDLER(echo_line), arg, "127.0.0.1",
-                                       0, NULL);
+    weft_future *f =
+        weft_start_server(loop, WEFT_STREAM_HANDLER(echo_line), arg, "127.0.0.1", 0, NULL);
     assert_int_equal(await_f(loop, f), 0);
     weft_value v;
     assert_int_equal(weft_future_result(f, &v), 0);
@@ -1336,9 +1336,9 @@ static void test_unix_server_and_connection(void **state)
         weft_loop *loop = loop_on(BACKENDS[i], 0);
         g_client_ok = 0;
         weft_server *srv = NULL;
-        assert_int_equal(weft_start_unix_server(loop, WEFT_STREAM_HANDLER(echo_line), NULL, path,
-                                                NULL, &srv),
-                         0);
+        assert_int_equal(
+            weft_start_unix_server(loop, WEFT_STREAM_HANDLER(echo_line), NULL, path, NULL, &srv),
+            0);
         weft_task *t = WEFT_SPAWN(loop, client, .path = path, .last = "quit\n");
         assert_int_equal(run_task(loop, t), 0);
         assert_int_equal(g_client_ok, 1);
@@ -1382,7 +1382,7 @@ static void test_s_stream_14_server_close_keeps_connections_wait_closed_waits(vo
             step(loop);
         assert_false(weft_future_done(w)); /* a connection is still there */
         assert_int_equal(weft_stream_write(s, "b\n", 2), 0);
-        expect_line(loop, s, "b\n"); /* and it still works */
+        expect_line(loop, s, "b\n");               /* and it still works */
         assert_int_equal(weft_stream_close(s), 0); /* the handler sees EOF and ends */
         assert_int_equal(await_f(loop, w), 0);
         weft_future_unref(w);
@@ -1440,8 +1440,8 @@ static void test_every_allocation_failure_of_servers_and_connections_is_survived
         weft_server *srv = NULL;
         weft_stream *s = NULL;
         weft_value v;
-        weft_future *f = weft_start_server(loop, WEFT_STREAM_HANDLER(echo_line), NULL,
-                                           "127.0.0.1", 0, NULL);
+        weft_future *f =
+            weft_start_server(loop, WEFT_STREAM_HANDLER(echo_line), NULL, "127.0.0.1", 0, NULL);
         if (!f) {
             assert_int_equal(weft_last_error(), -ENOMEM);
             goto done;

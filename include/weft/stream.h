@@ -169,8 +169,7 @@ WEFT_NODISCARD weft_future *weft_stream_readexactly(weft_stream *s, ssize_t n);
  * the limit, or found but starting after it: WEFT_ELIMIT with the data
  * left in the buffer and weft_stream_consumed set (asyncio's
  * LimitOverrunError.consumed, S-STREAM-6). */
-WEFT_NODISCARD weft_future *weft_stream_readuntil(weft_stream *s, const void *sep,
-                                                  size_t seplen);
+WEFT_NODISCARD weft_future *weft_stream_readuntil(weft_stream *s, const void *sep, size_t seplen);
 
 /* The data of the last read that completed on s: its value, or after
  * WEFT_EINCOMPLETE the partial data.  NULL if there is none (or it was
@@ -294,12 +293,16 @@ weft_loop *weft_stream_loop(const weft_stream *s);
  * it is closed (flushed) and freed when the handler's task ends, however
  * it ends (asyncio 3.12).  A handler that fails is reported through the
  * loop's report hook (WEFT_REPORT_UNOBSERVED, "unhandled error in stream
- * handler"), as asyncio's exception handler is called. */
+ * handler"), as asyncio's exception handler is called; a cancelled one is
+ * not.  Each connection's task is one pooled block: the task, a 48-byte
+ * wrapper frame and the handler's frame.  The server's context goes when
+ * its wait_closed completes, except with a handler frame of 4 KiB or
+ * more, whose context stays until the loop is destroyed. */
 
 /* The first members of a handler's frame. */
-#define WEFT_STREAM_FRAME   \
-    WEFT_FRAME(int);        \
-    weft_stream *stream;    \
+#define WEFT_STREAM_FRAME \
+    WEFT_FRAME(int);      \
+    weft_stream *stream;  \
     void *arg
 
 /* The layout every handler frame begins with. */
@@ -310,11 +313,11 @@ typedef struct weft_stream_handler_frame {
 /* The handler argument for coroutine fn (checks at compile time that its
  * frame begins with WEFT_STREAM_FRAME). */
 #define WEFT_STREAM_HANDLER(fn)                                                              \
-    ((void)sizeof(char[(offsetof(struct fn, stream) ==                                      \
-                            offsetof(weft_stream_handler_frame, stream) &&                  \
-                        offsetof(struct fn, arg) == offsetof(weft_stream_handler_frame, arg)) \
-                           ? 1                                                              \
-                           : -1]),                                                          \
+    ((void)sizeof(                                                                           \
+         char[(offsetof(struct fn, stream) == offsetof(weft_stream_handler_frame, stream) && \
+               offsetof(struct fn, arg) == offsetof(weft_stream_handler_frame, arg))         \
+                  ? 1                                                                        \
+                  : -1]),                                                                    \
      &fn##__info)
 
 /* asyncio.start_server: listen on host:port (weft_create_server with
