@@ -72,7 +72,8 @@ typedef struct weft_protocol {
  * goes.  connection_made(t, ud) runs from the ready queue.  A read-only fd
  * (a pipe's read end) is never written; a write-only fd is never read
  * (its peer closing is still noticed).  *out (may be NULL) receives the
- * transport.  Returns 0, -EINVAL (NULL loop or proto, fd < 0), -EBADF,
+ * transport.  Returns 0, -EINVAL (NULL loop or proto, fd < 0, a datagram
+ * or listening socket), -EBADF,
  * -EPERM (a regular file: not pollable), -EEXIST (the loop already
  * watches fd), -ENOMEM or WEFT_ECLOSED; on failure fd is left open and
  * untouched. */
@@ -82,8 +83,8 @@ int weft_transport_wrap(weft_loop *loop, int fd, const weft_protocol *proto, voi
 /* Queue n bytes for writing: written at once if the buffer is empty and
  * the kernel takes them, the rest copied into the buffer and sent when the
  * fd is writable.  Returns 0; -EINVAL (NULL t, NULL data with n > 0);
- * WEFT_ESTATE after weft_transport_write_eof or close; -ENOMEM (nothing
- * queued).  After the connection was lost the bytes are dropped and
+ * WEFT_ESTATE after weft_transport_write_eof or close; -ENOTSUP on a
+ * read-only fd; -ENOMEM (nothing queued).  After the connection was lost the bytes are dropped and
  * counted (weft_transport_dropped_writes) and 0 is returned, as asyncio
  * does (S-STREAM-13). */
 int weft_transport_write(weft_transport *t, const void *data, size_t n);
