@@ -57,7 +57,8 @@ typedef struct listener {
 
 typedef struct srv_wait {
     weft_future f;
-    weft_link link; /* in the server's waiters while pending */
+    weft_link link;   /* in the server's waiters while pending */
+    weft__hold hold;  /* the list holds the wait: dropping it pending is safe */
 } srv_wait;
 
 typedef struct srv_forever {
@@ -111,6 +112,7 @@ static void maybe_done(weft_server *s)
         srv_wait *w = WEFT_CONTAINER_OF(s->waiters.next, srv_wait, link);
         weft__list_unlink(&w->link);
         weft__future_resolve(&w->f, (weft_value){.i = 0});
+        weft__future_unhold(&w->hold); /* last: it may free w */
     }
     if (s->freeing)
         free_now(s);
@@ -716,9 +718,12 @@ int weft_server_abort_clients(weft_server *s)
 static int wait_cancel(weft_future *f)
 {
     srv_wait *w = WEFT_CONTAINER_OF(f, srv_wait, f);
-    if (w->link.next)
+    int err = weft__future_cancel_now(f);
+    if (w->link.next) {
         weft__list_unlink(&w->link);
-    return weft__future_cancel_now(f);
+        weft__future_unhold(&w->hold); /* last: it may free w */
+    }
+    return err;
 }
 
 static void wait_release(weft_future *f)
@@ -747,8 +752,10 @@ weft_future *weft_server_wait_closed(weft_server *s)
     weft__future_init(&w->f, &wait_ops, s->loop);
     if (s->closed && s->nclients == 0)
         weft__future_resolve(&w->f, (weft_value){.i = 0});
-    else
+    else {
         weft__list_push(&s->waiters, &w->link);
+        weft__future_hold(&w->f, &w->hold);
+    }
     return &w->f;
 }
 

@@ -538,6 +538,32 @@ static void test_wait_closed_waits_for_close_and_clients(void **state)
     finish(loop);
 }
 
+/* A pending wait_closed the caller drops stays held by the server until
+ * it completes (no use after free, nothing leaked; finish() counts); one
+ * cancelled before the close leaves the server's list at once. */
+static void test_wait_closed_dropped_or_cancelled_while_pending(void **state)
+{
+    weft_loop *loop = net_loop(state, false);
+    memset(&g_srv, 0, sizeof g_srv);
+    weft_server *s = tcp_server(loop, "127.0.0.1", NULL);
+    weft_future *dropped = weft_server_wait_closed(s);
+    weft_future *cancelled = weft_server_wait_closed(s);
+    assert_non_null(dropped);
+    assert_non_null(cancelled);
+    weft_future_unref(dropped); /* pending: the server still holds it */
+    assert_int_equal(weft_future_cancel(cancelled), 0);
+    assert_true(weft_future_cancelled(cancelled));
+    weft_future_unref(cancelled);
+    step(loop);
+    assert_int_equal(weft_server_close(s), 0);
+    step(loop);
+    weft_future *w = weft_server_wait_closed(s);
+    assert_true(weft_future_done(w));
+    weft_future_unref(w);
+    weft_server_free(s);
+    finish(loop);
+}
+
 /* abort_clients drops every connection now. */
 static void test_abort_clients(void **state)
 {
@@ -1027,6 +1053,7 @@ int main(void)
         ON_BOTH(test_emfile_backs_off_reports_and_resumes)
         ON_BOTH(test_close_stops_accepting_clients_go_on)
         ON_BOTH(test_wait_closed_waits_for_close_and_clients)
+        ON_BOTH(test_wait_closed_dropped_or_cancelled_while_pending)
         ON_BOTH(test_abort_clients)
         ON_BOTH(test_serve_forever_until_cancelled)
         ON_BOTH(test_close_cancels_serve_forever)
