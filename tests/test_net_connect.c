@@ -119,21 +119,28 @@ static int full_listener(int family, int *port, int *filler)
 
 static weft__addr loopback_addr(int family, int port)
 {
+    /* built in sockaddr_in / _in6 locals and copied in: writing through a
+     * cast of &a.ss breaks the aliasing rules, and gcc -O2 -m32 dropped
+     * those stores */
     weft__addr a;
     memset(&a, 0, sizeof a);
     a.family = family;
     if (family == AF_INET) {
-        struct sockaddr_in *s = (struct sockaddr_in *)&a.ss;
-        s->sin_family = AF_INET;
-        s->sin_port = htons((uint16_t)port);
-        s->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.len = sizeof *s;
+        struct sockaddr_in s;
+        memset(&s, 0, sizeof s);
+        s.sin_family = AF_INET;
+        s.sin_port = htons((uint16_t)port);
+        s.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        memcpy(&a.ss, &s, sizeof s);
+        a.len = sizeof s;
     } else {
-        struct sockaddr_in6 *s = (struct sockaddr_in6 *)&a.ss;
-        s->sin6_family = AF_INET6;
-        s->sin6_port = htons((uint16_t)port);
-        s->sin6_addr = in6addr_loopback;
-        a.len = sizeof *s;
+        struct sockaddr_in6 s;
+        memset(&s, 0, sizeof s);
+        s.sin6_family = AF_INET6;
+        s.sin6_port = htons((uint16_t)port);
+        s.sin6_addr = in6addr_loopback;
+        memcpy(&a.ss, &s, sizeof s);
+        a.len = sizeof s;
     }
     return a;
 }
