@@ -349,9 +349,25 @@ static void test_connected_endpoint_sends_to_its_peer_only(void **state)
     finish(loop);
 }
 
+/* libkqueue (the kqueue backend on Linux) does not report a connected
+ * UDP socket's pending error (ICMP port unreachable) as readable, as the
+ * BSDs' kqueue and epoll do: skip the ICMP tests there. */
+static void skip_icmp_on_libkqueue(weft_loop *loop)
+{
+#ifdef __linux__
+    if (strcmp(weft_loop_backend(loop), "kqueue") == 0) {
+        print_message("libkqueue does not report UDP socket errors: skipped\n");
+        skip(); /* teardown destroys the loop under test */
+    }
+#else
+    (void)loop;
+#endif
+}
+
 static void test_icmp_port_unreachable_is_error_received(void **state)
 {
     weft_loop *loop = loop_on(*state, 0);
+    skip_icmp_on_libkqueue(loop);
     prec r = {0};
     weft_udp *c = open_connected(loop, &k_proto, &r, "127.0.0.1", closed_port());
     RUN_UNTIL(loop, r.made);
@@ -377,6 +393,7 @@ static void test_icmp_port_unreachable_is_error_received(void **state)
 static void test_icmp_error_fails_a_pending_receive(void **state)
 {
     weft_loop *loop = loop_on(*state, 0);
+    skip_icmp_on_libkqueue(loop);
     prec r = {0};
     weft_udp *c = open_connected(loop, &k_quiet, &r, "127.0.0.1", closed_port());
     weft_future *f = weft_udp_recvfrom(c, 64);
