@@ -455,7 +455,7 @@ int main(int argc, char **argv)
     bool ok = !s.failures && flat && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     printf("%s: %s; server RSS growth after round 1: %ld KiB (limit %d); server exit %d; "
            "%.1f s in all\n",
-           ok ? "PASS" : "FAIL", s.failures ? "errors (see stderr)" : "every byte verified",
-           worst, RSS_SLACK / 1024, WIFEXITED(status) ? WEXITSTATUS(status) : -1, total);
+           ok ? "PASS" : "FAIL", s.failures ? "errors (see stderr)" : "every byte verified", worst,
+           RSS_SLACK / 1024, WIFEXITED(status) ? WEXITSTATUS(status) : -1, total);
     return ok ? 0 : 1;
 }

@@ -4,7 +4,8 @@
  *
  * Listens on 127.0.0.1:PORT (backlog 4096), echoes every byte back in order
  * on the same connection (weft's TCP servers set TCP_NODELAY on every
- * accepted socket), closes a connection on EOF or error, and exits 0 within a moment of SIGTERM or SIGINT
+ * accepted socket), closes a connection on EOF or error, and exits 0 within a moment of SIGTERM or
+ * SIGINT
  * (../shared/bench/README.md, "weft-echo PORT").  Two levels:
  *
  *   default    the protocol level (asyncio's Protocol): data_received hands
@@ -191,8 +192,8 @@ int main(int argc, char **argv)
     weft_future *f;
     if (streams) {
         weft_stream_opts sto = {.server = &so, .task_name = "echo"};
-        f = weft_start_server(loop, WEFT_STREAM_HANDLER(echo_handler), NULL, "127.0.0.1",
-                              (int)port, &sto);
+        f = weft_start_server(loop, WEFT_STREAM_HANDLER(echo_handler), NULL, "127.0.0.1", (int)port,
+                              &sto);
     } else {
         f = weft_create_server(loop, &echo_protocol, echo_factory, NULL, "127.0.0.1", (int)port,
                                &so);

@@ -123,8 +123,7 @@ static void room_broadcast(struct room *r, struct client *from, struct line *l)
         if (err != WEFT_EFULL)
             continue; /* shut down: it is leaving */
         c->dropped = true;
-        printf("server: %s is too slow (%d lines queued): disconnected\n", c->name,
-               QUEUE_LINES);
+        printf("server: %s is too slow (%d lines queued): disconnected\n", c->name, QUEUE_LINES);
         weft_stream_abort(c->s); /* now, dropping what its buffer holds */
         struct line *notice = line_new("* %s was too slow and is disconnected%s\n", c->name, "");
         if (notice) {
@@ -377,8 +376,7 @@ WEFT_ASYNC(demo)
         WEFT_AWAIT(self, weft_stream_drain(self->alice));
     }
     WEFT_AWAIT(self, weft_future_ref(self->bob_task));
-    printf("bob received %d of alice's %d lines, in order\n", (int)WEFT_RESULT(self).i,
-           DEMO_LINES);
+    printf("bob received %d of alice's %d lines, in order\n", (int)WEFT_RESULT(self).i, DEMO_LINES);
 
     /* Alice leaves; bob hears of it; then bob leaves. */
     weft_stream_close(self->alice);

@@ -78,8 +78,8 @@ WEFT_ASYNC(main_co)
 {
     weft_loop *loop = weft_task_loop(task);
     WEFT_BEGIN(self);
-    WEFT_AWAIT(self, weft_start_server(loop, WEFT_STREAM_HANDLER(handle_echo), NULL,
-                                       "127.0.0.1", self->port, NULL));
+    WEFT_AWAIT(self, weft_start_server(loop, WEFT_STREAM_HANDLER(handle_echo), NULL, "127.0.0.1",
+                                       self->port, NULL));
     self->server = WEFT_RESULT(self).p;
     printf("Serving on 127.0.0.1:%d\n", weft_server_port(self->server));
     WEFT_AWAIT(self, weft_server_serve_forever(self->server)); /* until Ctrl-C */

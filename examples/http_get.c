@@ -183,8 +183,8 @@ WEFT_ASYNC(main_co)
     weft_loop *loop = weft_task_loop(task);
     WEFT_BEGIN(self);
     if (!self->url) {
-        WEFT_AWAIT(self, weft_start_server(loop, WEFT_STREAM_HANDLER(slow_http), NULL,
-                                           "127.0.0.1", 0, NULL));
+        WEFT_AWAIT(self, weft_start_server(loop, WEFT_STREAM_HANDLER(slow_http), NULL, "127.0.0.1",
+                                           0, NULL));
         self->server = WEFT_RESULT(self).p;
         snprintf(self->own_url, sizeof self->own_url, "http://127.0.0.1:%d/",
                  weft_server_port(self->server));

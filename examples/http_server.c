@@ -118,9 +118,8 @@ WEFT_ASYNC(http_conn)
             self->status = 400;
             self->keep_alive = false;
         } else {
-            self->status = strcmp(self->method, "GET") == 0 || strcmp(self->method, "HEAD") == 0
-                               ? 200
-                               : 405;
+            self->status =
+                strcmp(self->method, "GET") == 0 || strcmp(self->method, "HEAD") == 0 ? 200 : 405;
             self->keep_alive = self->minor == 1; /* HTTP/1.0 closes by default */
         }
 
@@ -175,9 +174,8 @@ WEFT_ASYNC(http_conn)
                              self->status, reason, blen,
                              self->status == 405 ? "Allow: GET, HEAD\r\n" : "",
                              self->keep_alive ? "keep-alive" : "close");
-            struct iovec iov[3] = {{self->head, (size_t)n},
-                                   {(void *)body, strlen(body)},
-                                   {"\n", 1}};
+            struct iovec iov[3] = {
+                {self->head, (size_t)n}, {(void *)body, strlen(body)}, {"\n", 1}};
             int cnt = strcmp(self->method, "HEAD") == 0 && self->status == 200 ? 1
                       : self->status == 200                                    ? 2
                                                                                : 3;
@@ -204,8 +202,8 @@ WEFT_ASYNC(main_co)
 {
     weft_loop *loop = weft_task_loop(task);
     WEFT_BEGIN(self);
-    WEFT_AWAIT(self, weft_start_server(loop, WEFT_STREAM_HANDLER(http_conn), &self->cfg,
-                                       self->host, self->port, NULL));
+    WEFT_AWAIT(self, weft_start_server(loop, WEFT_STREAM_HANDLER(http_conn), &self->cfg, self->host,
+                                       self->port, NULL));
     self->server = WEFT_RESULT(self).p;
     printf("listening on http://%s:%d/\n", self->host, weft_server_port(self->server));
     WEFT_AWAIT(self, weft_server_serve_forever(self->server)); /* until Ctrl-C */

@@ -34,12 +34,12 @@
 /* One server loop's thread. */
 struct worker {
     int index;
-    int port;                 /* in: the port to listen on (0: pick one) */
+    int port; /* in: the port to listen on (0: pick one) */
     pthread_t thread;
-    pthread_mutex_t *mu;      /* guards the three fields below */
+    pthread_mutex_t *mu; /* guards the three fields below */
     pthread_cond_t *cv;
-    weft_loop *loop;          /* set once listening */
-    int listening_port, err;  /* the port it got, or the error */
+    weft_loop *loop;         /* set once listening */
+    int listening_port, err; /* the port it got, or the error */
     bool ready;
 };
 
@@ -87,8 +87,9 @@ WEFT_ASYNC(serve)
     WEFT_BEGIN(self);
     self->so.reuse_port = true; /* SO_REUSEPORT: share the port with the other loops */
     self->sto.server = &self->so;
-    WEFT_TRY_AWAIT(self, weft_start_server(loop, WEFT_STREAM_HANDLER(hello), self->w,
-                                           "127.0.0.1", self->w->port, &self->sto),
+    WEFT_TRY_AWAIT(self,
+                   weft_start_server(loop, WEFT_STREAM_HANDLER(hello), self->w, "127.0.0.1",
+                                     self->w->port, &self->sto),
                    self->err);
     if (self->err) {
         worker_ready(self->w, NULL, -1, self->err);

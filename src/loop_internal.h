@@ -103,7 +103,7 @@ enum weft__layer_id {
     WEFT__LAYER_EXECUTOR,
     WEFT__LAYER_NET,
     WEFT__LAYER_OS,
-    WEFT__LAYER_UDP, /* datagram endpoints (udp.c) */
+    WEFT__LAYER_UDP,     /* datagram endpoints (udp.c) */
     WEFT__LAYER_PROCESS, /* subprocesses (process.c): closes before the signals it uses */
     WEFT__LAYERS
 };
@@ -264,24 +264,24 @@ void weft__run_obj(void *unused);
 
 typedef struct weft__lag {
     /* shared with the watchdog thread */
-    _Atomic uint64_t tick;      /* callbacks started: the loop's progress */
-    _Atomic uint64_t flag;      /* a tick the watchdog found stuck */
-    _Atomic int64_t seen;       /* monotonic ns at which it first saw it */
-    _Atomic int64_t threshold;  /* ns; <= 0: off */
-    _Atomic int busy;           /* the loop runs and is not blocked */
-    _Atomic int asleep;         /* the watchdog waits for busy */
-    pthread_mutex_t mu;         /* the watchdog's sleep and stop */
+    _Atomic uint64_t tick;     /* callbacks started: the loop's progress */
+    _Atomic uint64_t flag;     /* a tick the watchdog found stuck */
+    _Atomic int64_t seen;      /* monotonic ns at which it first saw it */
+    _Atomic int64_t threshold; /* ns; <= 0: off */
+    _Atomic int busy;          /* the loop runs and is not blocked */
+    _Atomic int asleep;        /* the watchdog waits for busy */
+    pthread_mutex_t mu;        /* the watchdog's sleep and stop */
     pthread_cond_t cv;
-    bool stop;                  /* guarded by mu */
+    bool stop; /* guarded by mu */
     /* loop thread only */
     bool started;
     bool failed; /* thread creation failed (reported once) */
     /* pthread_create; a seam for tests that make thread creation fail */
     int (*spawn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
     pthread_t thread;
-    pid_t pid;                  /* of the process that started it */
-    uint64_t reported;          /* last tick reported */
-    uint64_t captured;          /* tick of the captured report */
+    pid_t pid;         /* of the process that started it */
+    uint64_t reported; /* last tick reported */
+    uint64_t captured; /* tick of the captured report */
     weft_report cap;
     char cap_what[200];
 } weft__lag;
@@ -299,8 +299,8 @@ enum { WEFT__ATTN_INBOX = 1u, WEFT__ATTN_DUMP = 2u, WEFT__ATTN_CLOSED = 4u };
 
 struct weft_loop {
     /* hot: what the call_soon / iteration paths touch */
-    weft_link *ready;    /* where new work is queued: one of queues[] */
-    weft_link *batch;    /* the other one: the batch being run, or empty */
+    weft_link *ready; /* where new work is queued: one of queues[] */
+    weft_link *batch; /* the other one: the batch being run, or empty */
     weft_link queues[2];
     struct weft__call *pool; /* free call nodes (LIFO; NULL in debug) */
     unsigned state;          /* WEFT__RUNNING ... */
@@ -333,7 +333,7 @@ struct weft_loop {
     _Atomic(void *) owner; /* marker of the running thread, or NULL */
 
     /* convenience call nodes (call.c) */
-    struct weft__call *calls; /* every node, for close */
+    struct weft__call *calls;                        /* every node, for close */
     struct weft__call *quarantine, *quarantine_tail; /* WEFT__POISON */
     uint32_t nquarantine;
 

@@ -73,24 +73,24 @@ enum { REAP_PIDFD, REAP_SIGCHLD };
 typedef struct proc_layer {
     weft__layer base;
     weft_loop *loop;
-    weft_link procs;   /* every process object not yet freed */
-    size_t running;    /* of which: children not reaped */
-    bool sigchld;      /* our SIGCHLD handler is installed */
-    bool no_pidfd;     /* pidfd_open is missing (ENOSYS) or forced off */
+    weft_link procs; /* every process object not yet freed */
+    size_t running;  /* of which: children not reaped */
+    bool sigchld;    /* our SIGCHLD handler is installed */
+    bool no_pidfd;   /* pidfd_open is missing (ENOSYS) or forced off */
 } proc_layer;
 
 struct weft_process {
     weft_link link; /* in the layer's procs */
     proc_layer *L;
     pid_t pid;
-    int rc;          /* returncode once reaped */
+    int rc; /* returncode once reaped */
     bool reaped;
-    bool dropped;    /* freed by the user while the child ran */
-    uint8_t reaper;  /* REAP_* */
-    int pidfd;       /* -1: none */
-    weft_io io;      /* watches pidfd */
-    weft_link waits; /* pending wait futures */
-    int fds[3];      /* the parent's ends of the pipes (-1: none, or a stream's) */
+    bool dropped;               /* freed by the user while the child ran */
+    uint8_t reaper;             /* REAP_* */
+    int pidfd;                  /* -1: none */
+    weft_io io;                 /* watches pidfd */
+    weft_link waits;            /* pending wait futures */
+    int fds[3];                 /* the parent's ends of the pipes (-1: none, or a stream's) */
     weft_stream *streams[3];    /* pipes made streams (weft_process_stdin...) */
     struct comm *comm;          /* the communicate in progress, or NULL */
     weft_process_output output; /* the last one's result */
@@ -662,7 +662,8 @@ weft_future *weft_process_wait(weft_process *p)
     return &w->f;
 }
 
-/* ---- communicate ------------------------------------------------------------------------------ */
+/* ---- communicate ------------------------------------------------------------------------------
+ */
 
 #define COMM_BUF0 4096
 #define COMM_BUDGET (256 * 1024) /* bytes read per callback: other work runs between */
@@ -851,8 +852,8 @@ static int comm_stream_start(comm *c, int i, weft_stream *s)
         weft_future_unref(rd);
         return err;
     }
-    weft_future_ref(rd);     /* the callback's */
-    weft_future_ref(&c->f);  /* and the communicate's memory, for the callback */
+    weft_future_ref(rd);    /* the callback's */
+    weft_future_ref(&c->f); /* and the communicate's memory, for the callback */
     cp->rd = rd;
     cp->active = true;
     return 0;
@@ -960,7 +961,7 @@ weft_future *weft_process_communicate(weft_process *p, const void *input, size_t
     if (p->streams[0]) {
         if (n > 0)
             weft_stream_write(p->streams[0], input, n); /* dropped if the child is gone */
-        weft_stream_close(p->streams[0]);                /* flushed, then closed: EOF */
+        weft_stream_close(p->streams[0]);               /* flushed, then closed: EOF */
     } else if (n == 0) {
         close_fd(&p->fds[0]); /* no input: the child reads EOF at once */
     }

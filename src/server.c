@@ -57,8 +57,8 @@ typedef struct listener {
 
 typedef struct srv_wait {
     weft_future f;
-    weft_link link;   /* in the server's waiters while pending */
-    weft__hold hold;  /* the list holds the wait: dropping it pending is safe */
+    weft_link link;  /* in the server's waiters while pending */
+    weft__hold hold; /* the list holds the wait: dropping it pending is safe */
 } srv_wait;
 
 typedef struct srv_forever {

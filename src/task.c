@@ -29,11 +29,11 @@
 
 typedef struct task_layer {
     weft__layer base;
-    weft__task *current;          /* whose step runs */
-    int budget;                   /* done awaits the step may still finish */
+    weft__task *current;           /* whose step runs */
+    int budget;                    /* done awaits the step may still finish */
     const weft_co_info *step_info; /* where the current step resumed (lag reports) */
     int step_line;
-    weft_link listed;             /* listed tasks (see task_internal.h) */
+    weft_link listed; /* listed tasks (see task_internal.h) */
     size_t pending;
 } task_layer;
 
@@ -235,7 +235,8 @@ static void task_release(weft_future *f)
     weft__pool_put(pool, WEFT__POOL_TASKS, t, bytes);
 }
 
-/* ---- names and reports ------------------------------------------------------------------------ */
+/* ---- names and reports ------------------------------------------------------------------------
+ */
 
 static const char *tname(const weft__task *t)
 {
@@ -270,8 +271,9 @@ static void task_describe(const weft_future *f, weft_report *r, char *buf, size_
 {
     const weft__task *t = T(f);
     const weft_co *root = root_of(t);
-    const weft_co_info *origin =
-        f->state == WEFT__PENDING ? f->out.kind : f->state == WEFT__FAILED ? t->w.origin : NULL;
+    const weft_co_info *origin = f->state == WEFT__PENDING  ? f->out.kind
+                                 : f->state == WEFT__FAILED ? t->w.origin
+                                                            : NULL;
     if (!origin)
         origin = root->info;
     r->task = f;
@@ -282,7 +284,8 @@ static void task_describe(const weft_future *f, weft_report *r, char *buf, size_
     snprintf(buf, n, "task '%s'", r->task_name);
 }
 
-/* ---- cancellation ------------------------------------------------------------------------------- */
+/* ---- cancellation -------------------------------------------------------------------------------
+ */
 
 /* Cancellation is masked while any frame of the chain runs its FINALLY.
  * from: the frame to start at (the innermost, or a frame about to become
@@ -365,7 +368,8 @@ int weft_task_uncancel(weft_task *t)
     return t->aux;
 }
 
-/* ---- awaiting --------------------------------------------------------------------------------------- */
+/* ---- awaiting
+ * --------------------------------------------------------------------------------------- */
 
 /* Decide whether err ends the await: true = unwind (err raised). */
 static bool fail(weft_co *co, const weft__task *t, int err, int catching, int *var)
@@ -409,8 +413,8 @@ static int await_slow(weft_co *co, weft__task *t, weft_future *f, int catching, 
     if (f->refs == 0 && f->ops->release) {
         t->w.waiting = NULL;
         weft__reportf(loop, WEFT_REPORT_MISUSE, -EINVAL,
-                      "task '%s' awaits a %s %p that was already released (%s:%d)",
-                      tname(t), f->ops->kind, (void *)f, co->info->file, co->line);
+                      "task '%s' awaits a %s %p that was already released (%s:%d)", tname(t),
+                      f->ops->kind, (void *)f, co->info->file, co->line);
         return fail(co, t, -EINVAL, catching, var) ? -1 : 0;
     }
     if (f == &t->fut || f->loop != loop) {
@@ -449,8 +453,8 @@ static int await_slow(weft_co *co, weft__task *t, weft_future *f, int catching, 
 
 /* The cold half of weft__await: drop the reference of the previous await
  * (which may run a destructor), then everything but parking plainly. */
-WEFT__COLD static int await_cold(weft_co *co, weft__task *t, weft_future *f, weft_future *prev, int catching,
-                      int *var)
+WEFT__COLD static int await_cold(weft_co *co, weft__task *t, weft_future *f, weft_future *prev,
+                                 int catching, int *var)
 {
     if (prev) {
         if (prev != f)
@@ -471,8 +475,8 @@ int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catc
      * gone without running anything (shared, or a plain one recycled) */
     if (f && (f->state == WEFT__PENDING || (f->flags & WEFT__F_YIELD)) && f->refs &&
         f->loop == t->fut.loop && f != task && !t->fut.aux &&
-        (!prev || (prev != f && (prev->refs > 1 ? (prev->refs--, true)
-                                                : weft__future_recycle(prev))))) {
+        (!prev ||
+         (prev != f && (prev->refs > 1 ? (prev->refs--, true) : weft__future_recycle(prev))))) {
         if (f->state == WEFT__PENDING)
             weft__future_wait(f, &t->node);
         else
@@ -482,7 +486,8 @@ int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catc
     return await_cold(co, t, f, prev, catching, var);
 }
 
-WEFT__COLD static int await_end_slow(weft_co *co, weft__task *t, weft_future *f, int catching, int *var)
+WEFT__COLD static int await_end_slow(weft_co *co, weft__task *t, weft_future *f, int catching,
+                                     int *var)
 {
     if (f->state == WEFT__PENDING) /* cannot happen: woken means done */
         return fail(co, t, -ECANCELED, catching, var) ? -1 : 0;
@@ -539,7 +544,8 @@ int weft__yield_end(weft_co *co, weft_task *task)
     return fail(co, t, cancelling(t) ? -ECANCELED : 0, 0, NULL);
 }
 
-/* ---- stepping and completion ------------------------------------------------------------------------ */
+/* ---- stepping and completion
+ * ------------------------------------------------------------------------ */
 
 /* Make a frame that is about to run for the first time start in its
  * cleanup: the task is cancelled (asyncio: a task cancelled before it
@@ -590,9 +596,8 @@ static void frame_failed(weft__task *t, weft_co *co)
 {
     if (co->flags & WEFT_CO_MISUSE) {
         char msg[320];
-        snprintf(msg, sizeof msg, "task '%s': coroutine '%s' (%s:%d): %s",
-                 tname(t), co->info->name, co->info->file, (int)co->err_line,
-                 misuse_text(co->flags));
+        snprintf(msg, sizeof msg, "task '%s': coroutine '%s' (%s:%d): %s", tname(t), co->info->name,
+                 co->info->file, (int)co->err_line, misuse_text(co->flags));
         task_report(t, WEFT_REPORT_MISUSE, WEFT_ECORO, msg, NULL, co->info, co->err_line);
         co->flags &= (uint16_t)~WEFT_CO_MISUSE;
     }
@@ -625,8 +630,8 @@ static void task_finish(weft__task *t, weft_co *root)
             t->fut.flags |= WEFT__F_OBSERVED;
             char msg[900];
             const char *detail = weft__future_detail(&t->fut, err);
-            snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)", tname(t),
-                     origin->file, (int)root->err_line, origin->name); /* detail: r.detail */
+            snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)", tname(t), origin->file,
+                     (int)root->err_line, origin->name); /* detail: r.detail */
             task_report(t, WEFT_REPORT_UNOBSERVED, err, msg, detail, origin, root->err_line);
         }
         weft__future_finish(&t->fut, WEFT__FAILED);
@@ -707,7 +712,8 @@ static void task_step(weft_node *n)
     ts->step_info = co->info;
     ts->step_line = co->line;
     weft__running_obj(loop, describe_step, t);
-    if (t->fut.aux && co->key == WEFT_CO_KEY_START && co == root && !(co->flags & WEFT__CO_IN_FINALLY))
+    if (t->fut.aux && co->key == WEFT_CO_KEY_START && co == root &&
+        !(co->flags & WEFT__CO_IN_FINALLY))
         enter_cancelled(co, 0); /* cancelled before its first step */
     weft_co_rc rc = co->info->fn(co, &t->fut);
     if (rc.v == WEFT_CO_PENDING) {
@@ -717,7 +723,8 @@ static void task_step(weft_node *n)
     step_on(t, co, rc);
 }
 
-/* ---- introspection -------------------------------------------------------------------------------- */
+/* ---- introspection
+ * -------------------------------------------------------------------------------- */
 
 weft_task *weft_current_task(weft_loop *loop)
 {
@@ -804,8 +811,7 @@ static void dump_one(weft__task *t, void *ctx)
     dump_ctx *d = ctx;
     weft__strbuf *b = d->out;
     d->k++;
-    weft__strbuf_printf(b, "task %p '%s' %s", (void *)t, tname(t),
-                        task_state(d->ts, t));
+    weft__strbuf_printf(b, "task %p '%s' %s", (void *)t, tname(t), task_state(d->ts, t));
     if (t->fut.aux)
         weft__strbuf_printf(b, " (cancelling x%u)", (unsigned)t->fut.aux);
     weft__strbuf_printf(b, "\n");
@@ -857,7 +863,8 @@ size_t weft_loop_dump_tasks(weft_loop *loop, FILE *out)
     return k;
 }
 
-/* ---- loop close: release what is still pending ---------------------------------------------------- */
+/* ---- loop close: release what is still pending
+ * ---------------------------------------------------- */
 
 typedef struct release_ctx {
     weft__task **list;
@@ -880,8 +887,8 @@ static void release_detach(weft__task *t)
 {
     const weft_co *top = root_of(t)->up;
     char msg[320];
-    snprintf(msg, sizeof msg, "task '%s' released while pending (at %s:%d)",
-             tname(t), top->info->file, (int)top->line);
+    snprintf(msg, sizeof msg, "task '%s' released while pending (at %s:%d)", tname(t),
+             top->info->file, (int)top->line);
     task_report(t, WEFT_REPORT_RELEASED, 0, msg, NULL, top->info, top->line);
     if (weft__node_linked(&t->node))
         weft__node_unlink(&t->node);
@@ -940,7 +947,8 @@ static void layer_close(weft_loop *loop, weft__layer *self)
     weft__free(loop, ts);
 }
 
-/* ---- the kind ---------------------------------------------------------------------------------------- */
+/* ---- the kind
+ * ---------------------------------------------------------------------------------------- */
 
 static const weft__future_ops task_ops = {
     .kind = "task",
@@ -949,7 +957,8 @@ static const weft__future_ops task_ops = {
     .describe = task_describe,
 };
 
-/* ---- weft_run ---------------------------------------------------------------------------------------- */
+/* ---- weft_run
+ * ---------------------------------------------------------------------------------------- */
 
 #define SHUTDOWN_GRACE_NS 5000000000LL /* bounded shutdown: 5 s of loop time */
 
@@ -974,7 +983,8 @@ static void shutdown_tasks(weft_loop *loop)
     bool armed = false;
     if (tasks_of(loop) && tasks_of(loop)->pending) {
         for_each_pending(loop, cancel_one, NULL);
-        armed = weft_call_later_ns(loop, SHUTDOWN_GRACE_NS, shutdown_expired, &expired, &grace) == 0;
+        armed =
+            weft_call_later_ns(loop, SHUTDOWN_GRACE_NS, shutdown_expired, &expired, &grace) == 0;
         expired = !armed;
         while (tasks_of(loop)->pending && !expired)
             if (weft_loop_run_once(loop) < 0)

@@ -49,10 +49,10 @@
 #endif
 
 enum {
-    RBUF_SIZE = 64 * 1024,  /* the loop's shared read buffer */
-    READS_PER_EVENT = 4,    /* full reads per readiness before yielding */
-    WBUF_MIN = 1024,        /* smallest write buffer */
-    WBUF_KEEP = 4096,       /* a drained buffer up to this size is kept */
+    RBUF_SIZE = 64 * 1024, /* the loop's shared read buffer */
+    READS_PER_EVENT = 4,   /* full reads per readiness before yielding */
+    WBUF_MIN = 1024,       /* smallest write buffer */
+    WBUF_KEEP = 4096,      /* a drained buffer up to this size is kept */
 };
 
 /* flags */
@@ -91,7 +91,7 @@ struct weft_transport {
     } w;
     uint32_t high, low; /* flow-control marks */
     uint32_t flags;
-    int err; /* connection_lost's argument, once lost */
+    int err;          /* connection_lost's argument, once lost */
     weft__tlink link; /* the owner's (never touched here) */
     void (*on_free)(weft_transport *t, void *ctx);
     void *on_free_ctx;
@@ -649,7 +649,8 @@ int weft__transport_adopt_socket(weft_loop *loop, int fd, const weft_protocol *p
     return err ? err : create(loop, fd, T_SOCKET | T_READS | T_WRITES, O_NONBLOCK, proto, ud, out);
 }
 
-/* ---- closing ------------------------------------------------------------------------------------ */
+/* ---- closing ------------------------------------------------------------------------------------
+ */
 
 int weft_transport_close(weft_transport *t)
 {
@@ -698,7 +699,8 @@ bool weft_transport_can_write_eof(const weft_transport *t)
     return t && ((t->flags & T_SOCKET) || (t->flags & (T_READS | T_WRITES)) == T_WRITES);
 }
 
-/* ---- reading control ---------------------------------------------------------------------------- */
+/* ---- reading control ----------------------------------------------------------------------------
+ */
 
 static int set_reading(weft_transport *t, bool on)
 {
@@ -730,7 +732,8 @@ bool weft_transport_is_reading(const weft_transport *t)
            !(t->flags & (T_CLOSING | T_LOST));
 }
 
-/* ---- flow control ------------------------------------------------------------------------------- */
+/* ---- flow control -------------------------------------------------------------------------------
+ */
 
 int weft_transport_set_write_buffer_limits(weft_transport *t, long high, long low)
 {
@@ -772,7 +775,8 @@ uint64_t weft_transport_dropped_writes(const weft_transport *t)
     return t && (t->flags & T_LOST) ? t->w.dropped : 0;
 }
 
-/* ---- the rest ------------------------------------------------------------------------------------ */
+/* ---- the rest
+ * ------------------------------------------------------------------------------------ */
 
 int weft_transport_set_protocol(weft_transport *t, const weft_protocol *proto, void *ud)
 {
@@ -818,7 +822,8 @@ void *weft_transport_protocol_ud(const weft_transport *t)
     return t ? t->ud : NULL;
 }
 
-/* ---- net_internal.h ------------------------------------------------------------------------------ */
+/* ---- net_internal.h
+ * ------------------------------------------------------------------------------ */
 
 weft__tlink *weft__transport_link(weft_transport *t)
 {

@@ -2032,7 +2032,7 @@ static void test_fd_closed_behind_a_dup_neither_spins_nor_calls_the_removed_read
     assert_int_equal(weft_add_reader(loop, p[0], count_cb, TAG(3)), 0);
     step(loop);
     assert_int_equal(g_count[3], 1); /* it works, and the kernel knows the fd */
-    close(p[0]);                       /* still readable through keep */
+    close(p[0]);                     /* still readable through keep */
     assert_int_equal(weft_remove_reader(loop, p[0]), 0);
     g_hook.count = 0;
     memset(g_hook.by_kind, 0, sizeof g_hook.by_kind);
@@ -3399,7 +3399,7 @@ static void test_async_close_forgets_a_pending_send(void **state)
     step(loop);
     assert_int_equal(calls, 0);
     assert_int_equal(weft_async_send(&a), -EINVAL); /* closed */
-    weft_async_close(&a);                            /* idempotent */
+    weft_async_close(&a);                           /* idempotent */
     assert_int_equal(weft_async_init(&a, loop, async_count, &calls), 0);
     assert_int_equal(weft_async_send(&a), 0);
     assert_int_equal(weft_loop_close(loop), 0);
@@ -3666,8 +3666,7 @@ static void test_layers_close_highest_id_first(void **state)
     assert_int_equal(g_layer_n, WEFT__LAYERS - 1);
     assert_int_equal(g_layer_order[0], WEFT__LAYERS - 1);
     for (int i = 1; i < g_layer_n; i++) /* every one, in decreasing id order */
-        assert_true(g_layer_order[i] < g_layer_order[i - 1] &&
-                    g_layer_order[i] != WEFT__LAYER_NET);
+        assert_true(g_layer_order[i] < g_layer_order[i - 1] && g_layer_order[i] != WEFT__LAYER_NET);
     assert_int_equal(g_layer_order[g_layer_n - 1], WEFT__LAYER_FUTURE);
 }
 

@@ -179,12 +179,12 @@ static ssize_t raw_drain(int fd, rec_t *r)
 
 /* Run iterations until cond holds (each iteration blocks until something
  * happens, so cond must be reached by events); at most max iterations. */
-#define RUN_UNTIL(loop, cond)                                        \
-    do {                                                             \
-        for (int it_ = 0; !(cond); it_++) {                          \
-            assert_true(it_ < 100000);                               \
-            assert_int_equal(weft_loop_run_once(loop), 0);           \
-        }                                                            \
+#define RUN_UNTIL(loop, cond)                              \
+    do {                                                   \
+        for (int it_ = 0; !(cond); it_++) {                \
+            assert_true(it_ < 100000);                     \
+            assert_int_equal(weft_loop_run_once(loop), 0); \
+        }                                                  \
     } while (0)
 
 static unsigned char pattern(size_t i)
@@ -337,8 +337,8 @@ static void test_buffered_write_delivers_every_byte_in_order(void **state)
     while (off < TOTAL) {
         size_t n = TOTAL - off < CHUNK ? TOTAL - off : CHUNK;
         if (off % 3 == 0) {
-            struct iovec iov[3] = {{src + off, n / 3}, {src + off + n / 3, 0},
-                                   {src + off + n / 3, n - n / 3}};
+            struct iovec iov[3] = {
+                {src + off, n / 3}, {src + off + n / 3, 0}, {src + off + n / 3, n - n / 3}};
             assert_int_equal(weft_transport_writev(t, iov, 3), 0);
         } else {
             assert_int_equal(weft_transport_write(t, src + off, n), 0);
@@ -833,8 +833,12 @@ static void test_write_buffer_limits_defaults_and_validation(void **state)
         int rc;
         size_t hi, lo;
     } cases[] = {
-        {-1, -1, 0, 65536, 16384}, {-1, 100, 0, 400, 100}, {1000, -1, 0, 1000, 250},
-        {0, 0, 0, 0, 0},           {5, 5, 0, 5, 5},        {10, 20, -EINVAL, 5, 5},
+        {-1, -1, 0, 65536, 16384},
+        {-1, 100, 0, 400, 100},
+        {1000, -1, 0, 1000, 250},
+        {0, 0, 0, 0, 0},
+        {5, 5, 0, 5, 5},
+        {10, 20, -EINVAL, 5, 5},
         {-1, LONG_MAX, -EINVAL, 5, 5},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1246,7 +1250,6 @@ static void test_loop_close_releases_open_transports(void **state)
     rec_free(&rc_);
     finish(loop);
 }
-
 
 /* close or abort before connection_made ran: connection_made still comes
  * first, then connection_lost(0), both from the ready queue. */

@@ -131,8 +131,7 @@ static bool have_pidfd(void)
 static void assert_reaper(const weft_process *p)
 {
     if (g_cfg && g_cfg->reaper)
-        assert_string_equal(weft_process_reaper(p),
-                            have_pidfd() ? g_cfg->reaper : "sigchld");
+        assert_string_equal(weft_process_reaper(p), have_pidfd() ? g_cfg->reaper : "sigchld");
 }
 
 /* Under valgrind, glibc's posix_spawn cannot report the exec's failure
@@ -368,7 +367,7 @@ static void test_forgotten_child_is_reaped_by_the_loop(void **state)
     long before = alloc_live();
     while (unreaped(pid))
         assert_int_equal(weft_loop_run_once(loop), 0); /* blocks until the exit event */
-    assert_true(alloc_live() < before); /* and the dropped object went with it */
+    assert_true(alloc_live() < before);                /* and the dropped object went with it */
     finish_reaped(loop);
 }
 
@@ -683,9 +682,8 @@ static void test_child_gets_no_fd_but_0_1_2(void **state)
         int fl = fcntl(fd, F_GETFD);
         allowed[fd] = fl >= 0 && !(fl & FD_CLOEXEC);
     }
-    weft_process_opts o = {.in = {WEFT_STDIO_PIPE, 0},
-                           .out = {WEFT_STDIO_FD, out},
-                           .err = {WEFT_STDIO_DEVNULL, 0}};
+    weft_process_opts o = {
+        .in = {WEFT_STDIO_PIPE, 0}, .out = {WEFT_STDIO_FD, out}, .err = {WEFT_STDIO_DEVNULL, 0}};
     weft_process *p = sh(loop, "exec ls /proc/self/fd", &o);
     assert_int_equal(wait_rc(loop, p), 0);
     weft_process_free(p);
@@ -799,9 +797,8 @@ static void test_communicate_large_outputs(void **state)
     (void)state;
     weft_loop *loop = ploop();
     weft_process_opts o = {.out = PIPE, .err = PIPE};
-    weft_process *p = sh(loop,
-                         "head -c 5000000 /dev/zero & head -c 4000000 /dev/zero >&2; wait; exit 9",
-                         &o);
+    weft_process *p =
+        sh(loop, "head -c 5000000 /dev/zero & head -c 4000000 /dev/zero >&2; wait; exit 9", &o);
     const weft_process_output *out = communicate(loop, p, NULL, 0);
     assert_int_equal(out->returncode, 9);
     assert_int_equal(out->out_len, 5000000);

@@ -44,20 +44,20 @@ extern "C" {
 /* The struct of type `type` whose member `member` is at ptr (for callers
  * that embed weft structs in their own: weft_io, weft_timer, ...). */
 #define WEFT_CONTAINER_OF(ptr, type, member) \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* weft's own error codes, below every errno value. */
 enum weft_errc {
-    WEFT_ESTATE = -10001,    /* operation invalid in the object's current state */
-    WEFT_ECLOSED = -10002,   /* the loop is closed */
-    WEFT_EFULL = -10003,     /* queue is full (put_nowait) */
-    WEFT_EEMPTY = -10004,    /* queue is empty (get_nowait) */
-    WEFT_ESHUTDOWN = -10005, /* queue or executor was shut down */
-    WEFT_EBROKEN = -10006,   /* barrier is broken (aborted) */
-    WEFT_ECORO = -10007,     /* coroutine misuse: bad resume point, escaped break */
-    WEFT_ENOTASK = -10008,   /* needs a current task, or awaited itself */
+    WEFT_ESTATE = -10001,      /* operation invalid in the object's current state */
+    WEFT_ECLOSED = -10002,     /* the loop is closed */
+    WEFT_EFULL = -10003,       /* queue is full (put_nowait) */
+    WEFT_EEMPTY = -10004,      /* queue is empty (get_nowait) */
+    WEFT_ESHUTDOWN = -10005,   /* queue or executor was shut down */
+    WEFT_EBROKEN = -10006,     /* barrier is broken (aborted) */
+    WEFT_ECORO = -10007,       /* coroutine misuse: bad resume point, escaped break */
+    WEFT_ENOTASK = -10008,     /* needs a current task, or awaited itself */
     WEFT_EINCOMPLETE = -10009, /* stream ended before the read was complete (partial data kept) */
-    WEFT_ELIMIT = -10010,    /* stream read overran the buffer limit (data left in the buffer) */
+    WEFT_ELIMIT = -10010,      /* stream read overran the buffer limit (data left in the buffer) */
 };
 
 /* Name resolution errors (weft_getaddrinfo, weft_getnameinfo,

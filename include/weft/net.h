@@ -151,15 +151,15 @@ void *weft_transport_protocol_ud(const weft_transport *t);
 
 /* Options for weft_create_connection; zero means the default. */
 typedef struct weft_connect_opts {
-    int family;                   /* AF_UNSPEC (both), AF_INET or AF_INET6 */
-    double happy_eyeballs_delay;  /* > 0: RFC 8305 staggered attempts, this many
-                                     seconds apart (asyncio's option); 0: each
-                                     address in turn */
-    int interleave;               /* with happy eyeballs: addresses of one family
-                                     in a row before the other (0: 1) */
+    int family;                        /* AF_UNSPEC (both), AF_INET or AF_INET6 */
+    double happy_eyeballs_delay;       /* > 0: RFC 8305 staggered attempts, this many
+                                          seconds apart (asyncio's option); 0: each
+                                          address in turn */
+    int interleave;                    /* with happy eyeballs: addresses of one family
+                                          in a row before the other (0: 1) */
     const struct sockaddr *local_addr; /* bind before connecting (NULL: none) */
     socklen_t local_addrlen;
-    bool no_delay_off;            /* leave Nagle on (TCP_NODELAY is the default) */
+    bool no_delay_off; /* leave Nagle on (TCP_NODELAY is the default) */
 } weft_connect_opts;
 
 /* Connect to host:port over TCP: resolve through weft_getaddrinfo (on the
@@ -185,9 +185,8 @@ WEFT_NODISCARD weft_future *weft_create_connection(weft_loop *loop, const weft_p
  * -EINVAL for a NULL, empty or too long path).  Fails with -ENOENT (nothing
  * there), -ECONNREFUSED (a dead socket file), -EAGAIN (the server's
  * backlog is full: a Unix connect cannot wait for room). */
-WEFT_NODISCARD weft_future *weft_create_unix_connection(weft_loop *loop,
-                                                        const weft_protocol *proto, void *ud,
-                                                        const char *path);
+WEFT_NODISCARD weft_future *weft_create_unix_connection(weft_loop *loop, const weft_protocol *proto,
+                                                        void *ud, const char *path);
 
 /* ---- servers ------------------------------------------------------------------ */
 
@@ -202,12 +201,12 @@ typedef int weft_protocol_factory(weft_server *s, void *arg, void **ud);
 
 /* Options for the servers; zero means the default. */
 typedef struct weft_server_opts {
-    int family;          /* AF_UNSPEC: every family the host resolves to */
-    int backlog;         /* listen backlog; 0: 100 (asyncio's) */
-    bool reuse_port;     /* SO_REUSEPORT: several loops (threads) on one port */
-    bool no_reuse_addr;  /* leave SO_REUSEADDR off (it is on by default) */
-    bool start_paused;   /* do not accept until weft_server_start_serving */
-    int accept_batch;    /* connections accepted per readiness; 0: 128 */
+    int family;         /* AF_UNSPEC: every family the host resolves to */
+    int backlog;        /* listen backlog; 0: 100 (asyncio's) */
+    bool reuse_port;    /* SO_REUSEPORT: several loops (threads) on one port */
+    bool no_reuse_addr; /* leave SO_REUSEADDR off (it is on by default) */
+    bool start_paused;  /* do not accept until weft_server_start_serving */
+    int accept_batch;   /* connections accepted per readiness; 0: 128 */
 } weft_server_opts;
 
 /* Accepting.  accept4 (non-blocking, close-on-exec), TCP_NODELAY on

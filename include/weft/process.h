@@ -60,13 +60,13 @@ typedef struct weft_stdio {
 /* Spawn options; zero-initialise and set what you need (all zero: the
  * program found on $PATH, the parent's environment, directory and fds). */
 typedef struct weft_process_opts {
-    const char *file;   /* the program to run; NULL: argv[0] */
-    char *const *envp;  /* NULL-terminated "NAME=value" strings; NULL: the
-                           parent's environment */
-    const char *cwd;    /* the child's working directory; NULL: the parent's */
-    weft_stdio in;      /* the child's stdin */
-    weft_stdio out;     /* its stdout */
-    weft_stdio err;     /* its stderr */
+    const char *file;    /* the program to run; NULL: argv[0] */
+    char *const *envp;   /* NULL-terminated "NAME=value" strings; NULL: the
+                            parent's environment */
+    const char *cwd;     /* the child's working directory; NULL: the parent's */
+    weft_stdio in;       /* the child's stdin */
+    weft_stdio out;      /* its stdout */
+    weft_stdio err;      /* its stderr */
     bool no_path_search; /* file is a path, never looked up on $PATH (a file
                             without '/' is looked up by default, as execvp
                             and asyncio do, in the parent's $PATH) */
@@ -152,8 +152,7 @@ typedef struct weft_process_output {
  * open where they were).  NULL on failure to start (weft_last_error):
  * -EINVAL (NULL p, input with n > 0 but stdin not a pipe), WEFT_ESTATE
  * (another communicate is pending), -ENOMEM, WEFT_ECLOSED. */
-WEFT_NODISCARD weft_future *weft_process_communicate(weft_process *p, const void *input,
-                                                     size_t n);
+WEFT_NODISCARD weft_future *weft_process_communicate(weft_process *p, const void *input, size_t n);
 
 /* The output of the last communicate that completed on p, or NULL. */
 const weft_process_output *weft_process_output_of(const weft_process *p);

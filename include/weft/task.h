@@ -104,17 +104,17 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
  * weft__r is assigned again after the resume point before it is read; it
  * has no initializer, so resuming does not jump over one (the macros stay
  * clean under GCC's -Wjump-misses-init, the lint for locals in bodies). */
-#define WEFT__AWAIT(self, f, catching, var)                                                        \
-    do {                                                                                           \
-        int weft__r;                                                                               \
-        (void)weft__co_self(WEFT__SELF_CO(self));                                                          \
-        weft__r = weft__await(weft__co, task, (f), __LINE__, (catching), (var));                  \
-        if (weft__r > 0) {                                                                         \
-            WEFT__SUSPEND(WEFT_CO_PENDING, NULL);                                                  \
-            weft__r = weft__await_end(weft__co, task, (catching), (var));                         \
-        }                                                                                          \
-        if (weft__r < 0)                                                                           \
-            goto weft__unwind;                                                                     \
+#define WEFT__AWAIT(self, f, catching, var)                                      \
+    do {                                                                         \
+        int weft__r;                                                             \
+        (void)weft__co_self(WEFT__SELF_CO(self));                                \
+        weft__r = weft__await(weft__co, task, (f), __LINE__, (catching), (var)); \
+        if (weft__r > 0) {                                                       \
+            WEFT__SUSPEND(WEFT_CO_PENDING, NULL);                                \
+            weft__r = weft__await_end(weft__co, task, (catching), (var));        \
+        }                                                                        \
+        if (weft__r < 0)                                                         \
+            goto weft__unwind;                                                   \
     } while (0)
 
 /* The value (weft_value) of this task's last successful await - possibly
@@ -123,13 +123,13 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
 
 /* Let every other ready callback run, then continue (asyncio.sleep(0)).
  * Fails with -ECANCELED if the task is cancelled. */
-#define WEFT_YIELD(self)                                                                           \
-    do {                                                                                           \
-        (void)weft__co_self(WEFT__SELF_CO(self));                                                          \
-        if (weft__yield(weft__co, task, __LINE__))                                                 \
-            WEFT__SUSPEND(WEFT_CO_PENDING, NULL);                                                  \
-        if (weft__yield_end(weft__co, task))                                                       \
-            goto weft__unwind;                                                                     \
+#define WEFT_YIELD(self)                           \
+    do {                                           \
+        (void)weft__co_self(WEFT__SELF_CO(self));  \
+        if (weft__yield(weft__co, task, __LINE__)) \
+            WEFT__SUSPEND(WEFT_CO_PENDING, NULL);  \
+        if (weft__yield_end(weft__co, task))       \
+            goto weft__unwind;                     \
     } while (0)
 
 /* Fail this frame with error code e and a message (printf format, up to
@@ -137,14 +137,15 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
  * that ends with it carries it (weft_future_error_message), reports show
  * it, and an awaiting task that fails with the same error carries it on.
  *     WEFT_THROW_MSG(self, -EPROTO, "bad header byte 0x%02x", b);        */
-#define WEFT_THROW_MSG(self, e, ...)                                       \
-    do {                                                                   \
-        (void)weft__co_self(WEFT__SELF_CO(self));                                  \
-        weft__throw_msg(weft__co, task, (e), __LINE__, __VA_ARGS__);       \
-        goto weft__unwind;                                                 \
+#define WEFT_THROW_MSG(self, e, ...)                                 \
+    do {                                                             \
+        (void)weft__co_self(WEFT__SELF_CO(self));                    \
+        weft__throw_msg(weft__co, task, (e), __LINE__, __VA_ARGS__); \
+        goto weft__unwind;                                           \
     } while (0)
 
-void weft__throw_msg(weft_co *co, weft_task *task, int err, int line, const char *fmt, ...) WEFT_PRINTF(5, 6);
+void weft__throw_msg(weft_co *co, weft_task *task, int err, int line, const char *fmt, ...)
+    WEFT_PRINTF(5, 6);
 int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var);
 int weft__await_end(weft_co *co, weft_task *task, int catching, int *var);
 weft_value weft__last_value(weft_task *task);
@@ -226,7 +227,8 @@ size_t weft_loop_dump_tasks(weft_loop *loop, FILE *out);
  *     int err = WEFT_RUN_UNTIL_COMPLETE(loop, &v, fetch, .url = u);       */
 #define WEFT_RUN_UNTIL_COMPLETE(loop, out, ...) WEFT__RUN_UNTIL_COMPLETE(loop, out, __VA_ARGS__, )
 #define WEFT__RUN_UNTIL_COMPLETE(loop, out, fn, ...) \
-    weft__run_until_complete((loop), (out), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
+    weft__run_until_complete((loop), (out),          \
+                             &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
 int weft__run_until_complete(weft_loop *loop, weft_value *out, const weft_co *init);
 
 /* ---- stopping everything from inside (asyncio's SystemExit) ---------------------------
@@ -246,10 +248,10 @@ int weft__run_until_complete(weft_loop *loop, weft_value *out, const weft_co *in
 /* weft_exit and weft_exit_requested are in loop.h. */
 
 /* weft_exit on the task's loop, then unwind this frame with -ECANCELED. */
-#define WEFT_EXIT(self, status)                                       \
-    do {                                                              \
-        (void)weft_exit(weft_task_loop(task), (status));              \
-        WEFT_THROW(self, -ECANCELED);                                 \
+#define WEFT_EXIT(self, status)                          \
+    do {                                                 \
+        (void)weft_exit(weft_task_loop(task), (status)); \
+        WEFT_THROW(self, -ECANCELED);                    \
     } while (0)
 
 /* ---- asyncio.run ------------------------------------------------------------------- */
