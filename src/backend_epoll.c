@@ -32,8 +32,8 @@
 
 typedef struct epoll_state {
     int epfd;
-    int wakefd;    /* eventfd; its data.ptr is NULL */
-    int stale_fd;  /* >= 0: rebuild at the next wait (the fd that showed it) */
+    int wakefd;   /* eventfd; its data.ptr is NULL */
+    int stale_fd; /* >= 0: rebuild at the next wait (the fd that showed it) */
     struct epoll_event ev[MAX_EVENTS];
 } epoll_state;
 
@@ -181,6 +181,19 @@ static void rebuild(weft_loop *loop, epoll_state *s)
     s->stale_fd = -1;
 }
 
+/* epoll's events as weft's: errors and hang-ups as readable and writable. */
+static unsigned ep_revents(uint32_t r)
+{
+    unsigned ev = 0;
+    if (r & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        ev |= WEFT_READABLE;
+    if (r & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+        ev |= WEFT_WRITABLE;
+    if (r & EPOLLERR)
+        ev |= WEFT_IO_ERROR;
+    return ev;
+}
+
 static int ep_wait(weft_loop *loop, int64_t timeout_ns)
 {
     epoll_state *s = loop->be_data;
@@ -203,14 +216,7 @@ static int ep_wait(weft_loop *loop, int64_t timeout_ns)
             (void)!read(s->wakefd, &v, sizeof v);
             continue;
         }
-        unsigned ev = 0;
-        if (r & (EPOLLIN | EPOLLERR | EPOLLHUP))
-            ev |= WEFT_READABLE;
-        if (r & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-            ev |= WEFT_WRITABLE;
-        if (r & EPOLLERR)
-            ev |= WEFT_IO_ERROR;
-        if (!weft__io_event(loop, w, ev))
+        if (!weft__io_event(loop, w, r == EPOLLIN ? WEFT_READABLE : ep_revents(r)))
             weft__io_changed(loop, w); /* no interest: deleted at the next wait */
     }
     return n;

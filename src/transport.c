@@ -256,7 +256,7 @@ static void flow_check(weft_transport *t, bool direct)
 
 /* ---- writing ------------------------------------------------------------------------- */
 
-static ssize_t sys_write(const weft_transport *t, const void *p, size_t n)
+static inline ssize_t sys_write(const weft_transport *t, const void *p, size_t n)
 {
     ssize_t k;
     do
@@ -357,31 +357,46 @@ static int write_check(weft_transport *t, size_t n)
     return 0;
 }
 
-int weft_transport_write(weft_transport *t, const void *data, size_t n)
+/* What a write that is tried at once leaves: k is what the kernel took
+ * (< 0: errno says why); the rest is buffered. */
+static int write_rest(weft_transport *t, const unsigned char *p, size_t n, ssize_t k)
 {
-    if (!t || (!data && n))
-        return -EINVAL;
-    int err = write_check(t, n);
-    if (err)
-        return err < 0 ? err : 0;
-    if (n == 0)
+    if (k < 0 && write_failed(t))
         return 0;
-    const unsigned char *p = data;
-    size_t sent = 0;
-    if (!queued(t)) {
-        ssize_t k = sys_write(t, p, n);
-        if (k < 0 && write_failed(t))
-            return 0;
-        sent = k > 0 ? (size_t)k : 0;
-        if (sent == n)
-            return 0;
-    }
+    size_t sent = k > 0 ? (size_t)k : 0;
+    if (sent == n)
+        return 0;
     if (wbuf_reserve(t, n - sent))
         return enqueue_failed(t, sent);
     memcpy(t->w.wb->data + t->w.wb->end, p + sent, n - sent);
     t->w.wb->end += n - sent;
     queued_more(t);
     return 0;
+}
+
+WEFT__COLD static int write_slow(weft_transport *t, const unsigned char *p, size_t n)
+{
+    if (!t || (!p && n))
+        return -EINVAL;
+    int err = write_check(t, n);
+    if (err)
+        return err < 0 ? err : 0;
+    if (n == 0)
+        return 0;
+    if (queued(t))
+        return write_rest(t, p, n, 0);
+    return write_rest(t, p, n, sys_write(t, p, n));
+}
+
+int weft_transport_write(weft_transport *t, const void *data, size_t n)
+{
+    /* the common case: writable, nothing queued; one system call */
+    if (t && data && n && (t->flags & (T_WRITES | T_CLOSING | T_WEOF | T_LOST)) == T_WRITES &&
+        !queued(t)) {
+        ssize_t k = sys_write(t, data, n);
+        return k == (ssize_t)n ? 0 : write_rest(t, data, n, k);
+    }
+    return write_slow(t, data, n);
 }
 
 int weft_transport_writev(weft_transport *t, const struct iovec *iov, int iovcnt)
@@ -518,9 +533,24 @@ static void on_error(weft_transport *t)
 
 /* ---- the watcher's callback ---------------------------------------------------------------- */
 
+WEFT__COLD static void t_io_slow(weft_transport *t, unsigned ev);
+
 static void t_io(weft_io *w, unsigned ev)
 {
     weft_transport *t = t_of(w);
+    /* the common case: data to read, nothing pending, nothing queued */
+    if (ev == WEFT_READABLE && (t->flags & (T_READS | T_PENDING)) == T_READS &&
+        (w->events & WEFT_READABLE)) {
+        net_layer *n = (net_layer *)(void *)weft__layer_get(w->loop, WEFT__LAYER_NET);
+        on_readable(t, n->rbuf);
+        return;
+    }
+    t_io_slow(t, ev);
+}
+
+static void t_io_slow(weft_transport *t, unsigned ev)
+{
+    weft_io *w = &t->io;
     uint32_t pend = t->flags & T_PENDING;
     t->flags &= ~(uint32_t)(P_MADE | P_FLOW);
     if (pend & P_MADE) {
