@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "future_internal.h"
+#include "net_internal.h"
 #include "weft/stream.h"
 #include "weft/task.h"
 
@@ -530,7 +531,10 @@ static weft_future *read_start(weft_stream *s, int op, size_t n, const void *sep
     free_last(s); /* "valid until the next read starts" */
     s->rd = r;
     weft_future_ref(&r->f); /* the stream's, until the next read */
-    serve(s);
+    if (op == RD_READ && n && !s->buf && !s->err && !(s->flags & S_EOF))
+        flow(s, true); /* the common case: serve would find nothing and wait */
+    else
+        serve(s);
     return &r->f;
 }
 
@@ -959,12 +963,15 @@ static void wake_all(weft_stream *s, weft_link *list, int err)
 }
 
 /* Bytes the transport holds above its high-water mark (0: none). */
+/* The transport's weft__transport_write_state (WEFT__T_CLEAR once it is gone). */
+static int write_state(const weft_stream *s)
+{
+    return (s->flags & S_ATTACHED) ? weft__transport_write_state(s->t) : WEFT__T_CLEAR;
+}
+
 static bool above_high(const weft_stream *s)
 {
-    size_t high = 0;
-    if (!(s->flags & S_ATTACHED) || weft_transport_get_write_buffer_limits(s->t, &high, NULL))
-        return false;
-    return weft_transport_get_write_buffer_size(s->t) > high;
+    return write_state(s) == WEFT__T_ABOVE;
 }
 
 /* Drainers waiting while pause_writing is pending: if it came, resume
@@ -1049,7 +1056,8 @@ weft_future *weft_stream_drain(weft_stream *s)
         return done_future(s->loop, -ECONNRESET);
     if (s->flags & S_WPAUSED)
         return waiter(s, true);
-    if (above_high(s)) {
+    int state = write_state(s);
+    if (state == WEFT__T_ABOVE) {
         /* the transport's pause_writing is on its way (from the ready
          * queue): wait as if it had come */
         weft_future *w = waiter(s, true);
@@ -1057,7 +1065,7 @@ weft_future *weft_stream_drain(weft_stream *s)
             weft_handle_schedule(s->loop, &((stream_slow *)s->aux)->recheck);
         return w;
     }
-    if (weft_transport_is_closing(s->t))
+    if (state == WEFT__T_CLOSING)
         return weft__future_yield(s->loop); /* let connection_lost run */
     return done_future(s->loop, 0);
 }

@@ -800,6 +800,13 @@ size_t weft_transport_get_write_buffer_size(const weft_transport *t)
     return t ? queued(t) : 0;
 }
 
+int weft__transport_write_state(const weft_transport *t)
+{
+    if (queued(t) > t->high)
+        return WEFT__T_ABOVE;
+    return (t->flags & (T_CLOSING | T_LOST)) ? WEFT__T_CLOSING : WEFT__T_CLEAR;
+}
+
 uint64_t weft_transport_dropped_writes(const weft_transport *t)
 {
     return t && (t->flags & T_LOST) ? t->w.dropped : 0;
