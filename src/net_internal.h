@@ -34,6 +34,10 @@ void weft__transport_on_free(weft_transport *t, void (*fn)(weft_transport *t, vo
 int weft__transport_adopt_socket(weft_loop *loop, int fd, const weft_protocol *proto, void *ud,
                                  weft_transport **out);
 
+/* Close and free t before any callback ran (its connection_made still
+ * pending): no callback runs, the fd is closed. */
+void weft__transport_discard(weft_transport *t);
+
 /* What a writer waiting on t has to do, in one call: WEFT__T_CLEAR (the
  * buffer is at or below the high-water mark), WEFT__T_ABOVE (above it) or
  * WEFT__T_CLOSING (closing or lost). */

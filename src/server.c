@@ -164,23 +164,21 @@ static void take(weft_server *s, listener *l, int fd)
 {
     if (l->tcp)
         (void)weft__sock_nodelay(fd);
-    void *ud = s->arg;
-    if (s->factory && s->factory(s, s->arg, &ud) < 0) {
-        close(fd); /* refused */
-        return;
-    }
-    if (s->freeing) { /* the factory freed the server */
-        close(fd);
-        return;
-    }
+    /* the transport first: once the factory made its ud, a callback sees it */
     weft_transport *t = NULL;
-    int err = weft__transport_adopt_socket(s->loop, fd, s->proto, ud, &t);
+    int err = weft__transport_adopt_socket(s->loop, fd, s->proto, s->arg, &t);
     if (err) {
         close(fd);
         weft__reportf(s->loop, WEFT_REPORT_IO, err,
                       "server: an accepted connection was dropped (no transport)");
         return;
     }
+    void *ud = s->arg;
+    if ((s->factory && s->factory(s, s->arg, &ud) < 0) || s->freeing) {
+        weft__transport_discard(t); /* refused, or the factory freed the server */
+        return;
+    }
+    (void)weft_transport_set_protocol(t, s->proto, ud);
     weft__tlink *link = weft__transport_link(t);
     link->next = &s->clients;
     link->prev = s->clients.prev;

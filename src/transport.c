@@ -800,6 +800,16 @@ size_t weft_transport_get_write_buffer_size(const weft_transport *t)
     return t ? queued(t) : 0;
 }
 
+void weft__transport_discard(weft_transport *t)
+{
+    weft_loop *loop = t->io.loop;
+    int fd = t->io.fd;
+    free_wbuf(t);
+    weft_io_close(&t->io); /* unqueues the node too */
+    close(fd);
+    weft__free(loop, t);
+}
+
 int weft__transport_write_state(const weft_transport *t)
 {
     if (queued(t) > t->high)

@@ -194,9 +194,11 @@ WEFT_NODISCARD weft_future *weft_create_unix_connection(weft_loop *loop, const w
  * its transport is made: set *ud (the protocol's pointer) and return 0, or
  * return a negative code to refuse the connection (it is closed, and no
  * callback runs for it).  A NULL factory gives every connection the
- * server's arg as ud.  Should the transport then fail to be made (out of
- * memory) the connection is closed and reported (WEFT_REPORT_IO), and *ud
- * is never seen by a callback. */
+ * server's arg as ud.  The factory runs once the connection's transport
+ * exists, so a ud it makes always reaches connection_made and
+ * connection_lost (free it there); a transport that cannot be made (out of
+ * memory) closes the connection and is reported (WEFT_REPORT_IO) before
+ * the factory is asked. */
 typedef int weft_protocol_factory(weft_server *s, void *arg, void **ud);
 
 /* Options for the servers; zero means the default. */
