@@ -195,8 +195,8 @@ static void extras_clear(weft_loop *loop, weft__extras *x)
 /* Remove f's entry (backward-shift deletion: no tombstones). */
 static void extras_drop(weft_future *f)
 {
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
     f->flags &= (uint8_t)~WEFT__F_EXTRAS;
     if (!fl || !fl->extras_cap)
         return;
@@ -309,8 +309,8 @@ static void future_free_slow(weft_future *f)
         char msg[900];
         const char *detail = weft__future_detail(f, f->out.err); /* r.detail, not in msg */
         if (r.file)
-            snprintf(msg, sizeof msg, "%s failed at %s:%d and its error was never retrieved",
-                     name, r.file, r.line);
+            snprintf(msg, sizeof msg, "%s failed at %s:%d and its error was never retrieved", name,
+                     r.file, r.line);
         else
             snprintf(msg, sizeof msg, "%s failed and its error was never retrieved", name);
         r.kind = WEFT_REPORT_UNOBSERVED;
@@ -335,8 +335,8 @@ static void future_free_slow(weft_future *f)
 #if WEFT__POISON
     /* keep it a while, marked dead, so that a double unref or an await of
      * a freed future is reported instead of corrupting another future */
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE);
     if (fl && !fl->closed) {
         unsigned k = fl->quar_next++ % (sizeof fl->quar / sizeof fl->quar[0]);
         weft_future *old = fl->quar[k];
@@ -387,8 +387,8 @@ void weft_future_unref(weft_future *f)
 
 void weft__future_hold(weft_future *f, weft__hold *h)
 {
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
     h->f = NULL;
     h->link.next = h->link.prev = NULL;
     if (!fl || fl->closed)
@@ -572,13 +572,14 @@ int weft__future_copy_outcome(weft_future *dst, weft_future *src)
     return weft__future_resolve(dst, src->out.v);
 }
 
-/* ---- plain futures ---------------------------------------------------------------------------- */
+/* ---- plain futures ----------------------------------------------------------------------------
+ */
 
 static void plain_release(weft_future *f)
 {
     weft__dfuture *d = (weft__dfuture *)(void *)f;
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
     if (!fl || fl->closed) {
         weft__free(f->loop, d); /* made or released after close */
         return;
@@ -691,8 +692,8 @@ static void cb_put(weft_loop *loop, weft__cbnode *c)
 {
     if (c->inuse.next)
         weft__list_unlink(&c->inuse);
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE);
 #if !WEFT__POISON
     if (fl && !fl->closed) {
         c->node.link.next = (weft_link *)(void *)fl->cbfree;
@@ -841,7 +842,8 @@ static void layer_destroy(weft_loop *loop, weft__layer *self)
     weft__free(loop, fl);
 }
 
-/* ---- run_until_complete ------------------------------------------------------------------------ */
+/* ---- run_until_complete ------------------------------------------------------------------------
+ */
 
 static void stop_loop(weft_future *f, void *arg)
 {

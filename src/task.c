@@ -486,25 +486,14 @@ int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catc
     return await_cold(co, t, f, prev, catching, var);
 }
 
-WEFT__COLD static int await_end_slow(weft_co *co, weft__task *t, weft_future *f, int catching,
-                                     int *var)
-{
-    if (f->state == WEFT__PENDING) /* cannot happen: woken means done */
-        return fail(co, t, -ECANCELED, catching, var) ? -1 : 0;
-    return outcome(co, t, f, catching, var);
-}
-
-int weft__await_end(weft_co *co, weft_task *task, int catching, int *var)
+/* The cold half of weft__await_end (task.h): an error, a cancellation. */
+int weft__await_end_slow(weft_co *co, weft_task *task, int catching, int *var)
 {
     weft__task *t = T(task);
     weft_future *f = t->w.waiting;
-    if (f->state == WEFT__DONE && (!(f->flags & WEFT__F_YIELD) || !t->fut.aux)) {
-        f->flags |= WEFT__F_OBSERVED; /* hot path: a value, or back from sleep(0) */
-        if (var)
-            *var = 0;
-        return 0;
-    }
-    return await_end_slow(co, t, f, catching, var);
+    if (f->state == WEFT__PENDING) /* cannot happen: woken means done */
+        return fail(co, t, -ECANCELED, catching, var) ? -1 : 0;
+    return outcome(co, t, f, catching, var);
 }
 
 weft_value weft__last_value(weft_task *task)
@@ -732,9 +721,9 @@ weft_task *weft_current_task(weft_loop *loop)
     return ts && ts->current ? &ts->current->fut : NULL;
 }
 
-weft_loop *weft_task_loop(const weft_task *t)
+weft_loop *weft__task_no_loop(void)
 {
-    return t ? t->loop : NULL;
+    return NULL;
 }
 
 /* Visit every pending task: the pool's task arena, then the listed ones. */

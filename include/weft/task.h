@@ -147,7 +147,8 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
 void weft__throw_msg(weft_co *co, weft_task *task, int err, int line, const char *fmt, ...)
     WEFT_PRINTF(5, 6);
 int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var);
-int weft__await_end(weft_co *co, weft_task *task, int catching, int *var);
+static inline int weft__await_end(weft_co *co, weft_task *task, int catching, int *var);
+int weft__await_end_slow(weft_co *co, weft_task *task, int catching, int *var);
 weft_value weft__last_value(weft_task *task);
 int weft__yield(weft_co *co, weft_task *task, int line);
 int weft__yield_end(weft_co *co, weft_task *task);
@@ -200,7 +201,7 @@ weft_task *weft_current_task(weft_loop *loop);
 
 /* The loop a task (or any future) belongs to; the running loop from inside
  * a coroutine is weft_task_loop(task). */
-weft_loop *weft_task_loop(const weft_task *t);
+static inline weft_loop *weft_task_loop(const weft_task *t);
 
 /* Store up to n pending tasks of loop in out (borrowed pointers, valid
  * until the loop runs again; in no particular order); returns how many
@@ -304,6 +305,45 @@ typedef struct weft_run_options {
 #define WEFT__RUN_OPTS(ropts, out, fn, ...) \
     weft__run_opts((ropts), (out), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
 int weft__run_opts(const weft_run_options *ropts, weft_value *out, const weft_co *init);
+
+/* ---- private: the layout of a task and the inline halves of awaiting ------------------
+ * Visible only so that the resume check of an await inlines into the
+ * coroutine body.  Private, do not touch. */
+
+/* Private: a task is one block [weft__task][root frame]. */
+typedef struct weft__task {
+    weft_future fut; /* first: a task is a future; fut.aux = cancel requests,
+                        fut.out.kind = the error origin while pending */
+    weft_node node;  /* ready-queue node; or parked in a future's waiters */
+    union {
+        weft_future *waiting;       /* pending: the future awaited now or last */
+        const weft_co_info *origin; /* done: where its error came from */
+    } w;
+} weft__task; /* a name, if set, is in the loop's extras table */
+
+/* After the resume point of an await: 0 = go on (a value, or a caught
+ * error in *var), -1 = unwind.  The common case, a value, is inline. */
+static inline int weft__await_end(weft_co *co, weft_task *task, int catching, int *var)
+{
+    const weft__task *t = (const weft__task *)(void *)task;
+    weft_future *f = t->w.waiting;
+    if (f->state == WEFT__DONE && (!(f->flags & WEFT__F_YIELD) || !task->aux)) {
+        f->flags |= WEFT__F_OBSERVED; /* a value, or back from sleep(0) */
+        if (var)
+            *var = 0;
+        return 0;
+    }
+    return weft__await_end_slow(co, task, catching, var);
+}
+
+/* Private: NULL, out of line (no NULL constant for the optimiser to
+ * carry into the caller's use of the loop). */
+weft_loop *weft__task_no_loop(void);
+
+static inline weft_loop *weft_task_loop(const weft_task *t)
+{
+    return t ? t->loop : weft__task_no_loop();
+}
 
 #ifdef __cplusplus
 }
