@@ -227,7 +227,8 @@ weft_future *weft__future_yield(weft_loop *loop)
 
 /* ---- the common header -------------------------------------------------------------------- */
 
-/* A pending header of kind ops on loop with one reference. */
+/* A pending header of kind ops on loop with one reference (the live
+ * count is the caller's). */
 static inline void header_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop)
 {
     f->ops = ops;
@@ -238,16 +239,6 @@ static inline void header_init(weft_future *f, const weft__future_ops *ops, weft
     f->state = WEFT__PENDING;
     f->flags = 0;
     f->aux = 0;
-}
-
-void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop)
-{
-    header_init(f, ops, loop);
-    if (ops->release) {
-        weft__layer *l = weft__layer_get(loop, WEFT__LAYER_FUTURE);
-        if (l)
-            ((weft__future_layer *)(void *)l)->live++;
-    }
 }
 
 void weft__future_name(const weft_future *f, char *buf, size_t n)
@@ -474,8 +465,10 @@ static inline int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
     if (f && f->ops == &weft__plain_ops && f->state == WEFT__PENDING &&
         !weft__list_empty(&f->waiters) && !(f->flags & WEFT__F_CALLBACKS) &&
         !weft__closed(f->loop)) {
-        /* hot path: a plain future with parked tasks only */
-        ((weft__dfuture *)(void *)f)->dtor = dtor;
+        /* hot path: a plain future with parked tasks only (a pending one
+         * has no destructor yet) */
+        if (dtor)
+            ((weft__dfuture *)(void *)f)->dtor = dtor;
         f->out.v = v;
         f->state = WEFT__DONE;
         weft__ready_splice(f->loop, &f->waiters);

@@ -151,7 +151,22 @@ static inline weft__pool *weft__pool_of(weft_loop *loop)
 /* Make f a pending future of kind ops on loop with one reference.  A kind
  * with a release op (memory weft allocated) is counted among the live
  * futures that loop close reports; its layer state must exist. */
-void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop);
+static inline void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop)
+{
+    f->ops = ops;
+    f->loop = loop;
+    weft__list_init(&f->waiters);
+    f->out.v.i = 0;
+    f->refs = 1;
+    f->state = WEFT__PENDING;
+    f->flags = 0;
+    f->aux = 0;
+    if (ops->release) {
+        weft__layer *l = weft__layer_get(loop, WEFT__LAYER_FUTURE);
+        if (l)
+            ((weft__future_layer *)(void *)l)->live++;
+    }
+}
 
 /* Hold f (one reference) until weft__future_unhold; h in f's struct,
  * zeroed or unheld.  After close nothing is held. */

@@ -451,49 +451,63 @@ static int await_slow(weft_co *co, weft__task *t, weft_future *f, int catching, 
     return outcome(co, t, f, catching, var);
 }
 
-/* The cold half of weft__await: drop the reference of the previous await
- * (which may run a destructor), then everything but parking plainly. */
-WEFT__COLD static int await_cold(weft_co *co, weft__task *t, weft_future *f, weft_future *prev,
-                                 int catching, int *var)
+/* The awaiting frame: the innermost one of the chain. */
+static weft_co *top_of(const weft__task *t)
 {
+    return root_of(t)->up;
+}
+
+/* Everything weft__await leaves: drop the reference of the previous await
+ * (which may run a destructor), then everything but parking plainly. */
+WEFT__COLD static int await_cold(weft__task *t, weft_future *f, int *var)
+{
+    weft_future *prev = t->w.waiting;
+    t->w.waiting = f;
     if (prev) {
         if (prev != f)
             weft__future_unref(prev);
         else if (prev->refs > 1)
             prev->refs--; /* the reference of its previous await */
     }
-    return await_slow(co, t, f, catching, var);
+    return await_slow(top_of(t), t, f, var != NULL, var);
 }
 
-int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var)
+int weft__await(weft_task *task, weft_future *f, int line, int *var)
 {
     weft__task *t = T(task);
+    top_of(t)->line = line;
+    /* hot path: park on a pending future of this loop (or go once round
+     * the loop for sleep(0)), the previous one gone without running
+     * anything (shared, or a plain one recycled) */
+    if (!f || (f->state != WEFT__PENDING && !(f->flags & WEFT__F_YIELD)) || !f->refs ||
+        f->loop != task->loop || f == task || task->aux)
+        return await_cold(t, f, var);
     weft_future *prev = t->w.waiting;
-    t->w.waiting = f;
-    co->line = line;
-    /* hot path: park on a pending future of this loop, the previous one
-     * gone without running anything (shared, or a plain one recycled) */
-    if (f && (f->state == WEFT__PENDING || (f->flags & WEFT__F_YIELD)) && f->refs &&
-        f->loop == t->fut.loop && f != task && !t->fut.aux &&
-        (!prev ||
-         (prev != f && (prev->refs > 1 ? (prev->refs--, true) : weft__future_recycle(prev))))) {
-        if (f->state == WEFT__PENDING)
-            weft__future_wait(f, &t->node);
-        else
-            weft__ready_push(t->fut.loop, &t->node); /* sleep(0): once round the loop */
-        return 1;
+    if (prev) {
+        if (prev == f)
+            return await_cold(t, f, var);
+        if (prev->refs > 1)
+            prev->refs--;
+        else if (!weft__future_recycle(prev))
+            return await_cold(t, f, var);
     }
-    return await_cold(co, t, f, prev, catching, var);
+    t->w.waiting = f;
+    if (f->state == WEFT__PENDING)
+        weft__future_wait(f, &t->node);
+    else
+        weft__ready_push(task->loop, &t->node); /* sleep(0): once round the loop */
+    return 1;
 }
 
 /* The cold half of weft__await_end (task.h): an error, a cancellation. */
-int weft__await_end_slow(weft_co *co, weft_task *task, int catching, int *var)
+int weft__await_end_slow(weft_task *task, int *var)
 {
     weft__task *t = T(task);
     weft_future *f = t->w.waiting;
+    weft_co *co = top_of(t);
     if (f->state == WEFT__PENDING) /* cannot happen: woken means done */
-        return fail(co, t, -ECANCELED, catching, var) ? -1 : 0;
-    return outcome(co, t, f, catching, var);
+        return fail(co, t, -ECANCELED, var != NULL, var) ? -1 : 0;
+    return outcome(co, t, f, var != NULL, var);
 }
 
 weft_value weft__last_value(weft_task *task)

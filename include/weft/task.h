@@ -94,27 +94,29 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
  * NULL: its constructor failed), unwind with that error.  The value is
  * then WEFT_RESULT(self).  A task that is cancelled cannot park: the await
  * cancels f and fails with -ECANCELED (unless f completes at once). */
-#define WEFT_AWAIT(self, f) WEFT__AWAIT(self, f, 0, NULL)
+#define WEFT_AWAIT(self, f) WEFT__AWAIT(self, f, NULL)
 
 /* Like WEFT_AWAIT, but store the error code (0 = value) in the int lvalue
  * var instead of unwinding.  The task's own cancellation is not caught. */
-#define WEFT_TRY_AWAIT(self, f, var) WEFT__AWAIT(self, f, 1, &(var))
+#define WEFT_TRY_AWAIT(self, f, var) WEFT__AWAIT(self, f, &(var))
 
-/* weft__await: 0 = done (value or caught error), 1 = suspend, -1 = unwind.
- * weft__r is assigned again after the resume point before it is read; it
- * has no initializer, so resuming does not jump over one (the macros stay
- * clean under GCC's -Wjump-misses-init, the lint for locals in bodies). */
-#define WEFT__AWAIT(self, f, catching, var)                                      \
-    do {                                                                         \
-        int weft__r;                                                             \
-        (void)weft__co_self(WEFT__SELF_CO(self));                                \
-        weft__r = weft__await(weft__co, task, (f), __LINE__, (catching), (var)); \
-        if (weft__r > 0) {                                                       \
-            WEFT__SUSPEND(WEFT_CO_PENDING, NULL);                                \
-            weft__r = weft__await_end(weft__co, task, (catching), (var));        \
-        }                                                                        \
-        if (weft__r < 0)                                                         \
-            goto weft__unwind;                                                   \
+/* weft__await: 0 = done (value or caught error), 1 = suspend, -1 = unwind;
+ * var (NULL or the lvalue's address) says whether it catches.  The
+ * awaiting frame is the task's innermost one.  weft__r is assigned again
+ * after the resume point before it is read; it has no initializer, so
+ * resuming does not jump over one (the macros stay clean under GCC's
+ * -Wjump-misses-init, the lint for locals in bodies). */
+#define WEFT__AWAIT(self, f, var)                          \
+    do {                                                   \
+        int weft__r;                                       \
+        (void)weft__co_self(WEFT__SELF_CO(self));          \
+        weft__r = weft__await(task, (f), __LINE__, (var)); \
+        if (weft__r > 0) {                                 \
+            WEFT__SUSPEND_AT_LINE(WEFT_CO_PENDING, NULL);  \
+            weft__r = weft__await_end(task, (var));        \
+        }                                                  \
+        if (weft__r < 0)                                   \
+            goto weft__unwind;                             \
     } while (0)
 
 /* The value (weft_value) of this task's last successful await - possibly
@@ -146,9 +148,9 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
 
 void weft__throw_msg(weft_co *co, weft_task *task, int err, int line, const char *fmt, ...)
     WEFT_PRINTF(5, 6);
-int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var);
-static inline int weft__await_end(weft_co *co, weft_task *task, int catching, int *var);
-int weft__await_end_slow(weft_co *co, weft_task *task, int catching, int *var);
+int weft__await(weft_task *task, weft_future *f, int line, int *var);
+static inline int weft__await_end(weft_task *task, int *var);
+int weft__await_end_slow(weft_task *task, int *var);
 weft_value weft__last_value(weft_task *task);
 int weft__yield(weft_co *co, weft_task *task, int line);
 int weft__yield_end(weft_co *co, weft_task *task);
@@ -323,7 +325,7 @@ typedef struct weft__task {
 
 /* After the resume point of an await: 0 = go on (a value, or a caught
  * error in *var), -1 = unwind.  The common case, a value, is inline. */
-static inline int weft__await_end(weft_co *co, weft_task *task, int catching, int *var)
+static inline int weft__await_end(weft_task *task, int *var)
 {
     const weft__task *t = (const weft__task *)(void *)task;
     weft_future *f = t->w.waiting;
@@ -333,7 +335,7 @@ static inline int weft__await_end(weft_co *co, weft_task *task, int catching, in
             *var = 0;
         return 0;
     }
-    return weft__await_end_slow(co, task, catching, var);
+    return weft__await_end_slow(task, var);
 }
 
 /* Private: NULL, out of line (no NULL constant for the optimiser to
