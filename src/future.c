@@ -227,20 +227,6 @@ weft_future *weft__future_yield(weft_loop *loop)
 
 /* ---- the common header -------------------------------------------------------------------- */
 
-/* A pending header of kind ops on loop with one reference (the live
- * count is the caller's). */
-static inline void header_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop)
-{
-    f->ops = ops;
-    f->loop = loop;
-    weft__list_init(&f->waiters);
-    f->out.v.i = 0;
-    f->refs = 1;
-    f->state = WEFT__PENDING;
-    f->flags = 0;
-    f->aux = 0;
-}
-
 void weft__future_name(const weft_future *f, char *buf, size_t n)
 {
     weft_report r;
@@ -471,7 +457,15 @@ static inline int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
             ((weft__dfuture *)(void *)f)->dtor = dtor;
         f->out.v = v;
         f->state = WEFT__DONE;
-        weft__ready_splice(f->loop, &f->waiters);
+        /* weft__ready_splice of the non-empty waiters, its stores ordered
+         * so that they stay plain moves (not a vector store) */
+        weft_link *dst = f->loop->ready, *first = f->waiters.next, *last = f->waiters.prev;
+        first->prev = dst->prev;
+        f->waiters.next = &f->waiters;
+        dst->prev->next = first;
+        f->waiters.prev = &f->waiters;
+        last->next = dst;
+        dst->prev = last;
         return 0;
     }
     return set_value_slow(f, v, dtor);
@@ -621,8 +615,14 @@ weft_future *weft_future_new(weft_loop *loop)
         return future_new_slow(loop);
     fl->free = (weft__dfuture *)(void *)d->f.waiters.next; /* hot path: a recycled future */
     fl->live++;
-    header_init(&d->f, &weft__plain_ops, loop);
-    d->dtor = NULL;
+    /* it is a plain future of this loop already, without a destructor (a
+     * pending plain future never reads its out) */
+    WEFT_ASSERT(d->f.ops == &weft__plain_ops && d->f.loop == loop && !d->dtor);
+    weft__list_init(&d->f.waiters);
+    d->f.refs = 1;
+    d->f.state = WEFT__PENDING;
+    d->f.flags = 0;
+    d->f.aux = 0;
     return &d->f;
 }
 

@@ -211,17 +211,27 @@ extern const weft__future_ops weft__plain_ops;
 /* The last reference of f goes and f is a plain future done with a value
  * nobody must destroy, on an open loop: recycle it and return true (the
  * hot path of every await's release).  False: nothing done. */
+static inline bool weft__future_recycle_in(weft_future *f, weft_loop *loop);
+
 static inline bool weft__future_recycle(weft_future *f)
+{
+    return weft__future_recycle_in(f, f->loop);
+}
+
+/* weft__future_recycle where the caller knows f->loop already. */
+static inline bool weft__future_recycle_in(weft_future *f, weft_loop *loop)
 {
 #if WEFT__POISON
     (void)f;
+    (void)loop;
     return false; /* freed futures go through the quarantine */
 #else
+    WEFT_ASSERT(f->loop == loop);
     if (f->ops != &weft__plain_ops || f->refs != 1 || f->state != WEFT__DONE ||
         (f->flags & WEFT__F_EXTRAS) || ((weft__dfuture *)(void *)f)->dtor)
         return false;
     weft__future_layer *fl =
-        (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
+        (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE);
     if (!fl || fl->closed)
         return false;
     f->refs = 0;
