@@ -218,6 +218,23 @@ static inline bool weft__future_recycle(weft_future *f)
     return weft__future_recycle_in(f, f->loop);
 }
 
+/* True if f is a plain future done with a value nobody must destroy, and
+ * this is its last reference. */
+static inline bool weft__future_recyclable(const weft_future *f)
+{
+    return f->ops == &weft__plain_ops && f->refs == 1 && f->state == WEFT__DONE &&
+           !(f->flags & WEFT__F_EXTRAS) && !((const weft__dfuture *)(const void *)f)->dtor;
+}
+
+/* Put recyclable f on the free list of layer fl. */
+static inline void weft__future_recycle_into(weft_future *f, weft__future_layer *fl)
+{
+    f->refs = 0;
+    fl->live--;
+    f->waiters.next = (weft_link *)(void *)fl->free;
+    fl->free = (weft__dfuture *)(void *)f;
+}
+
 /* weft__future_recycle where the caller knows f->loop already. */
 static inline bool weft__future_recycle_in(weft_future *f, weft_loop *loop)
 {
@@ -227,17 +244,13 @@ static inline bool weft__future_recycle_in(weft_future *f, weft_loop *loop)
     return false; /* freed futures go through the quarantine */
 #else
     WEFT_ASSERT(f->loop == loop);
-    if (f->ops != &weft__plain_ops || f->refs != 1 || f->state != WEFT__DONE ||
-        (f->flags & WEFT__F_EXTRAS) || ((weft__dfuture *)(void *)f)->dtor)
+    if (!weft__future_recyclable(f))
         return false;
     weft__future_layer *fl =
         (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE);
     if (!fl || fl->closed)
         return false;
-    f->refs = 0;
-    fl->live--;
-    f->waiters.next = (weft_link *)(void *)fl->free;
-    fl->free = (weft__dfuture *)(void *)f;
+    weft__future_recycle_into(f, fl);
     return true;
 #endif
 }

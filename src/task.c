@@ -464,6 +464,27 @@ static inline void park(weft_link *s, weft_link *n)
     s->prev = n;
 }
 
+/* weft__future_recycle of the previous await's future, from a running
+ * step: prev was awaited here, so it is of this loop, and the loop is open
+ * (a step never runs on a closed loop, and close refuses a running one), so
+ * a plain future's layer exists and is not closed. */
+static inline bool recycle_prev(weft_future *prev, weft_loop *loop)
+{
+#if WEFT__POISON
+    return weft__future_recycle_in(prev, loop); /* false: the quarantine */
+#else
+    WEFT_ASSERT(prev->refs == 1); /* the task's own */
+    if (prev->ops != &weft__plain_ops || prev->state != WEFT__DONE ||
+        (prev->flags & WEFT__F_EXTRAS) || ((weft__dfuture *)(void *)prev)->dtor)
+        return false; /* weft__future_recyclable, knowing the count */
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE);
+    WEFT_ASSERT(prev->loop == loop && fl && !fl->closed && !weft__closed(loop));
+    weft__future_recycle_into(prev, fl);
+    return true;
+#endif
+}
+
 /* The awaiting frame: the innermost one of the chain. */
 static weft_co *top_of(const weft__task *t)
 {
@@ -501,7 +522,7 @@ int weft__await(weft_task *task, weft_future *f, int line, int *var)
             return await_cold(t, f, var);
         if (prev->refs > 1)
             prev->refs--;
-        else if (!weft__future_recycle_in(prev, task->loop)) /* awaited here: this loop's */
+        else if (!prev->refs || !recycle_prev(prev, task->loop)) /* the last one: the task's */
             return await_cold(t, f, var);
     }
     t->w.waiting = f;
