@@ -576,6 +576,7 @@ static void plain_release(weft_future *f)
 #else
     f->waiters.next = (weft_link *)(void *)fl->free; /* recycle */
     fl->free = d;
+    fl->live++; /* counted while on the free list (really_release uncounted it) */
 #endif
 }
 
@@ -614,7 +615,6 @@ weft_future *weft_future_new(weft_loop *loop)
         !(d = fl->free))
         return future_new_slow(loop);
     fl->free = (weft__dfuture *)(void *)d->f.waiters.next; /* hot path: a recycled future */
-    fl->live++;
     /* it is a plain future of this loop already, without a destructor (a
      * pending plain future never reads its out) */
     WEFT_ASSERT(d->f.ops == &weft__plain_ops && d->f.loop == loop && !d->dtor);
@@ -812,6 +812,7 @@ static void layer_close(weft_loop *loop, weft__layer *self)
     for (weft__dfuture *d = fl->free, *next; d; d = next) {
         next = (weft__dfuture *)(void *)d->f.waiters.next;
         weft__free(loop, d);
+        fl->live--; /* recycled ones were still counted */
     }
     fl->free = NULL;
 }

@@ -99,7 +99,9 @@ typedef struct weft__future_layer {
     struct weft__cbnode *cbfree;
     weft_link cbinuse;    /* callback nodes in use */
     weft_link held;       /* weft__hold links of held futures */
-    size_t live;          /* futures weft allocated and has not released */
+    size_t live;          /* futures weft allocated and has not released
+                             (recycled plain futures count until close frees
+                             them: a recycle and a reuse touch no count) */
     bool closed;          /* the loop was closed: no more recycling */
     weft_future yield;    /* the immortal done future of sleep(0) */
     weft__extras *extras; /* open addressing, power-of-two capacity */
@@ -229,8 +231,7 @@ static inline bool weft__future_recyclable(const weft_future *f)
 /* Put recyclable f on the free list of layer fl. */
 static inline void weft__future_recycle_into(weft_future *f, weft__future_layer *fl)
 {
-    f->refs = 0;
-    fl->live--;
+    f->refs = 0; /* fl->live still counts it (see there) */
     f->waiters.next = (weft_link *)(void *)fl->free;
     fl->free = (weft__dfuture *)(void *)f;
 }
