@@ -506,10 +506,9 @@ WEFT__COLD static int await_cold(weft__task *t, weft_future *f, int *var)
     return await_slow(top_of(t), t, f, var != NULL, var);
 }
 
-int weft__await(weft_task *task, weft_future *f, int line, int *var)
+int weft__await(weft_task *task, weft_future *f, int *var)
 {
     weft__task *t = T(task);
-    top_of(t)->line = line;
     /* hot path: park on a pending future of this loop (or go once round
      * the loop for sleep(0)), the previous one gone without running
      * anything (shared, or a plain one recycled) */

@@ -102,21 +102,25 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
 
 /* weft__await: 0 = done (value or caught error), 1 = suspend, -1 = unwind;
  * var (NULL or the lvalue's address) says whether it catches.  The
- * awaiting frame is the task's innermost one.  weft__r is assigned again
- * after the resume point before it is read; it has no initializer, so
- * resuming does not jump over one (the macros stay clean under GCC's
- * -Wjump-misses-init, the lint for locals in bodies). */
-#define WEFT__AWAIT(self, f, var)                          \
-    do {                                                   \
-        int weft__r;                                       \
-        (void)weft__co_self(WEFT__SELF_CO(self));          \
-        weft__r = weft__await(task, (f), __LINE__, (var)); \
-        if (weft__r > 0) {                                 \
-            WEFT__SUSPEND_AT_LINE(WEFT_CO_PENDING, NULL);  \
-            weft__r = weft__await_end(task, (var));        \
-        }                                                  \
-        if (weft__r < 0)                                   \
-            goto weft__unwind;                             \
+ * awaiting frame is the task's innermost one; its line is set once f is
+ * made.  weft__f and weft__r are assigned, never initialized, so resuming
+ * does not jump over an initializer (the macros stay clean under GCC's
+ * -Wjump-misses-init, the lint for locals in bodies); weft__r is assigned
+ * again after the resume point before it is read. */
+#define WEFT__AWAIT(self, f, var)                         \
+    do {                                                  \
+        int weft__r;                                      \
+        weft_future *weft__f;                             \
+        (void)weft__co_self(WEFT__SELF_CO(self));         \
+        weft__f = (f);                                    \
+        weft__co->line = __LINE__;                        \
+        weft__r = weft__await(task, weft__f, (var));      \
+        if (weft__r > 0) {                                \
+            WEFT__SUSPEND_AT_LINE(WEFT_CO_PENDING, NULL); \
+            weft__r = weft__await_end(task, (var));       \
+        }                                                 \
+        if (weft__r < 0)                                  \
+            goto weft__unwind;                            \
     } while (0)
 
 /* The value (weft_value) of this task's last successful await - possibly
@@ -148,7 +152,7 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
 
 void weft__throw_msg(weft_co *co, weft_task *task, int err, int line, const char *fmt, ...)
     WEFT_PRINTF(5, 6);
-int weft__await(weft_task *task, weft_future *f, int line, int *var);
+int weft__await(weft_task *task, weft_future *f, int *var);
 static inline int weft__await_end(weft_task *task, int *var);
 int weft__await_end_slow(weft_task *task, int *var);
 weft_value weft__last_value(weft_task *task);
