@@ -673,7 +673,32 @@ static void task_finish(weft__task *t, weft_co *root)
     weft_value v;
     root->info->store(root, &v);
     t->fut.out.v = v;
+    if (weft__list_empty(&t->fut.waiters)) {
+        t->fut.state = WEFT__DONE; /* weft__future_finish with nothing to queue */
+        return;
+    }
     weft__future_finish(&t->fut, WEFT__DONE);
+}
+
+/* The loop's reference of finished t goes (weft__future_unref, knowing the
+ * kind: the last one of a task with nothing to report or drop is given
+ * back to the pool at once). */
+static void task_unref_done(weft__task *t)
+{
+    weft_future *f = &t->fut;
+#if !WEFT__POISON
+    if (f->refs == 1 && !(f->state == WEFT__FAILED && !(f->flags & WEFT__F_OBSERVED)) &&
+        !(f->flags & (WEFT__F_CALLBACKS | WEFT__F_EXTRAS))) {
+        weft__future_layer *fl =
+            (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
+        f->refs = 0; /* weft__future_release_fast */
+        if (fl)
+            fl->live--;
+        task_release(f);
+        return;
+    }
+#endif
+    weft__future_unref(f);
 }
 
 static void describe_step(const void *obj, weft_report *r, char *buf, size_t n)
@@ -716,7 +741,7 @@ WEFT__COLD static void step_on(weft__task *t, weft_co *co, weft_co_rc rc)
                 tasks_of(loop)->current = NULL;
                 weft__lag_capture(loop); /* t may be freed below: the loop must not touch it */
                 t->fut.flags &= (uint8_t)~WEFT__T_LOOPREF;
-                weft__future_unref(&t->fut);
+                task_unref_done(t);
                 return;
             }
             weft_co *parent = co->up;
