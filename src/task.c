@@ -639,35 +639,39 @@ static void frame_failed(weft__task *t, weft_co *co)
                                         frame raises one of its own */
 }
 
-static void task_finish(weft__task *t, weft_co *root)
+/* task_finish with an error or a cancellation (cold: it may report). */
+WEFT__COLD static void task_finish_failed(weft__task *t, weft_co *root)
 {
-    weft_loop *loop = t->fut.loop;
-    task_layer *ts = tasks_of(loop);
-    weft_future *w = t->w.waiting;
+    const weft_co_info *origin = t->w.origin;
     int err = root->err;
-    const weft_co_info *origin = t->fut.out.kind ? t->fut.out.kind : root->info;
-    t->w.origin = origin;
-    if (w)
-        weft__future_unref(w);
-    if (!err && t->fut.aux)
+    if (!err)
         err = -ECANCELED; /* cancellation is sticky: not uncancelled = cancelled */
-    ts->pending--;
     if (err == -ECANCELED) {
         weft__future_finish(&t->fut, WEFT__CANCELLED);
         return;
     }
-    if (err) {
-        t->fut.out.err = err;
-        if (weft__list_empty(&t->fut.waiters) && t->fut.refs == 1) {
-            /* nobody awaits it, nobody holds it: nobody ever will */
-            t->fut.flags |= WEFT__F_OBSERVED;
-            char msg[900];
-            const char *detail = weft__future_detail(&t->fut, err);
-            snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)", tname(t), origin->file,
-                     (int)root->err_line, origin->name); /* detail: r.detail */
-            task_report(t, WEFT_REPORT_UNOBSERVED, err, msg, detail, origin, root->err_line);
-        }
-        weft__future_finish(&t->fut, WEFT__FAILED);
+    t->fut.out.err = err;
+    if (weft__list_empty(&t->fut.waiters) && t->fut.refs == 1) {
+        /* nobody awaits it, nobody holds it: nobody ever will */
+        t->fut.flags |= WEFT__F_OBSERVED;
+        char msg[900];
+        const char *detail = weft__future_detail(&t->fut, err);
+        snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)", tname(t), origin->file,
+                 (int)root->err_line, origin->name); /* detail: r.detail */
+        task_report(t, WEFT_REPORT_UNOBSERVED, err, msg, detail, origin, root->err_line);
+    }
+    weft__future_finish(&t->fut, WEFT__FAILED);
+}
+
+static void task_finish(weft__task *t, weft_co *root)
+{
+    weft_future *w = t->w.waiting;
+    t->w.origin = t->fut.out.kind ? t->fut.out.kind : root->info;
+    if (w)
+        weft__future_unref(w);
+    tasks_of(t->fut.loop)->pending--;
+    if (root->err || t->fut.aux) {
+        task_finish_failed(t, root);
         return;
     }
     weft_value v;
