@@ -195,8 +195,8 @@ static void extras_clear(weft_loop *loop, weft__extras *x)
 /* Remove f's entry (backward-shift deletion: no tombstones). */
 static void extras_drop(weft_future *f)
 {
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
     f->flags &= (uint8_t)~WEFT__F_EXTRAS;
     if (!fl || !fl->extras_cap)
         return;
@@ -226,29 +226,6 @@ weft_future *weft__future_yield(weft_loop *loop)
 }
 
 /* ---- the common header -------------------------------------------------------------------- */
-
-/* A pending header of kind ops on loop with one reference. */
-static inline void header_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop)
-{
-    f->ops = ops;
-    f->loop = loop;
-    weft__list_init(&f->waiters);
-    f->out.v.i = 0;
-    f->refs = 1;
-    f->state = WEFT__PENDING;
-    f->flags = 0;
-    f->aux = 0;
-}
-
-void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop)
-{
-    header_init(f, ops, loop);
-    if (ops->release) {
-        weft__layer *l = weft__layer_get(loop, WEFT__LAYER_FUTURE);
-        if (l)
-            ((weft__future_layer *)(void *)l)->live++;
-    }
-}
 
 void weft__future_name(const weft_future *f, char *buf, size_t n)
 {
@@ -309,8 +286,8 @@ static void future_free_slow(weft_future *f)
         char msg[900];
         const char *detail = weft__future_detail(f, f->out.err); /* r.detail, not in msg */
         if (r.file)
-            snprintf(msg, sizeof msg, "%s failed at %s:%d and its error was never retrieved",
-                     name, r.file, r.line);
+            snprintf(msg, sizeof msg, "%s failed at %s:%d and its error was never retrieved", name,
+                     r.file, r.line);
         else
             snprintf(msg, sizeof msg, "%s failed and its error was never retrieved", name);
         r.kind = WEFT_REPORT_UNOBSERVED;
@@ -335,8 +312,8 @@ static void future_free_slow(weft_future *f)
 #if WEFT__POISON
     /* keep it a while, marked dead, so that a double unref or an await of
      * a freed future is reported instead of corrupting another future */
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE);
     if (fl && !fl->closed) {
         unsigned k = fl->quar_next++ % (sizeof fl->quar / sizeof fl->quar[0]);
         weft_future *old = fl->quar[k];
@@ -387,8 +364,8 @@ void weft_future_unref(weft_future *f)
 
 void weft__future_hold(weft_future *f, weft__hold *h)
 {
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
     h->f = NULL;
     h->link.next = h->link.prev = NULL;
     if (!fl || fl->closed)
@@ -474,11 +451,21 @@ static inline int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
     if (f && f->ops == &weft__plain_ops && f->state == WEFT__PENDING &&
         !weft__list_empty(&f->waiters) && !(f->flags & WEFT__F_CALLBACKS) &&
         !weft__closed(f->loop)) {
-        /* hot path: a plain future with parked tasks only */
-        ((weft__dfuture *)(void *)f)->dtor = dtor;
+        /* hot path: a plain future with parked tasks only (a pending one
+         * has no destructor yet) */
+        if (dtor)
+            ((weft__dfuture *)(void *)f)->dtor = dtor;
         f->out.v = v;
         f->state = WEFT__DONE;
-        weft__ready_splice(f->loop, &f->waiters);
+        /* weft__ready_splice of the non-empty waiters, its stores ordered
+         * so that they stay plain moves (not a vector store) */
+        weft_link *dst = f->loop->ready, *first = f->waiters.next, *last = f->waiters.prev;
+        first->prev = dst->prev;
+        f->waiters.next = &f->waiters;
+        dst->prev->next = first;
+        f->waiters.prev = &f->waiters;
+        last->next = dst;
+        dst->prev = last;
         return 0;
     }
     return set_value_slow(f, v, dtor);
@@ -572,13 +559,14 @@ int weft__future_copy_outcome(weft_future *dst, weft_future *src)
     return weft__future_resolve(dst, src->out.v);
 }
 
-/* ---- plain futures ---------------------------------------------------------------------------- */
+/* ---- plain futures ----------------------------------------------------------------------------
+ */
 
 static void plain_release(weft_future *f)
 {
     weft__dfuture *d = (weft__dfuture *)(void *)f;
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
     if (!fl || fl->closed) {
         weft__free(f->loop, d); /* made or released after close */
         return;
@@ -588,6 +576,7 @@ static void plain_release(weft_future *f)
 #else
     f->waiters.next = (weft_link *)(void *)fl->free; /* recycle */
     fl->free = d;
+    fl->live++; /* counted while on the free list (really_release uncounted it) */
 #endif
 }
 
@@ -626,9 +615,14 @@ weft_future *weft_future_new(weft_loop *loop)
         !(d = fl->free))
         return future_new_slow(loop);
     fl->free = (weft__dfuture *)(void *)d->f.waiters.next; /* hot path: a recycled future */
-    fl->live++;
-    header_init(&d->f, &weft__plain_ops, loop);
-    d->dtor = NULL;
+    /* it is a plain future of this loop already, without a destructor (a
+     * pending plain future never reads its out) */
+    WEFT_ASSERT(d->f.ops == &weft__plain_ops && d->f.loop == loop && !d->dtor);
+    weft__list_init(&d->f.waiters);
+    d->f.refs = 1;
+    d->f.state = WEFT__PENDING;
+    d->f.flags = 0;
+    d->f.aux = 0;
     return &d->f;
 }
 
@@ -691,8 +685,8 @@ static void cb_put(weft_loop *loop, weft__cbnode *c)
 {
     if (c->inuse.next)
         weft__list_unlink(&c->inuse);
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE);
 #if !WEFT__POISON
     if (fl && !fl->closed) {
         c->node.link.next = (weft_link *)(void *)fl->cbfree;
@@ -818,6 +812,7 @@ static void layer_close(weft_loop *loop, weft__layer *self)
     for (weft__dfuture *d = fl->free, *next; d; d = next) {
         next = (weft__dfuture *)(void *)d->f.waiters.next;
         weft__free(loop, d);
+        fl->live--; /* recycled ones were still counted */
     }
     fl->free = NULL;
 }
@@ -841,7 +836,8 @@ static void layer_destroy(weft_loop *loop, weft__layer *self)
     weft__free(loop, fl);
 }
 
-/* ---- run_until_complete ------------------------------------------------------------------------ */
+/* ---- run_until_complete ------------------------------------------------------------------------
+ */
 
 static void stop_loop(weft_future *f, void *arg)
 {

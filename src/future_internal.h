@@ -16,23 +16,15 @@
 #include "pool.h"
 #include "weft/future.h"
 
-/* Internal states; weft_future_state_of maps FAILED to WEFT_DONE. */
-enum { WEFT__PENDING = 0, WEFT__DONE = 1, WEFT__CANCELLED = 2, WEFT__FAILED = 3 };
-
-/* Future flags; bits 4-7 are the kind's own. */
-enum {
-    WEFT__F_OBSERVED = 1u << 0,  /* outcome retrieved: no failure report */
-    WEFT__F_CALLBACKS = 1u << 1, /* done-callback nodes among the waiters */
-    WEFT__F_YIELD = 1u << 2,     /* done, and awaiting it yields once (sleep(0)) */
-    WEFT__F_EXTRAS = 1u << 3     /* has an entry in the loop's extras table */
-};
+/* The layout of struct weft_future, its states (WEFT__PENDING ...) and
+ * flags (WEFT__F_*) are in weft/future.h (private there). */
 
 /* Ops flags. */
 enum {
-    WEFT__OPS_SETTABLE = 1u << 0, /* weft_future_set_* from users */
-    WEFT__OPS_DTOR = 1u << 1,     /* the kind is a weft__dfuture */
-    WEFT__OPS_IN_FRAME = 1u << 2, /* lives in its awaiter's frame (a waiter):
-                                     combinators that keep futures refuse it */
+    WEFT__OPS_SETTABLE = 1u << 0,   /* weft_future_set_* from users */
+    WEFT__OPS_DTOR = 1u << 1,       /* the kind is a weft__dfuture */
+    WEFT__OPS_IN_FRAME = 1u << 2,   /* lives in its awaiter's frame (a waiter):
+                                       combinators that keep futures refuse it */
     WEFT__OPS_ALWAYS_WAIT = 1u << 3 /* a cancelled task still parks on it (a
                                        group join: it must not be left half way) */
 };
@@ -64,21 +56,6 @@ typedef struct weft__future_ops {
     void (*describe)(const weft_future *f, weft_report *r, char *buf, size_t n);
 } weft__future_ops;
 
-struct weft_future {
-    const weft__future_ops *ops;
-    weft_loop *loop;
-    weft_link waiters; /* parked tasks and done-callback nodes, FIFO */
-    union {
-        weft_value v;     /* DONE */
-        int err;          /* FAILED (CANCELLED implies -ECANCELED) */
-        const void *kind; /* pending: free for the kind (a task's error origin) */
-    } out;
-    uint32_t refs;
-    uint8_t state; /* WEFT__PENDING ... */
-    uint8_t flags; /* WEFT__F_* */
-    uint16_t aux;  /* free for the kind: a task's cancel requests */
-};
-
 /* A future that owns its pointer value's destructor (WEFT__OPS_DTOR). */
 typedef struct weft__dfuture {
     weft_future f;
@@ -98,10 +75,10 @@ typedef struct weft__hold {
 /* What few futures need and most do not, kept beside them in a per-loop
  * table rather than in every future: a task's name, an error's message. */
 typedef struct weft__extras {
-    weft_future *f;           /* the key */
-    const char *name;         /* a task's name (the caller's string) */
-    char *detail;             /* the message of error detail_err, owned */
-    int detail_err;           /* the error the message belongs to */
+    weft_future *f;              /* the key */
+    const char *name;            /* a task's name (the caller's string) */
+    char *detail;                /* the message of error detail_err, owned */
+    int detail_err;              /* the error the message belongs to */
     struct weft__scoped *scoped; /* blocks freed with f (a task's groups) */
 } weft__extras;
 
@@ -115,17 +92,19 @@ typedef struct weft__scoped {
 
 typedef struct weft__future_layer {
     weft__layer base;
-    weft__pool pool;       /* small blocks for every layer above the loop; it
-                              outlives close (blocks users still hold) until
-                              the loop is destroyed */
-    weft__dfuture *free;   /* recycled plain futures */
+    weft__pool pool;     /* small blocks for every layer above the loop; it
+                            outlives close (blocks users still hold) until
+                            the loop is destroyed */
+    weft__dfuture *free; /* recycled plain futures */
     struct weft__cbnode *cbfree;
-    weft_link cbinuse;     /* callback nodes in use */
-    weft_link held;        /* weft__hold links of held futures */
-    size_t live;           /* futures weft allocated and has not released */
-    bool closed;           /* the loop was closed: no more recycling */
-    weft_future yield;     /* the immortal done future of sleep(0) */
-    weft__extras *extras;  /* open addressing, power-of-two capacity */
+    weft_link cbinuse;    /* callback nodes in use */
+    weft_link held;       /* weft__hold links of held futures */
+    size_t live;          /* futures weft allocated and has not released
+                             (recycled plain futures count until close frees
+                             them: a recycle and a reuse touch no count) */
+    bool closed;          /* the loop was closed: no more recycling */
+    weft_future yield;    /* the immortal done future of sleep(0) */
+    weft__extras *extras; /* open addressing, power-of-two capacity */
     size_t nextras, extras_cap;
     weft_future *quar[64]; /* WEFT__POISON: recently freed, kept to catch reuse */
     unsigned quar_next;
@@ -174,7 +153,22 @@ static inline weft__pool *weft__pool_of(weft_loop *loop)
 /* Make f a pending future of kind ops on loop with one reference.  A kind
  * with a release op (memory weft allocated) is counted among the live
  * futures that loop close reports; its layer state must exist. */
-void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop);
+static inline void weft__future_init(weft_future *f, const weft__future_ops *ops, weft_loop *loop)
+{
+    f->ops = ops;
+    f->loop = loop;
+    weft__list_init(&f->waiters);
+    f->out.v.i = 0;
+    f->refs = 1;
+    f->state = WEFT__PENDING;
+    f->flags = 0;
+    f->aux = 0;
+    if (ops->release) {
+        weft__layer *l = weft__layer_get(loop, WEFT__LAYER_FUTURE);
+        if (l)
+            ((weft__future_layer *)(void *)l)->live++;
+    }
+}
 
 /* Hold f (one reference) until weft__future_unhold; h in f's struct,
  * zeroed or unheld.  After close nothing is held. */
@@ -219,23 +213,45 @@ extern const weft__future_ops weft__plain_ops;
 /* The last reference of f goes and f is a plain future done with a value
  * nobody must destroy, on an open loop: recycle it and return true (the
  * hot path of every await's release).  False: nothing done. */
+static inline bool weft__future_recycle_in(weft_future *f, weft_loop *loop);
+
 static inline bool weft__future_recycle(weft_future *f)
+{
+    return weft__future_recycle_in(f, f->loop);
+}
+
+/* True if f is a plain future done with a value nobody must destroy, and
+ * this is its last reference. */
+static inline bool weft__future_recyclable(const weft_future *f)
+{
+    return f->ops == &weft__plain_ops && f->refs == 1 && f->state == WEFT__DONE &&
+           !(f->flags & WEFT__F_EXTRAS) && !((const weft__dfuture *)(const void *)f)->dtor;
+}
+
+/* Put recyclable f on the free list of layer fl. */
+static inline void weft__future_recycle_into(weft_future *f, weft__future_layer *fl)
+{
+    f->refs = 0; /* fl->live still counts it (see there) */
+    f->waiters.next = (weft_link *)(void *)fl->free;
+    fl->free = (weft__dfuture *)(void *)f;
+}
+
+/* weft__future_recycle where the caller knows f->loop already. */
+static inline bool weft__future_recycle_in(weft_future *f, weft_loop *loop)
 {
 #if WEFT__POISON
     (void)f;
+    (void)loop;
     return false; /* freed futures go through the quarantine */
 #else
-    if (f->ops != &weft__plain_ops || f->refs != 1 || f->state != WEFT__DONE ||
-        (f->flags & WEFT__F_EXTRAS) || ((weft__dfuture *)(void *)f)->dtor)
+    WEFT_ASSERT(f->loop == loop);
+    if (!weft__future_recyclable(f))
         return false;
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE);
     if (!fl || fl->closed)
         return false;
-    f->refs = 0;
-    fl->live--;
-    f->waiters.next = (weft_link *)(void *)fl->free;
-    fl->free = (weft__dfuture *)(void *)f;
+    weft__future_recycle_into(f, fl);
     return true;
 #endif
 }
@@ -251,11 +267,11 @@ static inline bool weft__future_release_fast(weft_future *f)
     return false; /* freed futures go through the quarantine */
 #else
     if (f->refs != 1 || (f->state == WEFT__FAILED && !(f->flags & WEFT__F_OBSERVED)) ||
-        (f->flags & (WEFT__F_CALLBACKS | WEFT__F_EXTRAS)) ||
-        (f->ops->flags & WEFT__OPS_DTOR) || !f->ops->release)
+        (f->flags & (WEFT__F_CALLBACKS | WEFT__F_EXTRAS)) || (f->ops->flags & WEFT__OPS_DTOR) ||
+        !f->ops->release)
         return false;
-    weft__future_layer *fl = (weft__future_layer *)(void *)weft__layer_get(f->loop,
-                                                                          WEFT__LAYER_FUTURE);
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
     f->refs = 0;
     if (fl)
         fl->live--;

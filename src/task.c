@@ -451,60 +451,93 @@ static int await_slow(weft_co *co, weft__task *t, weft_future *f, int catching, 
     return outcome(co, t, f, catching, var);
 }
 
-/* The cold half of weft__await: drop the reference of the previous await
- * (which may run a destructor), then everything but parking plainly. */
-WEFT__COLD static int await_cold(weft_co *co, weft__task *t, weft_future *f, weft_future *prev,
-                                 int catching, int *var)
+/* Append n to list s: weft__list_push, with the stores ordered so that
+ * the compiler keeps them four plain moves (storing n's two links side by
+ * side becomes a vector store that costs three more instructions). */
+static inline void park(weft_link *s, weft_link *n)
 {
+    WEFT_ASSERT(n->next == NULL && n->prev == NULL);
+    weft_link *tail = s->prev;
+    n->prev = tail;
+    tail->next = n;
+    n->next = s;
+    s->prev = n;
+}
+
+/* weft__future_recycle of the previous await's future, from a running
+ * step: prev was awaited here, so it is of this loop, and the loop is open
+ * (a step never runs on a closed loop, and close refuses a running one), so
+ * a plain future's layer exists and is not closed. */
+static inline bool recycle_prev(weft_future *prev, weft_loop *loop)
+{
+#if WEFT__POISON
+    return weft__future_recycle_in(prev, loop); /* false: the quarantine */
+#else
+    WEFT_ASSERT(prev->refs == 1); /* the task's own */
+    if (prev->ops != &weft__plain_ops || prev->state != WEFT__DONE ||
+        (prev->flags & WEFT__F_EXTRAS) || ((weft__dfuture *)(void *)prev)->dtor)
+        return false; /* weft__future_recyclable, knowing the count */
+    weft__future_layer *fl =
+        (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE);
+    WEFT_ASSERT(prev->loop == loop && fl && !fl->closed && !weft__closed(loop));
+    weft__future_recycle_into(prev, fl);
+    return true;
+#endif
+}
+
+/* The awaiting frame: the innermost one of the chain. */
+static weft_co *top_of(const weft__task *t)
+{
+    return root_of(t)->up;
+}
+
+/* Everything weft__await leaves: drop the reference of the previous await
+ * (which may run a destructor), then everything but parking plainly. */
+WEFT__COLD static int await_cold(weft__task *t, weft_future *f, int *var)
+{
+    weft_future *prev = t->w.waiting;
+    t->w.waiting = f;
     if (prev) {
         if (prev != f)
             weft__future_unref(prev);
         else if (prev->refs > 1)
             prev->refs--; /* the reference of its previous await */
     }
-    return await_slow(co, t, f, catching, var);
+    return await_slow(top_of(t), t, f, var != NULL, var);
 }
 
-int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var)
+int weft__await(weft_task *task, weft_future *f, int *var)
 {
     weft__task *t = T(task);
+    /* hot path: park on a pending future of this loop (or go once round
+     * the loop for sleep(0)), the previous one gone without running
+     * anything (shared, or a plain one recycled) */
+    if (!f || (f->state != WEFT__PENDING && !(f->flags & WEFT__F_YIELD)) || !f->refs ||
+        f->loop != task->loop || f == task || task->aux)
+        return await_cold(t, f, var);
     weft_future *prev = t->w.waiting;
-    t->w.waiting = f;
-    co->line = line;
-    /* hot path: park on a pending future of this loop, the previous one
-     * gone without running anything (shared, or a plain one recycled) */
-    if (f && (f->state == WEFT__PENDING || (f->flags & WEFT__F_YIELD)) && f->refs &&
-        f->loop == t->fut.loop && f != task && !t->fut.aux &&
-        (!prev ||
-         (prev != f && (prev->refs > 1 ? (prev->refs--, true) : weft__future_recycle(prev))))) {
-        if (f->state == WEFT__PENDING)
-            weft__future_wait(f, &t->node);
-        else
-            weft__ready_push(t->fut.loop, &t->node); /* sleep(0): once round the loop */
-        return 1;
+    if (prev) {
+        if (prev == f)
+            return await_cold(t, f, var);
+        if (prev->refs > 1)
+            prev->refs--;
+        else if (!prev->refs || !recycle_prev(prev, task->loop)) /* the last one: the task's */
+            return await_cold(t, f, var);
     }
-    return await_cold(co, t, f, prev, catching, var);
+    t->w.waiting = f;
+    park(f->state == WEFT__PENDING ? &f->waiters : task->loop->ready, &t->node.link);
+    return 1;
 }
 
-WEFT__COLD static int await_end_slow(weft_co *co, weft__task *t, weft_future *f, int catching,
-                                     int *var)
-{
-    if (f->state == WEFT__PENDING) /* cannot happen: woken means done */
-        return fail(co, t, -ECANCELED, catching, var) ? -1 : 0;
-    return outcome(co, t, f, catching, var);
-}
-
-int weft__await_end(weft_co *co, weft_task *task, int catching, int *var)
+/* The cold half of weft__await_end (task.h): an error, a cancellation. */
+int weft__await_end_slow(weft_task *task, int *var)
 {
     weft__task *t = T(task);
     weft_future *f = t->w.waiting;
-    if (f->state == WEFT__DONE && (!(f->flags & WEFT__F_YIELD) || !t->fut.aux)) {
-        f->flags |= WEFT__F_OBSERVED; /* hot path: a value, or back from sleep(0) */
-        if (var)
-            *var = 0;
-        return 0;
-    }
-    return await_end_slow(co, t, f, catching, var);
+    weft_co *co = top_of(t);
+    if (f->state == WEFT__PENDING) /* cannot happen: woken means done */
+        return fail(co, t, -ECANCELED, var != NULL, var) ? -1 : 0;
+    return outcome(co, t, f, var != NULL, var);
 }
 
 weft_value weft__last_value(weft_task *task)
@@ -606,41 +639,70 @@ static void frame_failed(weft__task *t, weft_co *co)
                                         frame raises one of its own */
 }
 
-static void task_finish(weft__task *t, weft_co *root)
+/* task_finish with an error or a cancellation (cold: it may report). */
+WEFT__COLD static void task_finish_failed(weft__task *t, weft_co *root)
 {
-    weft_loop *loop = t->fut.loop;
-    task_layer *ts = tasks_of(loop);
-    weft_future *w = t->w.waiting;
+    const weft_co_info *origin = t->w.origin;
     int err = root->err;
-    const weft_co_info *origin = t->fut.out.kind ? t->fut.out.kind : root->info;
-    t->w.origin = origin;
-    if (w)
-        weft__future_unref(w);
-    if (!err && t->fut.aux)
+    if (!err)
         err = -ECANCELED; /* cancellation is sticky: not uncancelled = cancelled */
-    ts->pending--;
     if (err == -ECANCELED) {
         weft__future_finish(&t->fut, WEFT__CANCELLED);
         return;
     }
-    if (err) {
-        t->fut.out.err = err;
-        if (weft__list_empty(&t->fut.waiters) && t->fut.refs == 1) {
-            /* nobody awaits it, nobody holds it: nobody ever will */
-            t->fut.flags |= WEFT__F_OBSERVED;
-            char msg[900];
-            const char *detail = weft__future_detail(&t->fut, err);
-            snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)", tname(t), origin->file,
-                     (int)root->err_line, origin->name); /* detail: r.detail */
-            task_report(t, WEFT_REPORT_UNOBSERVED, err, msg, detail, origin, root->err_line);
-        }
-        weft__future_finish(&t->fut, WEFT__FAILED);
+    t->fut.out.err = err;
+    if (weft__list_empty(&t->fut.waiters) && t->fut.refs == 1) {
+        /* nobody awaits it, nobody holds it: nobody ever will */
+        t->fut.flags |= WEFT__F_OBSERVED;
+        char msg[900];
+        const char *detail = weft__future_detail(&t->fut, err);
+        snprintf(msg, sizeof msg, "task '%s' failed at %s:%d (in %s)", tname(t), origin->file,
+                 (int)root->err_line, origin->name); /* detail: r.detail */
+        task_report(t, WEFT_REPORT_UNOBSERVED, err, msg, detail, origin, root->err_line);
+    }
+    weft__future_finish(&t->fut, WEFT__FAILED);
+}
+
+static void task_finish(weft__task *t, weft_co *root)
+{
+    weft_future *w = t->w.waiting;
+    t->w.origin = t->fut.out.kind ? t->fut.out.kind : root->info;
+    if (w)
+        weft__future_unref(w);
+    tasks_of(t->fut.loop)->pending--;
+    if (root->err || t->fut.aux) {
+        task_finish_failed(t, root);
         return;
     }
     weft_value v;
     root->info->store(root, &v);
     t->fut.out.v = v;
+    if (weft__list_empty(&t->fut.waiters)) {
+        t->fut.state = WEFT__DONE; /* weft__future_finish with nothing to queue */
+        return;
+    }
     weft__future_finish(&t->fut, WEFT__DONE);
+}
+
+/* The loop's reference of finished t goes (weft__future_unref, knowing the
+ * kind: the last one of a task with nothing to report or drop is given
+ * back to the pool at once). */
+static void task_unref_done(weft__task *t)
+{
+    weft_future *f = &t->fut;
+#if !WEFT__POISON
+    if (f->refs == 1 && !(f->state == WEFT__FAILED && !(f->flags & WEFT__F_OBSERVED)) &&
+        !(f->flags & (WEFT__F_CALLBACKS | WEFT__F_EXTRAS))) {
+        weft__future_layer *fl =
+            (weft__future_layer *)(void *)weft__layer_get(f->loop, WEFT__LAYER_FUTURE);
+        f->refs = 0; /* weft__future_release_fast */
+        if (fl)
+            fl->live--;
+        task_release(f);
+        return;
+    }
+#endif
+    weft__future_unref(f);
 }
 
 static void describe_step(const void *obj, weft_report *r, char *buf, size_t n)
@@ -683,7 +745,7 @@ WEFT__COLD static void step_on(weft__task *t, weft_co *co, weft_co_rc rc)
                 tasks_of(loop)->current = NULL;
                 weft__lag_capture(loop); /* t may be freed below: the loop must not touch it */
                 t->fut.flags &= (uint8_t)~WEFT__T_LOOPREF;
-                weft__future_unref(&t->fut);
+                task_unref_done(t);
                 return;
             }
             weft_co *parent = co->up;
@@ -732,9 +794,9 @@ weft_task *weft_current_task(weft_loop *loop)
     return ts && ts->current ? &ts->current->fut : NULL;
 }
 
-weft_loop *weft_task_loop(const weft_task *t)
+weft_loop *weft__task_no_loop(void)
 {
-    return t ? t->loop : NULL;
+    return NULL;
 }
 
 /* Visit every pending task: the pool's task arena, then the listed ones. */

@@ -19,15 +19,7 @@ enum {
     WEFT__T_LISTED = 1u << 6,  /* a list link precedes the header (storage) */
 };
 
-typedef struct weft__task {
-    weft_future fut; /* first: a task is a future; fut.aux = cancel requests,
-                        fut.out.kind = the error origin while pending */
-    weft_node node;  /* ready-queue node; or parked in a future's waiters */
-    union {
-        weft_future *waiting;       /* pending: the future awaited now or last */
-        const weft_co_info *origin; /* done: where its error came from */
-    } w;
-} weft__task;       /* a name, if set, is in the loop's extras table */
+/* struct weft__task, the header, is in weft/task.h (private there). */
 
 #define WEFT__TASK_PREFIX 16 /* the list link of a listed task */
 

@@ -348,6 +348,13 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
         return (weft_co_rc){(child), (rc)};                                                        \
     WEFT__LABEL:;                                                                                  \
     } while (0)
+/* WEFT__SUSPEND where co->line is __LINE__ already. */
+#define WEFT__SUSPEND_AT_LINE(rc, child)                                                           \
+    do {                                                                                           \
+        weft__co->key = WEFT__LABEL_KEY(WEFT__LABEL);                                              \
+        return (weft_co_rc){(child), (rc)};                                                        \
+    WEFT__LABEL:;                                                                                  \
+    } while (0)
 #else
 #define WEFT__DISPATCH switch (weft__co->key)
 /* A block exit's key: an enumeration constant declared where the block
@@ -358,6 +365,12 @@ static inline int weft__co_call_end(weft_co *co, const weft_co *child, int catch
 #define WEFT__SUSPEND(rc, child)                                                                   \
     do {                                                                                           \
         weft__co->key = weft__co->line = __LINE__;                                                 \
+        return (weft_co_rc){(child), (rc)};                                                        \
+    case __LINE__:;                                                                                \
+    } while (0)
+#define WEFT__SUSPEND_AT_LINE(rc, child)                                                           \
+    do {                                                                                           \
+        weft__co->key = __LINE__;                                                                  \
         return (weft_co_rc){(child), (rc)};                                                        \
     case __LINE__:;                                                                                \
     } while (0)

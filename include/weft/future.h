@@ -19,8 +19,8 @@
  * awaits.  So dropping yours never frees or cancels anything early.  A
  * pending plain future (weft_future_new) nobody holds is freed, and its
  * callbacks never run: nobody could complete it.  Drop every reference
- * before destroying the loop (what is left is reported and freed then).  Constructors return NULL on failure; weft_last_error() says why,
- * and awaiting NULL fails with that error.
+ * before destroying the loop (what is left is reported and freed then).  Constructors return NULL
+ * on failure; weft_last_error() says why, and awaiting NULL fails with that error.
  *
  * After weft_loop_close, nothing can run: completing a future still changes
  * its state (asyncio does too) but returns WEFT_ECLOSED when the future had
@@ -140,6 +140,41 @@ int weft_future_remove_done_callback(weft_future *f, weft_done_cb *fn, void *arg
  * completed, or a loop error (WEFT_ECLOSED, -EBUSY, -EINVAL, -ENOMEM).
  * Does not consume the caller's reference. */
 int weft_loop_run_until_complete(weft_loop *loop, weft_future *f);
+
+/* ---- private: the layout of a future --------------------------------------------------------
+ * Visible only so that the hot paths of awaiting (weft/task.h) can be
+ * inlined into coroutine bodies.  Private, do not touch: read and change
+ * futures only through the functions above; all of this may change. */
+
+struct weft__future_ops; /* private: what differs between kinds (src/future_internal.h) */
+
+/* Private: internal states; weft_future_state_of maps FAILED to WEFT_DONE. */
+enum { WEFT__PENDING = 0, WEFT__DONE = 1, WEFT__CANCELLED = 2, WEFT__FAILED = 3 };
+
+/* Private: future flags; bits 4-7 are the kind's own. */
+enum {
+    WEFT__F_OBSERVED = 1u << 0,  /* outcome retrieved: no failure report */
+    WEFT__F_CALLBACKS = 1u << 1, /* done-callback nodes among the waiters */
+    WEFT__F_YIELD = 1u << 2,     /* done, and awaiting it yields once (sleep(0)) */
+    WEFT__F_EXTRAS = 1u << 3     /* has an entry in the loop's extras table */
+};
+
+/* Private, do not touch: the 48-byte header every kind of future embeds
+ * first (a plain future, a task, a sleep, a waiter...). */
+struct weft_future {
+    const struct weft__future_ops *ops;
+    weft_loop *loop;
+    weft_link waiters; /* parked tasks and done-callback nodes, FIFO */
+    union {
+        weft_value v;     /* DONE */
+        int err;          /* FAILED (CANCELLED implies -ECANCELED) */
+        const void *kind; /* pending: free for the kind (a task's error origin) */
+    } out;
+    uint32_t refs;
+    uint8_t state; /* WEFT__PENDING ... */
+    uint8_t flags; /* WEFT__F_* */
+    uint16_t aux;  /* free for the kind: a task's cancel requests */
+};
 
 #ifdef __cplusplus
 }

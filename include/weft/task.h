@@ -94,27 +94,33 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
  * NULL: its constructor failed), unwind with that error.  The value is
  * then WEFT_RESULT(self).  A task that is cancelled cannot park: the await
  * cancels f and fails with -ECANCELED (unless f completes at once). */
-#define WEFT_AWAIT(self, f) WEFT__AWAIT(self, f, 0, NULL)
+#define WEFT_AWAIT(self, f) WEFT__AWAIT(self, f, NULL)
 
 /* Like WEFT_AWAIT, but store the error code (0 = value) in the int lvalue
  * var instead of unwinding.  The task's own cancellation is not caught. */
-#define WEFT_TRY_AWAIT(self, f, var) WEFT__AWAIT(self, f, 1, &(var))
+#define WEFT_TRY_AWAIT(self, f, var) WEFT__AWAIT(self, f, &(var))
 
-/* weft__await: 0 = done (value or caught error), 1 = suspend, -1 = unwind.
- * weft__r is assigned again after the resume point before it is read; it
- * has no initializer, so resuming does not jump over one (the macros stay
- * clean under GCC's -Wjump-misses-init, the lint for locals in bodies). */
-#define WEFT__AWAIT(self, f, catching, var)                                      \
-    do {                                                                         \
-        int weft__r;                                                             \
-        (void)weft__co_self(WEFT__SELF_CO(self));                                \
-        weft__r = weft__await(weft__co, task, (f), __LINE__, (catching), (var)); \
-        if (weft__r > 0) {                                                       \
-            WEFT__SUSPEND(WEFT_CO_PENDING, NULL);                                \
-            weft__r = weft__await_end(weft__co, task, (catching), (var));        \
-        }                                                                        \
-        if (weft__r < 0)                                                         \
-            goto weft__unwind;                                                   \
+/* weft__await: 0 = done (value or caught error), 1 = suspend, -1 = unwind;
+ * var (NULL or the lvalue's address) says whether it catches.  The
+ * awaiting frame is the task's innermost one; its line is set once f is
+ * made.  weft__f and weft__r are assigned, never initialized, so resuming
+ * does not jump over an initializer (the macros stay clean under GCC's
+ * -Wjump-misses-init, the lint for locals in bodies); weft__r is assigned
+ * again after the resume point before it is read. */
+#define WEFT__AWAIT(self, f, var)                         \
+    do {                                                  \
+        int weft__r;                                      \
+        weft_future *weft__f;                             \
+        (void)weft__co_self(WEFT__SELF_CO(self));         \
+        weft__f = (f);                                    \
+        weft__co->line = __LINE__;                        \
+        weft__r = weft__await(task, weft__f, (var));      \
+        if (weft__r > 0) {                                \
+            WEFT__SUSPEND_AT_LINE(WEFT_CO_PENDING, NULL); \
+            weft__r = weft__await_end(task, (var));       \
+        }                                                 \
+        if (weft__r < 0)                                  \
+            goto weft__unwind;                            \
     } while (0)
 
 /* The value (weft_value) of this task's last successful await - possibly
@@ -146,8 +152,9 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
 
 void weft__throw_msg(weft_co *co, weft_task *task, int err, int line, const char *fmt, ...)
     WEFT_PRINTF(5, 6);
-int weft__await(weft_co *co, weft_task *task, weft_future *f, int line, int catching, int *var);
-int weft__await_end(weft_co *co, weft_task *task, int catching, int *var);
+int weft__await(weft_task *task, weft_future *f, int *var);
+static inline int weft__await_end(weft_task *task, int *var);
+int weft__await_end_slow(weft_task *task, int *var);
 weft_value weft__last_value(weft_task *task);
 int weft__yield(weft_co *co, weft_task *task, int line);
 int weft__yield_end(weft_co *co, weft_task *task);
@@ -200,7 +207,7 @@ weft_task *weft_current_task(weft_loop *loop);
 
 /* The loop a task (or any future) belongs to; the running loop from inside
  * a coroutine is weft_task_loop(task). */
-weft_loop *weft_task_loop(const weft_task *t);
+static inline weft_loop *weft_task_loop(const weft_task *t);
 
 /* Store up to n pending tasks of loop in out (borrowed pointers, valid
  * until the loop runs again; in no particular order); returns how many
@@ -304,6 +311,45 @@ typedef struct weft_run_options {
 #define WEFT__RUN_OPTS(ropts, out, fn, ...) \
     weft__run_opts((ropts), (out), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
 int weft__run_opts(const weft_run_options *ropts, weft_value *out, const weft_co *init);
+
+/* ---- private: the layout of a task and the inline halves of awaiting ------------------
+ * Visible only so that the resume check of an await inlines into the
+ * coroutine body.  Private, do not touch. */
+
+/* Private: a task is one block [weft__task][root frame]. */
+typedef struct weft__task {
+    weft_future fut; /* first: a task is a future; fut.aux = cancel requests,
+                        fut.out.kind = the error origin while pending */
+    weft_node node;  /* ready-queue node; or parked in a future's waiters */
+    union {
+        weft_future *waiting;       /* pending: the future awaited now or last */
+        const weft_co_info *origin; /* done: where its error came from */
+    } w;
+} weft__task; /* a name, if set, is in the loop's extras table */
+
+/* After the resume point of an await: 0 = go on (a value, or a caught
+ * error in *var), -1 = unwind.  The common case, a value, is inline. */
+static inline int weft__await_end(weft_task *task, int *var)
+{
+    const weft__task *t = (const weft__task *)(void *)task;
+    weft_future *f = t->w.waiting;
+    if (f->state == WEFT__DONE && (!(f->flags & WEFT__F_YIELD) || !task->aux)) {
+        f->flags |= WEFT__F_OBSERVED; /* a value, or back from sleep(0) */
+        if (var)
+            *var = 0;
+        return 0;
+    }
+    return weft__await_end_slow(task, var);
+}
+
+/* Private: NULL, out of line (no NULL constant for the optimiser to
+ * carry into the caller's use of the loop). */
+weft_loop *weft__task_no_loop(void);
+
+static inline weft_loop *weft_task_loop(const weft_task *t)
+{
+    return t ? t->loop : weft__task_no_loop();
+}
 
 #ifdef __cplusplus
 }
