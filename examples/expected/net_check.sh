@@ -37,8 +37,12 @@ fail() {
 start_server() {
     name=$1
     shift
+    # Emptied here, not by the background redirection: that one runs in the
+    # child, and wait_port could meanwhile read an earlier server's port.
+    : >"$tmp/$name.out"
+    : >"$tmp/$name.err"
     # shellcheck disable=SC2086
-    $wrap "$dir/$name" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    $wrap "$dir/$name" "$@" >>"$tmp/$name.out" 2>>"$tmp/$name.err" &
     server_pid=$!
 }
 
