@@ -47,6 +47,7 @@ static void layer_destroy(weft_loop *loop, weft__layer *self);
 static void cb_run(weft_node *n);
 
 static const weft__future_ops yield_ops = {.kind = "yield"};
+static const weft__future_ops none_ops = {.kind = "done"};
 
 static weft__future_layer *layer_new(weft_loop *loop)
 {
@@ -62,6 +63,9 @@ static weft__future_layer *layer_new(weft_loop *loop)
     weft__future_init(&fl->yield, &yield_ops, loop);
     fl->yield.state = WEFT__DONE;
     fl->yield.flags = WEFT__F_YIELD | WEFT__F_OBSERVED;
+    weft__future_init(&fl->none, &none_ops, loop);
+    fl->none.state = WEFT__DONE;
+    fl->none.flags = WEFT__F_OBSERVED;
     weft__layer_set(loop, WEFT__LAYER_FUTURE, &fl->base);
     return fl;
 }
@@ -223,6 +227,12 @@ weft_future *weft__future_yield(weft_loop *loop)
 {
     weft__future_layer *fl = weft__futures(loop);
     return fl ? weft_future_ref(&fl->yield) : NULL;
+}
+
+weft_future *weft__future_none(weft_loop *loop)
+{
+    weft__future_layer *fl = weft__futures(loop);
+    return fl ? weft_future_ref(&fl->none) : NULL;
 }
 
 /* ---- the common header -------------------------------------------------------------------- */

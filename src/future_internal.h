@@ -104,6 +104,7 @@ typedef struct weft__future_layer {
                              them: a recycle and a reuse touch no count) */
     bool closed;          /* the loop was closed: no more recycling */
     weft_future yield;    /* the immortal done future of sleep(0) */
+    weft_future none;     /* the immortal future done with 0 */
     weft__extras *extras; /* open addressing, power-of-two capacity */
     size_t nextras, extras_cap;
     weft_future *quar[64]; /* WEFT__POISON: recently freed, kept to catch reuse */
@@ -134,6 +135,11 @@ void weft__future_scoped_free(weft_future *f, void *p);
 /* A reference to the loop's yield future: done, and awaiting it lets every
  * other ready callback run once (sleep(0)).  NULL as weft__futures. */
 weft_future *weft__future_yield(weft_loop *loop);
+
+/* A reference to the loop's immortal future done with the value 0 (.i):
+ * what an operation with nothing to wait for returns (a drain below the
+ * high-water mark), without making a future.  NULL as weft__futures. */
+weft_future *weft__future_none(weft_loop *loop);
 
 static inline weft__future_layer *weft__futures(weft_loop *loop)
 {
@@ -168,6 +174,21 @@ static inline void weft__future_init(weft_future *f, const weft__future_ops *ops
         if (l)
             ((weft__future_layer *)(void *)l)->live++;
     }
+}
+
+/* Make f, done and held only by its kind (one reference, its outcome
+ * seen, no waiters, no extras), pending again with a second reference for
+ * the caller: a kind reuses its block for the next operation with no free
+ * and no allocation (f stays live, so no count changes). */
+static inline void weft__future_rearm(weft_future *f)
+{
+    WEFT_ASSERT(f->refs == 1 && f->state != WEFT__PENDING && weft__list_empty(&f->waiters) &&
+                (f->flags & (WEFT__F_OBSERVED | WEFT__F_EXTRAS)) == WEFT__F_OBSERVED);
+    f->out.v.i = 0;
+    f->refs = 2;
+    f->state = WEFT__PENDING;
+    f->flags = 0;
+    f->aux = 0;
 }
 
 /* Hold f (one reference) until weft__future_unhold; h in f's struct,

@@ -507,30 +507,39 @@ static weft_future *read_start(weft_stream *s, int op, size_t n, const void *sep
         weft__set_last_error(err);
         return NULL;
     }
-    weft__pool *pool = weft__pool_of(s->loop);
-    stream_rd *r = pool ? weft__pool_get(pool, WEFT__POOL_ANY, sizeof *r + seplen) : NULL;
-    if (!r) {
-        weft__set_last_error(-ENOMEM);
-        return NULL;
+    stream_rd *r = s->rd;
+    if (r && r->f.refs == 1 && r->f.state != WEFT__PENDING &&
+        (r->f.flags & (WEFT__F_OBSERVED | WEFT__F_EXTRAS)) == WEFT__F_OBSERVED &&
+        r->seplen == seplen) {
+        /* only the stream holds the last read, and it was seen: it becomes
+         * this one (the caller's reference and the stream's) */
+        weft__future_rearm(&r->f);
+    } else {
+        weft__pool *pool = weft__pool_of(s->loop);
+        r = pool ? weft__pool_get(pool, WEFT__POOL_ANY, sizeof *r + seplen) : NULL;
+        if (!r) {
+            weft__set_last_error(-ENOMEM);
+            return NULL;
+        }
+        weft__future_init(&r->f, &rd_ops, s->loop);
+        stream_rd *prev = s->rd;
+        if (prev) {
+            if (prev->f.state == WEFT__DONE && !(prev->f.flags & WEFT__F_OBSERVED)) {
+                give_back(prev); /* dropped unseen: nothing is lost */
+                prev->f.flags |= WEFT__F_OBSERVED;
+            }
+            rd_detach(s, prev);
+        }
+        weft_future_ref(&r->f); /* the stream's, until the next read */
     }
-    weft__future_init(&r->f, &rd_ops, s->loop);
     r->s = s;
     r->n = op == RD_UNTIL || op == RD_LINE ? 0 : n;
     r->op = (uint8_t)op;
     r->seplen = (uint16_t)seplen;
     if (seplen)
         memcpy(r->sep, sep, seplen);
-    stream_rd *prev = s->rd;
-    if (prev) {
-        if (prev->f.state == WEFT__DONE && !(prev->f.flags & WEFT__F_OBSERVED)) {
-            give_back(prev); /* dropped unseen: nothing is lost */
-            prev->f.flags |= WEFT__F_OBSERVED;
-        }
-        rd_detach(s, prev);
-    }
     free_last(s); /* "valid until the next read starts" */
     s->rd = r;
-    weft_future_ref(&r->f); /* the stream's, until the next read */
     if (op == RD_READ && n && !s->buf && !s->err && !(s->flags & S_EOF))
         flow(s, true); /* the common case: serve would find nothing and wait */
     else
@@ -1020,10 +1029,14 @@ static weft_future *waiter(weft_stream *s, bool drainer)
     return &w->f;
 }
 
-/* A plain future already done with value 0 or error err. */
+/* A future already done with value 0 (the loop's shared one: nothing is
+ * made) or a plain one failed with err. */
 static weft_future *done_future(weft_loop *loop, int err)
 {
-    weft_future *f = weft_future_new(loop);
+    weft_future *f = err ? NULL : weft__future_none(loop);
+    if (f)
+        return f;
+    f = weft_future_new(loop);
     if (f && (err ? weft_future_set_error(f, err) : weft_future_set_int(f, 0)) < 0) {
         weft_future_unref(f);
         weft__set_last_error(-ENOMEM);

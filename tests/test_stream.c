@@ -468,6 +468,42 @@ static void test_read_cancelled_while_waiting_loses_nothing(void **state)
     }
 }
 
+/* A read whose outcome was seen and that only the stream still holds is
+ * reused by the next read (nothing is allocated); one its caller still
+ * holds never is: it stays done with its own outcome. */
+static void test_next_read_reuses_a_seen_read_only_the_stream_holds(void **state)
+{
+    (void)state;
+    EACH_BACKEND(i)
+    {
+        weft_loop *loop = loop_on(BACKENDS[i], 0);
+        weft_stream *s = fed(loop, 0);
+        feed(s, "one\n");
+        weft_future *a = weft_stream_readline(s);
+        uintptr_t a_addr = (uintptr_t)a;
+        expect_data(a, "one\n"); /* seen, and the caller's reference dropped */
+        feed(s, "two\n");
+        /* the future is reused and the buffer block becomes the result */
+        alloc_fail_at(alloc_calls() + 1);
+        weft_future *b = weft_stream_readline(s);
+        alloc_fail_at(0);
+        assert_true((uintptr_t)b == a_addr);
+        assert_true(weft_future_done(b));
+        weft_value v = {0};
+        assert_int_equal(weft_future_result(b, &v), 0); /* seen; b still held */
+        assert_memory_equal(((const weft_bytes *)v.p)->data, "two\n", 4);
+        feed(s, "three\n");
+        weft_future *c = weft_stream_readline(s);
+        assert_ptr_not_equal(c, b);
+        assert_true(weft_future_done(b)); /* untouched by the next read */
+        assert_int_equal(weft_future_state_of(b), WEFT_DONE);
+        weft_future_unref(b);
+        expect_data(c, "three\n");
+        weft_stream_free(s);
+        finish(loop);
+    }
+}
+
 /* The read completed but its task is cancelled before it resumes: the
  * data goes back to the buffer (rollback), the task ends cancelled. */
 static void test_read_completed_then_cancelled_gives_the_data_back(void **state)
@@ -870,6 +906,16 @@ static void test_s_stream_9_drain_stops_the_writer_at_the_high_water_mark(void *
         assert_int_equal(low, WEFT_WRITE_LOW_DEFAULT);
         weft_future *d = weft_stream_drain(s);
         assert_true(weft_future_done(d)); /* not paused: done at once */
+        weft_value v = {.i = -1};
+        assert_int_equal(weft_future_result(d, &v), 0);
+        assert_int_equal(v.i, 0);
+        /* with nothing to wait for, nothing is made: every drain gives the
+         * loop's one done future, even when no allocation can succeed */
+        alloc_fail_at(alloc_calls() + 1);
+        weft_future *d2 = weft_stream_drain(s);
+        alloc_fail_at(0);
+        assert_ptr_equal(d2, d);
+        weft_future_unref(d2);
         weft_future_unref(d);
         weft_task *w = WEFT_SPAWN(loop, flood, .s = s);
         for (int k = 0; k < 1000 && weft_transport_get_write_buffer_size(t) <= high; k++)
@@ -1515,6 +1561,7 @@ int main(void)
         /* coroutines */
         T(test_read_cancelled_while_waiting_loses_nothing),
         T(test_read_completed_then_cancelled_gives_the_data_back),
+        T(test_next_read_reuses_a_seen_read_only_the_stream_holds),
         T(test_wait_for_timeout_on_a_read),
         T(test_free_cancels_the_pending_read),
         /* bad input, allocation failure */
