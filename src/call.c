@@ -83,19 +83,6 @@ static inline weft__call *call_get(weft_loop *loop)
     return c;
 }
 
-/* The call of c ended (it runs now, or was cancelled): the token goes
- * stale and the node is free again. */
-static inline void call_release(weft_loop *loop, weft__call *c)
-{
-    c->gen++;
-    if (WEFT__POISON) {
-        weft__call_retire(loop, c);
-        return;
-    }
-    c->node.link.next = loop->pool ? &loop->pool->node.link : NULL;
-    loop->pool = c;
-}
-
 /* Run a call_soon: record what runs, let the node go (so that a chain
  * reuses it), then call. */
 void weft__call_soon_run(weft_node *n)
@@ -105,16 +92,29 @@ void weft__call_soon_run(weft_node *n)
     weft_cb *fn = c->t.fn;
     void *arg = c->t.arg;
     weft__running_cb(loop, fn, arg);
-    call_release(loop, c);
+    weft__call_release(loop, c);
     fn(arg);
 }
 
 void weft__call_fired(weft_loop *loop, weft_timer *t)
 {
-    call_release(loop, WEFT_CONTAINER_OF(t, weft__call, t));
+    weft__call_release(loop, WEFT_CONTAINER_OF(t, weft__call, t));
 }
 
-/* ---- convenience calls ------------------------------------------------------------------------ */
+/* ---- the callbacks-only iteration (iterate's, when it applies) ---------------------- */
+
+/* Each iteration is exactly iterate()'s for a loop with nothing but
+ * callbacks; only the return to run() in between is gone. */
+void weft__run_callbacks(weft_loop *loop)
+{
+    do {
+        loop->now_valid = loop->virtual_clock;
+        weft__run_ready(loop);
+        loop->stats.iterations++;
+    } while (!(loop->state & (WEFT__STOPPING | WEFT__ONCE)) && weft__only_callbacks(loop));
+}
+
+/* ---- convenience calls -------------------------------------------------------------- */
 
 static int call_check(weft_loop *loop, weft_cb *fn, const char *what)
 {
@@ -220,7 +220,7 @@ int weft_call_cancel(weft_loop *loop, weft_call tok)
     else
         return -ENOENT;
     c->cancelled = c->gen + 1;
-    call_release(loop, c);
+    weft__call_release(loop, c);
     return 0;
 }
 
