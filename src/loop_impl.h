@@ -208,6 +208,16 @@ static inline void weft__cb_end(weft_loop *loop, uint64_t tick, const void *node
         weft__lag_report(loop, node, run);
 }
 
+/* weft__cb_end for the callback whose tick is the current one: the tick
+ * is read back rather than kept (a run function that ran several
+ * callbacks under new ticks checked the earlier ones itself, and the
+ * report of a tick is emitted once). */
+static inline void weft__cb_done(weft_loop *loop, const void *node, void (*run)(weft_node *))
+{
+    if (weft__lag_flagged(loop))
+        weft__lag_report(loop, node, run);
+}
+
 /* ---- running the ready queue: loop.c and call.c ---------------------------------------------- */
 
 /* Run one node taken off the head of batch.  A call_soon node (nearly
@@ -224,7 +234,7 @@ static inline void weft__run_head(weft_loop *loop, weft_link *batch)
     l->next = l->prev = NULL;
     weft_node *n = (weft_node *)(void *)l;
     void (*run)(weft_node *) = n->run;
-    uint64_t tick = weft__cb_tick(loop);
+    weft__cb_tick(loop);
     if (run == weft__call_soon_run) {
         weft__call *c = (weft__call *)(void *)n;
         weft_cb *fn = c->t.fn;
@@ -232,11 +242,11 @@ static inline void weft__run_head(weft_loop *loop, weft_link *batch)
         weft__running_cb(loop, fn, arg);
         weft__call_release(loop, c);
         fn(arg);
-        weft__cb_end(loop, tick, n, weft__call_soon_run);
+        weft__cb_done(loop, n, weft__call_soon_run);
     } else {
         loop->run.fn = NULL;
         run(n);
-        weft__cb_end(loop, tick, n, run);
+        weft__cb_done(loop, n, run);
     }
 }
 
@@ -244,10 +254,16 @@ static inline void weft__run_head(weft_loop *loop, weft_link *batch)
  * this iteration, then I/O).  What the callbacks queue runs in the next
  * iteration: the two queues swap, so new work goes to the other one while
  * this batch runs (no splice).  Per callback: a head pop, a tick for the
- * lag watchdog, a call and one flag load. */
+ * lag watchdog, a call and two loads for the lag flag. */
 static inline void weft__run_ready(weft_loop *loop)
 {
     weft_link *batch = loop->ready;
+    if (batch->next->next == batch) {
+        /* one node (a call_soon chain): it leaves the ready queue before
+         * it runs, so what it queues comes after it anyway; no swap */
+        weft__run_head(loop, batch);
+        return;
+    }
     loop->ready = loop->batch;
     loop->batch = batch;
     do

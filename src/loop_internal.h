@@ -36,9 +36,10 @@ static inline bool weft__list_empty(const weft_link *s)
 static inline void weft__list_push(weft_link *s, weft_link *n)
 {
     WEFT_ASSERT(n->next == NULL && n->prev == NULL);
-    n->prev = s->prev;
+    weft_link *p = s->prev;
+    n->prev = p;
+    p->next = n; /* between n's two stores: they stay two plain stores */
     n->next = s;
-    s->prev->next = n;
     s->prev = n;
 }
 
