@@ -119,6 +119,7 @@ static void drop(weft_queue *q, void *item)
 static void refresh(weft_queue *q)
 {
     size_t room = q->maxsize < q->cap ? q->maxsize : q->cap;
+    q->mask = q->cap - 1;
     q->put_room = !is_heap(q) && !q->shutdown && weft__list_empty(&q->getters) ? room : 0;
     q->get_ok = q->kind == WEFT_QUEUE_FIFO && weft__list_empty(&q->putters);
 }

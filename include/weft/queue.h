@@ -48,8 +48,9 @@ typedef struct weft_queue {
      * a put may store at once while count < put_room (min(maxsize, cap)
      * for a FIFO or LIFO not shut down with no getter waiting, else 0);
      * a get may take the front item while get_ok (a FIFO with no putter
-     * waiting) and the slot is not marked.  Both err on the slow side. */
-    size_t put_room;
+     * waiting) and the slot is not marked.  Both err on the slow side.
+     * mask is cap - 1 (a ring slot's index mask). */
+    size_t put_room, mask;
     bool get_ok;
 } weft_queue;
 
@@ -141,7 +142,7 @@ static inline bool weft__queue_put_fast(weft_queue *q, void *item)
     size_t n;
     if (!q || (n = q->count) >= q->put_room)
         return false;
-    q->items[(q->head + n) & (q->cap - 1)] = item;
+    q->items[(q->head + n) & q->mask] = item;
     q->count = n + 1;
     q->unfinished++;
     return true;
@@ -154,7 +155,7 @@ static inline bool weft__queue_get_fast(weft_queue *q, void **out)
         return false;
     i = q->head;
     *out = q->items[i];
-    q->head = (i + 1) & (q->cap - 1);
+    q->head = (i + 1) & q->mask;
     q->count = n - 1;
     return true;
 }
