@@ -111,7 +111,11 @@ void weft__run_callbacks(weft_loop *loop)
         loop->now_valid = loop->virtual_clock;
         weft__run_ready(loop);
         loop->stats.iterations++;
-    } while (!(loop->state & (WEFT__STOPPING | WEFT__ONCE)) && weft__only_callbacks(loop));
+        /* weft__only_callbacks, its state test merged with the stop test */
+    } while (!(loop->state & (WEFT__STOPPING | WEFT__ONCE | WEFT__HOOKED)) &&
+             !((unsigned)loop->nwatched | loop->heap.n) &&
+             !atomic_load_explicit(&loop->attn, memory_order_relaxed) &&
+             !weft__list_empty(loop->ready));
 }
 
 /* ---- convenience calls -------------------------------------------------------------- */

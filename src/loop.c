@@ -267,6 +267,7 @@ int weft_loop_set_iteration_hook(weft_loop *loop, void (*hook)(weft_loop *, void
         return -EPERM;
     loop->iter_hook = hook;
     loop->iter_ud = hook ? ud : NULL;
+    loop->state = hook ? loop->state | WEFT__HOOKED : loop->state & ~WEFT__HOOKED;
     return 0;
 }
 

@@ -276,7 +276,7 @@ static inline void weft__run_ready(weft_loop *loop)
  * to do. */
 static inline bool weft__only_callbacks(weft_loop *loop)
 {
-    return !((unsigned)loop->nwatched | loop->heap.n) && !loop->iter_hook &&
+    return !((unsigned)loop->nwatched | loop->heap.n) && !(loop->state & WEFT__HOOKED) &&
            !atomic_load_explicit(&loop->attn, memory_order_relaxed) &&
            !weft__list_empty(loop->ready);
 }

@@ -293,7 +293,8 @@ enum {
     WEFT__CLOSING = 1u << 2, /* close in progress */
     WEFT__CLOSED = 1u << 3,  /* close done */
     WEFT__VIRTUAL = 1u << 4,
-    WEFT__ONCE = 1u << 5, /* run_once: one iteration */
+    WEFT__ONCE = 1u << 5,   /* run_once: one iteration */
+    WEFT__HOOKED = 1u << 6, /* iter_hook is set (tested with the others) */
 };
 
 enum { WEFT__ATTN_INBOX = 1u, WEFT__ATTN_DUMP = 2u, WEFT__ATTN_CLOSED = 4u };
