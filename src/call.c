@@ -17,6 +17,13 @@
 /* The documented size on LP64. */
 _Static_assert(sizeof(void *) != 8 || sizeof(weft__call) == 88, "weft__call grew");
 
+/* weft__loop_head is the head of struct weft_loop. */
+#define SAME(f) (offsetof(struct weft_loop, f) == offsetof(weft__loop_head, f))
+_Static_assert(SAME(ready) && SAME(batch) && SAME(queues) && SAME(pool) && SAME(state) &&
+                   SAME(flags),
+               "weft__loop_head is not the head of struct weft_loop");
+#undef SAME
+
 /* ---- handles ------------------------------------------------------------------------- */
 
 void weft__handle_run(weft_node *n)
@@ -137,7 +144,8 @@ static void call_token(const weft__call *c, weft_call *out)
         *out = (weft_call){(void *)c, c->gen};
 }
 
-int weft_call_soon(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out)
+/* (parenthesised: weft/loop.h defines weft_call_soon as a macro too) */
+int(weft_call_soon)(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out)
 {
     weft__call *c;
     /* the warm path: no debug checks (tested first: another thread may

@@ -86,13 +86,7 @@ void weft__timers_close(weft_loop *loop);
 /* One node serves a call_soon (queued through node) or a call_later
  * (armed through t), and the token {node, gen} that names it.  Nodes live
  * until the loop closes, so a token is always safe to look at. */
-typedef struct weft__call {
-    weft_node node;         /* ready queue; while free, link.next chains the pool */
-    weft_timer t;           /* fn, arg, loop; armed for call_later */
-    uint64_t gen;           /* the current use's generation, bumped at release */
-    uint64_t cancelled;     /* gen of the last use that was cancelled, + 1 */
-    struct weft__call *all; /* the loop's next node (close frees them all) */
-} weft__call;
+/* (weft__call itself is in weft/loop.h, for weft_call_soon's inline path.) */
 
 /* call.c: the run function of call_soon nodes, and of weft_handle nodes.
  * (The iteration dispatches call_soon nodes itself, as it does.) */

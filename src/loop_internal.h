@@ -300,15 +300,12 @@ enum {
 enum { WEFT__ATTN_INBOX = 1u, WEFT__ATTN_DUMP = 2u, WEFT__ATTN_CLOSED = 4u };
 
 struct weft_loop {
-    /* hot: what the call_soon / iteration paths touch */
-    weft_link *ready; /* where new work is queued: one of queues[] */
-    weft_link *batch; /* the other one: the batch being run, or empty */
-    weft_link queues[2];
-    struct weft__call *pool; /* free call nodes (LIFO; NULL in debug) */
-    unsigned state;          /* WEFT__RUNNING ... */
-    unsigned flags;          /* WEFT_LOOP_* */
-    int nwatched;            /* watchers with interest */
-    _Atomic unsigned attn;   /* WEFT__ATTN_*: look before the iteration */
+    /* hot: what the call_soon / iteration paths touch; the first members
+     * are weft__loop_head's (weft/loop.h: weft_call_soon's inline path
+     * reads them through it) */
+    WEFT__LOOP_HEAD
+    int nwatched;          /* watchers with interest */
+    _Atomic unsigned attn; /* WEFT__ATTN_*: look before the iteration */
     weft__running run;
     void (*iter_hook)(weft_loop *, void *);
     void *iter_ud;
