@@ -111,18 +111,46 @@ void weft__call_fired(weft_loop *loop, weft_timer *t)
 /* ---- the callbacks-only iteration (iterate's, when it applies) ---------------------- */
 
 /* Each iteration is exactly iterate()'s for a loop with nothing but
- * callbacks; only the return to run() in between is gone. */
+ * callbacks; only the return to run() in between is gone.  A batch of one
+ * call_soon node (a chain) runs here, with no lag check of its own right
+ * after it: the watchdog raises WEFT__ATTN_LAG with its flag, and the attn
+ * test that follows every iteration leaves this loop for the check below,
+ * as does every other way out.  Other batches run in loop.c, each
+ * callback checked as usual. */
 void weft__run_callbacks(weft_loop *loop)
 {
+    weft_node *last = NULL; /* the call_soon node whose check is pending */
     do {
         loop->now_valid = loop->virtual_clock;
-        weft__run_ready(loop);
+        weft_link *r = loop->ready, *l = r->next;
+        weft__call *c = (weft__call *)(void *)l;
+        if (l->next == r && c->node.run == weft__call_soon_run) {
+            WEFT_ASSERT(l->prev == r && r->prev == l);
+            r->next = r;
+            l->prev = NULL; /* (between r's two: they stay plain stores) */
+            r->prev = r;
+            /* l->next: the release below sets it (the free list) */
+            weft__cb_tick(loop);
+            weft_cb *fn = c->t.fn;
+            void *arg = c->t.arg;
+            weft__running_cb(loop, fn, arg);
+            weft__call_release(loop, c);
+            last = &c->node;
+            fn(arg);
+        } else {
+            weft__run_ready_checked(loop);
+            last = NULL;
+        }
         loop->stats.iterations++;
         /* weft__only_callbacks, its state test merged with the stop test */
     } while (!(loop->state & (WEFT__STOPPING | WEFT__ONCE | WEFT__HOOKED)) &&
              !((unsigned)loop->nwatched | loop->heap.n) &&
              !atomic_load_explicit(&loop->attn, memory_order_relaxed) &&
              !weft__list_empty(loop->ready));
+    if (atomic_load_explicit(&loop->attn, memory_order_relaxed) & WEFT__ATTN_LAG)
+        atomic_fetch_and_explicit(&loop->attn, ~(unsigned)WEFT__ATTN_LAG, memory_order_acquire);
+    if (last)
+        weft__cb_done(loop, last, weft__call_soon_run);
 }
 
 /* ---- convenience calls -------------------------------------------------------------- */

@@ -12,7 +12,10 @@
  * once and reports the callback as SLOW; the duration is measured from the
  * watchdog's first sighting plus P/2 (the expected unseen start), so it is
  * right to about +-P/2.  A tick flagged while the loop was doing its own
- * work between callbacks is never matched, so never reported.
+ * work between callbacks is never matched, so never reported.  (The
+ * watchdog also raises WEFT__ATTN_LAG: a loop running nothing but
+ * one-callback batches checks that bit, which it tests after every
+ * iteration anyway, instead of the flag after every callback.)
  *
  * While the loop is idle (blocked in the backend, or not running) the
  * watchdog sleeps on a condition variable instead of polling.  The loop
@@ -100,6 +103,7 @@ static void *watchdog(void *arg)
                    atomic_load_explicit(&lag->flag, memory_order_relaxed) != tick) {
             atomic_store_explicit(&lag->seen, first, memory_order_relaxed);
             atomic_store_explicit(&lag->flag, tick, memory_order_release);
+            atomic_fetch_or_explicit(&loop->attn, WEFT__ATTN_LAG, memory_order_release);
         }
     }
     pthread_mutex_unlock(&lag->mu);
@@ -218,7 +222,10 @@ void weft__lag_busy(weft_loop *loop)
 void weft__lag_set(weft_loop *loop, int64_t ns)
 {
     weft__lag *lag = &loop->lag;
-    atomic_store_explicit(&lag->threshold, ns == 0 ? DEFAULT_NS : ns < 0 ? 0 : ns,
+    atomic_store_explicit(&lag->threshold,
+                          ns == 0  ? DEFAULT_NS
+                          : ns < 0 ? 0
+                                   : ns,
                           memory_order_relaxed);
     lag->failed = false; /* a new setting may try the thread again */
     if (lag->started && lag->pid == getpid()) {
@@ -262,8 +269,8 @@ static void describe(weft_loop *loop, weft_report *r, char *what, size_t n, cons
     } else if (rec->fn) {
         r->fn = rec->fn;
         r->arg = rec->arg;
-        snprintf(what, n, "callback %s(%p)", weft__symbol(&rec->fn, sizeof rec->fn, sym, sizeof sym),
-                 rec->arg);
+        snprintf(what, n, "callback %s(%p)",
+                 weft__symbol(&rec->fn, sizeof rec->fn, sym, sizeof sym), rec->arg);
     } else if (run) {
         snprintf(what, n, "callback node %p run by %s", node,
                  weft__symbol(&run, sizeof run, sym, sizeof sym));

@@ -66,6 +66,7 @@ static void begin_iteration(weft_loop *loop)
             weft__dump(loop);
         if (attn & WEFT__ATTN_INBOX)
             weft__inbox_drain(loop);
+        /* WEFT__ATTN_LAG is dropped: each callback here checks the flag */
     }
 }
 
@@ -117,6 +118,11 @@ static void expire_timers(weft_loop *loop)
     loop->now_valid = loop->virtual_clock;
     if (loop->heap.n)
         weft__timers_expire(loop);
+}
+
+void weft__run_ready_checked(weft_loop *loop)
+{
+    weft__run_ready(loop);
 }
 
 /* 4. Exactly what is queued now: the ready queue, then the due timers. */

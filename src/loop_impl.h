@@ -275,6 +275,9 @@ static inline bool weft__only_callbacks(weft_loop *loop)
            !weft__list_empty(loop->ready);
 }
 
+/* loop.c: weft__run_ready, out of line (for call.c). */
+void weft__run_ready_checked(weft_loop *loop);
+
 /* call.c: iterations of such a loop, back to back until it is told to
  * stop or something else needs the full iteration (a translation unit of
  * its own keeps run()'s registers out of it). */

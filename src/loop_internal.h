@@ -297,7 +297,10 @@ enum {
     WEFT__HOOKED = 1u << 6, /* iter_hook is set (tested with the others) */
 };
 
-enum { WEFT__ATTN_INBOX = 1u, WEFT__ATTN_DUMP = 2u, WEFT__ATTN_CLOSED = 4u };
+/* WEFT__ATTN_LAG: the watchdog raised its flag (for the callbacks-only
+ * loop, whose attn test is the lag check of a one-node batch; the full
+ * iteration drops it). */
+enum { WEFT__ATTN_INBOX = 1u, WEFT__ATTN_DUMP = 2u, WEFT__ATTN_CLOSED = 4u, WEFT__ATTN_LAG = 8u };
 
 struct weft_loop {
     /* hot: what the call_soon / iteration paths touch; the first members
