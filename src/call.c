@@ -124,7 +124,10 @@ void weft__run_callbacks(weft_loop *loop)
         loop->now_valid = loop->virtual_clock;
         weft_link *r = loop->ready, *l = r->next;
         weft__call *c = (weft__call *)(void *)l;
-        if (l->next == r && c->node.run == weft__call_soon_run) {
+        if (l->next != r) {
+            weft__run_ready_checked(loop); /* several nodes */
+            last = NULL;
+        } else if (c->node.run == weft__call_soon_run) {
             WEFT_ASSERT(l->prev == r && r->prev == l);
             r->next = r;
             l->prev = NULL; /* (between r's two: they stay plain stores) */
@@ -138,7 +141,7 @@ void weft__run_callbacks(weft_loop *loop)
             last = &c->node;
             fn(arg);
         } else {
-            weft__run_ready_checked(loop);
+            weft__run_head(loop, r); /* one other node (a task step) */
             last = NULL;
         }
         loop->stats.iterations++;
