@@ -119,9 +119,10 @@ void weft__call_fired(weft_loop *loop, weft_timer *t)
  * callback checked as usual. */
 void weft__run_callbacks(weft_loop *loop)
 {
-    weft_node *last = NULL; /* the call_soon node whose check is pending */
+    weft_node *last = NULL;                /* the call_soon node whose check is pending */
+    const bool virt = loop->virtual_clock; /* fixed at creation */
     do {
-        loop->now_valid = loop->virtual_clock;
+        loop->now_valid = virt;
         weft_link *r = loop->ready, *l = r->next;
         weft__call *c = (weft__call *)(void *)l;
         if (l->next != r) {
