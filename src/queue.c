@@ -113,15 +113,24 @@ static void drop(weft_queue *q, void *item)
         q->dtor(item);
 }
 
-/* Recompute the fast paths' folded tests (see put_room and get_ok in
+/* Recompute the fast paths' folded tests (see put_room and get_marks in
  * weft/queue.h).  Called after every change that can turn one on or off;
  * a waiter unlinked elsewhere (cancelled) only leaves them off until then. */
 static void refresh(weft_queue *q)
 {
+    static const uint64_t no_mark = 0, slow = 1;
     size_t room = q->maxsize < q->cap ? q->maxsize : q->cap;
     q->mask = q->cap - 1;
     q->put_room = !is_heap(q) && !q->shutdown && weft__list_empty(&q->getters) ? room : 0;
-    q->get_ok = q->kind == WEFT_QUEUE_FIFO && weft__list_empty(&q->putters);
+    q->get_mmask = 0;
+    if (q->kind != WEFT_QUEUE_FIFO || !weft__list_empty(&q->putters)) {
+        q->get_marks = &slow;
+    } else if (!q->seqs) {
+        q->get_marks = &no_mark;
+    } else {
+        q->get_marks = q->seqs; /* the tags of the first cap words */
+        q->get_mmask = q->mask;
+    }
 }
 
 /* ---- storage ----------------------------------------------------------------------- */

@@ -47,11 +47,13 @@ typedef struct weft_queue {
     /* private, for the inline fast paths (queue.c keeps them up to date):
      * a put may store at once while count < put_room (min(maxsize, cap)
      * for a FIFO or LIFO not shut down with no getter waiting, else 0);
-     * a get may take the front item while get_ok (a FIFO with no putter
-     * waiting) and the slot is not marked.  Both err on the slow side.
-     * mask is cap - 1 (a ring slot's index mask). */
-    size_t put_room, mask;
-    bool get_ok;
+     * a get may take the front item while get_marks[head & get_mmask] is
+     * 0: get_marks is seqs (the marks of placed puts) for a FIFO with no
+     * putter waiting, else a word of 0 (no marks yet) or of 1 (not a FIFO,
+     * or a putter waits).  Both err on the slow side.  mask is cap - 1 (a
+     * ring slot's index mask). */
+    size_t put_room, mask, get_mmask;
+    const uint64_t *get_marks;
 } weft_queue;
 
 /* Initialise a FIFO queue holding at most maxsize items (0 = unbounded).
@@ -133,7 +135,7 @@ WEFT_NODISCARD weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
 
 /* The common cases of the two macros above, inline (private: the same
  * tests as weft_queue_put_nowait / get_nowait make first, folded by
- * queue.c into put_room and get_ok).  Put: room in the buffer of a FIFO or
+ * queue.c into put_room and get_marks).  Put: room in the buffer of a FIFO or
  * LIFO that is not shut down, nobody waiting to get.  Get: the front item
  * of a FIFO, nobody waiting to put, and the item not a placed put whose
  * putter has not resumed yet. */
@@ -151,9 +153,8 @@ static inline bool weft__queue_put_fast(weft_queue *q, void *item)
 static inline bool weft__queue_get_fast(weft_queue *q, void **out)
 {
     size_t n, i;
-    if (!q || !(n = q->count) || !q->get_ok || (q->seqs && q->seqs[q->head]))
+    if (!q || !(n = q->count) || q->get_marks[(i = q->head) & q->get_mmask])
         return false;
-    i = q->head;
     *out = q->items[i];
     q->head = (i + 1) & q->mask;
     q->count = n - 1;
