@@ -8,9 +8,10 @@
  * to look at: the generation moves on at every release, and the node
  * remembers the generation of its last cancelled use.
  *
- * Costs: call_soon O(1), about 12 instructions inline in the caller on
- * the warm path (weft/loop.h), 20 and no stack frame for the function; call_at / call_later O(log
- * timers); cancel O(1) (queued) or O(log timers) (armed).
+ * Costs: call_soon O(1): on the warm path about 12 instructions inline in
+ * the caller (weft/loop.h), or 20 and no stack frame in the function;
+ * call_at / call_later O(log timers); cancel O(1) (queued) or O(log
+ * timers) (armed).
  */
 #include "loop_impl.h"
 

@@ -122,6 +122,8 @@ static void expire_timers(weft_loop *loop)
         weft__timers_expire(loop);
 }
 
+/* 4, first half, out of line: for the callbacks-only loop (call.c), whose
+ * own registers then stay few. */
 void weft__run_ready_checked(weft_loop *loop)
 {
     weft__run_ready(loop);
@@ -306,8 +308,7 @@ void weft__layer_set(weft_loop *loop, int id, weft__layer *state)
     loop->layers[id] = state;
 }
 
-/* ---- creation and close ------------------------------------------------------------------------
- */
+/* ---- creation and close ------------------------------------------------------------------ */
 
 int weft_loop_new(weft_loop **out, const weft_loop_options *opts)
 {

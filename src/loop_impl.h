@@ -150,8 +150,7 @@ void weft__report_init(weft_loop *loop);
 void weft__dump(weft_loop *loop);
 /* weft__symbol (symbol.c) is declared in loop_internal.h. */
 
-/* ---- the lag watchdog: lag.c --------------------------------------------------------------------
- */
+/* ---- the lag watchdog: lag.c ------------------------------------------------------------ */
 
 /* weft_loop_new / weft_loop_destroy: the watchdog's counters, mutex and
  * condition variable (no thread yet). */
@@ -212,7 +211,7 @@ static inline void weft__cb_done(weft_loop *loop, const void *node, void (*run)(
         weft__lag_report(loop, node, run);
 }
 
-/* ---- running the ready queue: loop.c and call.c ---------------------------------------------- */
+/* ---- running the ready queue: loop.c and call.c ----------------------------------------- */
 
 /* Run one node taken off the head of batch.  A call_soon node (nearly
  * every node of a callback-heavy loop) is dispatched here rather than
@@ -283,8 +282,7 @@ void weft__run_ready_checked(weft_loop *loop);
  * its own keeps run()'s registers out of it). */
 void weft__run_callbacks(weft_loop *loop);
 
-/* ---- clock.c
- * ---------------------------------------------------------------------------------------- */
+/* ---- clock.c ---------------------------------------------------------------------------- */
 
 /* The monotonic clock, ns. */
 int64_t weft__clock_mono(void);
