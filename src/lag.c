@@ -12,7 +12,10 @@
  * once and reports the callback as SLOW; the duration is measured from the
  * watchdog's first sighting plus P/2 (the expected unseen start), so it is
  * right to about +-P/2.  A tick flagged while the loop was doing its own
- * work between callbacks is never matched, so never reported.
+ * work between callbacks is never matched, so never reported.  (The
+ * watchdog also raises WEFT__ATTN_LAG: a loop running nothing but
+ * one-callback batches checks that bit, which it tests after every
+ * iteration anyway, instead of the flag after every callback.)
  *
  * While the loop is idle (blocked in the backend, or not running) the
  * watchdog sleeps on a condition variable instead of polling.  The loop
@@ -23,7 +26,9 @@
  * Cost: one thread per loop that runs with accounting on (started at the
  * first run, joined at close; weft_loop_set_lag_threshold(loop, -1) or
  * opts.lag_threshold_ns < 0 means no thread), about 100 bytes of stack
- * work per sample, and about 3 instructions per callback in the loop.
+ * work per sample, and in the loop 3 instructions per callback for the tick
+ * plus 4 for the flag check (none for a call_soon chain, whose check is
+ * the attn test: about 2 instructions per callback in all, callgrind).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -100,6 +105,7 @@ static void *watchdog(void *arg)
                    atomic_load_explicit(&lag->flag, memory_order_relaxed) != tick) {
             atomic_store_explicit(&lag->seen, first, memory_order_relaxed);
             atomic_store_explicit(&lag->flag, tick, memory_order_release);
+            atomic_fetch_or_explicit(&loop->attn, WEFT__ATTN_LAG, memory_order_release);
         }
     }
     pthread_mutex_unlock(&lag->mu);
@@ -218,7 +224,10 @@ void weft__lag_busy(weft_loop *loop)
 void weft__lag_set(weft_loop *loop, int64_t ns)
 {
     weft__lag *lag = &loop->lag;
-    atomic_store_explicit(&lag->threshold, ns == 0 ? DEFAULT_NS : ns < 0 ? 0 : ns,
+    atomic_store_explicit(&lag->threshold,
+                          ns == 0  ? DEFAULT_NS
+                          : ns < 0 ? 0
+                                   : ns,
                           memory_order_relaxed);
     lag->failed = false; /* a new setting may try the thread again */
     if (lag->started && lag->pid == getpid()) {
@@ -262,8 +271,8 @@ static void describe(weft_loop *loop, weft_report *r, char *what, size_t n, cons
     } else if (rec->fn) {
         r->fn = rec->fn;
         r->arg = rec->arg;
-        snprintf(what, n, "callback %s(%p)", weft__symbol(&rec->fn, sizeof rec->fn, sym, sizeof sym),
-                 rec->arg);
+        snprintf(what, n, "callback %s(%p)",
+                 weft__symbol(&rec->fn, sizeof rec->fn, sym, sizeof sym), rec->arg);
     } else if (run) {
         snprintf(what, n, "callback node %p run by %s", node,
                  weft__symbol(&run, sizeof run, sym, sizeof sym));

@@ -11,9 +11,11 @@
  *
  * Costs: an iteration is O(ready + expired timers + ready fds), plus one
  * backend wait when an fd is watched or the loop must sleep.  A loop busy
- * with nothing but callbacks pays about 30 instructions per iteration and
- * 20 per callback here, besides the callback's own run function
- * (callgrind, the bench's call_soon chain).
+ * with nothing but callbacks runs its iterations back to back in call.c
+ * (weft__run_callbacks): about 35 instructions per iteration of a
+ * call_soon chain, the callback's dispatch and the lag tick included
+ * (callgrind, the bench's callbacks workload: 63 in all per callback with
+ * the bench's callback and its inline weft_call_soon).
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -66,6 +68,7 @@ static void begin_iteration(weft_loop *loop)
             weft__dump(loop);
         if (attn & WEFT__ATTN_INBOX)
             weft__inbox_drain(loop);
+        /* WEFT__ATTN_LAG is dropped: each callback here checks the flag */
     }
 }
 
@@ -119,48 +122,26 @@ static void expire_timers(weft_loop *loop)
         weft__timers_expire(loop);
 }
 
-/* 4, first half: the ready queue as it is now (callbacks queued before
- * this iteration, then I/O).  What the callbacks queue runs in the next
- * iteration: the two queues swap, so new work goes to the other one while
- * this batch runs (no splice).  Per callback: a head pop, a tick for the
- * lag watchdog, an indirect call and one flag load. */
-static inline void run_ready(weft_loop *loop)
+/* 4, first half, out of line: for the callbacks-only loop (call.c), whose
+ * own registers then stay few. */
+void weft__run_ready_checked(weft_loop *loop)
 {
-    weft_link *batch = loop->ready;
-    loop->ready = loop->batch;
-    loop->batch = batch;
-    do {
-        weft_link *l = batch->next, *next = l->next; /* the head: prev is batch */
-        WEFT_ASSERT(l->prev == batch && next->prev == l);
-        batch->next = next;
-        next->prev = batch;
-        l->next = l->prev = NULL;
-        weft_node *n = (weft_node *)(void *)l;
-        void (*run)(weft_node *) = n->run;
-        uint64_t tick = weft__cb_begin(loop);
-        run(n);
-        weft__cb_end(loop, tick, n, run);
-    } while (!weft__list_empty(batch));
+    weft__run_ready(loop);
 }
 
 /* 4. Exactly what is queued now: the ready queue, then the due timers. */
 static void run_batch(weft_loop *loop)
 {
     if (!weft__list_empty(loop->ready))
-        run_ready(loop);
+        weft__run_ready(loop);
     if (loop->due.n)
         weft__timers_run_due(loop);
 }
 
 static int iterate(weft_loop *loop)
 {
-    /* A loop busy with nothing but callbacks (no hook, nothing from other
-     * threads, no fd watched, no timer): steps 0 to 3 have nothing to do. */
-    if (!((unsigned)loop->nwatched | loop->heap.n) && !loop->iter_hook &&
-        !atomic_load_explicit(&loop->attn, memory_order_relaxed) && !weft__list_empty(loop->ready)) {
-        loop->now_valid = loop->virtual_clock;
-        run_ready(loop);
-        loop->stats.iterations++;
+    if (weft__only_callbacks(loop)) {
+        weft__run_callbacks(loop); /* call.c */
         return 0;
     }
     begin_iteration(loop);
@@ -296,6 +277,7 @@ int weft_loop_set_iteration_hook(weft_loop *loop, void (*hook)(weft_loop *, void
         return -EPERM;
     loop->iter_hook = hook;
     loop->iter_ud = hook ? ud : NULL;
+    loop->state = hook ? loop->state | WEFT__HOOKED : loop->state & ~WEFT__HOOKED;
     return 0;
 }
 
@@ -326,7 +308,7 @@ void weft__layer_set(weft_loop *loop, int id, weft__layer *state)
     loop->layers[id] = state;
 }
 
-/* ---- creation and close ------------------------------------------------------------------------ */
+/* ---- creation and close ------------------------------------------------------------------ */
 
 int weft_loop_new(weft_loop **out, const weft_loop_options *opts)
 {

@@ -56,7 +56,8 @@ void weft__heap_remove(weft_loop *loop, weft_timer *t);
  * deadline in its repeat field (0 for a one-shot, and its heap entry is
  * gone); stops early at a repeating timer.  Returns the new k.  Each
  * removal is Floyd's bottom-up sift-down. */
-uint32_t weft__heap_pop_due(weft_loop *loop, int64_t now, weft_timer **out, uint32_t k, uint32_t max);
+uint32_t weft__heap_pop_due(weft_loop *loop, int64_t now, weft_timer **out, uint32_t k,
+                            uint32_t max);
 /* Remove and return the earliest timer (the heap is not empty); its
  * deadline in *when. */
 weft_timer *weft__heap_pop(weft_loop *loop, int64_t *when);
@@ -85,15 +86,10 @@ void weft__timers_close(weft_loop *loop);
 /* One node serves a call_soon (queued through node) or a call_later
  * (armed through t), and the token {node, gen} that names it.  Nodes live
  * until the loop closes, so a token is always safe to look at. */
-typedef struct weft__call {
-    weft_node node;         /* ready queue; while free, link.next chains the pool */
-    weft_timer t;           /* fn, arg, loop; armed for call_later */
-    uint64_t gen;           /* the current use's generation, bumped at release */
-    uint64_t cancelled;     /* gen of the last use that was cancelled, + 1 */
-    struct weft__call *all; /* the loop's next node (close frees them all) */
-} weft__call;
+/* (weft__call itself is in weft/loop.h, for weft_call_soon's inline path.) */
 
-/* call.c: the run function of call_soon nodes, and of weft_handle nodes. */
+/* call.c: the run function of call_soon nodes, and of weft_handle nodes.
+ * (The iteration dispatches call_soon nodes itself, as it does.) */
 void weft__call_soon_run(weft_node *n);
 void weft__handle_run(weft_node *n);
 /* A call node whose timer fired: release it (its callback runs next). */
@@ -111,6 +107,19 @@ void weft__call_retire(weft_loop *loop, weft__call *c);
 int weft__call_soon_cold(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out);
 /* Close: free every node. */
 void weft__calls_close(weft_loop *loop);
+
+/* The call of c ended (it runs now, or was cancelled): the token goes
+ * stale and the node is free again. */
+static inline void weft__call_release(weft_loop *loop, weft__call *c)
+{
+    c->gen++;
+    if (WEFT__POISON) {
+        weft__call_retire(loop, c);
+        return;
+    }
+    c->node.link.next = loop->pool ? &loop->pool->node.link : NULL;
+    loop->pool = c;
+}
 
 /* ---- fd watchers: io.c ------------------------------------------------------------------ */
 
@@ -141,7 +150,7 @@ void weft__report_init(weft_loop *loop);
 void weft__dump(weft_loop *loop);
 /* weft__symbol (symbol.c) is declared in loop_internal.h. */
 
-/* ---- the lag watchdog: lag.c -------------------------------------------------------------------- */
+/* ---- the lag watchdog: lag.c ------------------------------------------------------------ */
 
 /* weft_loop_new / weft_loop_destroy: the watchdog's counters, mutex and
  * condition variable (no thread yet). */
@@ -164,11 +173,19 @@ void weft__lag_set(weft_loop *loop, int64_t ns);
 void weft__lag_report(weft_loop *loop, const void *node, void (*run)(weft_node *));
 
 /* Before each callback: a new tick (the watchdog's measure of progress),
- * returned; the running record is cleared.  A load and two stores. */
-static inline uint64_t weft__cb_begin(weft_loop *loop)
+ * returned.  A load and a store. */
+static inline uint64_t weft__cb_tick(weft_loop *loop)
 {
     uint64_t t = atomic_load_explicit(&loop->lag.tick, memory_order_relaxed) + 1;
     atomic_store_explicit(&loop->lag.tick, t, memory_order_relaxed);
+    return t;
+}
+
+/* The same, and the running record cleared (for a callback that may
+ * record nothing). */
+static inline uint64_t weft__cb_begin(weft_loop *loop)
+{
+    uint64_t t = weft__cb_tick(loop);
     loop->run.fn = NULL;
     return t;
 }
@@ -184,7 +201,88 @@ static inline void weft__cb_end(weft_loop *loop, uint64_t tick, const void *node
         weft__lag_report(loop, node, run);
 }
 
-/* ---- clock.c ---------------------------------------------------------------------------------------- */
+/* weft__cb_end for the callback whose tick is the current one: the tick
+ * is read back rather than kept (a run function that ran several
+ * callbacks under new ticks checked the earlier ones itself, and the
+ * report of a tick is emitted once). */
+static inline void weft__cb_done(weft_loop *loop, const void *node, void (*run)(weft_node *))
+{
+    if (weft__lag_flagged(loop))
+        weft__lag_report(loop, node, run);
+}
+
+/* ---- running the ready queue: loop.c and call.c ----------------------------------------- */
+
+/* Run one node taken off the head of batch.  A call_soon node (nearly
+ * every node of a callback-heavy loop) is dispatched here rather than
+ * through its run function: the record of what runs, the release of the
+ * node (so that a chain reuses it), then the callback; that saves an
+ * indirect call and the clear of the record. */
+static inline void weft__run_head(weft_loop *loop, weft_link *batch)
+{
+    weft_link *l = batch->next, *next = l->next; /* the head: prev is batch */
+    WEFT_ASSERT(l->prev == batch && next->prev == l);
+    batch->next = next;
+    next->prev = batch;
+    l->next = l->prev = NULL;
+    weft_node *n = (weft_node *)(void *)l;
+    void (*run)(weft_node *) = n->run;
+    weft__cb_tick(loop);
+    if (run == weft__call_soon_run) {
+        weft__call *c = (weft__call *)(void *)n;
+        weft_cb *fn = c->t.fn;
+        void *arg = c->t.arg;
+        weft__running_cb(loop, fn, arg);
+        weft__call_release(loop, c);
+        fn(arg);
+        weft__cb_done(loop, n, weft__call_soon_run);
+    } else {
+        loop->run.fn = NULL;
+        run(n);
+        weft__cb_done(loop, n, run);
+    }
+}
+
+/* 4, first half: the ready queue as it is now (callbacks queued before
+ * this iteration, then I/O).  What the callbacks queue runs in the next
+ * iteration: the two queues swap, so new work goes to the other one while
+ * this batch runs (no splice).  Per callback: a head pop, a tick for the
+ * lag watchdog, a call and two loads for the lag flag. */
+static inline void weft__run_ready(weft_loop *loop)
+{
+    weft_link *batch = loop->ready;
+    if (batch->next->next == batch) {
+        /* one node (a call_soon chain): it leaves the ready queue before
+         * it runs, so what it queues comes after it anyway; no swap */
+        weft__run_head(loop, batch);
+        return;
+    }
+    loop->ready = loop->batch;
+    loop->batch = batch;
+    do
+        weft__run_head(loop, batch);
+    while (!weft__list_empty(batch));
+}
+
+/* A loop busy with nothing but callbacks (no hook, nothing from other
+ * threads, no fd watched, no timer, work ready): steps 0 to 3 have nothing
+ * to do. */
+static inline bool weft__only_callbacks(weft_loop *loop)
+{
+    return !((unsigned)loop->nwatched | loop->heap.n) && !(loop->state & WEFT__HOOKED) &&
+           !atomic_load_explicit(&loop->attn, memory_order_relaxed) &&
+           !weft__list_empty(loop->ready);
+}
+
+/* loop.c: weft__run_ready, out of line (for call.c). */
+void weft__run_ready_checked(weft_loop *loop);
+
+/* call.c: iterations of such a loop, back to back until it is told to
+ * stop or something else needs the full iteration (a translation unit of
+ * its own keeps run()'s registers out of it). */
+void weft__run_callbacks(weft_loop *loop);
+
+/* ---- clock.c ---------------------------------------------------------------------------- */
 
 /* The monotonic clock, ns. */
 int64_t weft__clock_mono(void);

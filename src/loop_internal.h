@@ -36,9 +36,10 @@ static inline bool weft__list_empty(const weft_link *s)
 static inline void weft__list_push(weft_link *s, weft_link *n)
 {
     WEFT_ASSERT(n->next == NULL && n->prev == NULL);
-    n->prev = s->prev;
+    weft_link *p = s->prev;
+    n->prev = p;
+    p->next = n; /* between n's two stores: they stay two plain stores */
     n->next = s;
-    s->prev->next = n;
     s->prev = n;
 }
 
@@ -292,21 +293,22 @@ enum {
     WEFT__CLOSING = 1u << 2, /* close in progress */
     WEFT__CLOSED = 1u << 3,  /* close done */
     WEFT__VIRTUAL = 1u << 4,
-    WEFT__ONCE = 1u << 5, /* run_once: one iteration */
+    WEFT__ONCE = 1u << 5,   /* run_once: one iteration */
+    WEFT__HOOKED = 1u << 6, /* iter_hook is set (tested with the others) */
 };
 
-enum { WEFT__ATTN_INBOX = 1u, WEFT__ATTN_DUMP = 2u, WEFT__ATTN_CLOSED = 4u };
+/* WEFT__ATTN_LAG: the watchdog raised its flag (for the callbacks-only
+ * loop, whose attn test is the lag check of a one-node batch; the full
+ * iteration drops it). */
+enum { WEFT__ATTN_INBOX = 1u, WEFT__ATTN_DUMP = 2u, WEFT__ATTN_CLOSED = 4u, WEFT__ATTN_LAG = 8u };
 
 struct weft_loop {
-    /* hot: what the call_soon / iteration paths touch */
-    weft_link *ready; /* where new work is queued: one of queues[] */
-    weft_link *batch; /* the other one: the batch being run, or empty */
-    weft_link queues[2];
-    struct weft__call *pool; /* free call nodes (LIFO; NULL in debug) */
-    unsigned state;          /* WEFT__RUNNING ... */
-    unsigned flags;          /* WEFT_LOOP_* */
-    int nwatched;            /* watchers with interest */
-    _Atomic unsigned attn;   /* WEFT__ATTN_*: look before the iteration */
+    /* hot: what the call_soon / iteration paths touch; the first members
+     * are weft__loop_head's (weft/loop.h: weft_call_soon's inline path
+     * reads them through it) */
+    WEFT__LOOP_HEAD
+    int nwatched;          /* watchers with interest */
+    _Atomic unsigned attn; /* WEFT__ATTN_*: look before the iteration */
     weft__running run;
     void (*iter_hook)(weft_loop *, void *);
     void *iter_ud;

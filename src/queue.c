@@ -113,6 +113,26 @@ static void drop(weft_queue *q, void *item)
         q->dtor(item);
 }
 
+/* Recompute the fast paths' folded tests (see put_room and get_marks in
+ * weft/queue.h).  Called after every change that can turn one on or off;
+ * a waiter unlinked elsewhere (cancelled) only leaves them off until then. */
+static void refresh(weft_queue *q)
+{
+    static const uint64_t no_mark = 0, slow = 1;
+    size_t room = q->maxsize < q->cap ? q->maxsize : q->cap;
+    q->mask = q->cap - 1;
+    q->put_room = !is_heap(q) && !q->shutdown && weft__list_empty(&q->getters) ? room : 0;
+    q->get_mmask = 0;
+    if (q->kind != WEFT_QUEUE_FIFO || !weft__list_empty(&q->putters)) {
+        q->get_marks = &slow;
+    } else if (!q->seqs) {
+        q->get_marks = &no_mark;
+    } else {
+        q->get_marks = q->seqs; /* the tags of the first cap words */
+        q->get_mmask = q->mask;
+    }
+}
+
 /* ---- storage ----------------------------------------------------------------------- */
 
 /* Move the live items into arrays of cap slots (seqs too if with_seqs),
@@ -145,6 +165,7 @@ static int resize(weft_queue *q, size_t cap, bool with_seqs)
     q->seqs = seqs;
     q->cap = cap;
     q->head = 0;
+    refresh(q);
     return 0;
 }
 
@@ -384,25 +405,35 @@ static void refill(weft_queue *q)
 {
     while (!weft__list_empty(&q->putters) && q->count < q->maxsize && reserve(q, q->count + 1) == 0)
         place_putter(q);
+    refresh(q);
 }
 
 /* ---- fast paths ---------------------------------------------------------------------------- */
 
 /* ---- cancellation callbacks (called by future.c / task.c) ---------------------------------- */
 
+static void give_back(weft_queue *q, void *item, uint64_t seq);
+
 /* Woken with an item but cancelled before it ran: the item goes on. */
 static bool getter_give_back(weft__handoff *h)
 {
     weft_queue *q = h->prim;
-    void *item = h->item.p;
+    give_back(q, h->item.p, (uint64_t)h->aux);
+    refresh(q);
+    return true;
+}
+
+/* Where the item of a cancelled getter goes (seq: its put sequence). */
+static void give_back(weft_queue *q, void *item, uint64_t seq)
+{
     if (!weft__list_empty(&q->getters)) {
-        hand_to_getter(q, item, (uint64_t)h->aux);
-        return true;
+        hand_to_getter(q, item, seq);
+        return;
     }
     if (q->shutdown == 2) {
         drop(q, item); /* as if still queued at the immediate shutdown */
         done_one(q);
-        return true;
+        return;
     }
     if (reserve(q, q->count + 1)) {
         weft__reportf(q->loop, WEFT_REPORT_OTHER, -ENOMEM,
@@ -410,16 +441,15 @@ static bool getter_give_back(weft__handoff *h)
                       "getter; the item is destroyed");
         drop(q, item);
         done_one(q);
-        return true;
+        return;
     }
     if (is_heap(q)) {
-        heap_insert(q, item, (uint64_t)h->aux, 0, 0);
+        heap_insert(q, item, seq, 0, 0);
     } else {
         q->head = (q->head - 1) & (q->cap - 1); /* front of a FIFO, bottom of a LIFO */
         q->items[q->head] = item;
         q->count++;
     }
-    return true;
 }
 
 /* Its item was placed but it has not run: take the item out again.  (Had
@@ -445,6 +475,7 @@ static bool putter_give_back(weft__handoff *h)
     refill(q);       /* the slot goes to the next putter */
     if (!q->unfinished)
         wake_all(&q->joiners, 0);
+    refresh(q);
     return true;
 }
 
@@ -465,6 +496,7 @@ static int init(weft_queue *q, weft_loop *loop, weft_queue_kind kind, size_t max
     weft__list_init(&q->getters);
     weft__list_init(&q->putters);
     weft__list_init(&q->joiners);
+    refresh(q);
     return 0;
 }
 
@@ -506,6 +538,7 @@ int weft_queue_shutdown(weft_queue *q, bool immediate)
     }
     wake_all(&q->getters, WEFT_ESHUTDOWN); /* waiting means the queue is empty */
     wake_all(&q->putters, WEFT_ESHUTDOWN);
+    refresh(q);
     return 0;
 }
 
@@ -520,12 +553,23 @@ void weft_queue_destroy(weft_queue *q)
     q->items = NULL;
     q->seqs = NULL;
     q->cap = q->count = q->head = 0;
+    refresh(q);
 }
 
-WEFT__COLD static int put_nowait_slow(weft_queue *q, void *item)
+static int put_nowait_slow(weft_queue *q, void *item);
+
+/* The slow put, and the fast paths' tests recomputed after it. */
+WEFT__COLD static int put_nowait_cold(weft_queue *q, void *item)
 {
     if (!q || !q->loop)
         return -EINVAL;
+    int err = put_nowait_slow(q, item);
+    refresh(q);
+    return err;
+}
+
+static int put_nowait_slow(weft_queue *q, void *item)
+{
     if (q->shutdown)
         return WEFT_ESHUTDOWN;
     if (!weft__list_empty(&q->getters)) {
@@ -547,7 +591,7 @@ int weft_queue_put_nowait(weft_queue *q, void *item)
 {
     if (weft__queue_put_fast(q, item))
         return 0;
-    return put_nowait_slow(q, item);
+    return put_nowait_cold(q, item);
 }
 
 WEFT__COLD static int get_nowait_slow(weft_queue *q, void **out)
@@ -557,7 +601,7 @@ WEFT__COLD static int get_nowait_slow(weft_queue *q, void **out)
     if (!q->count)
         return q->shutdown ? WEFT_ESHUTDOWN : WEFT_EEMPTY;
     *out = pop(q);
-    refill(q);
+    refill(q); /* refreshes */
     return 0;
 }
 
@@ -575,9 +619,11 @@ static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
         h->item.p = item;
         h->aux = (int64_t)weft__handoff_owner(q->loop);
         weft__handoff_enqueue(&q->putters, h);
+        refresh(q);
         return &h->fut;
     }
     int err = put_nowait_slow(q, item);
+    refresh(q);
     return weft__handoff_settle(h, (weft_value){.p = NULL}, err);
 }
 
@@ -615,6 +661,7 @@ weft_future *weft_queue_get(weft_queue *q, weft_waiter *w)
     if (q->shutdown)
         return weft__handoff_settle(h, (weft_value){.p = NULL}, WEFT_ESHUTDOWN);
     weft__handoff_enqueue(&q->getters, h);
+    refresh(q);
     return &h->fut;
 }
 

@@ -254,8 +254,59 @@ typedef struct weft_call {
 /* Queue fn(arg) for the next batch.  The node (88 bytes) comes from the
  * loop's free list, so steady state allocates nothing.  If out is not NULL
  * it receives a token.  Returns 0, -EINVAL, -ENOMEM, WEFT_ECLOSED or
- * -EPERM (fn is then never called).  Costs O(1). */
+ * -EPERM (fn is then never called).  Costs O(1); the common case (a free
+ * node, no debug checks) is inline, through the macro below. */
 int weft_call_soon(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out);
+
+/* private (for weft__call_soon_inline; do not touch): the first members
+ * of the loop's struct (src/loop_internal.h lays them out with this very
+ * macro, and call.c checks the offsets), and a convenience call node
+ * (call.c, call_pool.c). */
+struct weft__call;
+#define WEFT__LOOP_HEAD                                                         \
+    weft_link *ready; /* where new work is queued: one of queues[] */           \
+    weft_link *batch; /* the other one: the batch being run, or empty */        \
+    weft_link queues[2];                                                        \
+    struct weft__call *pool; /* free call nodes (LIFO; NULL in debug builds) */ \
+    unsigned state;          /* WEFT__RUNNING ... */                            \
+    unsigned flags;          /* WEFT_LOOP_* */
+typedef struct weft__loop_head {
+    WEFT__LOOP_HEAD
+} weft__loop_head;
+
+typedef struct weft__call {
+    weft_node node;         /* ready queue; while free, link.next chains the pool */
+    weft_timer t;           /* fn, arg, loop; armed for call_later */
+    uint64_t gen;           /* the current use's generation, bumped at release */
+    uint64_t cancelled;     /* gen of the last use that was cancelled, + 1 */
+    struct weft__call *all; /* the loop's next node (close frees them all) */
+} weft__call;
+
+/* weft_call_soon's warm path, inline (private): no debug checks (tested
+ * first: another thread may read nothing else) and a free node; closed
+ * loops (whose pool is empty) and everything else take the function. */
+static inline int weft__call_soon_inline(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out)
+{
+    weft__loop_head *h = (weft__loop_head *)(void *)loop;
+    weft__call *c;
+    if (!loop || !fn || (h->flags & WEFT_LOOP_DEBUG) || !(c = h->pool))
+        return weft_call_soon(loop, fn, arg, out);
+    h->pool = (weft__call *)(void *)c->node.link.next;
+    c->t.fn = fn;
+    c->t.arg = arg;
+    weft_link *s = h->ready, *p = s->prev;
+    c->node.link.prev = p;
+    p->next = &c->node.link;
+    c->node.link.next = s;
+    s->prev = &c->node.link;
+    if (out) {
+        out->p = c;
+        out->gen = c->gen;
+    }
+    return 0;
+}
+/* (the function itself stays: (weft_call_soon)(...) and &weft_call_soon) */
+#define weft_call_soon(loop, fn, arg, out) weft__call_soon_inline((loop), (fn), (arg), (out))
 
 /* Call fn(arg) at loop time now + delay seconds.  A delay <= 0 fires at the
  * next timer step; a negative one is a deadline in the past, so it fires

@@ -44,6 +44,16 @@ typedef struct weft_queue {
     void *cmp_ud;
     weft_dtor *dtor;
     int shutdown; /* 0, 1 (graceful), 2 (immediate) */
+    /* private, for the inline fast paths (queue.c keeps them up to date):
+     * a put may store at once while count < put_room (min(maxsize, cap)
+     * for a FIFO or LIFO not shut down with no getter waiting, else 0);
+     * a get may take the front item while get_marks[head & get_mmask] is
+     * 0: get_marks is seqs (the marks of placed puts) for a FIFO with no
+     * putter waiting, else a word of 0 (no marks yet) or of 1 (not a FIFO,
+     * or a putter waits).  Both err on the slow side.  mask is cap - 1 (a
+     * ring slot's index mask). */
+    size_t put_room, mask, get_mmask;
+    const uint64_t *get_marks;
 } weft_queue;
 
 /* Initialise a FIFO queue holding at most maxsize items (0 = unbounded).
@@ -85,23 +95,22 @@ WEFT_NODISCARD weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
  * frame); errors propagate as from WEFT_AWAIT.  Like asyncio's
  * `await q.put(item)`, it suspends only when the queue is full.  q and item
  * may be evaluated twice. */
-#define WEFT_QUEUE_PUT(self, q, item, w)                                \
-    do {                                                                \
-        if (!weft__queue_put_fast((q), (item)) &&                       \
-            weft_queue_put_nowait((q), (item)) != 0)                    \
-            WEFT_AWAIT(self, weft_queue_put((q), (item), (w)));         \
+#define WEFT_QUEUE_PUT(self, q, item, w)                                                   \
+    do {                                                                                   \
+        if (!weft__queue_put_fast((q), (item)) && weft_queue_put_nowait((q), (item)) != 0) \
+            WEFT_AWAIT(self, weft_queue_put((q), (item), (w)));                            \
     } while (0)
 
 /* Get an item into the void * lvalue out, in a coroutine: without any
  * future when an item is there, else through weft_queue_get with the
  * waiter w; errors (WEFT_ESHUTDOWN) propagate.  Suspends only when the
  * queue is empty.  q and out may be evaluated twice. */
-#define WEFT_QUEUE_GET(self, q, w, out)                                                  \
-    do {                                                                                 \
+#define WEFT_QUEUE_GET(self, q, w, out)                                                      \
+    do {                                                                                     \
         if (!weft__queue_get_fast((q), &(out)) && weft_queue_get_nowait((q), &(out)) != 0) { \
-            WEFT_AWAIT(self, weft_queue_get((q), (w)));                                  \
-            (out) = WEFT_RESULT(self).p;                                                 \
-        }                                                                                \
+            WEFT_AWAIT(self, weft_queue_get((q), (w)));                                      \
+            (out) = WEFT_RESULT(self).p;                                                     \
+        }                                                                                    \
     } while (0)
 
 /* WEFT_QUEUE_GET that stores the error (0, or WEFT_ESHUTDOWN once the queue
@@ -113,29 +122,29 @@ WEFT_NODISCARD weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
  *         ...
  *     }
  * The task's own cancellation still unwinds. */
-#define WEFT_TRY_QUEUE_GET(self, q, w, out, err)                                          \
-    do {                                                                                 \
-        (err) = 0;                                                                       \
-        if (!weft__queue_get_fast((q), &(out)) &&                                         \
-            ((err) = weft_queue_get_nowait((q), &(out))) != 0) {                         \
-            WEFT_TRY_AWAIT(self, weft_queue_get((q), (w)), (err));                       \
-            if (!(err))                                                                  \
-                (out) = WEFT_RESULT(self).p;                                             \
-        }                                                                                \
+#define WEFT_TRY_QUEUE_GET(self, q, w, out, err)                   \
+    do {                                                           \
+        (err) = 0;                                                 \
+        if (!weft__queue_get_fast((q), &(out)) &&                  \
+            ((err) = weft_queue_get_nowait((q), &(out))) != 0) {   \
+            WEFT_TRY_AWAIT(self, weft_queue_get((q), (w)), (err)); \
+            if (!(err))                                            \
+                (out) = WEFT_RESULT(self).p;                       \
+        }                                                          \
     } while (0)
 
 /* The common cases of the two macros above, inline (private: the same
- * tests as weft_queue_put_nowait / get_nowait make first).  Put: room in
- * the buffer of a FIFO or LIFO that is not shut down, nobody waiting to
- * get.  Get: the front item of a FIFO, nobody waiting to put, and the item
- * not a placed put whose putter has not resumed yet. */
+ * tests as weft_queue_put_nowait / get_nowait make first, folded by
+ * queue.c into put_room and get_marks).  Put: room in the buffer of a FIFO or
+ * LIFO that is not shut down, nobody waiting to get.  Get: the front item
+ * of a FIFO, nobody waiting to put, and the item not a placed put whose
+ * putter has not resumed yet. */
 static inline bool weft__queue_put_fast(weft_queue *q, void *item)
 {
     size_t n;
-    if (!q || (n = q->count) >= q->maxsize || n >= q->cap || q->kind == WEFT_QUEUE_PRIORITY || q->shutdown ||
-        q->getters.next != &q->getters)
+    if (!q || (n = q->count) >= q->put_room)
         return false;
-    q->items[(q->head + n) & (q->cap - 1)] = item;
+    q->items[(q->head + n) & q->mask] = item;
     q->count = n + 1;
     q->unfinished++;
     return true;
@@ -144,12 +153,10 @@ static inline bool weft__queue_put_fast(weft_queue *q, void *item)
 static inline bool weft__queue_get_fast(weft_queue *q, void **out)
 {
     size_t n, i;
-    if (!q || !(n = q->count) || q->kind != WEFT_QUEUE_FIFO || q->putters.next != &q->putters ||
-        (q->seqs && q->seqs[i = q->head]))
+    if (!q || !(n = q->count) || q->get_marks[(i = q->head) & q->get_mmask])
         return false;
-    i = q->head;
     *out = q->items[i];
-    q->head = (i + 1) & (q->cap - 1);
+    q->head = (i + 1) & q->mask;
     q->count = n - 1;
     return true;
 }
