@@ -116,46 +116,49 @@ void weft__call_fired(weft_loop *loop, weft_timer *t)
  * call_soon node (a chain) runs here, with no lag check of its own right
  * after it: the watchdog raises WEFT__ATTN_LAG with its flag, and the attn
  * test that follows every iteration leaves this loop for the check below,
- * as does every other way out.  Other batches run in loop.c, each
- * callback checked as usual. */
+ * as does every other way out (a stop, a hook, a first watcher raise
+ * WEFT__ATTN_STATE); the record of what ran (not cleared after a chain's
+ * callback, cleared after the other paths) says whether that check is
+ * due.  Other batches run in loop.c, each callback checked as usual. */
 void weft__run_callbacks(weft_loop *loop)
 {
-    weft_node *last = NULL;                /* the call_soon node whose check is pending */
     const bool virt = loop->virtual_clock; /* fixed at creation */
     do {
         loop->now_valid = virt;
         weft_link *r = loop->ready, *l = r->next;
         weft__call *c = (weft__call *)(void *)l;
-        if (l->next != r) {
-            weft__run_ready_checked(loop); /* several nodes */
-            last = NULL;
-        } else if (c->node.run == weft__call_soon_run) {
+        if (l->next == r && c->node.run == weft__call_soon_run) {
             WEFT_ASSERT(l->prev == r && r->prev == l);
             r->next = r;
-            l->prev = NULL; /* (between r's two: they stay plain stores) */
-            r->prev = r;
-            /* l->next: the release below sets it (the free list) */
+            /* (the tick between r's two stores: they stay plain stores) */
             weft__cb_tick(loop);
+            r->prev = r;
+            /* l->prev = NULL only where it is checked: a free node's prev
+             * is never read otherwise (linked means next != NULL);
+             * l->next: the release below sets it (the free list) */
+            if (WEFT_ASSERTIONS)
+                l->prev = NULL;
             weft_cb *fn = c->t.fn;
             void *arg = c->t.arg;
             weft__running_cb(loop, fn, arg);
             weft__call_release(loop, c);
-            last = &c->node;
             fn(arg);
         } else {
-            weft__run_head(loop, r); /* one other node (a task step) */
-            last = NULL;
+            if (l->next != r)
+                weft__run_ready_checked(loop); /* several nodes */
+            else
+                weft__run_head(loop, r); /* one other node (a task step) */
+            loop->run.fn = NULL;         /* checked: nothing for the check below */
         }
         loop->stats.iterations++;
-        /* weft__only_callbacks, its state test merged with the stop test */
-    } while (!(loop->state & (WEFT__STOPPING | WEFT__ONCE | WEFT__HOOKED)) &&
-             !((unsigned)loop->nwatched | loop->heap.n) &&
-             !atomic_load_explicit(&loop->attn, memory_order_relaxed) &&
+        /* weft__only_callbacks: a stop, a hook or a first watcher since
+         * the entry raised WEFT__ATTN_STATE, so the attn test covers them */
+    } while (!loop->heap.n && !atomic_load_explicit(&loop->attn, memory_order_relaxed) &&
              !weft__list_empty(loop->ready));
     if (atomic_load_explicit(&loop->attn, memory_order_relaxed) & WEFT__ATTN_LAG)
         atomic_fetch_and_explicit(&loop->attn, ~(unsigned)WEFT__ATTN_LAG, memory_order_acquire);
-    if (last)
-        weft__cb_done(loop, last, weft__call_soon_run);
+    if (loop->run.fn) /* the last callback was a call_soon's, and the record names it */
+        weft__cb_done(loop, NULL, NULL);
 }
 
 /* ---- convenience calls -------------------------------------------------------------- */

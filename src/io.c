@@ -75,6 +75,8 @@ static void set_interest(weft_io *w, unsigned ev)
     if (ev == w->events)
         return;
     loop->nwatched += (ev != 0) - (w->events != 0);
+    if (loop->nwatched == 1 && ev && !w->events) /* the first: see WEFT__ATTN_STATE */
+        atomic_fetch_or_explicit(&loop->attn, WEFT__ATTN_STATE, memory_order_relaxed);
     w->events = (uint8_t)ev;
     w->revents = (uint8_t)(w->revents & (ev | WEFT_IO_ERROR));
     if (!w->revents && weft__node_linked(&w->node))

@@ -68,7 +68,8 @@ static void begin_iteration(weft_loop *loop)
             weft__dump(loop);
         if (attn & WEFT__ATTN_INBOX)
             weft__inbox_drain(loop);
-        /* WEFT__ATTN_LAG is dropped: each callback here checks the flag */
+        /* WEFT__ATTN_LAG is dropped: each callback here checks the flag;
+         * WEFT__ATTN_STATE too: the state bits it stands for stay */
     }
 }
 
@@ -200,6 +201,8 @@ int weft_loop_stop(weft_loop *loop)
     if (weft__closed(loop))
         return WEFT_ECLOSED;
     loop->state |= WEFT__STOPPING;
+    /* seen by the callbacks-only loop's attn test (once per stop: cold) */
+    atomic_fetch_or_explicit(&loop->attn, WEFT__ATTN_STATE, memory_order_relaxed);
     return 0;
 }
 
@@ -278,6 +281,8 @@ int weft_loop_set_iteration_hook(weft_loop *loop, void (*hook)(weft_loop *, void
     loop->iter_hook = hook;
     loop->iter_ud = hook ? ud : NULL;
     loop->state = hook ? loop->state | WEFT__HOOKED : loop->state & ~WEFT__HOOKED;
+    if (hook) /* the callbacks-only loop must leave for the full iteration */
+        atomic_fetch_or_explicit(&loop->attn, WEFT__ATTN_STATE, memory_order_relaxed);
     return 0;
 }
 

@@ -265,11 +265,12 @@ static inline void weft__run_ready(weft_loop *loop)
 }
 
 /* A loop busy with nothing but callbacks (no hook, nothing from other
- * threads, no fd watched, no timer, work ready): steps 0 to 3 have nothing
- * to do. */
+ * threads, no fd watched, no timer, work ready, not stopping, not
+ * run_once): steps 0 to 3 have nothing to do. */
 static inline bool weft__only_callbacks(weft_loop *loop)
 {
-    return !((unsigned)loop->nwatched | loop->heap.n) && !(loop->state & WEFT__HOOKED) &&
+    return !((unsigned)loop->nwatched | loop->heap.n) &&
+           !(loop->state & (WEFT__HOOKED | WEFT__STOPPING | WEFT__ONCE)) &&
            !atomic_load_explicit(&loop->attn, memory_order_relaxed) &&
            !weft__list_empty(loop->ready);
 }

@@ -299,8 +299,17 @@ enum {
 
 /* WEFT__ATTN_LAG: the watchdog raised its flag (for the callbacks-only
  * loop, whose attn test is the lag check of a one-node batch; the full
- * iteration drops it). */
-enum { WEFT__ATTN_INBOX = 1u, WEFT__ATTN_DUMP = 2u, WEFT__ATTN_CLOSED = 4u, WEFT__ATTN_LAG = 8u };
+ * iteration drops it).  WEFT__ATTN_STATE: a stop was requested, an
+ * iteration hook set or the first fd watcher started (the state bits and
+ * nwatched say which), so that the callbacks-only loop's one attn test
+ * covers them too; the full iteration drops it, the state stays. */
+enum {
+    WEFT__ATTN_INBOX = 1u,
+    WEFT__ATTN_DUMP = 2u,
+    WEFT__ATTN_CLOSED = 4u,
+    WEFT__ATTN_LAG = 8u,
+    WEFT__ATTN_STATE = 16u,
+};
 
 struct weft_loop {
     /* hot: what the call_soon / iteration paths touch; the first members
