@@ -95,8 +95,10 @@ void weft__io_refused(weft_loop *loop, weft_io *w, int err)
 
 /* ---- weft_io ----------------------------------------------------------------------------- */
 
-/* Run a watcher: its callback gets what was gathered this iteration. */
-static void io_run(weft_node *n)
+/* Run a watcher: its callback gets what was gathered this iteration.
+ * (weft__run_head dispatches watchers itself, as it does call_soon nodes;
+ * this is for every other way a node runs.) */
+void weft__io_run(weft_node *n)
 {
     weft_io *w = WEFT_CONTAINER_OF(n, weft_io, node);
     unsigned ev = w->revents;
@@ -118,7 +120,7 @@ int weft_io_init(weft_io *w, weft_loop *loop, int fd, weft_io_cb *cb)
         return -EBADF;
     if (fd_watcher(loop, fd))
         return -EEXIST;
-    *w = (weft_io){{{NULL, NULL}, io_run}, {NULL, NULL}, loop, cb, fd, 0, 0, 0, 0};
+    *w = (weft_io){{{NULL, NULL}, weft__io_run}, {NULL, NULL}, loop, cb, fd, 0, 0, 0, 0};
     int err = loop->be->add(loop, w); /* validates fd: before the table grows */
     if (!err) {
         err = fds_reserve(loop, fd);

@@ -388,15 +388,30 @@ WEFT__COLD static int write_slow(weft_transport *t, const unsigned char *p, size
     return write_rest(t, p, n, sys_write(t, p, n));
 }
 
+/* The common write's send took k bytes of n, not all (k < 0: errno says
+ * why; EINTR is tried again). */
+WEFT__COLD static int write_short(weft_transport *t, const unsigned char *p, size_t n, ssize_t k)
+{
+    if (k < 0 && errno == EINTR)
+        k = sys_write(t, p, n);
+    return write_rest(t, p, n, k);
+}
+
 int weft_transport_write(weft_transport *t, const void *data, size_t n)
 {
-    /* the common case: writable, nothing queued; one system call */
-    if (t && data && n && (t->flags & (T_WRITES | T_CLOSING | T_WEOF | T_LOST)) == T_WRITES &&
-        !queued(t)) {
-        ssize_t k = sys_write(t, data, n);
-        return k == (ssize_t)n ? 0 : write_rest(t, data, n, k);
-    }
-    return write_slow(t, data, n);
+    /* the common case: a writable socket, nothing queued (T_LOST is
+     * excluded, so the union holds the buffer); one system call and only
+     * t, data and n kept across it */
+    if (!t || !data || !n)
+        return write_slow(t, data, n);
+    const wbuf *b = t->w.wb;
+    if ((t->flags & (T_SOCKET | T_WRITES | T_CLOSING | T_WEOF | T_LOST)) != (T_SOCKET | T_WRITES) ||
+        (b && b->end != b->off))
+        return write_slow(t, data, n);
+    ssize_t k = send(t->io.fd, data, n, MSG_NOSIGNAL);
+    if (k == (ssize_t)n)
+        return 0;
+    return write_short(t, data, n, k);
 }
 
 int weft_transport_writev(weft_transport *t, const struct iovec *iov, int iovcnt)
@@ -495,10 +510,12 @@ static void on_eof(weft_transport *t)
         weft_transport_close(t); /* a read-only fd always closes */
 }
 
-static void on_readable(weft_transport *t, unsigned char *buf)
+/* on_readable's general case, after its first read got n: deliver, then
+ * read again while the buffer came back full (READS_PER_EVENT reads in
+ * all, an EINTR counted as one). */
+WEFT__COLD static void read_slow(weft_transport *t, unsigned char *buf, ssize_t n)
 {
-    for (int i = 0; i < READS_PER_EVENT; i++) {
-        ssize_t n = read(t->io.fd, buf, RBUF_SIZE);
+    for (int i = 1;; i++) {
         if (n > 0) {
             if (t->proto->data_received)
                 t->proto->data_received(t, buf, (size_t)n, t->ud);
@@ -513,7 +530,24 @@ static void on_readable(weft_transport *t, unsigned char *buf)
                 lose(t, -errno);
             return;
         }
+        if (i == READS_PER_EVENT)
+            return;
+        n = read(t->io.fd, buf, RBUF_SIZE);
     }
+}
+
+/* Up to READS_PER_EVENT reads.  The common one (a short read: the socket
+ * is drained) hands the data over as a tail call, t and buf the only
+ * values kept across the read. */
+static void on_readable(weft_transport *t, unsigned char *buf)
+{
+    ssize_t n = read(t->io.fd, buf, RBUF_SIZE);
+    void (*fn)(weft_transport *, const void *, size_t, void *) = t->proto->data_received;
+    if (n > 0 && n < RBUF_SIZE && fn) {
+        fn(t, buf, (size_t)n, t->ud);
+        return;
+    }
+    read_slow(t, buf, n);
 }
 
 /* An error condition nobody's read or write consumed. */
