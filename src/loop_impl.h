@@ -214,6 +214,18 @@ static inline void weft__cb_done(weft_loop *loop, const void *node, void (*run)(
         weft__lag_report(loop, node, run);
 }
 
+/* weft__cb_done as the ready queue's runs make it: the watchdog's
+ * WEFT__ATTN_LAG bit first (one load and a bit test where the flag and
+ * the tick are two loads; the bit is raised with every flag and stays
+ * until the next full iteration, which only makes the checks after it
+ * the full ones). */
+static inline void weft__cb_checked(weft_loop *loop, const void *node, void (*run)(weft_node *))
+{
+    if ((atomic_load_explicit(&loop->attn, memory_order_relaxed) & WEFT__ATTN_LAG) &&
+        weft__lag_flagged(loop))
+        weft__lag_report(loop, node, run);
+}
+
 /* ---- running the ready queue: loop.c and call.c ----------------------------------------- */
 
 /* Run one node taken off the head of batch.  A call_soon node (nearly
@@ -228,7 +240,9 @@ static inline void weft__run_head(weft_loop *loop, weft_link *batch)
     WEFT_ASSERT(l->prev == batch && next->prev == l);
     batch->next = next;
     next->prev = batch;
-    l->next = l->prev = NULL;
+    l->next = NULL; /* unlinked; prev is read only by the assertions */
+    if (WEFT_ASSERTIONS)
+        l->prev = NULL;
     weft_node *n = (weft_node *)(void *)l;
     void (*run)(weft_node *) = n->run;
     weft__cb_tick(loop);
@@ -239,7 +253,7 @@ static inline void weft__run_head(weft_loop *loop, weft_link *batch)
         weft__running_cb(loop, fn, arg);
         weft__call_release(loop, c);
         fn(arg);
-        weft__cb_done(loop, n, weft__call_soon_run);
+        weft__cb_checked(loop, n, weft__call_soon_run);
     } else if (run == weft__io_run) {
         /* a watcher (weft__io_run, inline): its callback gets what was
          * gathered this iteration */
@@ -249,11 +263,11 @@ static inline void weft__run_head(weft_loop *loop, weft_link *batch)
         /* the report prints the symbol; the pointer is never called as a weft_cb */
         weft__running_cb(loop, (weft_cb *)(void (*)(void))w->cb, w);
         w->cb(w, ev);
-        weft__cb_done(loop, n, weft__io_run);
+        weft__cb_checked(loop, n, weft__io_run);
     } else {
         loop->run.fn = NULL;
         run(n);
-        weft__cb_done(loop, n, run);
+        weft__cb_checked(loop, n, run);
     }
 }
 
