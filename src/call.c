@@ -117,9 +117,8 @@ void weft__call_fired(weft_loop *loop, weft_timer *t)
  * after it: the watchdog raises WEFT__ATTN_LAG with its flag, and the attn
  * test that follows every iteration leaves this loop for the check below,
  * as does every other way out (a stop, a hook, a first watcher raise
- * WEFT__ATTN_STATE); the record of what ran (not cleared after a chain's
- * callback, cleared after the other paths) says whether that check is
- * due.  Other batches run in loop.c, each callback checked as usual. */
+ * WEFT__ATTN_STATE); the record of what ran names the callback.  Other
+ * batches run in loop.c, each callback checked as usual. */
 void weft__run_callbacks(weft_loop *loop)
 {
     const bool virt = loop->virtual_clock; /* fixed at creation */
@@ -143,12 +142,10 @@ void weft__run_callbacks(weft_loop *loop)
             weft__running_cb(loop, fn, arg);
             weft__call_release(loop, c);
             fn(arg);
+        } else if (l->next != r) {
+            weft__run_ready_checked(loop); /* several nodes */
         } else {
-            if (l->next != r)
-                weft__run_ready_checked(loop); /* several nodes */
-            else
-                weft__run_head(loop, r); /* one other node (a task step) */
-            loop->run.fn = NULL;         /* checked: nothing for the check below */
+            weft__run_head(loop, r); /* one other node (a task step) */
         }
         loop->stats.iterations++;
         /* weft__only_callbacks: a stop, a hook or a first watcher since
@@ -157,7 +154,10 @@ void weft__run_callbacks(weft_loop *loop)
              !weft__list_empty(loop->ready));
     if (atomic_load_explicit(&loop->attn, memory_order_relaxed) & WEFT__ATTN_LAG)
         atomic_fetch_and_explicit(&loop->attn, ~(unsigned)WEFT__ATTN_LAG, memory_order_acquire);
-    if (loop->run.fn) /* the last callback was a call_soon's, and the record names it */
+    /* the last callback's check: due after a chain's, done already after
+     * the other paths' (weft__lag_report reports a tick once); a task
+     * step's record may name an object that is gone, and is skipped */
+    if (loop->run.fn && loop->run.fn != weft__run_obj)
         weft__cb_done(loop, NULL, NULL);
 }
 
