@@ -32,7 +32,8 @@
 
 typedef struct epoll_state {
     int epfd;
-    int wakefd;   /* eventfd; its data.ptr is NULL */
+    int wakefd;   /* eventfd; its data.ptr is &wake */
+    weft_io wake; /* a stand-in with no interest: the wait's fast test fails for it */
     int stale_fd; /* >= 0: rebuild at the next wait (the fd that showed it) */
     struct epoll_event ev[MAX_EVENTS];
 } epoll_state;
@@ -57,11 +58,13 @@ static int ep_open(weft_loop *loop)
         return -ENOMEM;
     s->stale_fd = -1;
     s->wakefd = -1;
+    s->wake = (weft_io){{{NULL, NULL}, NULL}, {NULL, NULL}, NULL, NULL, -1, 0, 0, 0, 0};
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     int err = s->epfd < 0 ? -errno : 0;
     if (!err) {
         s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        err = s->wakefd < 0 ? -errno : ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, WEFT_READABLE, NULL);
+        err = s->wakefd < 0 ? -errno
+                            : ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, WEFT_READABLE, &s->wake);
     }
     if (err) {
         if (s->wakefd >= 0)
@@ -148,7 +151,7 @@ static void ep_del(weft_loop *loop, weft_io *w)
 static void rebuild(weft_loop *loop, epoll_state *s)
 {
     int epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd < 0 || ctl(epfd, EPOLL_CTL_ADD, s->wakefd, WEFT_READABLE, NULL) < 0) {
+    if (epfd < 0 || ctl(epfd, EPOLL_CTL_ADD, s->wakefd, WEFT_READABLE, &s->wake) < 0) {
         int err = -errno;
         if (epfd >= 0)
             close(epfd);
@@ -216,11 +219,6 @@ static int ep_wait(weft_loop *loop, int64_t timeout_ns)
     for (int i = 0; i < n; i++) {
         uint32_t r = s->ev[i].events;
         w = s->ev[i].data.ptr;
-        if (!w) {
-            uint64_t v;
-            (void)!read(s->wakefd, &v, sizeof v);
-            continue;
-        }
         if (r == EPOLLIN && (w->events & WEFT_READABLE)) {
             w->revents |= WEFT_READABLE;
             if (!weft__node_linked(&w->node)) {
@@ -229,6 +227,11 @@ static int ep_wait(weft_loop *loop, int64_t timeout_ns)
                 tail->next = &w->node.link;
                 tail = &w->node.link;
             }
+            continue;
+        }
+        if (w == &s->wake) {
+            uint64_t v;
+            (void)!read(s->wakefd, &v, sizeof v);
             continue;
         }
         q->prev = tail;
