@@ -12,10 +12,13 @@
  * once and reports the callback as SLOW; the duration is measured from the
  * watchdog's first sighting plus P/2 (the expected unseen start), so it is
  * right to about +-P/2.  A tick flagged while the loop was doing its own
- * work between callbacks is never matched, so never reported.  (The
- * watchdog also raises WEFT__ATTN_LAG: a loop running nothing but
- * one-callback batches checks that bit, which it tests after every
- * iteration anyway, instead of the flag after every callback.)
+ * work between callbacks is never matched, so never reported (nearly: the
+ * callbacks-only loop checks its last callback when it leaves, and a flag
+ * raised after that callback's own check, for a tick that really did run
+ * past the threshold, is reported then).  The watchdog also raises
+ * WEFT__ATTN_LAG: the ready queue's runs test that bit and read the flag
+ * only when it is up, and a loop running nothing but one-callback
+ * batches tests it after every iteration anyway, with the rest of attn.
  *
  * While the loop is idle (blocked in the backend, or not running) the
  * watchdog sleeps on a condition variable instead of polling.  The loop
@@ -27,8 +30,10 @@
  * first run, joined at close; weft_loop_set_lag_threshold(loop, -1) or
  * opts.lag_threshold_ns < 0 means no thread), about 100 bytes of stack
  * work per sample, and in the loop 3 instructions per callback for the tick
- * plus 4 for the flag check (none for a call_soon chain, whose check is
- * the attn test: about 2 instructions per callback in all, callgrind).
+ * plus 3 for the check (a test of the WEFT__ATTN_LAG bit; the flag itself
+ * is read only when it is up; none for a call_soon chain, whose check is
+ * the attn test it makes anyway: about 3 instructions per callback in
+ * all, callgrind).
  */
 #include <signal.h>
 #include <stdio.h>

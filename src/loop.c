@@ -12,9 +12,9 @@
  * Costs: an iteration is O(ready + expired timers + ready fds), plus one
  * backend wait when an fd is watched or the loop must sleep.  A loop busy
  * with nothing but callbacks runs its iterations back to back in call.c
- * (weft__run_callbacks): about 35 instructions per iteration of a
+ * (weft__run_callbacks): about 32 instructions per iteration of a
  * call_soon chain, the callback's dispatch and the lag tick included
- * (callgrind, the bench's callbacks workload: 63 in all per callback with
+ * (callgrind, the bench's callbacks workload: 60 in all per callback with
  * the bench's callback and its inline weft_call_soon).
  */
 #include <limits.h>
