@@ -572,9 +572,10 @@ WEFT__COLD static void t_io_slow(weft_transport *t, unsigned ev);
 static void t_io(weft_io *w, unsigned ev)
 {
     weft_transport *t = t_of(w);
-    /* the common case: data to read, nothing pending, nothing queued */
-    if (ev == WEFT_READABLE && (t->flags & (T_READS | T_PENDING)) == T_READS &&
-        (w->events & WEFT_READABLE)) {
+    /* the common case: data to read, nothing pending, nothing queued
+     * (READABLE gathered means READABLE still wanted: dropping the
+     * interest drops the events gathered for it) */
+    if (ev == WEFT_READABLE && (t->flags & (T_READS | T_PENDING)) == T_READS) {
         net_layer *n = (net_layer *)(void *)weft__layer_get(w->loop, WEFT__LAYER_NET);
         on_readable(t, n->rbuf);
         return;
