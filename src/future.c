@@ -49,6 +49,14 @@ static void cb_run(weft_node *n);
 static const weft__future_ops yield_ops = {.kind = "yield"};
 static const weft__future_ops none_ops = {.kind = "done"};
 
+/* What the inline paths of weft/future.h assume. */
+const size_t weft__future_layer_off =
+    offsetof(struct weft_loop, layers) + WEFT__LAYER_FUTURE * sizeof(weft__layer *);
+_Static_assert(offsetof(weft__future_layer, cache) == WEFT__FUTURE_CACHE_OFF,
+               "the future cache follows the layer header");
+_Static_assert(WEFT__LOOP_CLOSED_BITS == (WEFT__CLOSING | WEFT__CLOSED),
+               "WEFT__LOOP_CLOSED_BITS: the closing and closed state bits");
+
 static weft__future_layer *layer_new(weft_loop *loop)
 {
     weft__future_layer *fl = weft__alloc(loop, sizeof *fl);
@@ -57,6 +65,7 @@ static weft__future_layer *layer_new(weft_loop *loop)
     memset(fl, 0, sizeof *fl);
     fl->base.close = layer_close;
     fl->base.destroy = layer_destroy;
+    fl->cache.off = WEFT__POISON; /* freed futures go through the quarantine */
     weft__pool_init(&fl->pool, loop);
     weft__list_init(&fl->cbinuse);
     weft__list_init(&fl->held);
@@ -481,12 +490,13 @@ static inline int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
     return set_value_slow(f, v, dtor);
 }
 
-int weft_future_set_result(weft_future *f, weft_value v)
+/* (parenthesised: weft/future.h defines these two as macros too) */
+int(weft_future_set_result)(weft_future *f, weft_value v)
 {
     return set_value(f, v, NULL);
 }
 
-int weft_future_set_int(weft_future *f, int64_t i)
+int(weft_future_set_int)(weft_future *f, int64_t i)
 {
     return set_value(f, (weft_value){.i = i}, NULL);
 }
@@ -584,8 +594,9 @@ static void plain_release(weft_future *f)
 #if WEFT__POISON
     weft__free(f->loop, d);
 #else
-    f->waiters.next = (weft_link *)(void *)fl->free; /* recycle */
-    fl->free = d;
+    f->state = WEFT__DONE; /* a freed future never reads as pending (see weft__await) */
+    f->waiters.next = (weft_link *)(void *)fl->cache.free; /* recycle */
+    fl->cache.free = d;
     fl->live++; /* counted while on the free list (really_release uncounted it) */
 #endif
 }
@@ -617,14 +628,15 @@ WEFT__COLD static weft_future *future_new_slow(weft_loop *loop)
     return &d->f;
 }
 
-weft_future *weft_future_new(weft_loop *loop)
+/* (parenthesised: weft/future.h defines weft_future_new as a macro too) */
+weft_future *(weft_future_new)(weft_loop *loop)
 {
     weft__future_layer *fl;
     weft__dfuture *d;
     if (!loop || !(fl = (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE)) ||
-        !(d = fl->free))
+        !(d = fl->cache.free))
         return future_new_slow(loop);
-    fl->free = (weft__dfuture *)(void *)d->f.waiters.next; /* hot path: a recycled future */
+    fl->cache.free = (weft__dfuture *)(void *)d->f.waiters.next; /* a recycled future */
     /* it is a plain future of this loop already, without a destructor (a
      * pending plain future never reads its out) */
     WEFT_ASSERT(d->f.ops == &weft__plain_ops && d->f.loop == loop && !d->dtor);
@@ -796,6 +808,7 @@ static void layer_close(weft_loop *loop, weft__layer *self)
             weft__free(loop, c);
     }
     fl->closed = true;
+    fl->cache.off = true;
     weft__pool_close(&fl->pool);
     while (!weft__list_empty(&fl->held)) /* what the loop would have completed */
         weft__future_unhold(WEFT_CONTAINER_OF(fl->held.next, weft__hold, link));
@@ -819,12 +832,12 @@ static void layer_close(weft_loop *loop, weft__layer *self)
             fl->quar[i] = NULL;
         }
 #endif
-    for (weft__dfuture *d = fl->free, *next; d; d = next) {
+    for (weft__dfuture *d = fl->cache.free, *next; d; d = next) {
         next = (weft__dfuture *)(void *)d->f.waiters.next;
         weft__free(loop, d);
         fl->live--; /* recycled ones were still counted */
     }
-    fl->free = NULL;
+    fl->cache.free = NULL;
 }
 
 /* The loop is destroyed: the pool goes (blocks still referenced by users

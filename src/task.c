@@ -506,7 +506,7 @@ WEFT__COLD static int await_cold(weft__task *t, weft_future *f, int *var)
     return await_slow(top_of(t), t, f, var != NULL, var);
 }
 
-int weft__await(weft_task *task, weft_future *f, int *var)
+int weft__await_slow(weft_task *task, weft_future *f, int *var)
 {
     weft__task *t = T(task);
     /* hot path: park on a pending future of this loop (or go once round
