@@ -65,7 +65,6 @@ static weft__future_layer *layer_new(weft_loop *loop)
     memset(fl, 0, sizeof *fl);
     fl->base.close = layer_close;
     fl->base.destroy = layer_destroy;
-    fl->cache.off = WEFT__POISON; /* freed futures go through the quarantine */
     weft__pool_init(&fl->pool, loop);
     weft__list_init(&fl->cbinuse);
     weft__list_init(&fl->held);
@@ -462,6 +461,8 @@ WEFT__COLD static int set_value_slow(weft_future *f, weft_value v, weft_dtor *dt
         ((weft__dfuture *)(void *)f)->dtor = dtor;
     else if (dtor)
         return -EINVAL;
+    if (dtor)
+        f->flags &= (uint8_t)~WEFT__F_PLAIN;
     return weft__future_resolve(f, v);
 }
 
@@ -472,8 +473,10 @@ static inline int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
         !weft__closed(f->loop)) {
         /* hot path: a plain future with parked tasks only (a pending one
          * has no destructor yet) */
-        if (dtor)
+        if (dtor) {
             ((weft__dfuture *)(void *)f)->dtor = dtor;
+            f->flags &= (uint8_t)~WEFT__F_PLAIN;
+        }
         f->out.v = v;
         f->state = WEFT__DONE;
         /* weft__ready_splice of the non-empty waiters, its stores ordered
@@ -575,6 +578,8 @@ int weft__future_copy_outcome(weft_future *dst, weft_future *src)
         weft__dfuture *s = (weft__dfuture *)(void *)src, *d = (weft__dfuture *)(void *)dst;
         d->dtor = s->dtor; /* the pointer changes owner */
         s->dtor = NULL;
+        if (d->dtor)
+            dst->flags &= (uint8_t)~WEFT__F_PLAIN;
     }
     return weft__future_resolve(dst, src->out.v);
 }
@@ -624,6 +629,7 @@ WEFT__COLD static weft_future *future_new_slow(weft_loop *loop)
         return NULL;
     }
     weft__future_init(&d->f, &weft__plain_ops, loop);
+    d->f.flags = WEFT__POISON ? 0 : WEFT__F_PLAIN; /* poison builds never recycle */
     d->dtor = NULL;
     return &d->f;
 }
@@ -639,11 +645,12 @@ weft_future *(weft_future_new)(weft_loop *loop)
     fl->cache.free = (weft__dfuture *)(void *)d->f.waiters.next; /* a recycled future */
     /* it is a plain future of this loop already, without a destructor (a
      * pending plain future never reads its out) */
-    WEFT_ASSERT(d->f.ops == &weft__plain_ops && d->f.loop == loop && !d->dtor);
-    weft__list_init(&d->f.waiters);
+    WEFT_ASSERT(d->f.ops == &weft__plain_ops && d->f.loop == loop && !d->dtor &&
+                d->f.waiters.prev == &d->f.waiters);
+    d->f.waiters.next = &d->f.waiters; /* prev is already (see weft/future.h) */
     d->f.refs = 1;
     d->f.state = WEFT__PENDING;
-    d->f.flags = 0;
+    d->f.flags = WEFT__F_PLAIN; /* a recycled one: not a poison build */
     d->f.aux = 0;
     return &d->f;
 }
@@ -808,7 +815,6 @@ static void layer_close(weft_loop *loop, weft__layer *self)
             weft__free(loop, c);
     }
     fl->closed = true;
-    fl->cache.off = true;
     weft__pool_close(&fl->pool);
     while (!weft__list_empty(&fl->held)) /* what the loop would have completed */
         weft__future_unhold(WEFT_CONTAINER_OF(fl->held.next, weft__hold, link));

@@ -151,12 +151,15 @@ struct weft__future_ops; /* private: what differs between kinds (src/future_inte
 /* Private: internal states; weft_future_state_of maps FAILED to WEFT_DONE. */
 enum { WEFT__PENDING = 0, WEFT__DONE = 1, WEFT__CANCELLED = 2, WEFT__FAILED = 3 };
 
-/* Private: future flags; bits 4-7 are the kind's own. */
+/* Private: future flags; bits 4-6 are the kind's own. */
 enum {
     WEFT__F_OBSERVED = 1u << 0,  /* outcome retrieved: no failure report */
     WEFT__F_CALLBACKS = 1u << 1, /* done-callback nodes among the waiters */
     WEFT__F_YIELD = 1u << 2,     /* done, and awaiting it yields once (sleep(0)) */
-    WEFT__F_EXTRAS = 1u << 3     /* has an entry in the loop's extras table */
+    WEFT__F_EXTRAS = 1u << 3,    /* has an entry in the loop's extras table */
+    WEFT__F_PLAIN = 1u << 7      /* a plain future without a destructor, in a
+                                    build that recycles (what the inline paths
+                                    test: never set on any other kind) */
 };
 
 /* Private, do not touch: the 48-byte header every kind of future embeds
@@ -192,8 +195,8 @@ extern const struct weft__future_ops weft__plain_ops;
  * is weft__future_layer_off bytes into the loop (both checked in
  * src/future.c). */
 typedef struct weft__future_cache {
-    weft__dfuture *free; /* chained through f.waiters.next */
-    bool off;            /* no recycling: the loop is closed, or a poison build */
+    weft__dfuture *free; /* chained through f.waiters.next; always empty in a
+                            poison build (freed futures are quarantined) */
 } weft__future_cache;
 
 #define WEFT__FUTURE_CACHE_OFF (3 * sizeof(void (*)(void)))
@@ -207,7 +210,8 @@ static inline weft__future_cache *weft__future_cache_of(const weft_loop *loop)
 }
 
 /* Private: weft_future_new's hot path, inline: a recycled future of an
- * open loop (already a plain future of this loop, without a destructor). */
+ * open loop (already a plain future of this loop, without a destructor,
+ * whose waiters.prev points to its waiters). */
 static inline weft_future *weft__future_new_inline(weft_loop *loop)
 {
     weft__future_cache *c;
@@ -215,10 +219,12 @@ static inline weft_future *weft__future_new_inline(weft_loop *loop)
     if (!loop || !(c = weft__future_cache_of(loop)) || !(d = c->free))
         return (weft_future_new)(loop);
     c->free = (weft__dfuture *)(void *)d->f.waiters.next;
-    d->f.waiters.next = d->f.waiters.prev = &d->f.waiters;
+    d->f.waiters.next = &d->f.waiters; /* prev is &waiters already: the free
+                                          list chains through next only, and
+                                          a done future has no waiters */
     d->f.refs = 1;
     d->f.state = WEFT__PENDING;
-    d->f.flags = 0;
+    d->f.flags = WEFT__F_PLAIN;
     d->f.aux = 0;
     return &d->f;
 }
@@ -234,8 +240,8 @@ static inline weft_future *weft__future_new_inline(weft_loop *loop)
 static inline int weft__future_set_inline(weft_future *f, weft_value v)
 {
     weft__loop_head *h;
-    if (f && f->ops == &weft__plain_ops && f->state == WEFT__PENDING &&
-        !(f->flags & WEFT__F_CALLBACKS) && f->waiters.next != &f->waiters &&
+    if (f && (f->flags & (WEFT__F_PLAIN | WEFT__F_CALLBACKS)) == WEFT__F_PLAIN &&
+        f->state == WEFT__PENDING && f->waiters.next != &f->waiters &&
         !((h = (weft__loop_head *)(void *)f->loop)->state & WEFT__LOOP_CLOSED_BITS)) {
         weft_link *dst = h->ready, *first = f->waiters.next, *last = f->waiters.prev;
         f->out.v = v;
