@@ -362,12 +362,12 @@ static inline int weft__await(weft_task *task, weft_future *f, int *var)
         s = ((weft__loop_head *)(void *)task->loop)->ready;
     else
         return weft__await_slow(task, f, var);
-    if (f->loop != task->loop || f == task || task->aux || prev == f)
+    if (f->loop != task->loop || f == task || task->aux)
         return weft__await_slow(task, f, var);
     if (prev) {
         if (prev->refs > 1)
-            prev->refs--;
-        else if (!weft__await_recycle(prev, task->loop))
+            prev->refs--; /* the reference of its previous await (f's too: a reused waiter) */
+        else if (prev != f && !weft__await_recycle(prev, task->loop))
             return weft__await_slow(task, f, var);
     }
     t->w.waiting = f;
