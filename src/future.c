@@ -468,6 +468,8 @@ WEFT__COLD static int set_value_slow(weft_future *f, weft_value v, weft_dtor *dt
 
 static inline int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
 {
+    /* what weft__future_set_inline (weft/future.h) relies on */
+    WEFT_ASSERT(!f || f->state == WEFT__PENDING || weft__list_empty(&f->waiters));
     if (f && f->ops == &weft__plain_ops && f->state == WEFT__PENDING &&
         !weft__list_empty(&f->waiters) && !(f->flags & WEFT__F_CALLBACKS) &&
         !weft__closed(f->loop)) {

@@ -241,7 +241,7 @@ static inline int weft__future_set_inline(weft_future *f, weft_value v)
 {
     weft__loop_head *h;
     if (f && (f->flags & (WEFT__F_PLAIN | WEFT__F_CALLBACKS)) == WEFT__F_PLAIN &&
-        f->state == WEFT__PENDING && f->waiters.next != &f->waiters &&
+        f->waiters.next != &f->waiters && /* waiters: pending (a done one has none) */
         !((h = (weft__loop_head *)(void *)f->loop)->state & WEFT__LOOP_CLOSED_BITS)) {
         weft_link *dst = h->ready, *first = f->waiters.next, *last = f->waiters.prev;
         f->out.v = v;
