@@ -49,6 +49,14 @@ static void cb_run(weft_node *n);
 static const weft__future_ops yield_ops = {.kind = "yield"};
 static const weft__future_ops none_ops = {.kind = "done"};
 
+/* What the inline paths of weft/future.h assume. */
+const size_t weft__future_layer_off =
+    offsetof(struct weft_loop, layers) + WEFT__LAYER_FUTURE * sizeof(weft__layer *);
+_Static_assert(offsetof(weft__future_layer, cache) == WEFT__FUTURE_CACHE_OFF,
+               "the future cache follows the layer header");
+_Static_assert(WEFT__LOOP_CLOSED_BITS == (WEFT__CLOSING | WEFT__CLOSED),
+               "WEFT__LOOP_CLOSED_BITS: the closing and closed state bits");
+
 static weft__future_layer *layer_new(weft_loop *loop)
 {
     weft__future_layer *fl = weft__alloc(loop, sizeof *fl);
@@ -453,18 +461,24 @@ WEFT__COLD static int set_value_slow(weft_future *f, weft_value v, weft_dtor *dt
         ((weft__dfuture *)(void *)f)->dtor = dtor;
     else if (dtor)
         return -EINVAL;
+    if (dtor)
+        f->flags &= (uint8_t)~WEFT__F_PLAIN;
     return weft__future_resolve(f, v);
 }
 
 static inline int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
 {
+    /* what weft__future_set_inline (weft/future.h) relies on */
+    WEFT_ASSERT(!f || f->state == WEFT__PENDING || weft__list_empty(&f->waiters));
     if (f && f->ops == &weft__plain_ops && f->state == WEFT__PENDING &&
         !weft__list_empty(&f->waiters) && !(f->flags & WEFT__F_CALLBACKS) &&
         !weft__closed(f->loop)) {
         /* hot path: a plain future with parked tasks only (a pending one
          * has no destructor yet) */
-        if (dtor)
+        if (dtor) {
             ((weft__dfuture *)(void *)f)->dtor = dtor;
+            f->flags &= (uint8_t)~WEFT__F_PLAIN;
+        }
         f->out.v = v;
         f->state = WEFT__DONE;
         /* weft__ready_splice of the non-empty waiters, its stores ordered
@@ -481,12 +495,13 @@ static inline int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
     return set_value_slow(f, v, dtor);
 }
 
-int weft_future_set_result(weft_future *f, weft_value v)
+/* (parenthesised: weft/future.h defines these two as macros too) */
+int(weft_future_set_result)(weft_future *f, weft_value v)
 {
     return set_value(f, v, NULL);
 }
 
-int weft_future_set_int(weft_future *f, int64_t i)
+int(weft_future_set_int)(weft_future *f, int64_t i)
 {
     return set_value(f, (weft_value){.i = i}, NULL);
 }
@@ -565,6 +580,8 @@ int weft__future_copy_outcome(weft_future *dst, weft_future *src)
         weft__dfuture *s = (weft__dfuture *)(void *)src, *d = (weft__dfuture *)(void *)dst;
         d->dtor = s->dtor; /* the pointer changes owner */
         s->dtor = NULL;
+        if (d->dtor)
+            dst->flags &= (uint8_t)~WEFT__F_PLAIN;
     }
     return weft__future_resolve(dst, src->out.v);
 }
@@ -584,8 +601,9 @@ static void plain_release(weft_future *f)
 #if WEFT__POISON
     weft__free(f->loop, d);
 #else
-    f->waiters.next = (weft_link *)(void *)fl->free; /* recycle */
-    fl->free = d;
+    f->state = WEFT__DONE; /* a freed future never reads as pending (see weft__await) */
+    f->waiters.next = (weft_link *)(void *)fl->cache.free; /* recycle */
+    fl->cache.free = d;
     fl->live++; /* counted while on the free list (really_release uncounted it) */
 #endif
 }
@@ -613,25 +631,28 @@ WEFT__COLD static weft_future *future_new_slow(weft_loop *loop)
         return NULL;
     }
     weft__future_init(&d->f, &weft__plain_ops, loop);
+    d->f.flags = WEFT__POISON ? 0 : WEFT__F_PLAIN; /* poison builds never recycle */
     d->dtor = NULL;
     return &d->f;
 }
 
-weft_future *weft_future_new(weft_loop *loop)
+/* (parenthesised: weft/future.h defines weft_future_new as a macro too) */
+weft_future *(weft_future_new)(weft_loop *loop)
 {
     weft__future_layer *fl;
     weft__dfuture *d;
     if (!loop || !(fl = (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE)) ||
-        !(d = fl->free))
+        !(d = fl->cache.free))
         return future_new_slow(loop);
-    fl->free = (weft__dfuture *)(void *)d->f.waiters.next; /* hot path: a recycled future */
+    fl->cache.free = (weft__dfuture *)(void *)d->f.waiters.next; /* a recycled future */
     /* it is a plain future of this loop already, without a destructor (a
      * pending plain future never reads its out) */
-    WEFT_ASSERT(d->f.ops == &weft__plain_ops && d->f.loop == loop && !d->dtor);
-    weft__list_init(&d->f.waiters);
+    WEFT_ASSERT(d->f.ops == &weft__plain_ops && d->f.loop == loop && !d->dtor &&
+                d->f.waiters.prev == &d->f.waiters);
+    d->f.waiters.next = &d->f.waiters; /* prev is already (see weft/future.h) */
     d->f.refs = 1;
     d->f.state = WEFT__PENDING;
-    d->f.flags = 0;
+    d->f.flags = WEFT__F_PLAIN; /* a recycled one: not a poison build */
     d->f.aux = 0;
     return &d->f;
 }
@@ -819,12 +840,12 @@ static void layer_close(weft_loop *loop, weft__layer *self)
             fl->quar[i] = NULL;
         }
 #endif
-    for (weft__dfuture *d = fl->free, *next; d; d = next) {
+    for (weft__dfuture *d = fl->cache.free, *next; d; d = next) {
         next = (weft__dfuture *)(void *)d->f.waiters.next;
         weft__free(loop, d);
         fl->live--; /* recycled ones were still counted */
     }
-    fl->free = NULL;
+    fl->cache.free = NULL;
 }
 
 /* The loop is destroyed: the pool goes (blocks still referenced by users

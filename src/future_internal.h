@@ -56,11 +56,8 @@ typedef struct weft__future_ops {
     void (*describe)(const weft_future *f, weft_report *r, char *buf, size_t n);
 } weft__future_ops;
 
-/* A future that owns its pointer value's destructor (WEFT__OPS_DTOR). */
-typedef struct weft__dfuture {
-    weft_future f;
-    weft_dtor *dtor;
-} weft__dfuture;
+/* weft__dfuture, a future that owns its pointer value's destructor (the
+ * kinds with WEFT__OPS_DTOR), is in weft/future.h (private there). */
 
 /* A future whose completion is driven by the loop (a timer, children, an
  * inner future) is held: the loop keeps a reference until it completes, as
@@ -92,10 +89,11 @@ typedef struct weft__scoped {
 
 typedef struct weft__future_layer {
     weft__layer base;
-    weft__pool pool;     /* small blocks for every layer above the loop; it
-                            outlives close (blocks users still hold) until
-                            the loop is destroyed */
-    weft__dfuture *free; /* recycled plain futures */
+    weft__future_cache cache; /* recycled plain futures (weft/future.h: the
+                                 inline paths reach it at a fixed offset) */
+    weft__pool pool;          /* small blocks for every layer above the loop; it
+                                 outlives close (blocks users still hold) until the
+                                 loop is destroyed */
     struct weft__cbnode *cbfree;
     weft_link cbinuse;    /* callback nodes in use */
     weft_link held;       /* weft__hold links of held futures */
@@ -228,8 +226,8 @@ static inline int weft__future_cancel(weft_future *f)
 /* The last reference of f went. */
 void weft__future_free(weft_future *f);
 
-/* Plain futures' kind (future.c), for the inline fast paths. */
-extern const weft__future_ops weft__plain_ops;
+/* weft__plain_ops, plain futures' kind (future.c), is declared in
+ * weft/future.h for the inline fast paths. */
 
 /* The last reference of f goes and f is a plain future done with a value
  * nobody must destroy, on an open loop: recycle it and return true (the
@@ -253,8 +251,8 @@ static inline bool weft__future_recyclable(const weft_future *f)
 static inline void weft__future_recycle_into(weft_future *f, weft__future_layer *fl)
 {
     f->refs = 0; /* fl->live still counts it (see there) */
-    f->waiters.next = (weft_link *)(void *)fl->free;
-    fl->free = (weft__dfuture *)(void *)f;
+    f->waiters.next = (weft_link *)(void *)fl->cache.free;
+    fl->cache.free = (weft__dfuture *)(void *)f;
 }
 
 /* weft__future_recycle where the caller knows f->loop already. */

@@ -31,6 +31,8 @@ typedef struct task_layer {
     weft__layer base;
     weft__task *current;           /* whose step runs */
     int budget;                    /* done awaits the step may still finish */
+    uint64_t budget_tick;          /* the loop's callback tick budget is for: a
+                                      step of another tick starts afresh */
     const weft_co_info *step_info; /* where the current step resumed (lag reports) */
     int step_line;
     weft_link listed; /* listed tasks (see task_internal.h) */
@@ -128,12 +130,16 @@ static void eager_step(weft__task *t)
     task_layer *ts = tasks_of(loop);
     weft__task *current = ts->current;
     int budget = ts->budget, line = ts->step_line;
+    uint64_t budget_tick = ts->budget_tick;
     const weft_co_info *info = ts->step_info;
     weft__running run = loop->run;
-    weft_future_ref(&t->fut); /* the step may finish it and drop the loop's reference */
+    weft_future_ref(&t->fut);  /* the step may finish it and drop the loop's reference */
+    ts->budget = AWAIT_BUDGET; /* a step of its own, in the caller's tick */
+    ts->budget_tick = atomic_load_explicit(&loop->lag.tick, memory_order_relaxed);
     task_step(&t->node);
     ts->current = current;
     ts->budget = budget;
+    ts->budget_tick = budget_tick;
     ts->step_info = info;
     ts->step_line = line;
     loop->run = run;
@@ -441,6 +447,11 @@ static int await_slow(weft_co *co, weft__task *t, weft_future *f, int catching, 
             return fail(co, t, -ECANCELED, catching, var) ? -1 : 0;
     }
     task_layer *ts = tasks_of(loop);
+    uint64_t tick = atomic_load_explicit(&loop->lag.tick, memory_order_relaxed);
+    if (ts->budget_tick != tick) { /* the first done await of this step */
+        ts->budget_tick = tick;
+        ts->budget = AWAIT_BUDGET;
+    }
     if (--ts->budget < 0) {
         /* fairness: a step that keeps awaiting done futures yields once in
          * a while, then gets the outcome (tokio's coop budget) */
@@ -506,7 +517,7 @@ WEFT__COLD static int await_cold(weft__task *t, weft_future *f, int *var)
     return await_slow(top_of(t), t, f, var != NULL, var);
 }
 
-int weft__await(weft_task *task, weft_future *f, int *var)
+int weft__await_slow(weft_task *task, weft_future *f, int *var)
 {
     weft__task *t = T(task);
     /* hot path: park on a pending future of this loop (or go once round
@@ -769,8 +780,7 @@ static void task_step(weft_node *n)
     weft_loop *loop = t->fut.loop;
     task_layer *ts = tasks_of(loop);
     weft_co *root = root_of(t), *co = root->up;
-    ts->current = t;
-    ts->budget = AWAIT_BUDGET;
+    ts->current = t; /* (the await budget is reset by the first done await of the tick) */
     ts->step_info = co->info;
     ts->step_line = co->line;
     weft__running_obj(loop, describe_step, t);

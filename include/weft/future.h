@@ -151,12 +151,15 @@ struct weft__future_ops; /* private: what differs between kinds (src/future_inte
 /* Private: internal states; weft_future_state_of maps FAILED to WEFT_DONE. */
 enum { WEFT__PENDING = 0, WEFT__DONE = 1, WEFT__CANCELLED = 2, WEFT__FAILED = 3 };
 
-/* Private: future flags; bits 4-7 are the kind's own. */
+/* Private: future flags; bits 4-6 are the kind's own. */
 enum {
     WEFT__F_OBSERVED = 1u << 0,  /* outcome retrieved: no failure report */
     WEFT__F_CALLBACKS = 1u << 1, /* done-callback nodes among the waiters */
     WEFT__F_YIELD = 1u << 2,     /* done, and awaiting it yields once (sleep(0)) */
-    WEFT__F_EXTRAS = 1u << 3     /* has an entry in the loop's extras table */
+    WEFT__F_EXTRAS = 1u << 3,    /* has an entry in the loop's extras table */
+    WEFT__F_PLAIN = 1u << 7      /* a plain future without a destructor, in a
+                                    build that recycles (what the inline paths
+                                    test: never set on any other kind) */
 };
 
 /* Private, do not touch: the 48-byte header every kind of future embeds
@@ -175,6 +178,94 @@ struct weft_future {
     uint8_t flags; /* WEFT__F_* */
     uint16_t aux;  /* free for the kind: a task's cancel requests */
 };
+
+/* Private: a future that owns its pointer value's destructor (a plain
+ * future is one). */
+typedef struct weft__dfuture {
+    weft_future f;
+    weft_dtor *dtor;
+} weft__dfuture;
+
+/* Private: plain futures' kind (src/future.c). */
+extern const struct weft__future_ops weft__plain_ops;
+
+/* Private: a loop's recycled plain futures, what the inline paths of
+ * weft_future_new and of an await pop and push.  It lies
+ * WEFT__FUTURE_CACHE_OFF bytes into the loop's future layer, whose address
+ * is weft__future_layer_off bytes into the loop (both checked in
+ * src/future.c). */
+typedef struct weft__future_cache {
+    weft__dfuture *free; /* chained through f.waiters.next; always empty in a
+                            poison build (freed futures are quarantined) */
+} weft__future_cache;
+
+#define WEFT__FUTURE_CACHE_OFF (3 * sizeof(void (*)(void)))
+extern const size_t weft__future_layer_off;
+
+/* Private: the loop's future cache, or NULL (no future was made yet). */
+static inline weft__future_cache *weft__future_cache_of(const weft_loop *loop)
+{
+    char *l = *(char *const *)(const void *)((const char *)loop + weft__future_layer_off);
+    return l ? (weft__future_cache *)(void *)(l + WEFT__FUTURE_CACHE_OFF) : NULL;
+}
+
+/* Private: weft_future_new's hot path, inline: a recycled future of an
+ * open loop (already a plain future of this loop, without a destructor,
+ * whose waiters.prev points to its waiters). */
+static inline weft_future *weft__future_new_inline(weft_loop *loop)
+{
+    weft__future_cache *c;
+    weft__dfuture *d;
+    if (!loop || !(c = weft__future_cache_of(loop)) || !(d = c->free))
+        return (weft_future_new)(loop);
+    c->free = (weft__dfuture *)(void *)d->f.waiters.next;
+    d->f.waiters.next = &d->f.waiters; /* prev is &waiters already: the free
+                                          list chains through next only, and
+                                          a done future has no waiters */
+    d->f.refs = 1;
+    d->f.state = WEFT__PENDING;
+    d->f.flags = WEFT__F_PLAIN;
+    d->f.aux = 0;
+    return &d->f;
+}
+#define weft_future_new(loop) weft__future_new_inline(loop)
+
+/* Private: the loop state bits of a closing or closed loop (checked in
+ * src/future.c). */
+#define WEFT__LOOP_CLOSED_BITS 12u
+
+/* Private: weft_future_set_result's hot path, inline: a pending plain
+ * future with parked tasks only (no done callback) on an open loop; its
+ * waiters move to the tail of the ready queue. */
+static inline int weft__future_set_inline(weft_future *f, weft_value v)
+{
+    weft__loop_head *h;
+    if (f && (f->flags & (WEFT__F_PLAIN | WEFT__F_CALLBACKS)) == WEFT__F_PLAIN &&
+        f->waiters.next != &f->waiters && /* waiters: pending (a done one has none) */
+        !((h = (weft__loop_head *)(void *)f->loop)->state & WEFT__LOOP_CLOSED_BITS)) {
+        weft_link *dst = h->ready, *first = f->waiters.next, *last = f->waiters.prev;
+        f->out.v = v;
+        f->state = WEFT__DONE;
+        /* the stores ordered so that they stay plain moves */
+        first->prev = dst->prev;
+        f->waiters.next = &f->waiters;
+        dst->prev->next = first;
+        f->waiters.prev = &f->waiters;
+        last->next = dst;
+        dst->prev = last;
+        return 0;
+    }
+    return (weft_future_set_result)(f, v);
+}
+
+static inline int weft__future_set_int_inline(weft_future *f, int64_t i)
+{
+    weft_value v;
+    v.i = i;
+    return weft__future_set_inline(f, v);
+}
+#define weft_future_set_result(f, v) weft__future_set_inline((f), (v))
+#define weft_future_set_int(f, i) weft__future_set_int_inline((f), (i))
 
 #ifdef __cplusplus
 }

@@ -152,7 +152,8 @@ WEFT_NODISCARD weft_task *weft__spawn(weft_loop *loop, const weft_co *init, void
 
 void weft__throw_msg(weft_co *co, weft_task *task, int err, int line, const char *fmt, ...)
     WEFT_PRINTF(5, 6);
-int weft__await(weft_task *task, weft_future *f, int *var);
+static inline int weft__await(weft_task *task, weft_future *f, int *var);
+int weft__await_slow(weft_task *task, weft_future *f, int *var);
 static inline int weft__await_end(weft_task *task, int *var);
 int weft__await_end_slow(weft_task *task, int *var);
 weft_value weft__last_value(weft_task *task);
@@ -326,6 +327,58 @@ typedef struct weft__task {
         const weft_co_info *origin; /* done: where its error came from */
     } w;
 } weft__task; /* a name, if set, is in the loop's extras table */
+
+/* The previous await's future prev, held by the task alone, goes back to
+ * loop's cache if it is a plain future done with a value nobody must
+ * destroy (and the build recycles: WEFT__F_PLAIN): true.  False: nothing
+ * done.  Only from a running step: the loop is open. */
+static inline bool weft__await_recycle(weft_future *prev, weft_loop *loop)
+{
+    weft__future_cache *c;
+    if (prev->refs != 1 || prev->state != WEFT__DONE ||
+        (prev->flags & (WEFT__F_PLAIN | WEFT__F_EXTRAS)) != WEFT__F_PLAIN)
+        return false;
+    c = weft__future_cache_of(loop); /* a plain future was made: not NULL */
+    prev->refs = 0;
+    prev->waiters.next = (weft_link *)(void *)c->free;
+    c->free = (weft__dfuture *)(void *)prev;
+    return true;
+}
+
+/* The hot path of an await, inline: park on a pending future of this loop
+ * (or go once round the loop for sleep(0)), the task not cancelled, the previous await's future
+ * gone without running anything (shared, or a plain one recycled).  Everything else is
+ * weft__await_slow.  (A released future never reads as pending.) */
+static inline int weft__await(weft_task *task, weft_future *f, int *var)
+{
+    weft__task *t = (weft__task *)(void *)task;
+    weft_future *prev = t->w.waiting;
+    weft_link *s;
+    if (!f)
+        return weft__await_slow(task, f, var);
+    if (f->state == WEFT__PENDING)
+        s = &f->waiters;
+    else if (f->flags & WEFT__F_YIELD)
+        s = ((weft__loop_head *)(void *)task->loop)->ready;
+    else
+        return weft__await_slow(task, f, var);
+    if (f->loop != task->loop || f == task || task->aux)
+        return weft__await_slow(task, f, var);
+    if (prev) {
+        if (prev->refs > 1)
+            prev->refs--; /* the reference of its previous await (f's too: a reused waiter) */
+        else if (prev != f && !weft__await_recycle(prev, task->loop))
+            return weft__await_slow(task, f, var);
+    }
+    t->w.waiting = f;
+    /* park: the stores ordered so that they stay plain moves */
+    weft_link *tail = s->prev, *n = &t->node.link;
+    n->prev = tail;
+    tail->next = n;
+    n->next = s;
+    s->prev = n;
+    return 1;
+}
 
 /* After the resume point of an await: 0 = go on (a value, or a caught
  * error in *var), -1 = unwind.  The common case, a value, is inline. */
