@@ -211,35 +211,17 @@ static int ep_wait(weft_loop *loop, int64_t timeout_ns)
     int n = epoll_wait(s->epfd, s->ev, MAX_EVENTS, weft__timeout_ms(timeout_ns));
     if (n < 0)
         return -errno;
-    /* The common event, a plain EPOLLIN for a reader, queues its watcher
-     * as weft__io_event does, appending to the ready queue through a tail
-     * kept here (q->prev is stored once, after the loop or before any
-     * other event's general path; the queue is whole otherwise). */
-    weft_link *q = loop->ready, *tail = q->prev;
     for (int i = 0; i < n; i++) {
         uint32_t r = s->ev[i].events;
         w = s->ev[i].data.ptr;
-        if (r == EPOLLIN && (w->events & WEFT_READABLE)) {
-            w->revents |= WEFT_READABLE;
-            if (!weft__node_linked(&w->node)) {
-                w->node.link.prev = tail;
-                w->node.link.next = q; /* linked at once (one event per watcher) */
-                tail->next = &w->node.link;
-                tail = &w->node.link;
-            }
-            continue;
-        }
         if (w == &s->wake) {
             uint64_t v;
             (void)!read(s->wakefd, &v, sizeof v);
             continue;
         }
-        q->prev = tail;
         if (!weft__io_event(loop, w, r == EPOLLIN ? WEFT_READABLE : ep_revents(r)))
             weft__io_changed(loop, w); /* no interest: deleted at the next wait */
-        tail = q->prev;
     }
-    q->prev = tail;
     return n;
 }
 
