@@ -118,18 +118,25 @@ static void drop(weft_queue *q, void *item)
  * a waiter unlinked elsewhere (cancelled) only leaves them off until then. */
 static void refresh(weft_queue *q)
 {
-    static const uint64_t no_mark = 0, slow = 1;
     size_t room = q->maxsize < q->cap ? q->maxsize : q->cap;
     q->mask = q->cap - 1;
-    q->put_room = !is_heap(q) && !q->shutdown && weft__list_empty(&q->getters) ? room : 0;
-    q->get_mmask = 0;
+    q->put_room =
+        !is_heap(q) && !q->shutdown && !q->marked && weft__list_empty(&q->getters) ? room : 0;
     if (q->kind != WEFT_QUEUE_FIFO || !weft__list_empty(&q->putters)) {
-        q->get_marks = &slow;
-    } else if (!q->seqs) {
-        q->get_marks = &no_mark;
+        q->get_hold = SIZE_MAX;
+    } else if (!q->marked) {
+        q->get_hold = 0;
     } else {
-        q->get_marks = q->seqs; /* the tags of the first cap words */
-        q->get_mmask = q->mask;
+        /* the first marked slot: one mark is usually the newest item */
+        size_t k = q->count;
+        if (q->marked == 1) {
+            while (k-- > 0 && !*who_of(q, at(q, k)))
+                ;
+        } else {
+            for (k = 0; k < q->count && !*who_of(q, at(q, k)); k++)
+                ;
+        }
+        q->get_hold = k < q->count ? q->count - k : SIZE_MAX; /* none: cannot be */
     }
 }
 
@@ -243,6 +250,8 @@ static void heap_insert(weft_queue *q, void *item, uint64_t seq, uint64_t who, u
     q->seqs[i] = seq;
     *who_of(q, i) = who;
     *waiter_of(q, i) = waiter;
+    if (who)
+        q->marked++;
     sift_up(q, i);
 }
 
@@ -271,6 +280,7 @@ static void release_slot(weft_queue *q, size_t i)
         q->seqs[i] = 0;
     if (!pin)
         return;
+    q->marked--;
     /* A pending task's frame is alive; the waiter still describes this
      * placement iff it was not re-used (kind, primitive and tag match). */
     if (weft__handoff_pin_alive(pin) && h->fut.ops == &putter_kind.ops && h->prim == q &&
@@ -389,6 +399,7 @@ static void place_putter(weft_queue *q)
             q->seqs[i] = tag;
             *who_of(q, i) = t;
             *waiter_of(q, i) = (uintptr_t)h;
+            q->marked++;
         }
     }
     q->unfinished++;
@@ -464,6 +475,7 @@ static bool putter_give_back(weft__handoff *h)
     size_t i = is_heap(q) ? k : at(q, k);
     uintptr_t pin = (uintptr_t)*who_of(q, i);
     *who_of(q, i) = *waiter_of(q, i) = 0;
+    q->marked--;
     if (is_heap(q)) {
         heap_remove(q, i);
     } else {
