@@ -113,10 +113,12 @@ static void drop(weft_queue *q, void *item)
         q->dtor(item);
 }
 
-/* Recompute the fast paths' folded tests (see put_room and get_marks in
+/* Recompute the fast paths' folded tests (see put_room and get_hold in
  * weft/queue.h).  Called after every change that can turn one on or off;
- * a waiter unlinked elsewhere (cancelled) only leaves them off until then. */
-static void refresh(weft_queue *q)
+ * a waiter unlinked elsewhere (cancelled) only leaves them off until then.
+ * This one leaves get_hold 0 and returns true when it must be the
+ * first marked slot's (first_mark_hold). */
+static bool refresh_but_hold(weft_queue *q)
 {
     size_t room = q->maxsize < q->cap ? q->maxsize : q->cap;
     q->mask = q->cap - 1;
@@ -124,20 +126,31 @@ static void refresh(weft_queue *q)
         !is_heap(q) && !q->shutdown && !q->marked && weft__list_empty(&q->getters) ? room : 0;
     if (q->kind != WEFT_QUEUE_FIFO || !weft__list_empty(&q->putters)) {
         q->get_hold = SIZE_MAX;
-    } else if (!q->marked) {
-        q->get_hold = 0;
-    } else {
-        /* the first marked slot: one mark is usually the newest item */
-        size_t k = q->count;
-        if (q->marked == 1) {
-            while (k-- > 0 && !*who_of(q, at(q, k)))
-                ;
-        } else {
-            for (k = 0; k < q->count && !*who_of(q, at(q, k)); k++)
-                ;
-        }
-        q->get_hold = k < q->count ? q->count - k : SIZE_MAX; /* none: cannot be */
+        return false;
     }
+    q->get_hold = 0;
+    return q->marked != 0;
+}
+
+/* get_hold of a FIFO with marked slots: the items before the first. */
+static size_t first_mark_hold(const weft_queue *q)
+{
+    size_t k = q->count; /* one mark is usually the newest item */
+    if (q->marked == 1) {
+        while (k-- > 0 && !*who_of(q, at(q, k)))
+            ;
+    } else {
+        for (k = 0; k < q->count && !*who_of(q, at(q, k)); k++)
+            ;
+    }
+    return k < q->count ? q->count - k : SIZE_MAX; /* none: cannot be */
+}
+
+/* All of them. */
+static void refresh(weft_queue *q)
+{
+    if (refresh_but_hold(q))
+        q->get_hold = first_mark_hold(q);
 }
 
 /* ---- storage ----------------------------------------------------------------------- */
@@ -570,14 +583,28 @@ void weft_queue_destroy(weft_queue *q)
 
 static int put_nowait_slow(weft_queue *q, void *item);
 
-/* The slow put, and the fast paths' tests recomputed after it. */
+/* put_nowait_slow, and the fast paths' tests recomputed after it.  An item
+ * stored at the back of a FIFO behind a placed put's item moves no mark:
+ * the hold grows by one, without refresh's search for the first mark. */
+static int put_refresh(weft_queue *q, void *item)
+{
+    size_t hold = q->get_hold, n = q->count;
+    int err = put_nowait_slow(q, item);
+    if (refresh_but_hold(q)) {
+        if (hold && hold != SIZE_MAX && q->count - n <= 1)
+            q->get_hold = hold + (q->count - n);
+        else
+            q->get_hold = first_mark_hold(q);
+    }
+    return err;
+}
+
+/* The slow put. */
 WEFT__COLD static int put_nowait_cold(weft_queue *q, void *item)
 {
     if (!q || !q->loop)
         return -EINVAL;
-    int err = put_nowait_slow(q, item);
-    refresh(q);
-    return err;
+    return put_refresh(q, item);
 }
 
 static int put_nowait_slow(weft_queue *q, void *item)
@@ -634,8 +661,7 @@ static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
         refresh(q);
         return &h->fut;
     }
-    int err = put_nowait_slow(q, item);
-    refresh(q);
+    int err = put_refresh(q, item);
     return weft__handoff_settle(h, (weft_value){.p = NULL}, err);
 }
 
