@@ -590,6 +590,8 @@ static int put_refresh(weft_queue *q, void *item)
 {
     size_t hold = q->get_hold, n = q->count;
     int err = put_nowait_slow(q, item);
+    if (err)
+        return err; /* nothing changed */
     if (refresh_but_hold(q)) {
         if (hold && hold != SIZE_MAX && q->count - n <= 1)
             q->get_hold = hold + (q->count - n);
@@ -658,7 +660,7 @@ static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
         h->item.p = item;
         h->aux = (int64_t)weft__handoff_owner(q->loop);
         weft__handoff_enqueue(&q->putters, h);
-        refresh(q);
+        q->get_hold = SIZE_MAX; /* all refresh changes: the queue is full */
         return &h->fut;
     }
     int err = put_refresh(q, item);
@@ -699,7 +701,7 @@ weft_future *weft_queue_get(weft_queue *q, weft_waiter *w)
     if (q->shutdown)
         return weft__handoff_settle(h, (weft_value){.p = NULL}, WEFT_ESHUTDOWN);
     weft__handoff_enqueue(&q->getters, h);
-    refresh(q);
+    q->put_room = 0; /* all refresh changes: the queue is empty */
     return &h->fut;
 }
 
