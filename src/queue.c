@@ -628,6 +628,11 @@ static int put_nowait_slow(weft_queue *q, void *item)
     return 0;
 }
 
+int weft__queue_put_slow(weft_queue *q, void *item)
+{
+    return put_nowait_cold(q, item);
+}
+
 int weft_queue_put_nowait(weft_queue *q, void *item)
 {
     if (weft__queue_put_fast(q, item))
@@ -644,6 +649,11 @@ WEFT__COLD static int get_nowait_slow(weft_queue *q, void **out)
     *out = pop(q);
     refill(q); /* refreshes */
     return 0;
+}
+
+int weft__queue_get_slow(weft_queue *q, void **out)
+{
+    return get_nowait_slow(q, out);
 }
 
 int weft_queue_get_nowait(weft_queue *q, void **out)

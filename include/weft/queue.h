@@ -97,22 +97,22 @@ WEFT_NODISCARD weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
  * frame); errors propagate as from WEFT_AWAIT.  Like asyncio's
  * `await q.put(item)`, it suspends only when the queue is full.  q and item
  * may be evaluated twice. */
-#define WEFT_QUEUE_PUT(self, q, item, w)                                                   \
-    do {                                                                                   \
-        if (!weft__queue_put_fast((q), (item)) && weft_queue_put_nowait((q), (item)) != 0) \
-            WEFT_AWAIT(self, weft_queue_put((q), (item), (w)));                            \
+#define WEFT_QUEUE_PUT(self, q, item, w)                                                  \
+    do {                                                                                  \
+        if (!weft__queue_put_fast((q), (item)) && weft__queue_put_slow((q), (item)) != 0) \
+            WEFT_AWAIT(self, weft_queue_put((q), (item), (w)));                           \
     } while (0)
 
 /* Get an item into the void * lvalue out, in a coroutine: without any
  * future when an item is there, else through weft_queue_get with the
  * waiter w; errors (WEFT_ESHUTDOWN) propagate.  Suspends only when the
  * queue is empty.  q and out may be evaluated twice. */
-#define WEFT_QUEUE_GET(self, q, w, out)                                                      \
-    do {                                                                                     \
-        if (!weft__queue_get_fast((q), &(out)) && weft_queue_get_nowait((q), &(out)) != 0) { \
-            WEFT_AWAIT(self, weft_queue_get((q), (w)));                                      \
-            (out) = WEFT_RESULT(self).p;                                                     \
-        }                                                                                    \
+#define WEFT_QUEUE_GET(self, q, w, out)                                                     \
+    do {                                                                                    \
+        if (!weft__queue_get_fast((q), &(out)) && weft__queue_get_slow((q), &(out)) != 0) { \
+            WEFT_AWAIT(self, weft_queue_get((q), (w)));                                     \
+            (out) = WEFT_RESULT(self).p;                                                    \
+        }                                                                                   \
     } while (0)
 
 /* WEFT_QUEUE_GET that stores the error (0, or WEFT_ESHUTDOWN once the queue
@@ -128,7 +128,7 @@ WEFT_NODISCARD weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
     do {                                                           \
         (err) = 0;                                                 \
         if (!weft__queue_get_fast((q), &(out)) &&                  \
-            ((err) = weft_queue_get_nowait((q), &(out))) != 0) {   \
+            ((err) = weft__queue_get_slow((q), &(out))) != 0) {    \
             WEFT_TRY_AWAIT(self, weft_queue_get((q), (w)), (err)); \
             if (!(err))                                            \
                 (out) = WEFT_RESULT(self).p;                       \
@@ -163,6 +163,11 @@ static inline bool weft__queue_get_fast(weft_queue *q, void **out)
     q->count = n - 1;
     return true;
 }
+
+/* Private: weft_queue_put_nowait / get_nowait once the inline test above
+ * failed (the macros' second step). */
+int weft__queue_put_slow(weft_queue *q, void *item);
+int weft__queue_get_slow(weft_queue *q, void **out);
 
 /* Mark one got item processed.  Returns 0, -EINVAL, or WEFT_ESTATE when
  * called more times than items were put. */
