@@ -113,24 +113,44 @@ static void drop(weft_queue *q, void *item)
         q->dtor(item);
 }
 
-/* Recompute the fast paths' folded tests (see put_room and get_marks in
+/* Recompute the fast paths' folded tests (see put_room and get_hold in
  * weft/queue.h).  Called after every change that can turn one on or off;
- * a waiter unlinked elsewhere (cancelled) only leaves them off until then. */
-static void refresh(weft_queue *q)
+ * a waiter unlinked elsewhere (cancelled) only leaves them off until then.
+ * This one leaves get_hold 0 and returns true when it must be the
+ * first marked slot's (first_mark_hold). */
+static bool refresh_but_hold(weft_queue *q)
 {
-    static const uint64_t no_mark = 0, slow = 1;
     size_t room = q->maxsize < q->cap ? q->maxsize : q->cap;
     q->mask = q->cap - 1;
-    q->put_room = !is_heap(q) && !q->shutdown && weft__list_empty(&q->getters) ? room : 0;
-    q->get_mmask = 0;
+    q->put_room =
+        !is_heap(q) && !q->shutdown && !q->marked && weft__list_empty(&q->getters) ? room : 0;
     if (q->kind != WEFT_QUEUE_FIFO || !weft__list_empty(&q->putters)) {
-        q->get_marks = &slow;
-    } else if (!q->seqs) {
-        q->get_marks = &no_mark;
-    } else {
-        q->get_marks = q->seqs; /* the tags of the first cap words */
-        q->get_mmask = q->mask;
+        q->get_hold = SIZE_MAX;
+        return false;
     }
+    q->get_hold = 0;
+    return q->marked != 0;
+}
+
+/* get_hold of a FIFO with marked slots: the items before the first. */
+static size_t first_mark_hold(const weft_queue *q)
+{
+    size_t k = q->count; /* one mark is usually the newest item */
+    if (q->marked == 1) {
+        while (k-- > 0 && !*who_of(q, at(q, k)))
+            ;
+    } else {
+        for (k = 0; k < q->count && !*who_of(q, at(q, k)); k++)
+            ;
+    }
+    return k < q->count ? q->count - k : SIZE_MAX; /* none: cannot be */
+}
+
+/* All of them. */
+static void refresh(weft_queue *q)
+{
+    if (refresh_but_hold(q))
+        q->get_hold = first_mark_hold(q);
 }
 
 /* ---- storage ----------------------------------------------------------------------- */
@@ -243,6 +263,8 @@ static void heap_insert(weft_queue *q, void *item, uint64_t seq, uint64_t who, u
     q->seqs[i] = seq;
     *who_of(q, i) = who;
     *waiter_of(q, i) = waiter;
+    if (who)
+        q->marked++;
     sift_up(q, i);
 }
 
@@ -271,6 +293,7 @@ static void release_slot(weft_queue *q, size_t i)
         q->seqs[i] = 0;
     if (!pin)
         return;
+    q->marked--;
     /* A pending task's frame is alive; the waiter still describes this
      * placement iff it was not re-used (kind, primitive and tag match). */
     if (weft__handoff_pin_alive(pin) && h->fut.ops == &putter_kind.ops && h->prim == q &&
@@ -389,6 +412,7 @@ static void place_putter(weft_queue *q)
             q->seqs[i] = tag;
             *who_of(q, i) = t;
             *waiter_of(q, i) = (uintptr_t)h;
+            q->marked++;
         }
     }
     q->unfinished++;
@@ -464,6 +488,7 @@ static bool putter_give_back(weft__handoff *h)
     size_t i = is_heap(q) ? k : at(q, k);
     uintptr_t pin = (uintptr_t)*who_of(q, i);
     *who_of(q, i) = *waiter_of(q, i) = 0;
+    q->marked--;
     if (is_heap(q)) {
         heap_remove(q, i);
     } else {
@@ -558,14 +583,30 @@ void weft_queue_destroy(weft_queue *q)
 
 static int put_nowait_slow(weft_queue *q, void *item);
 
-/* The slow put, and the fast paths' tests recomputed after it. */
+/* put_nowait_slow, and the fast paths' tests recomputed after it.  An item
+ * stored at the back of a FIFO behind a placed put's item moves no mark:
+ * the hold grows by one, without refresh's search for the first mark. */
+static int put_refresh(weft_queue *q, void *item)
+{
+    size_t hold = q->get_hold, n = q->count;
+    int err = put_nowait_slow(q, item);
+    if (err)
+        return err; /* nothing changed */
+    if (refresh_but_hold(q)) {
+        if (hold && hold != SIZE_MAX && q->count - n <= 1)
+            q->get_hold = hold + (q->count - n);
+        else
+            q->get_hold = first_mark_hold(q);
+    }
+    return err;
+}
+
+/* The slow put. */
 WEFT__COLD static int put_nowait_cold(weft_queue *q, void *item)
 {
     if (!q || !q->loop)
         return -EINVAL;
-    int err = put_nowait_slow(q, item);
-    refresh(q);
-    return err;
+    return put_refresh(q, item);
 }
 
 static int put_nowait_slow(weft_queue *q, void *item)
@@ -587,6 +628,11 @@ static int put_nowait_slow(weft_queue *q, void *item)
     return 0;
 }
 
+int weft__queue_put_slow(weft_queue *q, void *item)
+{
+    return put_nowait_cold(q, item);
+}
+
 int weft_queue_put_nowait(weft_queue *q, void *item)
 {
     if (weft__queue_put_fast(q, item))
@@ -605,6 +651,11 @@ WEFT__COLD static int get_nowait_slow(weft_queue *q, void **out)
     return 0;
 }
 
+int weft__queue_get_slow(weft_queue *q, void **out)
+{
+    return get_nowait_slow(q, out);
+}
+
 int weft_queue_get_nowait(weft_queue *q, void **out)
 {
     if (out && weft__queue_get_fast(q, out))
@@ -619,11 +670,10 @@ static weft_future *put_slow(weft_queue *q, void *item, weft__handoff *h)
         h->item.p = item;
         h->aux = (int64_t)weft__handoff_owner(q->loop);
         weft__handoff_enqueue(&q->putters, h);
-        refresh(q);
+        q->get_hold = SIZE_MAX; /* all refresh changes: the queue is full */
         return &h->fut;
     }
-    int err = put_nowait_slow(q, item);
-    refresh(q);
+    int err = put_refresh(q, item);
     return weft__handoff_settle(h, (weft_value){.p = NULL}, err);
 }
 
@@ -661,7 +711,7 @@ weft_future *weft_queue_get(weft_queue *q, weft_waiter *w)
     if (q->shutdown)
         return weft__handoff_settle(h, (weft_value){.p = NULL}, WEFT_ESHUTDOWN);
     weft__handoff_enqueue(&q->getters, h);
-    refresh(q);
+    q->put_room = 0; /* all refresh changes: the queue is empty */
     return &h->fut;
 }
 

@@ -1123,6 +1123,39 @@ static void test_woken_putter_cancelled_item_removed_near_front(void **state)
     finish_queue(loop, &q);
 }
 
+/* P-8: items put behind a placed put's item (its putter not run yet) and
+ * got around it keep their order, and the placed item can still be taken
+ * out by the cancellation (the inline get stops in front of it). */
+static void test_woken_putter_cancelled_items_put_and_got_around_it(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_queue q;
+    assert_int_equal(weft_queue_init(&q, loop, 4, NULL), 0);
+    put_all(&q, (long[]){10, 11, 12, 13}, 4);
+    weft_task *p1 = spawn_putter(loop, &q, "P1", 1);
+    step(loop);
+    void *p;
+    assert_int_equal(weft_queue_get_nowait(&q, &p), 0); /* 1 placed at the back */
+    assert_int_equal(VAL(p), 10);
+    assert_int_equal(weft_queue_get_nowait(&q, &p), 0);
+    assert_int_equal(VAL(p), 11);
+    assert_int_equal(weft_queue_put_nowait(&q, ITEM(20)), 0); /* behind 1 */
+    assert_int_equal(weft_queue_put_nowait(&q, ITEM(21)), WEFT_EFULL);
+    for (long want = 12; want <= 13; want++) {
+        assert_int_equal(weft_queue_get_nowait(&q, &p), 0);
+        assert_int_equal(VAL(p), want);
+    }
+    assert_int_equal(weft_task_cancel(p1), 0); /* 1 out: 20 left */
+    step(loop);
+    assert_int_equal(weft_queue_unfinished(&q), 5);
+    assert_int_equal(weft_queue_put_nowait(&q, ITEM(22)), 0);
+    drain_log(&q);
+    assert_string_equal(g_text, "P1!cancel q:20,22");
+    weft_future_unref(p1);
+    finish_queue(loop, &q);
+}
+
 /* S-QUEUE-2 / P-8: a put taken back by its cancellation no longer counts as
  * unfinished: join is released if it was the last one. */
 static void test_woken_putter_cancelled_undoes_its_unfinished_count(void **state)
@@ -2338,6 +2371,7 @@ int main(void)
         T(test_woken_putter_cancelled_frees_the_slot),
         T(test_woken_putter_cancelled_item_removed_from_middle),
         T(test_woken_putter_cancelled_item_removed_near_front),
+        T(test_woken_putter_cancelled_items_put_and_got_around_it),
         T(test_woken_putter_cancelled_undoes_its_unfinished_count),
         T(test_placed_put_without_memory_for_bookkeeping_is_final),
         T(test_placed_put_of_task_in_caller_storage_is_final),

@@ -46,14 +46,16 @@ typedef struct weft_queue {
     int shutdown; /* 0, 1 (graceful), 2 (immediate) */
     /* private, for the inline fast paths (queue.c keeps them up to date):
      * a put may store at once while count < put_room (min(maxsize, cap)
-     * for a FIFO or LIFO not shut down with no getter waiting, else 0);
-     * a get may take the front item while get_marks[head & get_mmask] is
-     * 0: get_marks is seqs (the marks of placed puts) for a FIFO with no
-     * putter waiting, else a word of 0 (no marks yet) or of 1 (not a FIFO,
-     * or a putter waits).  Both err on the slow side.  mask is cap - 1 (a
-     * ring slot's index mask). */
-    size_t put_room, mask, get_mmask;
-    const uint64_t *get_marks;
+     * for a FIFO or LIFO not shut down with no getter waiting and no
+     * placed put's item in the buffer, else 0); a get may take the front
+     * item while count > get_hold: 0 for a FIFO with no putter waiting and
+     * no placed put's item in the buffer; count - k for a FIFO whose first
+     * such item is at position k (the fast get takes the items before it:
+     * count and k drop together, and no fast put runs meanwhile);
+     * SIZE_MAX for the others.  Both err on the slow side.  mask is
+     * cap - 1 (a ring slot's index mask); marked counts the slots of
+     * placed puts. */
+    size_t put_room, mask, get_hold, marked;
 } weft_queue;
 
 /* Initialise a FIFO queue holding at most maxsize items (0 = unbounded).
@@ -95,22 +97,22 @@ WEFT_NODISCARD weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
  * frame); errors propagate as from WEFT_AWAIT.  Like asyncio's
  * `await q.put(item)`, it suspends only when the queue is full.  q and item
  * may be evaluated twice. */
-#define WEFT_QUEUE_PUT(self, q, item, w)                                                   \
-    do {                                                                                   \
-        if (!weft__queue_put_fast((q), (item)) && weft_queue_put_nowait((q), (item)) != 0) \
-            WEFT_AWAIT(self, weft_queue_put((q), (item), (w)));                            \
+#define WEFT_QUEUE_PUT(self, q, item, w)                                                  \
+    do {                                                                                  \
+        if (!weft__queue_put_fast((q), (item)) && weft__queue_put_slow((q), (item)) != 0) \
+            WEFT_AWAIT(self, weft_queue_put((q), (item), (w)));                           \
     } while (0)
 
 /* Get an item into the void * lvalue out, in a coroutine: without any
  * future when an item is there, else through weft_queue_get with the
  * waiter w; errors (WEFT_ESHUTDOWN) propagate.  Suspends only when the
  * queue is empty.  q and out may be evaluated twice. */
-#define WEFT_QUEUE_GET(self, q, w, out)                                                      \
-    do {                                                                                     \
-        if (!weft__queue_get_fast((q), &(out)) && weft_queue_get_nowait((q), &(out)) != 0) { \
-            WEFT_AWAIT(self, weft_queue_get((q), (w)));                                      \
-            (out) = WEFT_RESULT(self).p;                                                     \
-        }                                                                                    \
+#define WEFT_QUEUE_GET(self, q, w, out)                                                     \
+    do {                                                                                    \
+        if (!weft__queue_get_fast((q), &(out)) && weft__queue_get_slow((q), &(out)) != 0) { \
+            WEFT_AWAIT(self, weft_queue_get((q), (w)));                                     \
+            (out) = WEFT_RESULT(self).p;                                                    \
+        }                                                                                   \
     } while (0)
 
 /* WEFT_QUEUE_GET that stores the error (0, or WEFT_ESHUTDOWN once the queue
@@ -126,7 +128,7 @@ WEFT_NODISCARD weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
     do {                                                           \
         (err) = 0;                                                 \
         if (!weft__queue_get_fast((q), &(out)) &&                  \
-            ((err) = weft_queue_get_nowait((q), &(out))) != 0) {   \
+            ((err) = weft__queue_get_slow((q), &(out))) != 0) {    \
             WEFT_TRY_AWAIT(self, weft_queue_get((q), (w)), (err)); \
             if (!(err))                                            \
                 (out) = WEFT_RESULT(self).p;                       \
@@ -135,7 +137,7 @@ WEFT_NODISCARD weft_future *weft_queue_get(weft_queue *q, weft_waiter *w);
 
 /* The common cases of the two macros above, inline (private: the same
  * tests as weft_queue_put_nowait / get_nowait make first, folded by
- * queue.c into put_room and get_marks).  Put: room in the buffer of a FIFO or
+ * queue.c into put_room and get_hold).  Put: room in the buffer of a FIFO or
  * LIFO that is not shut down, nobody waiting to get.  Get: the front item
  * of a FIFO, nobody waiting to put, and the item not a placed put whose
  * putter has not resumed yet. */
@@ -153,13 +155,19 @@ static inline bool weft__queue_put_fast(weft_queue *q, void *item)
 static inline bool weft__queue_get_fast(weft_queue *q, void **out)
 {
     size_t n, i;
-    if (!q || !(n = q->count) || q->get_marks[(i = q->head) & q->get_mmask])
+    if (!q || (n = q->count) <= q->get_hold)
         return false;
+    i = q->head;
     *out = q->items[i];
     q->head = (i + 1) & q->mask;
     q->count = n - 1;
     return true;
 }
+
+/* Private: weft_queue_put_nowait / get_nowait once the inline test above
+ * failed (the macros' second step). */
+int weft__queue_put_slow(weft_queue *q, void *item);
+int weft__queue_get_slow(weft_queue *q, void **out);
 
 /* Mark one got item processed.  Returns 0, -EINVAL, or WEFT_ESTATE when
  * called more times than items were put. */
