@@ -108,9 +108,12 @@ static void *watchdog(void *arg)
             first = now;
         } else if (now - first + p / 2 >= thr &&
                    atomic_load_explicit(&lag->flag, memory_order_relaxed) != tick) {
+            /* the bit first: whoever sees the flag (acquire) sees the bit,
+             * so the check after the callback (bit, then flag) cannot miss
+             * a flag its callback saw */
+            atomic_fetch_or_explicit(&loop->attn, WEFT__ATTN_LAG, memory_order_release);
             atomic_store_explicit(&lag->seen, first, memory_order_relaxed);
             atomic_store_explicit(&lag->flag, tick, memory_order_release);
-            atomic_fetch_or_explicit(&loop->attn, WEFT__ATTN_LAG, memory_order_release);
         }
     }
     pthread_mutex_unlock(&lag->mu);

@@ -429,7 +429,7 @@ static inline void weft__lag_capture(weft_loop *loop)
 static inline bool weft__lag_flagged(const weft_loop *loop)
 {
     weft__lag *lag = (weft__lag *)&loop->lag; /* loads only */
-    return atomic_load_explicit(&lag->flag, memory_order_relaxed) ==
+    return atomic_load_explicit(&lag->flag, memory_order_acquire) ==
            atomic_load_explicit(&lag->tick, memory_order_relaxed);
 }
 
