@@ -479,17 +479,7 @@ static inline int set_value(weft_future *f, weft_value v, weft_dtor *dtor)
             ((weft__dfuture *)(void *)f)->dtor = dtor;
             f->flags &= (uint8_t)~WEFT__F_PLAIN;
         }
-        f->out.v = v;
-        f->state = WEFT__DONE;
-        /* weft__ready_splice of the non-empty waiters, its stores ordered
-         * so that they stay plain moves (not a vector store) */
-        weft_link *dst = f->loop->ready, *first = f->waiters.next, *last = f->waiters.prev;
-        first->prev = dst->prev;
-        f->waiters.next = &f->waiters;
-        dst->prev->next = first;
-        f->waiters.prev = &f->waiters;
-        last->next = dst;
-        dst->prev = last;
+        weft__future_wake_parked(f, f->loop->ready, v);
         return 0;
     }
     return set_value_slow(f, v, dtor);

@@ -36,11 +36,7 @@ static inline bool weft__list_empty(const weft_link *s)
 static inline void weft__list_push(weft_link *s, weft_link *n)
 {
     WEFT_ASSERT(n->next == NULL && n->prev == NULL);
-    weft_link *p = s->prev;
-    n->prev = p;
-    p->next = n; /* between n's two stores: they stay two plain stores */
-    n->next = s;
-    s->prev = n;
+    weft__link_append(s, n);
 }
 
 /* Remove n from the list it is in; n must be in one. */
@@ -56,14 +52,8 @@ static inline void weft__list_unlink(weft_link *n)
 /* Move every link of src to the tail of dst, keeping their order. */
 static inline void weft__list_splice(weft_link *dst, weft_link *src)
 {
-    if (weft__list_empty(src))
-        return;
-    weft_link *first = src->next, *last = src->prev;
-    first->prev = dst->prev;
-    dst->prev->next = first;
-    last->next = dst;
-    dst->prev = last;
-    weft__list_init(src);
+    if (!weft__list_empty(src))
+        weft__link_splice(dst, src);
 }
 
 /* True while n is in a list (the ready queue, for a node). */

@@ -237,22 +237,25 @@ static inline weft_future *weft__future_new_inline(weft_loop *loop)
 /* Private: weft_future_set_result's hot path, inline: a pending plain
  * future with parked tasks only (no done callback) on an open loop; its
  * waiters move to the tail of the ready queue. */
+/* Private: complete pending f with v and move its waiters (parked tasks
+ * only, at least one) to the end of the ready queue dst, in order (the
+ * stores are ordered so that they stay plain moves, not a vector store).
+ * The one completion both weft__future_set_inline and future.c's hot path
+ * use. */
+static inline void weft__future_wake_parked(weft_future *f, weft_link *dst, weft_value v)
+{
+    f->out.v = v;
+    f->state = WEFT__DONE;
+    weft__link_splice(dst, &f->waiters);
+}
+
 static inline int weft__future_set_inline(weft_future *f, weft_value v)
 {
     weft__loop_head *h;
     if (f && (f->flags & (WEFT__F_PLAIN | WEFT__F_CALLBACKS)) == WEFT__F_PLAIN &&
         f->waiters.next != &f->waiters && /* waiters: pending (a done one has none) */
         !((h = (weft__loop_head *)(void *)f->loop)->state & WEFT__LOOP_CLOSED_BITS)) {
-        weft_link *dst = h->ready, *first = f->waiters.next, *last = f->waiters.prev;
-        f->out.v = v;
-        f->state = WEFT__DONE;
-        /* the stores ordered so that they stay plain moves */
-        first->prev = dst->prev;
-        f->waiters.next = &f->waiters;
-        dst->prev->next = first;
-        f->waiters.prev = &f->waiters;
-        last->next = dst;
-        dst->prev = last;
+        weft__future_wake_parked(f, h->ready, v);
         return 0;
     }
     return (weft_future_set_result)(f, v);

@@ -258,6 +258,32 @@ typedef struct weft_call {
  * node, no debug checks) is inline, through the macro below. */
 int weft_call_soon(weft_loop *loop, weft_cb *fn, void *arg, weft_call *out);
 
+/* Private: append n at the tail of the list s, the stores ordered so that
+ * they stay plain moves.  The one list append of weft: weft__list_push
+ * (src/loop_internal.h) and the headers' inline fast paths use it. */
+static inline void weft__link_append(weft_link *s, weft_link *n)
+{
+    weft_link *p = s->prev;
+    n->prev = p;
+    p->next = n;
+    n->next = s;
+    s->prev = n;
+}
+
+/* Private: move the links of the non-empty list src, in order, to the
+ * tail of dst, leaving src empty (the stores ordered as above).  The one
+ * splice: weft__list_splice and the inline completion of a future use it. */
+static inline void weft__link_splice(weft_link *dst, weft_link *src)
+{
+    weft_link *first = src->next, *last = src->prev;
+    first->prev = dst->prev;
+    src->next = src;
+    dst->prev->next = first;
+    src->prev = src;
+    last->next = dst;
+    dst->prev = last;
+}
+
 /* private (for weft__call_soon_inline; do not touch): the first members
  * of the loop's struct (src/loop_internal.h lays them out with this very
  * macro, and call.c checks the offsets), and a convenience call node
@@ -294,11 +320,7 @@ static inline int weft__call_soon_inline(weft_loop *loop, weft_cb *fn, void *arg
     h->pool = (weft__call *)(void *)c->node.link.next;
     c->t.fn = fn;
     c->t.arg = arg;
-    weft_link *s = h->ready, *p = s->prev;
-    c->node.link.prev = p;
-    p->next = &c->node.link;
-    c->node.link.next = s;
-    s->prev = &c->node.link;
+    weft__link_append(h->ready, &c->node.link);
     if (out) {
         out->p = c;
         out->gen = c->gen;

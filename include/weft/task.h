@@ -371,12 +371,7 @@ static inline int weft__await(weft_task *task, weft_future *f, int *var)
             return weft__await_slow(task, f, var);
     }
     t->w.waiting = f;
-    /* park: the stores ordered so that they stay plain moves */
-    weft_link *tail = s->prev, *n = &t->node.link;
-    n->prev = tail;
-    tail->next = n;
-    n->next = s;
-    s->prev = n;
+    weft__link_append(s, &t->node.link); /* park */
     return 1;
 }
 
