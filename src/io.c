@@ -308,7 +308,8 @@ static int remove_watcher(weft_loop *loop, int fd, unsigned dir)
 {
     if (!loop)
         return -EINVAL;
-    if (weft__wrong_thread(loop, dir == WEFT_READABLE ? "weft_remove_reader" : "weft_remove_writer"))
+    if (weft__wrong_thread(loop,
+                           dir == WEFT_READABLE ? "weft_remove_reader" : "weft_remove_writer"))
         return -EPERM;
     if (weft__closed(loop))
         return WEFT_ECLOSED;
@@ -355,7 +356,8 @@ int weft_remove_writer(weft_loop *loop, int fd)
     return remove_watcher(loop, fd, WEFT_WRITABLE);
 }
 
-/* ---- close ---------------------------------------------------------------------------------------- */
+/* ---- close
+ * ---------------------------------------------------------------------------------------- */
 
 void weft__io_close_all(weft_loop *loop)
 {

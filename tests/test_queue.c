@@ -2096,7 +2096,6 @@ static void test_model_random_interleavings_lose_and_duplicate_nothing(void **st
  * Registration
  * ========================================================================== */
 
-
 /* =============================================================================
  * Regressions (issue 7): the fairness budget, other loops, waiter reuse
  * ========================================================================== */
