@@ -1,7 +1,7 @@
 /* call.c - the ready queue's two front doors: caller-owned handles, and
  * convenience calls (call_soon / call_later / call_at) with their tokens.
  *
- * A convenience call takes an 88-byte node from the loop's free list (a
+ * A convenience call takes a 104-byte node from the loop's free list (a
  * LIFO, so a call_soon chain reuses one warm node) and gives it back just
  * before its callback runs; call_pool.c makes and frees the nodes.  Nodes
  * live until the loop closes, so a token {node, generation} is always safe
@@ -16,7 +16,7 @@
 #include "loop_impl.h"
 
 /* The documented size on LP64. */
-_Static_assert(sizeof(void *) != 8 || sizeof(weft__call) == 88, "weft__call grew");
+_Static_assert(sizeof(void *) != 8 || sizeof(weft__call) == 104, "weft__call grew");
 
 /* weft__loop_head is the head of struct weft_loop. */
 #define SAME(f) (offsetof(struct weft_loop, f) == offsetof(weft__loop_head, f))

@@ -66,7 +66,7 @@ weft__call *weft__call_new(weft_loop *loop)
         return NULL;
     }
     *c = (weft__call){{{NULL, NULL}, weft__call_soon_run},
-                      {NULL, NULL, loop, 0, WEFT__T_IDLE, WEFT__T_CALL},
+                      {.loop = loop, .index = WEFT__T_IDLE, .state = WEFT__T_CALL},
                       0,
                       0,
                       loop->calls};

@@ -1,13 +1,25 @@
-/* heap.c - the timer heap: a 4-ary min-heap of (when, seq, timer) entries.
+/* heap.c - the timer heap: a 4-ary min-heap of (when, seq, bucket) entries.
+ *
+ * An entry is a bucket: timers armed for the same deadline, in start
+ * order, on a ring through their next/prev links; the entry names the
+ * first, which stores the entry's position (the others say
+ * WEFT__T_IN_BUCKET).  A timer joins a bucket only while it is the newest
+ * bucket of its deadline, which the loop's small cache of open buckets
+ * (by hash of the deadline, loop_impl.h) finds; so every timer of a
+ * bucket started before every timer of any later bucket of the same
+ * deadline, and ordering buckets by (when, seq) keeps equal deadlines in
+ * start order.  Timers armed for one deadline in a row (libuv's
+ * million-timers layout; a batch of connections arming the same timeout
+ * in one iteration) then cost O(1) to start, stop and expire, and the
+ * heap holds one entry per bucket.
  *
  * Keys live in the 24-byte entries, so comparisons never touch the timers;
- * each timer stores its own index, so removing any timer is O(log n) with
- * no tombstones.  Ties on `when` are broken by `seq`, the loop-wide start
- * sequence (64 bits: it never wraps), so equal deadlines fire in start
- * order.  Four children per node halve the depth of a binary heap and sit
- * in 96 contiguous bytes.
+ * each bucket's first timer stores its position, so removing any timer is
+ * O(log n) at most, with no tombstones.  seq is the loop-wide bucket
+ * sequence (64 bits: it never wraps).  Four children per node halve the
+ * depth of a binary heap and sit in 96 contiguous bytes.
  *
- * Removing the minimum (the hot path: every timer that fires) uses Floyd's
+ * Removing the minimum (every bucket that expires) uses Floyd's
  * bottom-up sift-down: the hole at the root moves down along the smallest
  * children to a leaf (3 comparisons per level), then the last entry sifts
  * up from there, which is usually at once since it came from the bottom.
@@ -16,9 +28,10 @@
  * registers: about 30 instructions per level.
  *
  * Capacity is reserved per initialised timer (weft__heap_reserve), so
- * insert (inline in loop_impl.h: one comparison when timers are started
- * in deadline order) never allocates or fails.
+ * insert (inline in loop_impl.h) never allocates or fails.
  */
+#include <string.h>
+
 #include "loop_impl.h"
 
 #define D 4
@@ -104,6 +117,13 @@ static void sift_down(weft__hent *e, size_t n, size_t k, weft__hent x)
 
 int weft__heap_reserve(weft_loop *loop)
 {
+    if (!loop->heap.bucket) {
+        weft_timer **b = weft__alloc(loop, WEFT__BUCKET_CACHE * sizeof *b);
+        if (!b)
+            return -ENOMEM;
+        memset(b, 0, WEFT__BUCKET_CACHE * sizeof *b);
+        loop->heap.bucket = b;
+    }
     if (loop->heap.reserved == loop->heap.cap) {
         if (loop->heap.cap >= WEFT__HEAP_MAX)
             return -ENOMEM;
@@ -137,13 +157,9 @@ void weft__heap_sift_up(weft_loop *loop, uint32_t k, int64_t when, uint64_t seq,
     put(e, k, &x);
 }
 
-void weft__heap_remove(weft_loop *loop, weft_timer *t)
+/* Remove the entry at k (n + 1 entries before). */
+static void remove_at(weft__hent *e, size_t n, size_t k)
 {
-    weft__hent *e = loop->heap.e;
-    size_t k = t->index;
-    WEFT_ASSERT(k < loop->heap.n && e[k].t == t);
-    t->index = WEFT__T_IDLE;
-    size_t n = --loop->heap.n;
     if (k == n)
         return;
     weft__hent last = e[n];
@@ -151,6 +167,33 @@ void weft__heap_remove(weft_loop *loop, weft_timer *t)
         sift_up(e, k, last);
     else
         sift_down(e, n, k, last);
+}
+
+void weft__heap_remove(weft_loop *loop, weft_timer *t)
+{
+    weft__hent *e = loop->heap.e;
+    weft_timer *next = t->next;
+    uint32_t k = t->index;
+    t->index = WEFT__T_IDLE;
+    if (next != t) { /* the bucket goes on without t */
+        weft_timer *prev = t->prev;
+        prev->next = next;
+        next->prev = prev;
+        if (k == WEFT__T_IN_BUCKET)
+            return;
+        WEFT_ASSERT(k < loop->heap.n && e[k].t == t);
+        e[k].t = next; /* the next takes the entry over */
+        next->index = k;
+        weft_timer **slot = weft__bucket_slot(loop, e[k].when);
+        if (*slot == t)
+            *slot = next;
+        return;
+    }
+    WEFT_ASSERT(k < loop->heap.n && e[k].t == t);
+    weft_timer **slot = weft__bucket_slot(loop, e[k].when);
+    if (*slot == t)
+        *slot = NULL;
+    remove_at(e, --loop->heap.n, k);
 }
 
 /* Remove the root of a heap of n + 1 entries (Floyd): walk the hole down
@@ -195,32 +238,45 @@ static inline void pop_root(weft__hent *e, size_t n)
         sift_up(e, hk, e[n]);
 }
 
-uint32_t weft__heap_pop_due(weft_loop *loop, int64_t now, weft_timer **out, uint32_t k, uint32_t max)
+void weft__heap_expire(weft_loop *loop, int64_t now)
 {
     weft__hent *e = loop->heap.e;
     size_t n = loop->heap.n;
-    while (n && k < max && e[0].when <= now && e[0].t->repeat == 0) {
-        weft_timer *t = e[0].t;
-        out[k] = t;
-        t->repeat = e[0].when; /* the deadline, while due */
-        t->index = WEFT__T_DUE | k;
-        k++;
+    weft_timer **out = loop->due.e;
+    uint32_t k = loop->due.n, cap = loop->due.cap;
+    while (n && e[0].when <= now) {
+        weft_timer *first = e[0].t, *t = first, *last = first->prev;
+        int64_t when = e[0].when;
+        for (;;) { /* the bucket's timers, in start order */
+            if (k == cap || t->repeat)
+                goto stop;
+            weft_timer *next = t->next;
+            out[k] = t;
+            t->repeat = when; /* the deadline, while due */
+            t->index = WEFT__T_DUE | k;
+            k++;
+            if (t == last)
+                break;
+            t = next;
+        }
+        weft_timer **slot = weft__bucket_slot(loop, when);
+        if (*slot == first)
+            *slot = NULL; /* nobody joins a bucket that is gone */
         if (--n)
             pop_root(e, n);
+        continue;
+    stop:
+        if (t != first) { /* the rest stay the root's bucket, t first */
+            t->prev = last;
+            last->next = t;
+            e[0].t = t;
+            t->index = 0;
+            weft_timer **sl = weft__bucket_slot(loop, when);
+            if (*sl == first)
+                *sl = t;
+        }
+        break;
     }
     loop->heap.n = (uint32_t)n;
-    return k;
-}
-
-weft_timer *weft__heap_pop(weft_loop *loop, int64_t *when)
-{
-    weft__hent *e = loop->heap.e;
-    WEFT_ASSERT(loop->heap.n > 0);
-    weft_timer *t = e[0].t;
-    *when = e[0].when;
-    t->index = WEFT__T_IDLE;
-    size_t n = --loop->heap.n;
-    if (n)
-        pop_root(e, n);
-    return t;
+    loop->due.n = k;
 }

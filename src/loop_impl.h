@@ -9,11 +9,13 @@
 
 /* ---- timers: heap.c and timer.c --------------------------------------------------- */
 
-/* weft_timer.index: a heap position (< 2^31), WEFT__T_DUE | due position,
- * or WEFT__T_IDLE. */
+/* weft_timer.index: a heap position (< 2^31 - 1: the first timer of its
+ * bucket), WEFT__T_IN_BUCKET (a later one), WEFT__T_DUE | due position, or
+ * WEFT__T_IDLE. */
 #define WEFT__T_IDLE UINT32_MAX
 #define WEFT__T_DUE (UINT32_C(1) << 31)
-#define WEFT__HEAP_MAX (WEFT__T_DUE - 1) /* timers one loop can hold */
+#define WEFT__T_IN_BUCKET (WEFT__T_DUE - 1)
+#define WEFT__HEAP_MAX (WEFT__T_IN_BUCKET - 1) /* timers one loop can hold */
 
 /* weft_timer.state: flags, and above them the due slot + 1 of a
  * repeating timer that expired in this iteration (it is re-armed at once,
@@ -33,12 +35,34 @@ static inline void weft__heap_unreserve(weft_loop *loop)
 /* Insert (when, seq, t) by sifting up from the free slot k (heap.c). */
 void weft__heap_sift_up(weft_loop *loop, uint32_t k, int64_t when, uint64_t seq, weft_timer *t);
 
-/* Insert t at (when, next sequence).  O(log n), no allocation.  Inline
- * for the common case of a deadline no earlier than its parent's (timers
- * started in deadline order): one comparison, no call. */
+/* The bucket cache's slot for deadline when (Fibonacci hashing). */
+static inline weft_timer **weft__bucket_slot(weft_loop *loop, int64_t when)
+{
+    return &loop->heap.bucket[((uint64_t)when * UINT64_C(0x9E3779B97F4A7C15)) >>
+                              (64 - WEFT__BUCKET_BITS)];
+}
+
+/* Arm t at when, after every timer armed before it for when.  O(1) if
+ * the newest bucket of when is in the cache (t joins it: timers armed for
+ * one deadline one after another, or for a few deadlines in turn);
+ * otherwise t opens a bucket, a heap entry at (when, next sequence):
+ * O(log n), or one comparison when timers are started in deadline order.
+ * No allocation. */
 static inline void weft__heap_insert(weft_loop *loop, weft_timer *t, int64_t when)
 {
     WEFT_ASSERT(loop->heap.n < loop->heap.reserved);
+    weft_timer **slot = weft__bucket_slot(loop, when), *b = *slot;
+    if (b && loop->heap.e[b->index].when == when) { /* b's bucket is the newest of when */
+        weft_timer *last = b->prev;
+        t->next = b;
+        t->prev = last;
+        last->next = t;
+        b->prev = t;
+        t->index = WEFT__T_IN_BUCKET;
+        return;
+    }
+    t->next = t->prev = t;
+    *slot = t;
     uint32_t k = loop->heap.n++;
     uint64_t seq = loop->timer_seq++;
     if (k > 0 && when < loop->heap.e[(k - 1) / 4].when) {
@@ -49,18 +73,16 @@ static inline void weft__heap_insert(weft_loop *loop, weft_timer *t, int64_t whe
     loop->heap.e[k] = (weft__hent){when, seq, t};
     t->index = k;
 }
-/* Remove t (armed, t->index a heap position).  O(log n). */
+/* Disarm t (in the heap: a bucket's first or a later one).  O(1) if its
+ * bucket goes on without it, else O(log n). */
 void weft__heap_remove(weft_loop *loop, weft_timer *t);
-/* Move the expired one-shot timers (when <= now), earliest first, to
- * out[k .. max-1], marking each WEFT__T_DUE | position and keeping its
- * deadline in its repeat field (0 for a one-shot, and its heap entry is
- * gone); stops early at a repeating timer.  Returns the new k.  Each
- * removal is Floyd's bottom-up sift-down. */
-uint32_t weft__heap_pop_due(weft_loop *loop, int64_t now, weft_timer **out, uint32_t k,
-                            uint32_t max);
-/* Remove and return the earliest timer (the heap is not empty); its
- * deadline in *when. */
-weft_timer *weft__heap_pop(weft_loop *loop, int64_t *when);
+/* Move the expired one-shot timers (when <= now), in (deadline, start)
+ * order, to the due list while it has room, marking each WEFT__T_DUE |
+ * position and keeping its deadline in its repeat field (0 for a one-shot,
+ * and it has left the heap); stops early at a repeating timer, which is
+ * then the first of the root's bucket.  O(1) per timer plus Floyd's
+ * bottom-up sift-down per bucket. */
+void weft__heap_expire(weft_loop *loop, int64_t now);
 
 /* Step 3: move every expired timer to the due list, in (when, seq) order.
  * If the due list cannot grow, the rest stay in the heap for the next

@@ -237,6 +237,11 @@ static inline bool weft__wrong_thread(weft_loop *loop, const char *call);
 struct weft__backend;
 struct weft__call;
 
+/* Slots in the loop's cache of open timer buckets: 2^WEFT__BUCKET_BITS
+ * (8 KiB on LP64, allocated when the first timer is initialised). */
+#define WEFT__BUCKET_BITS 10
+#define WEFT__BUCKET_CACHE (1u << WEFT__BUCKET_BITS)
+
 typedef struct weft__hent { /* a timer heap entry: the key lives here */
     int64_t when;
     uint64_t seq;
@@ -320,6 +325,10 @@ struct weft_loop {
     struct {
         weft__hent *e;
         uint32_t n, cap, reserved;
+        /* WEFT__BUCKET_CACHE slots, allocated with the heap array: by
+         * hash of a deadline, the newest bucket of that deadline, as its
+         * first timer (live: every change of a first updates it), or NULL */
+        weft_timer **bucket;
     } heap;
     struct {
         weft_timer **e; /* expired timers waiting for step 4; NULL: stopped */

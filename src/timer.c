@@ -1,24 +1,26 @@
 /* timer.c - caller-owned timers, expiry (step 3) and the due list (step 4).
  *
- * A timer is 40 bytes and holds no ready-queue node: while armed, its
- * deadline is in its heap entry (heap.c).  Step 3 moves expired timers to
- * the loop's due list, an array of timer pointers in (deadline, sequence)
- * order that step 4 runs after the ready queue (libev's pending array).
- * A due one-shot timer says "due, at slot k" in t->index and keeps its
- * deadline in t->repeat (0 otherwise, and its heap entry is gone); a
- * repeating timer is re-armed at expiry and keeps its slot in t->state.
- * Either way stopping a due timer that has not run yet clears its slot.
+ * A timer is 56 bytes and holds no ready-queue node: while armed, it is
+ * in a bucket of the heap (heap.c), whose entry holds the deadline.  Step
+ * 3 moves expired timers to the loop's due list, an array of timer
+ * pointers in (deadline, start) order that step 4 runs after the ready
+ * queue (libev's pending array).  A due one-shot timer says "due, at slot
+ * k" in t->index and keeps its deadline in t->repeat (0 otherwise, and it
+ * has left the heap); a repeating timer is re-armed at expiry and keeps
+ * its slot in t->state.  Either way stopping a due timer that has not run
+ * yet clears its slot.
  *
  * Costs: init O(1) (reserves a heap slot: amortised realloc), start and
- * stop O(log n), expiry O(log n) per timer plus an amortised due-list
- * append; the due list grows by doubling and never shrinks.
+ * stop O(1) in a cached bucket, else O(log n); expiry O(1) per timer plus
+ * O(log n) per bucket, and an amortised due-list append; the due list
+ * grows by doubling and never shrinks.
  */
 #include "loop_impl.h"
 
 #define DUE_MIN 64 /* due-list capacity allocated by weft_loop_new */
 
 /* The documented size on LP64 (the caller embeds it). */
-_Static_assert(sizeof(void *) != 8 || sizeof(weft_timer) == 40, "weft_timer grew");
+_Static_assert(sizeof(void *) != 8 || sizeof(weft_timer) == 56, "weft_timer grew");
 
 /* The entry points below keep their warm path free of calls and of any
  * code that could need a stack frame: every rare condition (debug checks,
@@ -34,7 +36,7 @@ int weft_timer_init(weft_timer *t, weft_loop *loop, weft_cb *fn, void *arg)
         loop->heap.reserved == loop->heap.cap)
         return weft__timer_init_cold(t, loop, fn, arg);
     loop->heap.reserved++;
-    *t = (weft_timer){fn, arg, loop, 0, WEFT__T_IDLE, 0};
+    *t = (weft_timer){.fn = fn, .arg = arg, .loop = loop, .index = WEFT__T_IDLE};
     return 0;
 }
 
@@ -62,8 +64,8 @@ void weft__timer_disarm(weft_loop *loop, weft_timer *t)
 static inline bool start_warm(const weft_timer *t, bool relative)
 {
     const weft_loop *loop = t->loop;
-    return !(loop->flags & WEFT_LOOP_DEBUG) && !weft__closed(loop) &&
-           t->index == WEFT__T_IDLE && (!relative || loop->now_valid);
+    return !(loop->flags & WEFT_LOOP_DEBUG) && !weft__closed(loop) && t->index == WEFT__T_IDLE &&
+           (!relative || loop->now_valid);
 }
 
 int weft_timer_start_at_ns(weft_timer *t, int64_t when_ns, int64_t repeat_ns)
@@ -119,6 +121,8 @@ int64_t weft_timer_when(const weft_timer *t)
         return INT64_MIN;
     if (t->index & WEFT__T_DUE)
         return t->repeat; /* a due one-shot keeps its deadline there */
+    while (t->index == WEFT__T_IN_BUCKET)
+        t = t->prev; /* to its bucket's first, which knows the entry */
     return t->loop->heap.e[t->index].when;
 }
 
@@ -172,8 +176,7 @@ void weft__timers_expire(weft_loop *loop)
 {
     int64_t now = weft__now(loop);
     for (;;) {
-        /* the one-shot timers, in bulk */
-        loop->due.n = weft__heap_pop_due(loop, now, loop->due.e, loop->due.n, loop->due.cap);
+        weft__heap_expire(loop, now); /* the one-shot timers, in bulk */
         if (!loop->heap.n || loop->heap.e[0].when > now)
             return;
         if (loop->due.n == loop->due.cap) {
@@ -181,9 +184,11 @@ void weft__timers_expire(weft_loop *loop)
                 return; /* the rest expire at the next iteration, still in order */
             continue;
         }
-        /* a repeating timer: re-armed now, and run once at step 4 */
-        int64_t when;
-        weft_timer *t = weft__heap_pop(loop, &when);
+        /* a repeating timer, the first of the root's bucket: re-armed now,
+         * and run once at step 4 */
+        weft_timer *t = loop->heap.e[0].t;
+        int64_t when = loop->heap.e[0].when;
+        weft__heap_remove(loop, t);
         uint32_t k = loop->due.n++;
         loop->due.e[k] = t;
         if (rearm(loop, t, when, now)) {
@@ -226,8 +231,15 @@ void weft__timers_close(weft_loop *loop)
     for (uint32_t k = 0; k < loop->due.n; k++)
         if (loop->due.e[k])
             weft__timer_disarm(loop, loop->due.e[k]);
-    for (uint32_t i = 0; i < loop->heap.n; i++)
-        loop->heap.e[i].t->index = WEFT__T_IDLE;
+    for (uint32_t i = 0; i < loop->heap.n; i++) {
+        weft_timer *first = loop->heap.e[i].t, *t = first;
+        do {
+            t->index = WEFT__T_IDLE;
+            t = t->next;
+        } while (t != first);
+    }
+    weft__free(loop, loop->heap.bucket);
+    loop->heap.bucket = NULL;
     weft__free(loop, loop->heap.e);
     weft__free(loop, loop->due.e);
     loop->heap.e = NULL;

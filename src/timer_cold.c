@@ -17,7 +17,7 @@ int weft__timer_init_cold(weft_timer *t, weft_loop *loop, weft_cb *fn, void *arg
     int err = weft__heap_reserve(loop);
     if (err)
         return err;
-    *t = (weft_timer){fn, arg, loop, 0, WEFT__T_IDLE, 0};
+    *t = (weft_timer){.fn = fn, .arg = arg, .loop = loop, .index = WEFT__T_IDLE};
     return 0;
 }
 

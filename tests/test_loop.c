@@ -1433,6 +1433,106 @@ static void test_embedded_timer_heap_stress_with_restarts_and_stops(void **state
     finish(loop);
 }
 
+/* Timers armed for one deadline in a row share a heap entry (a bucket):
+ * runs of 1 to 16 equal deadlines, 2000 deadlines in all (more than the
+ * loop's bucket cache has slots, so buckets of one deadline also split
+ * and collide), then a quarter re-armed and a quarter stopped at random
+ * (first, middle and last timers of buckets alike).  Every armed timer
+ * reports its own deadline, and they fire in (deadline, start) order. */
+static void test_timer_buckets_keep_deadlines_and_start_order(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_timer *t = calloc(STRESS_N, sizeof *t);
+    static bool live[STRESS_N];
+    static int idx[STRESS_N];
+    uint64_t seq = 0;
+    assert_non_null(t);
+    g_rng = 11;
+    for (int i = 0; i < STRESS_N;) {
+        int64_t when = 1 + rnd() % STRESS_SPAN;
+        for (int run = 1 + (int)(rnd() % 16); run > 0 && i < STRESS_N; run--, i++) {
+            assert_int_equal(weft_timer_init(&t[i], loop, rec, TAG(i)), 0);
+            g_when[i] = when;
+            g_seq[i] = seq++;
+            assert_int_equal(weft_timer_start_at_ns(&t[i], when, 0), 0);
+            live[i] = true;
+            idx[i] = i;
+        }
+    }
+    shuffle(idx, STRESS_N);
+    for (int k = 0; k < STRESS_N / 4; k++) { /* re-arm a quarter, in runs too */
+        int i = idx[k];
+        g_when[i] = k % 3 == 0 ? 1 + rnd() % STRESS_SPAN : g_when[idx[k - 1]];
+        g_seq[i] = seq++;
+        assert_int_equal(weft_timer_start_at_ns(&t[i], g_when[i], 0), 0);
+    }
+    for (int k = STRESS_N / 4; k < STRESS_N / 2; k++) { /* stop another quarter */
+        assert_int_equal(weft_timer_stop(&t[idx[k]]), 0);
+        assert_int_equal(weft_timer_when(&t[idx[k]]), INT64_MIN);
+        live[idx[k]] = false;
+    }
+    for (int i = 0; i < STRESS_N; i++)
+        if (live[i])
+            assert_int_equal(weft_timer_when(&t[i]), g_when[i]);
+    run_until(loop, STRESS_SPAN + 1);
+    expect_fired_in_heap_order(live);
+    for (int i = 0; i < STRESS_N; i++) {
+        assert_false(weft_timer_active(&t[i]));
+        weft_timer_close(&t[i]);
+    }
+    free(t);
+    finish(loop);
+}
+
+/* Repeating timers started together share each period's bucket and keep
+ * their start order period after period, also when the first of them
+ * stops and a later one joins between periods. */
+static void test_repeating_timers_sharing_a_deadline_keep_start_order(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_timer t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(weft_timer_init(&t[i], loop, rec, TAG(i)), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(weft_timer_start_ns(&t[i], SEC, SEC), 0);
+    run_until(loop, SEC);
+    EXPECT_TAGS(0, 1, 2);
+    assert_int_equal(weft_timer_when(&t[2]), 2 * SEC);
+    assert_int_equal(weft_timer_stop(&t[0]), 0); /* the first of the next bucket */
+    assert_int_equal(weft_timer_start_at_ns(&t[3], 2 * SEC, SEC), 0); /* joins it */
+    assert_int_equal(weft_timer_when(&t[1]), 2 * SEC);
+    assert_int_equal(weft_timer_when(&t[3]), 2 * SEC);
+    run_until(loop, 2 * SEC);
+    EXPECT_TAGS(0, 1, 2, 1, 2, 3);
+    run_until(loop, 3 * SEC);
+    EXPECT_TAGS(0, 1, 2, 1, 2, 3, 1, 2, 3);
+    for (int i = 0; i < 4; i++)
+        weft_timer_close(&t[i]);
+    finish(loop);
+}
+
+/* Closing the loop with a bucket armed leaves each of its timers idle. */
+static void test_loop_close_idles_every_timer_of_a_bucket(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    weft_timer t[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(weft_timer_init(&t[i], loop, rec, TAG(i)), 0);
+        assert_int_equal(weft_timer_start_ns(&t[i], SEC, 0), 0);
+    }
+    assert_int_equal(weft_loop_close(loop), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_false(weft_timer_active(&t[i]));
+        assert_int_equal(weft_timer_when(&t[i]), INT64_MIN);
+        weft_timer_close(&t[i]);
+    }
+    assert_int_equal(g_n, 0);
+    finish(loop);
+}
+
 /* =============================================================================
  * Embedded handles
  * ========================================================================== */
@@ -4174,6 +4274,9 @@ int main(void)
         T(test_timer_close_disarms_and_is_idempotent),
         T(test_timer_heap_stress_fires_in_deadline_then_start_order),
         T(test_embedded_timer_heap_stress_with_restarts_and_stops),
+        T(test_timer_buckets_keep_deadlines_and_start_order),
+        T(test_repeating_timers_sharing_a_deadline_keep_start_order),
+        T(test_loop_close_idles_every_timer_of_a_bucket),
         /* embedded handles */
         T(test_handle_schedule_runs_it_once_next_batch),
         T(test_handle_scheduled_twice_keeps_one_entry),

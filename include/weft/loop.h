@@ -190,17 +190,20 @@ bool weft_handle_pending(const weft_handle *h);
  *
  * weft_timer_init reserves the timer's place in the loop's heap (24 bytes),
  * so starting it never fails; weft_timer_close gives the place back and
- * must precede freeing the struct.  Costs: start and stop O(log n) in a
- * 4-ary heap (no tombstones); firing O(log n) per timer.  The deadline
- * lives in the heap, not in the struct: read it with weft_timer_when.
- * 40 bytes on LP64; every field is private. */
+ * must precede freeing the struct.  Timers armed for the same deadline
+ * one after another share one heap entry (a bucket, in start order), so
+ * start, stop and expiry are O(1) for them; otherwise start and stop are
+ * O(log n) in a 4-ary heap (no tombstones) and firing O(log n) per timer.
+ * The deadline lives in the heap, not in the struct: read it with
+ * weft_timer_when.  56 bytes on LP64; every field is private. */
 typedef struct weft_timer {
     weft_cb *fn;
     void *arg;
     weft_loop *loop; /* NULL: not initialised, or closed */
     int64_t repeat;  /* period in ns, 0 = one-shot (a due one-shot: its deadline) */
-    uint32_t index;  /* heap position, due position, or idle */
+    uint32_t index;  /* heap position (a bucket's first), in a bucket, due position, or idle */
     uint32_t state;  /* flags (and the due slot of a repeating timer) */
+    struct weft_timer *next, *prev; /* its bucket's ring, in start order */
 } weft_timer;
 
 /* Bind t to loop and make it call fn(arg).  Returns 0, -EINVAL, -ENOMEM
@@ -251,7 +254,7 @@ typedef struct weft_call {
     uint64_t gen;
 } weft_call;
 
-/* Queue fn(arg) for the next batch.  The node (88 bytes) comes from the
+/* Queue fn(arg) for the next batch.  The node (104 bytes) comes from the
  * loop's free list, so steady state allocates nothing.  If out is not NULL
  * it receives a token.  Returns 0, -EINVAL, -ENOMEM, WEFT_ECLOSED or
  * -EPERM (fn is then never called).  Costs O(1); the common case (a free
