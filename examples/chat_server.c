@@ -424,7 +424,8 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 3 && strcmp(argv[1], "--port") == 0) {
-        static const weft_run_options ro = {.flags = WEFT_RUN_CANCEL_ON_SIGNALS};
+        const weft_loop_options lo = {.backend = getenv("WEFT_BACKEND")};
+        const weft_run_options ro = {.loop = &lo, .flags = WEFT_RUN_CANCEL_ON_SIGNALS};
         int rc = WEFT_RUN_OPTS(&ro, NULL, serve, .port = atoi(argv[2]));
         if (rc < 0)
             fprintf(stderr, "chat_server: %s\n", weft_strerror(rc));
@@ -434,7 +435,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: chat_server [--port N]\n");
         return 2;
     }
-    int err = WEFT_RUN(NULL, NULL, demo);
+    const weft_loop_options lo = {.backend = getenv("WEFT_BACKEND")};
+    int err = WEFT_RUN(&lo, NULL, demo);
     if (err < 0) {
         fprintf(stderr, "chat_server: %s\n", weft_strerror(err));
         return 1;

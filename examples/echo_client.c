@@ -57,7 +57,8 @@ int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 8888;
     const char *message = argc > 2 ? argv[2] : "Hello World!";
-    int err = WEFT_RUN(NULL, NULL, tcp_echo_client, .port = port, .message = message);
+    const weft_loop_options lo = {.backend = getenv("WEFT_BACKEND")};
+    int err = WEFT_RUN(&lo, NULL, tcp_echo_client, .port = port, .message = message);
     if (err < 0) {
         fprintf(stderr, "echo_client: %s\n", weft_strerror(err));
         return 1;

@@ -92,7 +92,10 @@ int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 8888;
     setvbuf(stdout, NULL, _IOLBF, 0); /* each line out at once, for a reader on a pipe */
-    static const weft_run_options ro = {.flags = WEFT_RUN_CANCEL_ON_SIGNALS};
+    /* $WEFT_BACKEND picks the backend (the tests run both; the real clock
+     * always: WEFT_ENV_OPTIONS would honour WEFT_CLOCK too) */
+    const weft_loop_options lo = {.backend = getenv("WEFT_BACKEND")};
+    const weft_run_options ro = {.loop = &lo, .flags = WEFT_RUN_CANCEL_ON_SIGNALS};
     int rc = WEFT_RUN_OPTS(&ro, NULL, main_co, .port = port);
     if (rc < 0) {
         fprintf(stderr, "echo_server: %s\n", weft_strerror(rc));

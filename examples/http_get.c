@@ -238,7 +238,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: http_get [http://HOST[:PORT][/PATH]]\n");
         return 2;
     }
-    int err = WEFT_RUN(NULL, NULL, main_co, .url = argc == 2 ? argv[1] : NULL);
+    const weft_loop_options lo = {.backend = getenv("WEFT_BACKEND")};
+    int err = WEFT_RUN(&lo, NULL, main_co, .url = argc == 2 ? argv[1] : NULL);
     if (err < 0) {
         fprintf(stderr, "http_get: %s\n", weft_strerror(err));
         return 1;

@@ -239,7 +239,8 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0); /* the "listening" line goes out at once */
 
-    static const weft_run_options ro = {.flags = WEFT_RUN_CANCEL_ON_SIGNALS};
+    const weft_loop_options lo = {.backend = getenv("WEFT_BACKEND")};
+    const weft_run_options ro = {.loop = &lo, .flags = WEFT_RUN_CANCEL_ON_SIGNALS};
     int rc = WEFT_RUN_OPTS(&ro, NULL, main_co, .host = host, .port = (int)port,
                            .cfg = {.delay = (double)delay_ms / 1000.0});
     if (rc < 0) {

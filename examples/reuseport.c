@@ -106,7 +106,8 @@ WEFT_ASYNC(serve)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    int rc = WEFT_RUN(NULL, NULL, serve, .w = w);
+    const weft_loop_options lo = {.backend = getenv("WEFT_BACKEND")};
+    int rc = WEFT_RUN(&lo, NULL, serve, .w = w);
     if (rc < 0)
         fprintf(stderr, "reuseport: loop %d: %s\n", w->index, weft_strerror(rc));
     return NULL;
@@ -232,7 +233,8 @@ int main(int argc, char **argv)
         return 1;
     printf("%d loops in %d threads listen on one port (SO_REUSEPORT)\n", nloops, nloops);
     int served[MAX_LOOPS] = {0};
-    int err = WEFT_RUN(NULL, NULL, client, .port = port, .nloops = nloops, .served = served);
+    const weft_loop_options lo = {.backend = getenv("WEFT_BACKEND")};
+    int err = WEFT_RUN(&lo, NULL, client, .port = port, .nloops = nloops, .served = served);
     stop_workers(ws, nloops);
     if (err < 0) {
         fprintf(stderr, "reuseport: client: %s\n", weft_strerror(err));
