@@ -44,4 +44,10 @@ void weft__transport_discard(weft_transport *t);
 enum { WEFT__T_CLEAR, WEFT__T_ABOVE, WEFT__T_CLOSING };
 int weft__transport_write_state(const weft_transport *t);
 
+/* The head of a list stream.c keeps in the loop's net layer (the stream
+ * servers' wrapper descriptors, in pool blocks that outlive the layer), or
+ * NULL (-ENOMEM: the layer cannot be made).  The layer goes at the loop's
+ * close, after which nothing is added. */
+void **weft__net_serve_infos(weft_loop *loop);
+
 #endif

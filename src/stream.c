@@ -1331,9 +1331,7 @@ weft_future *weft_open_unix_connection(weft_loop *loop, const char *path,
  * may be long after it ended (a reference someone keeps; the quarantine
  * of debug builds), so the descriptor must not live in the server's
  * context: it is one of the static SERVE_INFOS, one per 16-byte step of
- * the handler's frame size.  Only a handler frame larger than that table
- * uses the context's own descriptor, and its context then stays until the
- * loop is destroyed. */
+ * the handler's frame size, or a serve_info of the loop's (below). */
 struct stream_serve {
     WEFT_FRAME(int);
     int err;
@@ -1343,22 +1341,16 @@ struct stream_serve {
 
 struct stream_ctx {
     weft_loop *loop;
-    const weft_co_info *task_info; /* a static SERVE_INFOS entry, or &info */
-    weft_co_info info;             /* for handler frames beyond the table */
+    const weft_co_info *task_info; /* SERVE_INFOS' or a serve_info's */
     const weft_co_info *handler;
     void *arg;
-    const char *task_name;
     size_t size; /* of this block */
     uint32_t limit;
     _Alignas(16) unsigned char frame[]; /* the template: wrapper + handler */
 };
 
-/* Free c; unless force (no task was ever spawned), a c whose tasks read
- * its own descriptor stays (the pool gives it back at destroy). */
-static void ctx_free(stream_ctx *c, bool force)
+static void ctx_free(stream_ctx *c)
 {
-    if (!force && c->task_info == &c->info)
-        return;
     weft__pool_put(weft__pool_of(c->loop), WEFT__POOL_ANY, c, c->size);
 }
 
@@ -1405,6 +1397,47 @@ WEFT_ASYNC(stream_serve)
 static const weft_co_info SERVE_INFOS[256] = {SERVE_INFO64(0), SERVE_INFO64(64), SERVE_INFO64(128),
                                               SERVE_INFO64(192)};
 
+/* The wrapper's descriptor for a named server or a handler frame beyond
+ * SERVE_INFOS.  A task's name is its root frame's name unless one is set
+ * on it, so a named server's tasks carry their name in their descriptor
+ * (its name is opts->task_name) and need no entry each in the loop's
+ * extras table.  These descriptors are on a list of the loop's, shared by
+ * every server of the same name and frame size, in pool blocks that stay
+ * until the loop is destroyed (the pool gives them back): a task reads its
+ * descriptor until its memory goes. */
+typedef struct serve_info {
+    weft_co_info info;
+    struct serve_info *next;
+} serve_info;
+
+/* The descriptor for a handler frame of steps 16-byte steps and task name
+ * name (NULL: "stream_serve"); NULL on -ENOMEM. */
+static const weft_co_info *serve_info_of(weft_loop *loop, size_t steps, const char *name)
+{
+    if (!name && steps < sizeof SERVE_INFOS / sizeof *SERVE_INFOS)
+        return &SERVE_INFOS[steps];
+    void **head = weft__net_serve_infos(loop);
+    weft__pool *pool = weft__pool_of(loop);
+    if (!head || !pool)
+        return NULL;
+    size_t fsize = SERVE_CHILD + 16 * steps;
+    if (!name)
+        name = stream_serve__info.name;
+    for (serve_info *i = *head; i; i = i->next)
+        if (i->info.name == name && i->info.size == fsize)
+            return &i->info;
+    serve_info *i = weft__pool_get(pool, WEFT__POOL_ANY, sizeof *i);
+    if (!i)
+        return NULL;
+    i->info = stream_serve__info;
+    i->info.name = name;
+    i->info.size = fsize;
+    i->info.align = 16;
+    i->next = *head;
+    *head = i;
+    return &i->info;
+}
+
 static void spawn_handler(weft_stream *s)
 {
     stream_ctx *c = s->aux;
@@ -1413,8 +1446,8 @@ static void spawn_handler(weft_stream *s)
     weft_stream_handler_frame *h = (weft_stream_handler_frame *)(void *)(c->frame + SERVE_CHILD);
     h->stream = s;
     h->arg = c->arg;
-    weft_spawn_options o = {.name = c->task_name, .eager = false};
-    weft_task *t = weft__spawn_opts(s->loop, &o, (const weft_co *)(const void *)c->frame);
+    /* the name, if any, is the descriptor's */
+    weft_task *t = weft__spawn_opts(s->loop, NULL, (const weft_co *)(const void *)c->frame);
     h->stream = NULL;
     h->arg = NULL;
     if (!t) {
@@ -1458,25 +1491,18 @@ static stream_ctx *ctx_new(weft_loop *loop, const weft_co_info *handler, void *a
     size_t steps = (handler->size + 15) / 16;
     size_t fsize = SERVE_CHILD + 16 * steps;
     size_t size = sizeof(stream_ctx) + fsize;
+    const weft_co_info *info = serve_info_of(loop, steps, opts ? opts->task_name : NULL);
     weft__pool *pool = weft__pool_of(loop);
-    stream_ctx *c = pool ? weft__pool_get(pool, WEFT__POOL_ANY, size) : NULL;
+    stream_ctx *c = info && pool ? weft__pool_get(pool, WEFT__POOL_ANY, size) : NULL;
     if (!c) {
         weft__set_last_error(-ENOMEM);
         return NULL;
     }
     memset(c, 0, size);
     c->loop = loop;
-    if (steps < sizeof SERVE_INFOS / sizeof *SERVE_INFOS) {
-        c->task_info = &SERVE_INFOS[steps];
-    } else {
-        c->info = stream_serve__info;
-        c->info.size = fsize;
-        c->info.align = 16;
-        c->task_info = &c->info;
-    }
+    c->task_info = info;
     c->handler = handler;
     c->arg = arg;
-    c->task_name = opts ? opts->task_name : NULL;
     c->size = size;
     c->limit = limit;
     weft_co *root = (weft_co *)(void *)c->frame;
@@ -1491,7 +1517,7 @@ static void server_gone(weft_future *w, void *arg)
     stream_ctx *c = arg;
     (void)weft_future_error(w);
     weft_future_unref(w);
-    ctx_free(c, false); /* no connection will come; the tasks need nothing of c */
+    ctx_free(c); /* no connection will come; the tasks need nothing of c */
 }
 
 /* Watch srv's end to free c; without memory for that, c stays until the
@@ -1518,7 +1544,7 @@ static void server_made(weft_future *f, void *arg)
         v = f->out.v;
         watch_server(c, v.p);
     } else {
-        ctx_free(c, true); /* no server: no connection came */
+        ctx_free(c); /* no server: no connection came */
     }
 }
 
@@ -1532,7 +1558,7 @@ weft_future *weft_start_server(weft_loop *loop, const weft_co_info *handler, voi
                                         opts ? opts->server : NULL);
     if (!f) {
         int err = weft_last_error();
-        ctx_free(c, true);
+        ctx_free(c);
         weft__set_last_error(err);
         return NULL;
     }
@@ -1548,7 +1574,7 @@ weft_future *weft_start_server(weft_loop *loop, const weft_co_info *handler, voi
             weft_value v;
             if (weft_future_result(f, &v) == 0)
                 weft_server_free(v.p); /* made at once (a numeric host): no client yet */
-            ctx_free(c, true);
+            ctx_free(c);
         } else {
             /* the context stays until the loop is destroyed: a server being
              * made may still call the factory */
@@ -1573,7 +1599,7 @@ int weft_start_unix_server(weft_loop *loop, const weft_co_info *handler, void *a
     int err = weft_create_unix_server(loop, &stream_protocol, serve_factory, c, path,
                                       opts ? opts->server : NULL, &srv);
     if (err) {
-        ctx_free(c, true);
+        ctx_free(c);
         return err;
     }
     watch_server(c, srv);

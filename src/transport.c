@@ -102,6 +102,7 @@ _Static_assert(sizeof(void *) != 8 || sizeof(weft_transport) <= 136, "weft_trans
 /* The loop's transport state: the layer header and the read buffer. */
 typedef struct net_layer {
     weft__layer base;
+    void *serve_infos; /* stream.c's (weft__net_serve_infos) */
     unsigned char rbuf[RBUF_SIZE];
 } net_layer;
 
@@ -144,6 +145,7 @@ static net_layer *net_of(weft_loop *loop)
     if (!n)
         return NULL;
     n->base = (weft__layer){net_close, NULL, NULL};
+    n->serve_infos = NULL;
     weft__layer_set(loop, WEFT__LAYER_NET, &n->base);
     return n;
 }
@@ -921,4 +923,10 @@ void weft__transport_on_free(weft_transport *t, void (*fn)(weft_transport *t, vo
 {
     t->on_free = fn;
     t->on_free_ctx = fn ? ctx : NULL;
+}
+
+void **weft__net_serve_infos(weft_loop *loop)
+{
+    net_layer *n = net_of(loop);
+    return n ? &n->serve_infos : NULL;
 }
