@@ -146,15 +146,20 @@ typedef struct stream_wait {
 /* Read operations. */
 enum { RD_READ, RD_ALL, RD_EXACT, RD_UNTIL, RD_LINE };
 
+/* 64 bytes for a read with no separator.  n fits in 32 bits: a buffer
+ * never holds UINT32_MAX bytes (sbuf_new), so a read or readexactly of
+ * more is asked for UINT32_MAX, with the same outcome. */
 struct stream_rd {
     weft_future f;
     weft_stream *s; /* NULL once detached */
-    size_t n;       /* READ/EXACT: n; UNTIL/LINE: the scan offset */
+    uint32_t n;     /* READ/EXACT: n; UNTIL/LINE: the scan offset */
     uint8_t op;
     uint8_t pad;
     uint16_t seplen;
     char sep[];
 };
+
+_Static_assert(sizeof(void *) != 8 || sizeof(stream_rd) <= 64, "a read is 64 bytes");
 
 #define SEP_MAX 1024u
 
@@ -420,7 +425,7 @@ static int attempt(weft_stream *s, stream_rd *r, weft_bytes **out, int *err)
                 *out = take(s, isep + seplen);
                 break;
             }
-            r->n = len + 1 - seplen;
+            r->n = (uint32_t)(len + 1 - seplen);
             if (r->n > s->limit) {
                 s->consumed = (uint32_t)r->n;
                 if (r->op == RD_LINE)
@@ -533,7 +538,7 @@ static weft_future *read_start(weft_stream *s, int op, size_t n, const void *sep
         weft_future_ref(&r->f); /* the stream's, until the next read */
     }
     r->s = s;
-    r->n = op == RD_UNTIL || op == RD_LINE ? 0 : n;
+    r->n = n < UINT32_MAX ? (uint32_t)n : UINT32_MAX; /* UNTIL, LINE: 0, the scan offset */
     r->op = (uint8_t)op;
     r->seplen = (uint16_t)seplen;
     if (seplen)
