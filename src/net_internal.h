@@ -10,6 +10,11 @@
 
 #include "weft/net.h"
 
+/* A word of t's for its protocol (streams keep their waiters there):
+ * NULL at first, never read or written by the transport layer; it goes
+ * with t, after connection_lost. */
+void **weft__transport_word(weft_transport *t);
+
 /* Make s t's owner (the server that accepted it): after t's
  * connection_lost returned, just before t is freed (also when the loop's
  * close releases t), weft__server_client_gone(s) runs. */

@@ -110,22 +110,29 @@ typedef struct stream_rd stream_rd;
 typedef struct stream_slow stream_slow;
 typedef struct stream_ctx stream_ctx;
 
+/* 48 bytes.  What only some streams need for a while lives elsewhere:
+ * the drain and wait_closed waiters (stream_slow) in the transport's
+ * protocol word (they exist only while the transport does), the count
+ * of writes after the loss where the transport pointer was, and
+ * weft_stream_consumed's value in the failed read. */
 struct weft_stream {
-    weft_transport *t; /* while S_ATTACHED */
+    union {
+        weft_transport *t; /* while S_ATTACHED */
+        uint32_t dropped;  /* once S_LOST: writes after the loss (saturating) */
+    };
     weft_loop *loop;
-    sbuf *buf;        /* buffered data; NULL when empty */
-    weft_bytes *last; /* the last read's data (owned), or NULL */
-    stream_rd *rd;    /* the read now or last (a reference, until the next) */
-    void *aux;        /* stream_slow (drain, wait_closed), or a server's ctx
-                         until connection_made */
+    sbuf *buf; /* buffered data; NULL when empty */
+    union {
+        weft_bytes *last; /* the last read's data (owned), or NULL */
+        stream_ctx *ctx;  /* S_SERVED: the server's context, until connection_made */
+    };
+    stream_rd *rd; /* the read now or last (a reference, until the next) */
     uint32_t limit;
-    uint32_t consumed; /* after WEFT_ELIMIT */
-    uint32_t dropped;  /* writes after the loss (saturating) */
-    int16_t err;       /* the exception, or 0 */
+    int16_t err; /* the exception, or 0 */
     uint16_t flags;
 };
 
-_Static_assert(sizeof(void *) != 8 || sizeof(weft_stream) <= 64, "a stream is 64 bytes");
+_Static_assert(sizeof(void *) != 8 || sizeof(weft_stream) <= 48, "a stream is 48 bytes");
 
 /* Drain and wait_closed waiters: futures on a list of the stream's; the
  * handle re-checks drainers that wait for a pause_writing not yet
@@ -137,6 +144,19 @@ struct stream_slow {
     weft_handle recheck;
     weft_stream *s;
 };
+
+/* The waiters of s, if made (only while the transport is there). */
+static stream_slow *slow_get(const weft_stream *s)
+{
+    return (s->flags & S_ATTACHED) ? *weft__transport_word(s->t) : NULL;
+}
+
+/* At the transport's end: the lists are empty. */
+static void slow_free(weft_stream *s, stream_slow *sl)
+{
+    weft_handle_cancel(&sl->recheck);
+    weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, sl, sizeof *sl);
+}
 
 typedef struct stream_wait {
     weft_future f;
@@ -416,7 +436,7 @@ static int attempt(weft_stream *s, stream_rd *r, weft_bytes **out, int *err)
             if (p) {
                 size_t isep = (size_t)(p - data);
                 if (isep > s->limit) {
-                    s->consumed = (uint32_t)isep;
+                    r->n = (uint32_t)isep; /* weft_stream_consumed */
                     if (r->op == RD_LINE)
                         discard(s, isep + seplen);
                     *err = WEFT_ELIMIT;
@@ -427,7 +447,6 @@ static int attempt(weft_stream *s, stream_rd *r, weft_bytes **out, int *err)
             }
             r->n = (uint32_t)(len + 1 - seplen);
             if (r->n > s->limit) {
-                s->consumed = (uint32_t)r->n;
                 if (r->op == RD_LINE)
                     discard(s, len);
                 *err = WEFT_ELIMIT;
@@ -612,7 +631,8 @@ size_t weft_stream_buffered(const weft_stream *s)
 
 size_t weft_stream_consumed(const weft_stream *s)
 {
-    return s ? s->consumed : 0;
+    const stream_rd *r = s ? s->rd : NULL;
+    return r && r->f.state == WEFT__FAILED && r->f.out.err == WEFT_ELIMIT ? r->n : 0;
 }
 
 size_t weft_stream_limit(const weft_stream *s)
@@ -759,7 +779,8 @@ static void p_connection_lost(weft_transport *t, int err, void *ud)
 {
     (void)t;
     weft_stream *s = ud;
-    s->t = NULL;
+    stream_slow *sl = slow_get(s);
+    s->t = NULL; /* dropped = 0 */
     s->flags = (uint16_t)((s->flags & ~(S_ATTACHED | S_PAUSED)) | S_LOST);
     if (err)
         set_error(s, err);
@@ -767,10 +788,10 @@ static void p_connection_lost(weft_transport *t, int err, void *ud)
         s->flags |= S_EOF;
         serve(s);
     }
-    stream_slow *sl = (s->flags & S_SERVED) ? NULL : s->aux;
     if (sl) {
         wake_all(s, &sl->drainers, err ? err : -ECONNRESET);
         wake_all(s, &sl->closers, err);
+        slow_free(s, sl);
     }
     if (!(s->flags & S_OWNED))
         stream_release_mem(s);
@@ -788,7 +809,7 @@ static void p_resume_writing(weft_transport *t, void *ud)
     (void)t;
     weft_stream *s = ud;
     s->flags &= (uint16_t)~S_WPAUSED;
-    stream_slow *sl = (s->flags & S_SERVED) ? NULL : s->aux;
+    stream_slow *sl = slow_get(s);
     if (sl)
         wake_all(s, &sl->drainers, 0);
 }
@@ -830,13 +851,9 @@ static void stream_release_mem(weft_stream *s)
 {
     if (s->rd)
         rd_detach(s, s->rd);
-    free_last(s);
+    if (!(s->flags & S_SERVED))
+        free_last(s); /* (else it holds the server's context) */
     sbuf_free(s->buf);
-    if (s->aux && !(s->flags & S_SERVED)) {
-        stream_slow *sl = s->aux;
-        weft_handle_cancel(&sl->recheck);
-        weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, sl, sizeof *sl);
-    }
     weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, s, sizeof *s);
 }
 
@@ -924,12 +941,7 @@ void weft_stream_free(weft_stream *s)
         weft_transport_close(s->t); /* the memory goes at connection_lost */
         return;
     }
-    stream_slow *sl = (s->flags & S_SERVED) ? NULL : s->aux;
-    if (sl) {
-        wake_all(s, &sl->drainers, -ECANCELED);
-        wake_all(s, &sl->closers, -ECANCELED);
-    }
-    stream_release_mem(s);
+    stream_release_mem(s); /* (no waiter: they went with the transport) */
 }
 
 /* ---- waiters: drain and wait_closed ------------------------------------------------------ */
@@ -1002,9 +1014,14 @@ static void recheck(void *arg)
         wake_all(s, &sl->drainers, 0);
 }
 
+/* The waiters of s, made on first use (only while the transport is
+ * there: a drain or wait_closed of a stream without one waits for
+ * nothing); NULL on -ENOMEM. */
 static stream_slow *slow_of(weft_stream *s)
 {
-    if (!s->aux) {
+    WEFT_ASSERT(s->flags & S_ATTACHED);
+    void **word = weft__transport_word(s->t);
+    if (!*word) {
         weft__pool *pool = weft__pool_of(s->loop);
         stream_slow *sl = pool ? weft__pool_get(pool, WEFT__POOL_ANY, sizeof *sl) : NULL;
         if (!sl)
@@ -1013,9 +1030,9 @@ static stream_slow *slow_of(weft_stream *s)
         weft__list_init(&sl->closers);
         weft_handle_init(&sl->recheck, recheck, sl);
         sl->s = s;
-        s->aux = sl;
+        *word = sl;
     }
-    return s->aux;
+    return *word;
 }
 
 /* A pending waiter on list, or NULL (-ENOMEM). */
@@ -1080,7 +1097,7 @@ weft_future *weft_stream_drain(weft_stream *s)
          * queue): wait as if it had come */
         weft_future *w = waiter(s, true);
         if (w)
-            weft_handle_schedule(s->loop, &((stream_slow *)s->aux)->recheck);
+            weft_handle_schedule(s->loop, &slow_get(s)->recheck);
         return w;
     }
     if (state == WEFT__T_CLOSING)
@@ -1445,8 +1462,8 @@ static const weft_co_info *serve_info_of(weft_loop *loop, size_t steps, const ch
 
 static void spawn_handler(weft_stream *s)
 {
-    stream_ctx *c = s->aux;
-    s->aux = NULL;
+    stream_ctx *c = s->ctx;
+    s->ctx = NULL;
     s->flags &= (uint16_t)~S_SERVED;
     weft_stream_handler_frame *h = (weft_stream_handler_frame *)(void *)(c->frame + SERVE_CHILD);
     h->stream = s;
@@ -1474,7 +1491,7 @@ static int serve_factory(weft_server *srv, void *arg, void **ud)
     weft_stream *s = stream_alloc(c->loop, c->limit, S_OWNED | S_TRANSPORT | S_SERVED);
     if (!s)
         return -ENOMEM;
-    s->aux = c;
+    s->ctx = c;
     *ud = s;
     return 0;
 }

@@ -1,6 +1,6 @@
 /* transport.c - stream transports over fds: sockets, pipes, FIFOs, ttys.
  *
- * A transport is one block (112 bytes on LP64, weft__alloc) that
+ * A transport is one block (120 bytes on LP64, weft__alloc) that
  * embeds its weft_io: readiness goes straight to it, with no lookup.  The watcher's own ready
  * node also carries the deferred callbacks (connection_made, the flow
  * control calls, connection_lost): a pending flag is set and the node is
@@ -93,9 +93,11 @@ struct weft_transport {
     uint32_t flags;
     int err;            /* connection_lost's argument, once lost */
     weft_server *owner; /* the server that accepted it, or NULL */
+    void *word;         /* the protocol's (weft__transport_word) */
 };
 
-_Static_assert(sizeof(void *) != 8 || sizeof(weft_transport) <= 112, "weft_transport grew");
+/* 120 bytes: with malloc's header, a 128-byte chunk */
+_Static_assert(sizeof(void *) != 8 || sizeof(weft_transport) <= 120, "weft_transport grew");
 
 /* The loop's transport state: the layer header and the read buffer. */
 typedef struct net_layer {
@@ -111,10 +113,11 @@ static weft_transport *t_of(weft_io *w)
     return WEFT_CONTAINER_OF(w, weft_transport, io);
 }
 
-/* A transport is an allocator block (weft__alloc), not a pool block: in
- * the pool it would share its 112-byte class with the 64-byte reads' data
- * blocks of a stream echo, whose frees would then pay the pool's trim
- * test (measured: 5-6 instructions per round trip). */
+/* A transport is an allocator block (weft__alloc): its 120 bytes make a
+ * 128-byte chunk, what a pool class would take too.  (At 112 bytes the
+ * pool would save a class step, but share its class with a 64-byte read's
+ * data block, whose free then pays the pool's trim test on a class of many
+ * slabs: 5-6 instructions per round trip of the stream echo.) */
 static weft_transport *t_alloc(weft_loop *loop)
 {
     return weft__alloc(loop, sizeof(weft_transport));
@@ -920,6 +923,11 @@ void *weft_transport_protocol_ud(const weft_transport *t)
 
 /* ---- net_internal.h
  * ------------------------------------------------------------------------------ */
+
+void **weft__transport_word(weft_transport *t)
+{
+    return &t->word;
+}
 
 void weft__transport_set_owner(weft_transport *t, weft_server *s)
 {
