@@ -1202,7 +1202,7 @@ bool weft_stream_is_closing(const weft_stream *s)
 
 uint64_t weft_stream_dropped_writes(const weft_stream *s)
 {
-    return s ? s->dropped : 0;
+    return s && (s->flags & S_LOST) ? s->dropped : 0; /* (else the union holds t) */
 }
 
 weft_transport *weft_stream_transport(const weft_stream *s)

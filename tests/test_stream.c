@@ -1039,6 +1039,7 @@ static void test_s_stream_12_13_peer_reset(void **state)
         for (int k = 0; k < 100 && weft_stream_buffered(s) < 8; k++)
             step(loop);
         assert_int_equal(weft_stream_buffered(s), 8);
+        assert_int_equal(weft_stream_dropped_writes(s), 0); /* none while connected */
         struct linger lg = {1, 0};
         assert_int_equal(setsockopt(fds[1], SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
         close(fds[1]); /* RST */
