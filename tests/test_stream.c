@@ -1417,6 +1417,65 @@ static void test_start_server_task_name_names_the_handler_tasks(void **state)
     }
 }
 
+/* A handler frame beyond the wrapper's static descriptors (4 KiB): its
+ * descriptor is the loop's, and a second server of the same size and name
+ * shares it. */
+struct big_echo {
+    WEFT_STREAM_FRAME;
+    const weft_bytes *b;
+    char pad[5000];
+};
+
+WEFT_ASYNC(big_echo)
+{
+    WEFT_BEGIN(self);
+    g_handler_name = weft_task_name(task);
+    self->pad[sizeof self->pad - 1] = 1;
+    for (;;) {
+        WEFT_AWAIT(self, weft_stream_readline(self->stream));
+        self->b = WEFT_RESULT(self).p;
+        if (!self->b->len || !strcmp(self->b->data, "quit\n"))
+            break;
+        weft_stream_write(self->stream, self->b->data, self->b->len);
+        WEFT_AWAIT(self, weft_stream_drain(self->stream));
+    }
+    g_handled++;
+    WEFT_END;
+}
+
+static void test_start_server_with_a_large_handler_frame(void **state)
+{
+    (void)state;
+    EACH_BACKEND(i)
+    {
+        weft_loop *loop = loop_on(BACKENDS[i], 0);
+        for (int named = 0; named < 2; named++) {
+            weft_stream_opts o = {.task_name = named ? "big" : NULL};
+            for (int k = 0; k < 2; k++) {
+                weft_future *f = weft_start_server(loop, WEFT_STREAM_HANDLER(big_echo), NULL,
+                                                   "127.0.0.1", 0, &o);
+                assert_int_equal(await_f(loop, f), 0);
+                weft_value v;
+                assert_int_equal(weft_future_result(f, &v), 0);
+                weft_future_unref(f);
+                g_handled = g_client_ok = 0;
+                g_handler_name = NULL;
+                weft_task *t =
+                    WEFT_SPAWN(loop, client, .port = weft_server_port(v.p), .last = "quit\n");
+                assert_int_equal(run_task(loop, t), 0);
+                drain(loop);
+                assert_int_equal(g_client_ok, 1);
+                assert_int_equal(g_handled, 1);
+                assert_non_null(g_handler_name);
+                if (named)
+                    assert_string_equal(g_handler_name, "big");
+                stop_server(loop, v.p);
+            }
+        }
+        finish(loop);
+    }
+}
+
 /* Unix sockets: start_unix_server and open_unix_connection. */
 static void test_unix_server_and_connection(void **state)
 {
@@ -1628,6 +1687,7 @@ int main(void)
         T(test_s_stream_1_start_server_with_many_clients),
         T(test_s_stream_1_handler_error_is_reported_and_closes),
         T(test_start_server_task_name_names_the_handler_tasks),
+        T(test_start_server_with_a_large_handler_frame),
         T(test_s_stream_14_server_close_keeps_connections_wait_closed_waits),
         T(test_unix_server_and_connection),
         T(test_open_connection_refused),
