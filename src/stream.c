@@ -19,8 +19,10 @@
  * Servers: each connection's task runs a wrapper frame (stream_serve) with
  * the user's handler frame after it, in one block: the wrapper calls the
  * handler, reports its error, and closes and frees the stream however the
- * handler ended.  Its descriptor lives in the server's context, which goes
- * once the server is gone and its last task has ended.
+ * handler ended.  Its descriptor is static, or (a named server, a frame
+ * beyond the static table) one of the loop's, kept until the loop is
+ * destroyed; the server's context (the frame template) goes with the
+ * server.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -134,10 +136,10 @@ struct weft_stream {
 
 _Static_assert(sizeof(void *) != 8 || sizeof(weft_stream) <= 48, "a stream is 48 bytes");
 
-/* Drain and wait_closed waiters: futures on a list of the stream's; the
- * handle re-checks drainers that wait for a pause_writing not yet
- * delivered (the transport delivers flow changes from the ready queue,
- * and one undone before delivery is never delivered). */
+/* Drain and wait_closed waiters: futures on lists hung off the stream's
+ * transport (its protocol word), made on first use; the handle re-checks drainers that wait for a
+ * pause_writing not yet delivered (the transport delivers flow changes from the ready queue, and
+ * one undone before delivery is never delivered). */
 struct stream_slow {
     weft_link drainers;
     weft_link closers;
