@@ -86,9 +86,10 @@ static int echo_factory(weft_server *s, void *arg, void **ud)
 
 /* ---- the stream level ----------------------------------------------------------- */
 
+/* Only the stream and arg: the data read is not kept across a suspension
+ * (so it is a C local, in a block that ends before the drain's await). */
 struct echo_handler {
     WEFT_STREAM_FRAME;
-    const weft_bytes *b;
 };
 
 WEFT_ASYNC(echo_handler)
@@ -96,11 +97,13 @@ WEFT_ASYNC(echo_handler)
     WEFT_BEGIN(self);
     for (;;) {
         WEFT_AWAIT(self, weft_stream_read(self->stream, 65536));
-        self->b = WEFT_RESULT(self).p;
-        if (!self->b->len)
-            break; /* EOF: weft closes the stream when the task ends */
-        if (weft_stream_write(self->stream, self->b->data, self->b->len) < 0)
-            break;
+        {
+            const weft_bytes *b = WEFT_RESULT(self).p;
+            if (!b->len)
+                break; /* EOF: weft closes the stream when the task ends */
+            if (weft_stream_write(self->stream, b->data, b->len) < 0)
+                break;
+        }
         WEFT_AWAIT(self, weft_stream_drain(self->stream));
     }
     WEFT_END;

@@ -1,32 +1,34 @@
 /* net_internal.h - what the servers, clients and streams use of the
  * transports.  Never installed.
  *
- * A transport carries one list node that the transport layer never
- * touches: its owner (a server) links it into its own list of clients,
- * and an on-free hook tells the owner when the transport goes.
+ * A transport accepted by a server knows its owner: the server counts
+ * its clients, hears of each one's end, and finds them (to close or abort
+ * them) in the loop's fd table, so a transport carries no list node.
  */
 #ifndef WEFT_NET_INTERNAL_H
 #define WEFT_NET_INTERNAL_H
 
 #include "weft/net.h"
 
-/* An intrusive doubly linked list node. */
-typedef struct weft__tlink {
-    struct weft__tlink *prev, *next;
-} weft__tlink;
+/* A word of t's for its protocol (streams keep their waiters there):
+ * NULL at first, never read or written by the transport layer; it goes
+ * with t, after connection_lost. */
+void **weft__transport_word(weft_transport *t);
 
-/* The transport's embedded list node, free for its owner (a server); the
- * transport layer never reads or writes it (it starts zeroed). */
-weft__tlink *weft__transport_link(weft_transport *t);
+/* Make s t's owner (the server that accepted it): after t's
+ * connection_lost returned, just before t is freed (also when the loop's
+ * close releases t), weft__server_client_gone(s) runs. */
+void weft__transport_set_owner(weft_transport *t, weft_server *s);
 
-/* The transport whose node l is (the inverse of weft__transport_link). */
-weft_transport *weft__transport_of_link(weft__tlink *l);
+/* server.c's: a transport owned by s is about to be freed. */
+void weft__server_client_gone(weft_server *s);
 
-/* fn(t, ctx) runs after connection_lost returned, just before t is freed
- * (one hook per transport; a second call replaces the first, fn NULL
- * removes it).  It also runs when the loop's close releases t. */
-void weft__transport_on_free(weft_transport *t, void (*fn)(weft_transport *t, void *ctx),
-                             void *ctx);
+/* fn(t) for every transport of loop owned by s, in fd order, stopping
+ * after the n-th (n: how many s owns).  O(largest fd of the loop).  fn
+ * must not free a transport (close and abort do not: connection_lost
+ * runs from the ready queue). */
+void weft__transport_each_owned(weft_loop *loop, const weft_server *s, size_t n,
+                                int (*fn)(weft_transport *t));
 
 /* Wrap an fd known to be a connected, non-blocking stream socket (accept4
  * / connect results): no probing syscalls.  Returns as weft_transport_wrap
@@ -43,5 +45,11 @@ void weft__transport_discard(weft_transport *t);
  * WEFT__T_CLOSING (closing or lost). */
 enum { WEFT__T_CLEAR, WEFT__T_ABOVE, WEFT__T_CLOSING };
 int weft__transport_write_state(const weft_transport *t);
+
+/* The head of a list stream.c keeps in the loop's net layer (the stream
+ * servers' wrapper descriptors, in pool blocks that outlive the layer), or
+ * NULL (-ENOMEM: the layer cannot be made).  The layer goes at the loop's
+ * close, after which nothing is added. */
+void **weft__net_serve_infos(weft_loop *loop);
 
 #endif

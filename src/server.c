@@ -1,20 +1,21 @@
-/* server.c - servers: listening sockets, accepting in batches, the list of
+/* server.c - servers: listening sockets, accepting in batches, the
  * accepted connections, close / wait_closed / serve_forever.
  *
  * A server is one block (weft__alloc): the struct and its listeners, each
  * a listening fd with its weft_io.  A readable listener accepts up to
  * accept_batch connections (accept4: non-blocking and close-on-exec in the
  * same call), asks the factory for the protocol's pointer and gives each
- * connection a transport, linked into the server's client list through the
- * transport's own link: no allocation per connection beyond the
- * transport.  When the process or the system is out of descriptors
+ * connection a transport that knows the server as its owner (no list
+ * node, no allocation per connection beyond the transport: the server
+ * counts its clients, and close_clients / abort_clients find them in the
+ * loop's fd table).  When the process or the system is out of descriptors
  * (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), the listeners stop for
  * WEFT__ACCEPT_BACKOFF_S on a timer of the server's and the loop's report
  * hook hears about it (WEFT_REPORT_IO): a level-triggered listener would
  * otherwise spin on the connection it cannot take.
  *
  * wait_closed futures wait on the server's list until it is closed and its
- * last client is gone (the transport's free hook unlinks it);
+ * last client is gone (a client's end calls weft__server_client_gone);
  * weft_server_free defers the free to that moment too.
  */
 #include <fcntl.h>
@@ -79,8 +80,7 @@ struct weft_server {
     bool accepting; /* inside the accept loop: a free waits for its end */
     bool free_due;  /* free_now was due during the accept loop */
     weft_timer timer;
-    weft__tlink clients; /* accepted transports, through their links */
-    size_t nclients;
+    size_t nclients;   /* accepted transports (each knows its owner) not yet freed */
     weft_link waiters; /* srv_wait futures */
     srv_forever *forever;
     char *path; /* a Unix server's socket file, removed at close */
@@ -118,13 +118,8 @@ static void maybe_done(weft_server *s)
         free_now(s);
 }
 
-static void client_gone(weft_transport *t, void *ctx)
+void weft__server_client_gone(weft_server *s)
 {
-    weft_server *s = ctx;
-    weft__tlink *l = weft__transport_link(t);
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-    l->prev = l->next = NULL;
     s->nclients--;
     maybe_done(s);
 }
@@ -179,13 +174,8 @@ static void take(weft_server *s, listener *l, int fd)
         return;
     }
     (void)weft_transport_set_protocol(t, s->proto, ud);
-    weft__tlink *link = weft__transport_link(t);
-    link->next = &s->clients;
-    link->prev = s->clients.prev;
-    s->clients.prev->next = link;
-    s->clients.prev = link;
     s->nclients++;
-    weft__transport_on_free(t, client_gone, s);
+    weft__transport_set_owner(t, s);
 }
 
 static void accept_batch(weft_server *s, listener *l);
@@ -279,7 +269,6 @@ static weft_server *server_new(weft_loop *loop, const weft_protocol *proto,
     s->arg = arg;
     s->backlog = opts && opts->backlog ? opts->backlog : WEFT__BACKLOG_DEFAULT;
     s->batch = opts && opts->accept_batch ? opts->accept_batch : WEFT__ACCEPT_BATCH_DEFAULT;
-    s->clients.prev = s->clients.next = &s->clients;
     weft__list_init(&s->waiters);
     return s;
 }
@@ -694,10 +683,8 @@ static int each_client(weft_server *s, int (*fn)(weft_transport *))
 {
     if (!s)
         return -EINVAL;
-    for (weft__tlink *l = s->clients.next, *next; l != &s->clients; l = next) {
-        next = l->next;
-        fn(weft__transport_of_link(l));
-    }
+    if (s->nclients)
+        weft__transport_each_owned(s->loop, s, s->nclients, fn);
     return 0;
 }
 

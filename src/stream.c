@@ -19,8 +19,10 @@
  * Servers: each connection's task runs a wrapper frame (stream_serve) with
  * the user's handler frame after it, in one block: the wrapper calls the
  * handler, reports its error, and closes and frees the stream however the
- * handler ended.  Its descriptor lives in the server's context, which goes
- * once the server is gone and its last task has ended.
+ * handler ended.  Its descriptor is static, or (a named server, a frame
+ * beyond the static table) one of the loop's, kept until the loop is
+ * destroyed; the server's context (the frame template) goes with the
+ * server.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -110,33 +112,53 @@ typedef struct stream_rd stream_rd;
 typedef struct stream_slow stream_slow;
 typedef struct stream_ctx stream_ctx;
 
+/* 48 bytes.  What only some streams need for a while lives elsewhere:
+ * the drain and wait_closed waiters (stream_slow) in the transport's
+ * protocol word (they exist only while the transport does), the count
+ * of writes after the loss where the transport pointer was, and
+ * weft_stream_consumed's value in the failed read. */
 struct weft_stream {
-    weft_transport *t; /* while S_ATTACHED */
+    union {
+        weft_transport *t; /* while S_ATTACHED */
+        uint32_t dropped;  /* once S_LOST: writes after the loss (saturating) */
+    };
     weft_loop *loop;
-    sbuf *buf;        /* buffered data; NULL when empty */
-    weft_bytes *last; /* the last read's data (owned), or NULL */
-    stream_rd *rd;    /* the read now or last (a reference, until the next) */
-    void *aux;        /* stream_slow (drain, wait_closed), or a server's ctx
-                         until connection_made */
+    sbuf *buf; /* buffered data; NULL when empty */
+    union {
+        weft_bytes *last; /* the last read's data (owned), or NULL */
+        stream_ctx *ctx;  /* S_SERVED: the server's context, until connection_made */
+    };
+    stream_rd *rd; /* the read now or last (a reference, until the next) */
     uint32_t limit;
-    uint32_t consumed; /* after WEFT_ELIMIT */
-    uint32_t dropped;  /* writes after the loss (saturating) */
-    int16_t err;       /* the exception, or 0 */
+    int16_t err; /* the exception, or 0 */
     uint16_t flags;
 };
 
-_Static_assert(sizeof(void *) != 8 || sizeof(weft_stream) <= 64, "a stream is 64 bytes");
+_Static_assert(sizeof(void *) != 8 || sizeof(weft_stream) <= 48, "a stream is 48 bytes");
 
-/* Drain and wait_closed waiters: futures on a list of the stream's; the
- * handle re-checks drainers that wait for a pause_writing not yet
- * delivered (the transport delivers flow changes from the ready queue,
- * and one undone before delivery is never delivered). */
+/* Drain and wait_closed waiters: futures on lists hung off the stream's
+ * transport (its protocol word), made on first use; the handle re-checks drainers that wait for a
+ * pause_writing not yet delivered (the transport delivers flow changes from the ready queue, and
+ * one undone before delivery is never delivered). */
 struct stream_slow {
     weft_link drainers;
     weft_link closers;
     weft_handle recheck;
     weft_stream *s;
 };
+
+/* The waiters of s, if made (only while the transport is there). */
+static stream_slow *slow_get(const weft_stream *s)
+{
+    return (s->flags & S_ATTACHED) ? *weft__transport_word(s->t) : NULL;
+}
+
+/* At the transport's end: the lists are empty. */
+static void slow_free(weft_stream *s, stream_slow *sl)
+{
+    weft_handle_cancel(&sl->recheck);
+    weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, sl, sizeof *sl);
+}
 
 typedef struct stream_wait {
     weft_future f;
@@ -146,15 +168,20 @@ typedef struct stream_wait {
 /* Read operations. */
 enum { RD_READ, RD_ALL, RD_EXACT, RD_UNTIL, RD_LINE };
 
+/* 64 bytes for a read with no separator.  n fits in 32 bits: a buffer
+ * never holds UINT32_MAX bytes (sbuf_new), so a read or readexactly of
+ * more is asked for UINT32_MAX, with the same outcome. */
 struct stream_rd {
     weft_future f;
     weft_stream *s; /* NULL once detached */
-    size_t n;       /* READ/EXACT: n; UNTIL/LINE: the scan offset */
+    uint32_t n;     /* READ/EXACT: n; UNTIL/LINE: the scan offset */
     uint8_t op;
     uint8_t pad;
     uint16_t seplen;
     char sep[];
 };
+
+_Static_assert(sizeof(void *) != 8 || sizeof(stream_rd) <= 64, "a read is 64 bytes");
 
 #define SEP_MAX 1024u
 
@@ -411,7 +438,7 @@ static int attempt(weft_stream *s, stream_rd *r, weft_bytes **out, int *err)
             if (p) {
                 size_t isep = (size_t)(p - data);
                 if (isep > s->limit) {
-                    s->consumed = (uint32_t)isep;
+                    r->n = (uint32_t)isep; /* weft_stream_consumed */
                     if (r->op == RD_LINE)
                         discard(s, isep + seplen);
                     *err = WEFT_ELIMIT;
@@ -420,9 +447,8 @@ static int attempt(weft_stream *s, stream_rd *r, weft_bytes **out, int *err)
                 *out = take(s, isep + seplen);
                 break;
             }
-            r->n = len + 1 - seplen;
+            r->n = (uint32_t)(len + 1 - seplen);
             if (r->n > s->limit) {
-                s->consumed = (uint32_t)r->n;
                 if (r->op == RD_LINE)
                     discard(s, len);
                 *err = WEFT_ELIMIT;
@@ -533,7 +559,7 @@ static weft_future *read_start(weft_stream *s, int op, size_t n, const void *sep
         weft_future_ref(&r->f); /* the stream's, until the next read */
     }
     r->s = s;
-    r->n = op == RD_UNTIL || op == RD_LINE ? 0 : n;
+    r->n = n < UINT32_MAX ? (uint32_t)n : UINT32_MAX; /* UNTIL, LINE: 0, the scan offset */
     r->op = (uint8_t)op;
     r->seplen = (uint16_t)seplen;
     if (seplen)
@@ -607,7 +633,8 @@ size_t weft_stream_buffered(const weft_stream *s)
 
 size_t weft_stream_consumed(const weft_stream *s)
 {
-    return s ? s->consumed : 0;
+    const stream_rd *r = s ? s->rd : NULL;
+    return r && r->f.state == WEFT__FAILED && r->f.out.err == WEFT_ELIMIT ? r->n : 0;
 }
 
 size_t weft_stream_limit(const weft_stream *s)
@@ -754,7 +781,8 @@ static void p_connection_lost(weft_transport *t, int err, void *ud)
 {
     (void)t;
     weft_stream *s = ud;
-    s->t = NULL;
+    stream_slow *sl = slow_get(s);
+    s->t = NULL; /* dropped = 0 */
     s->flags = (uint16_t)((s->flags & ~(S_ATTACHED | S_PAUSED)) | S_LOST);
     if (err)
         set_error(s, err);
@@ -762,10 +790,10 @@ static void p_connection_lost(weft_transport *t, int err, void *ud)
         s->flags |= S_EOF;
         serve(s);
     }
-    stream_slow *sl = (s->flags & S_SERVED) ? NULL : s->aux;
     if (sl) {
         wake_all(s, &sl->drainers, err ? err : -ECONNRESET);
         wake_all(s, &sl->closers, err);
+        slow_free(s, sl);
     }
     if (!(s->flags & S_OWNED))
         stream_release_mem(s);
@@ -783,7 +811,7 @@ static void p_resume_writing(weft_transport *t, void *ud)
     (void)t;
     weft_stream *s = ud;
     s->flags &= (uint16_t)~S_WPAUSED;
-    stream_slow *sl = (s->flags & S_SERVED) ? NULL : s->aux;
+    stream_slow *sl = slow_get(s);
     if (sl)
         wake_all(s, &sl->drainers, 0);
 }
@@ -825,13 +853,9 @@ static void stream_release_mem(weft_stream *s)
 {
     if (s->rd)
         rd_detach(s, s->rd);
-    free_last(s);
+    if (!(s->flags & S_SERVED))
+        free_last(s); /* (else it holds the server's context) */
     sbuf_free(s->buf);
-    if (s->aux && !(s->flags & S_SERVED)) {
-        stream_slow *sl = s->aux;
-        weft_handle_cancel(&sl->recheck);
-        weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, sl, sizeof *sl);
-    }
     weft__pool_put(weft__pool_of(s->loop), WEFT__POOL_ANY, s, sizeof *s);
 }
 
@@ -919,12 +943,7 @@ void weft_stream_free(weft_stream *s)
         weft_transport_close(s->t); /* the memory goes at connection_lost */
         return;
     }
-    stream_slow *sl = (s->flags & S_SERVED) ? NULL : s->aux;
-    if (sl) {
-        wake_all(s, &sl->drainers, -ECANCELED);
-        wake_all(s, &sl->closers, -ECANCELED);
-    }
-    stream_release_mem(s);
+    stream_release_mem(s); /* (no waiter: they went with the transport) */
 }
 
 /* ---- waiters: drain and wait_closed ------------------------------------------------------ */
@@ -997,9 +1016,14 @@ static void recheck(void *arg)
         wake_all(s, &sl->drainers, 0);
 }
 
+/* The waiters of s, made on first use (only while the transport is
+ * there: a drain or wait_closed of a stream without one waits for
+ * nothing); NULL on -ENOMEM. */
 static stream_slow *slow_of(weft_stream *s)
 {
-    if (!s->aux) {
+    WEFT_ASSERT(s->flags & S_ATTACHED);
+    void **word = weft__transport_word(s->t);
+    if (!*word) {
         weft__pool *pool = weft__pool_of(s->loop);
         stream_slow *sl = pool ? weft__pool_get(pool, WEFT__POOL_ANY, sizeof *sl) : NULL;
         if (!sl)
@@ -1008,9 +1032,9 @@ static stream_slow *slow_of(weft_stream *s)
         weft__list_init(&sl->closers);
         weft_handle_init(&sl->recheck, recheck, sl);
         sl->s = s;
-        s->aux = sl;
+        *word = sl;
     }
-    return s->aux;
+    return *word;
 }
 
 /* A pending waiter on list, or NULL (-ENOMEM). */
@@ -1075,7 +1099,7 @@ weft_future *weft_stream_drain(weft_stream *s)
          * queue): wait as if it had come */
         weft_future *w = waiter(s, true);
         if (w)
-            weft_handle_schedule(s->loop, &((stream_slow *)s->aux)->recheck);
+            weft_handle_schedule(s->loop, &slow_get(s)->recheck);
         return w;
     }
     if (state == WEFT__T_CLOSING)
@@ -1180,7 +1204,7 @@ bool weft_stream_is_closing(const weft_stream *s)
 
 uint64_t weft_stream_dropped_writes(const weft_stream *s)
 {
-    return s ? s->dropped : 0;
+    return s && (s->flags & S_LOST) ? s->dropped : 0; /* (else the union holds t) */
 }
 
 weft_transport *weft_stream_transport(const weft_stream *s)
@@ -1331,9 +1355,7 @@ weft_future *weft_open_unix_connection(weft_loop *loop, const char *path,
  * may be long after it ended (a reference someone keeps; the quarantine
  * of debug builds), so the descriptor must not live in the server's
  * context: it is one of the static SERVE_INFOS, one per 16-byte step of
- * the handler's frame size.  Only a handler frame larger than that table
- * uses the context's own descriptor, and its context then stays until the
- * loop is destroyed. */
+ * the handler's frame size, or a serve_info of the loop's (below). */
 struct stream_serve {
     WEFT_FRAME(int);
     int err;
@@ -1343,22 +1365,16 @@ struct stream_serve {
 
 struct stream_ctx {
     weft_loop *loop;
-    const weft_co_info *task_info; /* a static SERVE_INFOS entry, or &info */
-    weft_co_info info;             /* for handler frames beyond the table */
+    const weft_co_info *task_info; /* SERVE_INFOS' or a serve_info's */
     const weft_co_info *handler;
     void *arg;
-    const char *task_name;
     size_t size; /* of this block */
     uint32_t limit;
     _Alignas(16) unsigned char frame[]; /* the template: wrapper + handler */
 };
 
-/* Free c; unless force (no task was ever spawned), a c whose tasks read
- * its own descriptor stays (the pool gives it back at destroy). */
-static void ctx_free(stream_ctx *c, bool force)
+static void ctx_free(stream_ctx *c)
 {
-    if (!force && c->task_info == &c->info)
-        return;
     weft__pool_put(weft__pool_of(c->loop), WEFT__POOL_ANY, c, c->size);
 }
 
@@ -1405,16 +1421,57 @@ WEFT_ASYNC(stream_serve)
 static const weft_co_info SERVE_INFOS[256] = {SERVE_INFO64(0), SERVE_INFO64(64), SERVE_INFO64(128),
                                               SERVE_INFO64(192)};
 
+/* The wrapper's descriptor for a named server or a handler frame beyond
+ * SERVE_INFOS.  A task's name is its root frame's name unless one is set
+ * on it, so a named server's tasks carry their name in their descriptor
+ * (its name is opts->task_name) and need no entry each in the loop's
+ * extras table.  These descriptors are on a list of the loop's, shared by
+ * every server of the same name and frame size, in pool blocks that stay
+ * until the loop is destroyed (the pool gives them back): a task reads its
+ * descriptor until its memory goes. */
+typedef struct serve_info {
+    weft_co_info info;
+    struct serve_info *next;
+} serve_info;
+
+/* The descriptor for a handler frame of steps 16-byte steps and task name
+ * name (NULL: "stream_serve"); NULL on -ENOMEM. */
+static const weft_co_info *serve_info_of(weft_loop *loop, size_t steps, const char *name)
+{
+    if (!name && steps < sizeof SERVE_INFOS / sizeof *SERVE_INFOS)
+        return &SERVE_INFOS[steps];
+    void **head = weft__net_serve_infos(loop);
+    weft__pool *pool = weft__pool_of(loop);
+    if (!head || !pool)
+        return NULL;
+    size_t fsize = SERVE_CHILD + 16 * steps;
+    if (!name)
+        name = stream_serve__info.name;
+    for (serve_info *i = *head; i; i = i->next)
+        if (i->info.name == name && i->info.size == fsize)
+            return &i->info;
+    serve_info *i = weft__pool_get(pool, WEFT__POOL_ANY, sizeof *i);
+    if (!i)
+        return NULL;
+    i->info = stream_serve__info;
+    i->info.name = name;
+    i->info.size = fsize;
+    i->info.align = 16;
+    i->next = *head;
+    *head = i;
+    return &i->info;
+}
+
 static void spawn_handler(weft_stream *s)
 {
-    stream_ctx *c = s->aux;
-    s->aux = NULL;
+    stream_ctx *c = s->ctx;
+    s->ctx = NULL;
     s->flags &= (uint16_t)~S_SERVED;
     weft_stream_handler_frame *h = (weft_stream_handler_frame *)(void *)(c->frame + SERVE_CHILD);
     h->stream = s;
     h->arg = c->arg;
-    weft_spawn_options o = {.name = c->task_name, .eager = false};
-    weft_task *t = weft__spawn_opts(s->loop, &o, (const weft_co *)(const void *)c->frame);
+    /* the name, if any, is the descriptor's */
+    weft_task *t = weft__spawn_opts(s->loop, NULL, (const weft_co *)(const void *)c->frame);
     h->stream = NULL;
     h->arg = NULL;
     if (!t) {
@@ -1436,7 +1493,7 @@ static int serve_factory(weft_server *srv, void *arg, void **ud)
     weft_stream *s = stream_alloc(c->loop, c->limit, S_OWNED | S_TRANSPORT | S_SERVED);
     if (!s)
         return -ENOMEM;
-    s->aux = c;
+    s->ctx = c;
     *ud = s;
     return 0;
 }
@@ -1458,25 +1515,18 @@ static stream_ctx *ctx_new(weft_loop *loop, const weft_co_info *handler, void *a
     size_t steps = (handler->size + 15) / 16;
     size_t fsize = SERVE_CHILD + 16 * steps;
     size_t size = sizeof(stream_ctx) + fsize;
+    const weft_co_info *info = serve_info_of(loop, steps, opts ? opts->task_name : NULL);
     weft__pool *pool = weft__pool_of(loop);
-    stream_ctx *c = pool ? weft__pool_get(pool, WEFT__POOL_ANY, size) : NULL;
+    stream_ctx *c = info && pool ? weft__pool_get(pool, WEFT__POOL_ANY, size) : NULL;
     if (!c) {
         weft__set_last_error(-ENOMEM);
         return NULL;
     }
     memset(c, 0, size);
     c->loop = loop;
-    if (steps < sizeof SERVE_INFOS / sizeof *SERVE_INFOS) {
-        c->task_info = &SERVE_INFOS[steps];
-    } else {
-        c->info = stream_serve__info;
-        c->info.size = fsize;
-        c->info.align = 16;
-        c->task_info = &c->info;
-    }
+    c->task_info = info;
     c->handler = handler;
     c->arg = arg;
-    c->task_name = opts ? opts->task_name : NULL;
     c->size = size;
     c->limit = limit;
     weft_co *root = (weft_co *)(void *)c->frame;
@@ -1491,7 +1541,7 @@ static void server_gone(weft_future *w, void *arg)
     stream_ctx *c = arg;
     (void)weft_future_error(w);
     weft_future_unref(w);
-    ctx_free(c, false); /* no connection will come; the tasks need nothing of c */
+    ctx_free(c); /* no connection will come; the tasks need nothing of c */
 }
 
 /* Watch srv's end to free c; without memory for that, c stays until the
@@ -1518,7 +1568,7 @@ static void server_made(weft_future *f, void *arg)
         v = f->out.v;
         watch_server(c, v.p);
     } else {
-        ctx_free(c, true); /* no server: no connection came */
+        ctx_free(c); /* no server: no connection came */
     }
 }
 
@@ -1532,7 +1582,7 @@ weft_future *weft_start_server(weft_loop *loop, const weft_co_info *handler, voi
                                         opts ? opts->server : NULL);
     if (!f) {
         int err = weft_last_error();
-        ctx_free(c, true);
+        ctx_free(c);
         weft__set_last_error(err);
         return NULL;
     }
@@ -1548,7 +1598,7 @@ weft_future *weft_start_server(weft_loop *loop, const weft_co_info *handler, voi
             weft_value v;
             if (weft_future_result(f, &v) == 0)
                 weft_server_free(v.p); /* made at once (a numeric host): no client yet */
-            ctx_free(c, true);
+            ctx_free(c);
         } else {
             /* the context stays until the loop is destroyed: a server being
              * made may still call the factory */
@@ -1573,7 +1623,7 @@ int weft_start_unix_server(weft_loop *loop, const weft_co_info *handler, void *a
     int err = weft_create_unix_server(loop, &stream_protocol, serve_factory, c, path,
                                       opts ? opts->server : NULL, &srv);
     if (err) {
-        ctx_free(c, true);
+        ctx_free(c);
         return err;
     }
     watch_server(c, srv);

@@ -1039,6 +1039,7 @@ static void test_s_stream_12_13_peer_reset(void **state)
         for (int k = 0; k < 100 && weft_stream_buffered(s) < 8; k++)
             step(loop);
         assert_int_equal(weft_stream_buffered(s), 8);
+        assert_int_equal(weft_stream_dropped_writes(s), 0); /* none while connected */
         struct linger lg = {1, 0};
         assert_int_equal(setsockopt(fds[1], SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
         close(fds[1]); /* RST */
@@ -1220,6 +1221,7 @@ static void test_every_allocation_failure_over_a_socketpair_is_survived(void **s
 
 static int g_handled, g_client_ok, g_client_err;
 static void *g_handler_arg;
+static const char *g_handler_name; /* the handler task's name */
 
 /* Echo each line back; a line "fail" makes the handler fail; "quit"
  * makes it return without closing (weft closes). */
@@ -1232,6 +1234,7 @@ WEFT_ASYNC(echo_line)
 {
     WEFT_BEGIN(self);
     g_handler_arg = self->arg;
+    g_handler_name = weft_task_name(task);
     for (;;) {
         WEFT_AWAIT(self, weft_stream_readline(self->stream));
         self->b = WEFT_RESULT(self).p;
@@ -1367,6 +1370,108 @@ static void test_s_stream_1_handler_error_is_reported_and_closes(void **state)
         assert_non_null(strstr(g_hook.msg, "unhandled error in stream handler 'echo_line'"));
         assert_non_null(strstr(g_hook.msg, "bad line"));
         stop_server(loop, srv);
+        finish(loop);
+    }
+}
+
+/* weft_stream_opts.task_name names every handler task (its descriptor
+ * carries the name: servers of one name share it, and it outlives the
+ * first server). */
+static void test_start_server_task_name_names_the_handler_tasks(void **state)
+{
+    (void)state;
+    static const char name[] = "conn-handler";
+    EACH_BACKEND(i)
+    {
+        weft_loop *loop = loop_on(BACKENDS[i], 0);
+        weft_stream_opts o = {.task_name = name};
+        weft_server *srv[2];
+        for (int k = 0; k < 2; k++) {
+            weft_future *f =
+                weft_start_server(loop, WEFT_STREAM_HANDLER(echo_line), NULL, "127.0.0.1", 0, &o);
+            assert_int_equal(await_f(loop, f), 0);
+            weft_value v;
+            assert_int_equal(weft_future_result(f, &v), 0);
+            weft_future_unref(f);
+            srv[k] = v.p;
+        }
+        for (int k = 0; k < 2; k++) {
+            g_handler_name = NULL;
+            g_client_ok = 0;
+            weft_task *t =
+                WEFT_SPAWN(loop, client, .port = weft_server_port(srv[k]), .last = "quit\n");
+            assert_int_equal(run_task(loop, t), 0);
+            assert_int_equal(g_client_ok, 1);
+            drain(loop);
+            assert_ptr_equal(g_handler_name, name);
+        }
+        stop_server(loop, srv[0]);
+        /* the other server's tasks keep the name after the first is gone */
+        g_handler_name = NULL;
+        weft_task *t = WEFT_SPAWN(loop, client, .port = weft_server_port(srv[1]), .last = "quit\n");
+        assert_int_equal(run_task(loop, t), 0);
+        drain(loop);
+        assert_ptr_equal(g_handler_name, name);
+        stop_server(loop, srv[1]);
+        finish(loop);
+    }
+}
+
+/* A handler frame beyond the wrapper's static descriptors (4 KiB): its
+ * descriptor is the loop's, and a second server of the same size and name
+ * shares it. */
+struct big_echo {
+    WEFT_STREAM_FRAME;
+    const weft_bytes *b;
+    char pad[5000];
+};
+
+WEFT_ASYNC(big_echo)
+{
+    WEFT_BEGIN(self);
+    g_handler_name = weft_task_name(task);
+    self->pad[sizeof self->pad - 1] = 1;
+    for (;;) {
+        WEFT_AWAIT(self, weft_stream_readline(self->stream));
+        self->b = WEFT_RESULT(self).p;
+        if (!self->b->len || !strcmp(self->b->data, "quit\n"))
+            break;
+        weft_stream_write(self->stream, self->b->data, self->b->len);
+        WEFT_AWAIT(self, weft_stream_drain(self->stream));
+    }
+    g_handled++;
+    WEFT_END;
+}
+
+static void test_start_server_with_a_large_handler_frame(void **state)
+{
+    (void)state;
+    EACH_BACKEND(i)
+    {
+        weft_loop *loop = loop_on(BACKENDS[i], 0);
+        for (int named = 0; named < 2; named++) {
+            weft_stream_opts o = {.task_name = named ? "big" : NULL};
+            for (int k = 0; k < 2; k++) {
+                weft_future *f = weft_start_server(loop, WEFT_STREAM_HANDLER(big_echo), NULL,
+                                                   "127.0.0.1", 0, &o);
+                assert_int_equal(await_f(loop, f), 0);
+                weft_value v;
+                assert_int_equal(weft_future_result(f, &v), 0);
+                weft_future_unref(f);
+                g_handled = g_client_ok = 0;
+                g_handler_name = NULL;
+                weft_task *t =
+                    WEFT_SPAWN(loop, client, .port = weft_server_port(v.p), .last = "quit\n");
+                assert_int_equal(run_task(loop, t), 0);
+                drain(loop);
+                assert_int_equal(g_client_ok, 1);
+                assert_int_equal(g_handled, 1);
+                assert_non_null(g_handler_name);
+                if (named)
+                    assert_string_equal(g_handler_name, "big");
+                stop_server(loop, v.p);
+            }
+        }
         finish(loop);
     }
 }
@@ -1581,6 +1686,8 @@ int main(void)
         /* connections and servers */
         T(test_s_stream_1_start_server_with_many_clients),
         T(test_s_stream_1_handler_error_is_reported_and_closes),
+        T(test_start_server_task_name_names_the_handler_tasks),
+        T(test_start_server_with_a_large_handler_frame),
         T(test_s_stream_14_server_close_keeps_connections_wait_closed_waits),
         T(test_unix_server_and_connection),
         T(test_open_connection_refused),

@@ -189,7 +189,8 @@ bool weft_stream_at_eof(const weft_stream *s);
 /* Bytes buffered and not yet read. */
 size_t weft_stream_buffered(const weft_stream *s);
 
-/* After WEFT_ELIMIT: asyncio's LimitOverrunError.consumed. */
+/* After a read failed with WEFT_ELIMIT, until the next read starts:
+ * asyncio's LimitOverrunError.consumed (0 otherwise). */
 size_t weft_stream_consumed(const weft_stream *s);
 
 /* The reader limit. */
