@@ -21,7 +21,7 @@ _Static_assert(sizeof(void *) != 8 || sizeof(weft__call) == 88, "weft__call grew
 /* weft__loop_head is the head of struct weft_loop. */
 #define SAME(f) (offsetof(struct weft_loop, f) == offsetof(weft__loop_head, f))
 _Static_assert(SAME(ready) && SAME(batch) && SAME(queues) && SAME(pool) && SAME(state) &&
-                   SAME(flags),
+                   SAME(flags) && SAME(run) && SAME(task_now) && SAME(ffree),
                "weft__loop_head is not the head of struct weft_loop");
 #undef SAME
 

@@ -189,36 +189,19 @@ typedef struct weft__dfuture {
 /* Private: plain futures' kind (src/future.c). */
 extern const struct weft__future_ops weft__plain_ops;
 
-/* Private: a loop's recycled plain futures, what the inline paths of
- * weft_future_new and of an await pop and push.  It lies
- * WEFT__FUTURE_CACHE_OFF bytes into the loop's future layer, whose address
- * is weft__future_layer_off bytes into the loop (both checked in
- * src/future.c). */
-typedef struct weft__future_cache {
-    weft__dfuture *free; /* chained through f.waiters.next; always empty in a
-                            poison build (freed futures are quarantined) */
-} weft__future_cache;
-
-#define WEFT__FUTURE_CACHE_OFF (3 * sizeof(void (*)(void)))
-extern const size_t weft__future_layer_off;
-
-/* Private: the loop's future cache, or NULL (no future was made yet). */
-static inline weft__future_cache *weft__future_cache_of(const weft_loop *loop)
-{
-    char *l = *(char *const *)(const void *)((const char *)loop + weft__future_layer_off);
-    return l ? (weft__future_cache *)(void *)(l + WEFT__FUTURE_CACHE_OFF) : NULL;
-}
-
 /* Private: weft_future_new's hot path, inline: a recycled future of an
  * open loop (already a plain future of this loop, without a destructor,
- * whose waiters.prev points to its waiters). */
+ * whose waiters.prev points to its waiters), from the loop's free list
+ * (weft__loop_head.ffree: the future layer keeps it there, so that the
+ * inline paths of weft_future_new and of an await reach it at a fixed
+ * offset; future.c fills it, and empties it at the close). */
 static inline weft_future *weft__future_new_inline(weft_loop *loop)
 {
-    weft__future_cache *c;
+    weft__loop_head *h = (weft__loop_head *)(void *)loop;
     weft__dfuture *d;
-    if (!loop || !(c = weft__future_cache_of(loop)) || !(d = c->free))
+    if (!loop || !(d = h->ffree))
         return (weft_future_new)(loop);
-    c->free = (weft__dfuture *)(void *)d->f.waiters.next;
+    h->ffree = (weft__dfuture *)(void *)d->f.waiters.next;
     d->f.waiters.next = &d->f.waiters; /* prev is &waiters already: the free
                                           list chains through next only, and
                                           a done future has no waiters */

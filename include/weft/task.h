@@ -334,14 +334,13 @@ typedef struct weft__task {
  * done.  Only from a running step: the loop is open. */
 static inline bool weft__await_recycle(weft_future *prev, weft_loop *loop)
 {
-    weft__future_cache *c;
+    weft__loop_head *h = (weft__loop_head *)(void *)loop;
     if (prev->refs != 1 || prev->state != WEFT__DONE ||
         (prev->flags & (WEFT__F_PLAIN | WEFT__F_EXTRAS)) != WEFT__F_PLAIN)
         return false;
-    c = weft__future_cache_of(loop); /* a plain future was made: not NULL */
     prev->refs = 0;
-    prev->waiters.next = (weft_link *)(void *)c->free;
-    c->free = (weft__dfuture *)(void *)prev;
+    prev->waiters.next = (weft_link *)(void *)h->ffree;
+    h->ffree = (weft__dfuture *)(void *)prev;
     return true;
 }
 
@@ -389,6 +388,47 @@ static inline int weft__await_end(weft_task *task, int *var)
     }
     return weft__await_end_slow(task, var);
 }
+
+/* Private: the general step (whatever frame is innermost, a cancellation
+ * pending), the rest of a step whose frame returned anything but
+ * "suspended" (calls, returns, the end), and the lag report's description
+ * of a root frame's step (src/task.c). */
+void weft__task_step(weft_node *n);
+void weft__task_step_on(weft__task *t, weft_co *co, weft_co_rc rc);
+void weft__task_describe_root(const void *obj, struct weft_report *r, char *buf, size_t n);
+
+/* Private: the step of a task whose root frame is coroutine `name`
+ * (WEFT_ASYNC emits it, and a task spawned with it runs it off the ready
+ * queue): the common case - the root frame innermost, no cancellation
+ * pending - records the step for the lag report (the resume line in the
+ * record's arg) and the current task, and runs the body here, with no
+ * trampoline call in between; anything else is the general step. */
+#undef WEFT__CO_STEP_DEF
+#undef WEFT__CO_STEP_PTR
+#define WEFT__CO_STEP_DEF(name)                                                        \
+    static void name##__step(weft_node *weft__n)                                       \
+    {                                                                                  \
+        weft__task *weft__t = WEFT_CONTAINER_OF(weft__n, weft__task, node);            \
+        weft_co *weft__root = (weft_co *)(void *)(weft__t + 1);                        \
+        weft__loop_head *weft__h = (weft__loop_head *)(void *)weft__t->fut.loop;       \
+        weft_co_rc weft__rc;                                                           \
+        if (weft__root->up == weft__root && !weft__t->fut.aux) {                       \
+            weft__h->task_now = weft__t;                                               \
+            weft__h->run.fn = weft__run_obj;                                           \
+            weft__h->run.arg = (void *)(intptr_t)weft__root->line;                     \
+            weft__h->run.describe = weft__task_describe_root;                          \
+            weft__h->run.obj = weft__t;                                                \
+            weft__rc = name##__body((struct name *)(void *)weft__root, &weft__t->fut); \
+            if (weft__rc.v == WEFT_CO_PENDING) {                                       \
+                weft__h->task_now = NULL;                                              \
+                return;                                                                \
+            }                                                                          \
+            weft__task_step_on(weft__t, weft__root, weft__rc);                         \
+            return;                                                                    \
+        }                                                                              \
+        weft__task_step(weft__n);                                                      \
+    }
+#define WEFT__CO_STEP_PTR(name) name##__step
 
 /* Private: NULL, out of line (no NULL constant for the optimiser to
  * carry into the caller's use of the loop). */
