@@ -50,6 +50,12 @@ static const weft__future_ops yield_ops = {.kind = "yield"};
 static const weft__future_ops none_ops = {.kind = "done"};
 
 /* What the inline paths of weft/future.h assume. */
+#define HDR_AT(m) \
+    (offsetof(weft_future, m) - offsetof(weft_future, refs) == offsetof(weft__future_hdr, m))
+_Static_assert(sizeof(weft__future_hdr) == 8 && HDR_AT(refs) && HDR_AT(state) && HDR_AT(flags) &&
+                   HDR_AT(aux),
+               "weft__future_hdr is the word at a future's refs");
+#undef HDR_AT
 _Static_assert(WEFT__LOOP_CLOSED_BITS == (WEFT__CLOSING | WEFT__CLOSED),
                "WEFT__LOOP_CLOSED_BITS: the closing and closed state bits");
 

@@ -785,6 +785,14 @@ WEFT__COLD void weft__task_step_on(weft__task *t, weft_co *co, weft_co_rc rc)
     loop->task_now = NULL;
 }
 
+/* weft__task_step_on for a coroutine's own step (the root frame returned
+ * rc): the step keeps nothing but the node across the body. */
+WEFT__COLD void weft__task_root_step_on(weft_node *n, weft_co_rc rc)
+{
+    weft__task *t = WEFT_CONTAINER_OF(n, weft__task, node);
+    weft__task_step_on(t, root_of(t), rc);
+}
+
 /* The general step: resume the innermost frame.  The common case, a
  * frame that runs to its next suspension, is the short path; a root frame
  * with no cancellation pending usually runs in its coroutine's own step

@@ -30,6 +30,8 @@
 #ifndef WEFT_FUTURE_H
 #define WEFT_FUTURE_H
 
+#include <string.h>
+
 #include "loop.h"
 
 #ifdef __cplusplus
@@ -178,6 +180,31 @@ struct weft_future {
     uint8_t flags; /* WEFT__F_* */
     uint16_t aux;  /* free for the kind: a task's cancel requests */
 };
+
+/* Private: refs, state, flags and aux, the four fields the inline paths
+ * test, are one 8-byte word at refs; weft__future_hdr_is tests masked
+ * values of them with one load and one comparison. */
+typedef struct weft__future_hdr {
+    uint32_t refs;
+    uint8_t state, flags;
+    uint16_t aux;
+} weft__future_hdr;
+
+static inline uint64_t weft__future_hdr_word(weft__future_hdr h)
+{
+    uint64_t w;
+    memcpy(&w, &h, sizeof w);
+    return w;
+}
+
+/* True if f's fields masked by mask (set bits: compared) equal want's. */
+static inline bool weft__future_hdr_is(const weft_future *f, weft__future_hdr mask,
+                                       weft__future_hdr want)
+{
+    uint64_t w;
+    memcpy(&w, (const char *)f + offsetof(weft_future, refs), sizeof w);
+    return (w & weft__future_hdr_word(mask)) == weft__future_hdr_word(want);
+}
 
 /* Private: a future that owns its pointer value's destructor (a plain
  * future is one). */

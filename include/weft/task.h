@@ -335,8 +335,9 @@ typedef struct weft__task {
 static inline bool weft__await_recycle(weft_future *prev, weft_loop *loop)
 {
     weft__loop_head *h = (weft__loop_head *)(void *)loop;
-    if (prev->refs != 1 || prev->state != WEFT__DONE ||
-        (prev->flags & (WEFT__F_PLAIN | WEFT__F_EXTRAS)) != WEFT__F_PLAIN)
+    const weft__future_hdr mask = {UINT32_MAX, 0xff, WEFT__F_PLAIN | WEFT__F_EXTRAS, 0};
+    const weft__future_hdr want = {1, WEFT__DONE, WEFT__F_PLAIN, 0};
+    if (!weft__future_hdr_is(prev, mask, want)) /* one test of refs, state, flags */
         return false;
     prev->refs = 0;
     prev->waiters.next = (weft_link *)(void *)h->ffree;
@@ -363,10 +364,11 @@ static inline int weft__await(weft_task *task, weft_future *f, int *var)
         return weft__await_slow(task, f, var);
     if (f->loop != task->loop || f == task || task->aux)
         return weft__await_slow(task, f, var);
-    if (prev) {
+    if (prev && !weft__await_recycle(prev, task->loop)) {
+        /* (a recycled one is not f: f is pending, or the yield future) */
         if (prev->refs > 1)
             prev->refs--; /* the reference of its previous await (f's too: a reused waiter) */
-        else if (prev != f && !weft__await_recycle(prev, task->loop))
+        else if (prev != f)
             return weft__await_slow(task, f, var);
     }
     t->w.waiting = f;
@@ -380,7 +382,10 @@ static inline int weft__await_end(weft_task *task, int *var)
 {
     const weft__task *t = (const weft__task *)(void *)task;
     weft_future *f = t->w.waiting;
-    if (f->state == WEFT__DONE && (!(f->flags & WEFT__F_YIELD) || !task->aux)) {
+    const weft__future_hdr mask = {0, 0xff, WEFT__F_YIELD, 0};
+    const weft__future_hdr want = {0, WEFT__DONE, 0, 0};
+    if (weft__future_hdr_is(f, mask, want) || /* done, not sleep(0): one test */
+        (f->state == WEFT__DONE && !task->aux)) {
         f->flags |= WEFT__F_OBSERVED; /* a value, or back from sleep(0) */
         if (var)
             *var = 0;
@@ -395,6 +400,7 @@ static inline int weft__await_end(weft_task *task, int *var)
  * of a root frame's step (src/task.c). */
 void weft__task_step(weft_node *n);
 void weft__task_step_on(weft__task *t, weft_co *co, weft_co_rc rc);
+void weft__task_root_step_on(weft_node *n, weft_co_rc rc); /* the root frame returned rc */
 void weft__task_describe_root(const void *obj, struct weft_report *r, char *buf, size_t n);
 
 /* Private: the step of a task whose root frame is coroutine `name`
@@ -423,7 +429,7 @@ void weft__task_describe_root(const void *obj, struct weft_report *r, char *buf,
                 weft__h->task_now = NULL;                                              \
                 return;                                                                \
             }                                                                          \
-            weft__task_step_on(weft__t, weft__root, weft__rc);                         \
+            weft__task_root_step_on(weft__n, weft__rc);                                \
             return;                                                                    \
         }                                                                              \
         weft__task_step(weft__n);                                                      \
