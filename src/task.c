@@ -97,6 +97,18 @@ static weft_link *prefix_of(weft__task *t)
 
 static const weft__future_ops task_ops;
 
+/* The run function of a task whose innermost frame is its root frame:
+ * the root coroutine's own step (WEFT__CO_STEP_DEF in weft/task.h, which
+ * tests nothing but the cancellation requests: node.run is it only while
+ * the root frame is innermost), or the general one.  A child frame
+ * innermost: the general step. */
+static void (*root_step(const weft_co *root))(weft_node *)
+{
+    weft__co_query q;
+    root->info->store(NULL, &q.v); /* the coroutine's own step, if it has one */
+    return q.step ? q.step : weft__task_step;
+}
+
 bool weft_is_task(const weft_future *f)
 {
     return f && f->ops == &task_ops;
@@ -211,9 +223,7 @@ static weft__task *spawn(weft_loop *loop, const weft_co *init, void *mem, size_t
     t->fut.refs = 2; /* the caller's and the loop's */
     t->fut.flags = WEFT__T_LOOPREF | kflags;
     t->node.link.next = t->node.link.prev = NULL;
-    weft__co_query q;
-    info->store(NULL, &q.v); /* the coroutine's own step, if it has one */
-    t->node.run = q.step ? q.step : weft__task_step;
+    t->node.run = root_step(root); /* the root frame is innermost */
     t->w.waiting = NULL;
     if (kflags & WEFT__T_LISTED)
         weft__list_push(&ts->listed, prefix_of(t));
@@ -754,6 +764,7 @@ WEFT__COLD void weft__task_step_on(weft__task *t, weft_co *co, weft_co_rc rc)
             if (t->fut.aux && !masked_from(t, co))
                 enter_cancelled(child, co->line);
             root->up = child;
+            t->node.run = weft__task_step; /* a child innermost */
             co = child;
         } else {
             if (!co->err && (co->flags & WEFT__CO_IN_FINALLY) && t->fut.aux &&
@@ -776,6 +787,8 @@ WEFT__COLD void weft__task_step_on(weft__task *t, weft_co *co, weft_co_rc rc)
             if (co->err == -ECANCELED && t->fut.aux && !masked_from(t, parent))
                 co->flags |= WEFT_CO_UNCATCHABLE; /* the task's own: TRY_CALL must not catch it */
             root->up = parent;
+            if (parent == root)
+                t->node.run = root_step(root);
             co = parent;
         }
         rc = co->info->fn(co, &t->fut);

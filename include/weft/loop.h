@@ -294,8 +294,8 @@ struct weft_report;
 typedef void weft__describe_fn(const void *obj, struct weft_report *r, char *buf, size_t n);
 typedef struct weft__running {
     weft_cb *fn; /* the callback, weft__run_obj (see obj), or NULL */
-    void *arg;
     weft__describe_fn *describe;
+    void *arg;
     const void *obj;
 } weft__running;
 

@@ -15,7 +15,9 @@
  * Costs (LP64): a task is 80 bytes plus its frame, in one block from the
  * loop's pool (a task whose frame is WEFT_FRAME(int) alone is 128 bytes);
  * spawning takes no allocator call in steady state; resuming a task is one
- * ready-queue node and one indirect call per frame entered.
+ * ready-queue node and one indirect call per frame entered (its root
+ * frame's body runs inside the task's step itself, where the compiler
+ * inlines it).
  */
 #ifndef WEFT_TASK_H
 #define WEFT_TASK_H
@@ -405,10 +407,12 @@ void weft__task_describe_root(const void *obj, struct weft_report *r, char *buf,
 
 /* Private: the step of a task whose root frame is coroutine `name`
  * (WEFT_ASYNC emits it, and a task spawned with it runs it off the ready
- * queue): the common case - the root frame innermost, no cancellation
- * pending - records the step for the lag report (the resume line in the
- * record's arg) and the current task, and runs the body here, with no
- * trampoline call in between; anything else is the general step. */
+ * queue while its root frame is innermost; src/task.c switches to the
+ * general step while a child frame is): the common case - no
+ * cancellation pending - records the step for the lag report (the resume
+ * line in the record's arg) and the current task, and runs the body here,
+ * with no trampoline call in between; a cancellation pending is the
+ * general step's. */
 #undef WEFT__CO_STEP_DEF
 #undef WEFT__CO_STEP_PTR
 #define WEFT__CO_STEP_DEF(name)                                                        \
@@ -418,7 +422,7 @@ void weft__task_describe_root(const void *obj, struct weft_report *r, char *buf,
         weft_co *weft__root = (weft_co *)(void *)(weft__t + 1);                        \
         weft__loop_head *weft__h = (weft__loop_head *)(void *)weft__t->fut.loop;       \
         weft_co_rc weft__rc;                                                           \
-        if (weft__root->up == weft__root && !weft__t->fut.aux) {                       \
+        if (!weft__t->fut.aux) {                                                       \
             weft__h->task_now = weft__t;                                               \
             weft__h->run.fn = weft__run_obj;                                           \
             weft__h->run.arg = (void *)(intptr_t)weft__root->line;                     \
