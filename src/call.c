@@ -21,7 +21,7 @@ _Static_assert(sizeof(void *) != 8 || sizeof(weft__call) == 104, "weft__call gre
 /* weft__loop_head is the head of struct weft_loop. */
 #define SAME(f) (offsetof(struct weft_loop, f) == offsetof(weft__loop_head, f))
 _Static_assert(SAME(ready) && SAME(batch) && SAME(queues) && SAME(pool) && SAME(state) &&
-                   SAME(flags),
+                   SAME(flags) && SAME(run) && SAME(task_now) && SAME(ffree),
                "weft__loop_head is not the head of struct weft_loop");
 #undef SAME
 
@@ -122,7 +122,7 @@ void weft__call_fired(weft_loop *loop, weft_timer *t)
 void weft__run_callbacks(weft_loop *loop)
 {
     const bool virt = loop->virtual_clock; /* fixed at creation */
-    do {
+    for (;;) {
         loop->now_valid = virt;
         weft_link *r = loop->ready, *l = r->next;
         weft__call *c = (weft__call *)(void *)l;
@@ -145,13 +145,31 @@ void weft__run_callbacks(weft_loop *loop)
         } else if (l->next != r) {
             weft__run_ready_checked(loop); /* several nodes */
         } else {
-            weft__run_head(loop, r); /* one other node (a task step) */
+            /* one other node (a task step, a watcher): weft__run_head,
+             * whose lag check (the WEFT__ATTN_LAG bit first) is the attn
+             * test of the loop's condition, made once */
+            weft_node *n = (weft_node *)(void *)l;
+            void (*run)(weft_node *) = n->run;
+            unsigned a;
+            weft__run_head_unchecked(loop, r);
+            loop->stats.iterations++;
+            a = atomic_load_explicit(&loop->attn, memory_order_relaxed);
+            if (a) {
+                if ((a & WEFT__ATTN_LAG) && weft__lag_flagged(loop))
+                    weft__lag_report(loop, n, run);
+                break;
+            }
+            if (loop->heap.n || weft__list_empty(loop->ready))
+                break;
+            continue;
         }
         loop->stats.iterations++;
         /* weft__only_callbacks: a stop, a hook or a first watcher since
          * the entry raised WEFT__ATTN_STATE, so the attn test covers them */
-    } while (!loop->heap.n && !atomic_load_explicit(&loop->attn, memory_order_relaxed) &&
-             !weft__list_empty(loop->ready));
+        if (loop->heap.n || atomic_load_explicit(&loop->attn, memory_order_relaxed) ||
+            weft__list_empty(loop->ready))
+            break;
+    }
     if (atomic_load_explicit(&loop->attn, memory_order_relaxed) & WEFT__ATTN_LAG)
         atomic_fetch_and_explicit(&loop->attn, ~(unsigned)WEFT__ATTN_LAG, memory_order_acquire);
     /* the last callback's check: due after a chain's, done already after

@@ -50,10 +50,12 @@ static const weft__future_ops yield_ops = {.kind = "yield"};
 static const weft__future_ops none_ops = {.kind = "done"};
 
 /* What the inline paths of weft/future.h assume. */
-const size_t weft__future_layer_off =
-    offsetof(struct weft_loop, layers) + WEFT__LAYER_FUTURE * sizeof(weft__layer *);
-_Static_assert(offsetof(weft__future_layer, cache) == WEFT__FUTURE_CACHE_OFF,
-               "the future cache follows the layer header");
+#define HDR_AT(m) \
+    (offsetof(weft_future, m) - offsetof(weft_future, refs) == offsetof(weft__future_hdr, m))
+_Static_assert(sizeof(weft__future_hdr) == 8 && HDR_AT(refs) && HDR_AT(state) && HDR_AT(flags) &&
+                   HDR_AT(aux),
+               "weft__future_hdr is the word at a future's refs");
+#undef HDR_AT
 _Static_assert(WEFT__LOOP_CLOSED_BITS == (WEFT__CLOSING | WEFT__CLOSED),
                "WEFT__LOOP_CLOSED_BITS: the closing and closed state bits");
 
@@ -592,8 +594,8 @@ static void plain_release(weft_future *f)
     weft__free(f->loop, d);
 #else
     f->state = WEFT__DONE; /* a freed future never reads as pending (see weft__await) */
-    f->waiters.next = (weft_link *)(void *)fl->cache.free; /* recycle */
-    fl->cache.free = d;
+    f->waiters.next = (weft_link *)(void *)f->loop->ffree; /* recycle */
+    f->loop->ffree = d;
     fl->live++; /* counted while on the free list (really_release uncounted it) */
 #endif
 }
@@ -629,12 +631,10 @@ WEFT__COLD static weft_future *future_new_slow(weft_loop *loop)
 /* (parenthesised: weft/future.h defines weft_future_new as a macro too) */
 weft_future *(weft_future_new)(weft_loop *loop)
 {
-    weft__future_layer *fl;
     weft__dfuture *d;
-    if (!loop || !(fl = (weft__future_layer *)(void *)weft__layer_get(loop, WEFT__LAYER_FUTURE)) ||
-        !(d = fl->cache.free))
+    if (!loop || !(d = loop->ffree))
         return future_new_slow(loop);
-    fl->cache.free = (weft__dfuture *)(void *)d->f.waiters.next; /* a recycled future */
+    loop->ffree = (weft__dfuture *)(void *)d->f.waiters.next; /* a recycled future */
     /* it is a plain future of this loop already, without a destructor (a
      * pending plain future never reads its out) */
     WEFT_ASSERT(d->f.ops == &weft__plain_ops && d->f.loop == loop && !d->dtor &&
@@ -830,12 +830,12 @@ static void layer_close(weft_loop *loop, weft__layer *self)
             fl->quar[i] = NULL;
         }
 #endif
-    for (weft__dfuture *d = fl->cache.free, *next; d; d = next) {
+    for (weft__dfuture *d = loop->ffree, *next; d; d = next) {
         next = (weft__dfuture *)(void *)d->f.waiters.next;
         weft__free(loop, d);
         fl->live--; /* recycled ones were still counted */
     }
-    fl->cache.free = NULL;
+    loop->ffree = NULL;
 }
 
 /* The loop is destroyed: the pool goes (blocks still referenced by users

@@ -89,11 +89,9 @@ typedef struct weft__scoped {
 
 typedef struct weft__future_layer {
     weft__layer base;
-    weft__future_cache cache; /* recycled plain futures (weft/future.h: the
-                                 inline paths reach it at a fixed offset) */
-    weft__pool pool;          /* small blocks for every layer above the loop; it
-                                 outlives close (blocks users still hold) until the
-                                 loop is destroyed */
+    weft__pool pool; /* small blocks for every layer above the loop; it
+                        outlives close (blocks users still hold) until the
+                        loop is destroyed */
     struct weft__cbnode *cbfree;
     weft_link cbinuse;    /* callback nodes in use */
     weft_link held;       /* weft__hold links of held futures */
@@ -247,12 +245,15 @@ static inline bool weft__future_recyclable(const weft_future *f)
            !(f->flags & WEFT__F_EXTRAS) && !((const weft__dfuture *)(const void *)f)->dtor;
 }
 
-/* Put recyclable f on the free list of layer fl. */
+/* Put recyclable f on the free list of its loop, whose layer fl is open
+ * (the list is the loop head's ffree: weft/future.h). */
 static inline void weft__future_recycle_into(weft_future *f, weft__future_layer *fl)
 {
+    weft_loop *loop = f->loop;
+    (void)fl;
     f->refs = 0; /* fl->live still counts it (see there) */
-    f->waiters.next = (weft_link *)(void *)fl->cache.free;
-    fl->cache.free = (weft__dfuture *)(void *)f;
+    f->waiters.next = (weft_link *)(void *)loop->ffree;
+    loop->ffree = (weft__dfuture *)(void *)f;
 }
 
 /* weft__future_recycle where the caller knows f->loop already. */

@@ -256,7 +256,19 @@ static inline void weft__cb_checked(weft_loop *loop, const void *node, void (*ru
  * node (so that a chain reuses it), then the callback; that saves an
  * indirect call and the clear of the record.  So is a watcher (nearly
  * every node of an I/O-heavy loop). */
+static inline void weft__run_head_unchecked(weft_loop *loop, weft_link *batch);
+
 static inline void weft__run_head(weft_loop *loop, weft_link *batch)
+{
+    weft_node *n = (weft_node *)(void *)batch->next;
+    void (*run)(weft_node *) = n->run;
+    weft__run_head_unchecked(loop, batch);
+    weft__cb_checked(loop, n, run);
+}
+
+/* weft__run_head without the lag check after the node ran (the caller
+ * makes it: the callbacks-only loop folds it into its attn test). */
+static inline void weft__run_head_unchecked(weft_loop *loop, weft_link *batch)
 {
     weft_link *l = batch->next, *next = l->next; /* the head: prev is batch */
     WEFT_ASSERT(l->prev == batch && next->prev == l);
@@ -275,7 +287,6 @@ static inline void weft__run_head(weft_loop *loop, weft_link *batch)
         weft__running_cb(loop, fn, arg);
         weft__call_release(loop, c);
         fn(arg);
-        weft__cb_checked(loop, n, weft__call_soon_run);
     } else if (run == weft__io_run) {
         /* a watcher (weft__io_run, inline): its callback gets what was
          * gathered this iteration */
@@ -285,11 +296,9 @@ static inline void weft__run_head(weft_loop *loop, weft_link *batch)
         /* the report prints the symbol; the pointer is never called as a weft_cb */
         weft__running_cb(loop, (weft_cb *)(void (*)(void))w->cb, w);
         w->cb(w, ev);
-        weft__cb_checked(loop, n, weft__io_run);
     } else {
         loop->run.fn = NULL;
         run(n);
-        weft__cb_checked(loop, n, run);
     }
 }
 

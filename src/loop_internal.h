@@ -210,7 +210,8 @@ static inline void weft__running_cb(weft_loop *loop, weft_cb *fn, void *arg);
  * description of what ran into buf ("task 'name' step resumed at f.c:12").
  * obj must stay valid until the run function returns, or until it called
  * weft__lag_capture. */
-typedef void weft__describe_fn(const void *obj, weft_report *r, char *buf, size_t n);
+/* (weft__describe_fn and the record, weft__running, are in weft/loop.h:
+ * the task step's inline path writes the record.) */
 static inline void weft__running_obj(weft_loop *loop, weft__describe_fn *d, const void *obj);
 
 /* True when the watchdog has flagged the callback running now as slow (one
@@ -248,15 +249,8 @@ typedef struct weft__hent { /* a timer heap entry: the key lives here */
     weft_timer *t;
 } weft__hent;
 
-typedef struct weft__running {
-    weft_cb *fn; /* the callback, weft__run_obj (see obj), or NULL */
-    void *arg;
-    weft__describe_fn *describe;
-    const void *obj;
-} weft__running;
-
-/* The marker that weft__running_obj stores in weft__running.fn. */
-void weft__run_obj(void *unused);
+/* (weft__running, the record of what runs, and weft__run_obj, the marker
+ * that weft__running_obj stores in it, are in weft/loop.h.) */
 
 typedef struct weft__lag {
     /* shared with the watchdog thread */
@@ -313,7 +307,6 @@ struct weft_loop {
     WEFT__LOOP_HEAD
     int nwatched;          /* watchers with interest */
     _Atomic unsigned attn; /* WEFT__ATTN_*: look before the iteration */
-    weft__running run;
     void (*iter_hook)(weft_loop *, void *);
     void *iter_ud;
     int exit_status; /* weft_exit: status + 1; 0 = not requested */

@@ -29,13 +29,12 @@
 
 typedef struct task_layer {
     weft__layer base;
-    weft__task *current;           /* whose step runs */
     int budget;                    /* done awaits the step may still finish */
     uint64_t budget_tick;          /* the loop's callback tick budget is for: a
                                       step of another tick starts afresh */
-    const weft_co_info *step_info; /* where the current step resumed (lag reports) */
-    int step_line;
-    weft_link listed; /* listed tasks (see task_internal.h) */
+    const weft_co_info *step_info; /* where a general step resumed (lag reports;
+                                      the line is in the record's arg) */
+    weft_link listed;              /* listed tasks (see task_internal.h) */
     size_t pending;
 } task_layer;
 
@@ -98,6 +97,18 @@ static weft_link *prefix_of(weft__task *t)
 
 static const weft__future_ops task_ops;
 
+/* The run function of a task whose innermost frame is its root frame:
+ * the root coroutine's own step (WEFT__CO_STEP_DEF in weft/task.h, which
+ * tests nothing but the cancellation requests: node.run is it only while
+ * the root frame is innermost), or the general one.  A child frame
+ * innermost: the general step. */
+static void (*root_step(const weft_co *root))(weft_node *)
+{
+    weft__co_query q;
+    root->info->store(NULL, &q.v); /* the coroutine's own step, if it has one */
+    return q.step ? q.step : weft__task_step;
+}
+
 bool weft_is_task(const weft_future *f)
 {
     return f && f->ops == &task_ops;
@@ -109,8 +120,6 @@ bool weft__task_in_storage(const weft_task *t)
 }
 
 /* ---- spawn ---------------------------------------------------------------------------------- */
-
-static void task_step(weft_node *n);
 
 /* A new task; queued (its first step in the ready queue) if queue. */
 static weft__task *spawn(weft_loop *loop, const weft_co *init, void *mem, size_t size, bool queue);
@@ -128,20 +137,19 @@ static void eager_step(weft__task *t)
 {
     weft_loop *loop = t->fut.loop;
     task_layer *ts = tasks_of(loop);
-    weft__task *current = ts->current;
-    int budget = ts->budget, line = ts->step_line;
+    const void *current = loop->task_now;
+    int budget = ts->budget;
     uint64_t budget_tick = ts->budget_tick;
     const weft_co_info *info = ts->step_info;
     weft__running run = loop->run;
     weft_future_ref(&t->fut);  /* the step may finish it and drop the loop's reference */
     ts->budget = AWAIT_BUDGET; /* a step of its own, in the caller's tick */
     ts->budget_tick = atomic_load_explicit(&loop->lag.tick, memory_order_relaxed);
-    task_step(&t->node);
-    ts->current = current;
+    t->node.run(&t->node); /* its coroutine's step, or the general one */
+    loop->task_now = current;
     ts->budget = budget;
     ts->budget_tick = budget_tick;
     ts->step_info = info;
-    ts->step_line = line;
     loop->run = run;
     weft_future_unref(&t->fut);
 }
@@ -215,7 +223,7 @@ static weft__task *spawn(weft_loop *loop, const weft_co *init, void *mem, size_t
     t->fut.refs = 2; /* the caller's and the loop's */
     t->fut.flags = WEFT__T_LOOPREF | kflags;
     t->node.link.next = t->node.link.prev = NULL;
-    t->node.run = task_step;
+    t->node.run = root_step(root); /* the root frame is innermost */
     t->w.waiting = NULL;
     if (kflags & WEFT__T_LISTED)
         weft__list_push(&ts->listed, prefix_of(t));
@@ -716,22 +724,37 @@ static void task_unref_done(weft__task *t)
     weft__future_unref(f);
 }
 
+/* The lag report's description of t's step, which resumed frame info at
+ * the line the record's arg holds. */
+static void describe_at(const weft__task *t, const weft_co_info *info, weft_report *r, char *buf,
+                        size_t n)
+{
+    r->task = &t->fut;
+    r->task_name = tname(t);
+    r->coroutine = info->name;
+    r->file = info->file;
+    r->line = (int)(intptr_t)t->fut.loop->run.arg;
+    snprintf(buf, n, "task '%s' step resumed at %s:%d", r->task_name, r->file, r->line);
+}
+
+/* A general step: the frame it resumed is the layer's step_info. */
 static void describe_step(const void *obj, weft_report *r, char *buf, size_t n)
 {
     const weft__task *t = obj;
-    const task_layer *ts = tasks_of(t->fut.loop);
-    r->task = &t->fut;
-    r->task_name = tname(t);
-    r->coroutine = ts->step_info->name;
-    r->file = ts->step_info->file;
-    r->line = ts->step_line;
-    snprintf(buf, n, "task '%s' step resumed at %s:%d", r->task_name, r->file, r->line);
+    describe_at(t, tasks_of(t->fut.loop)->step_info, r, buf, n);
+}
+
+/* A coroutine's own step (weft/task.h): it resumed the root frame. */
+void weft__task_describe_root(const void *obj, weft_report *r, char *buf, size_t n)
+{
+    const weft__task *t = obj;
+    describe_at(t, root_of(t)->info, r, buf, n);
 }
 
 /* The rest of a step once the frame running returned anything but
  * "suspended": calls into children, returns to parents, failures, the end
  * of the task.  rc is what co returned. */
-WEFT__COLD static void step_on(weft__task *t, weft_co *co, weft_co_rc rc)
+WEFT__COLD void weft__task_step_on(weft__task *t, weft_co *co, weft_co_rc rc)
 {
     weft_loop *loop = t->fut.loop;
     weft_co *root = root_of(t);
@@ -741,6 +764,7 @@ WEFT__COLD static void step_on(weft__task *t, weft_co *co, weft_co_rc rc)
             if (t->fut.aux && !masked_from(t, co))
                 enter_cancelled(child, co->line);
             root->up = child;
+            t->node.run = weft__task_step; /* a child innermost */
             co = child;
         } else {
             if (!co->err && (co->flags & WEFT__CO_IN_FINALLY) && t->fut.aux &&
@@ -753,7 +777,7 @@ WEFT__COLD static void step_on(weft__task *t, weft_co *co, weft_co_rc rc)
                 frame_failed(t, co);
             if (co == root) {
                 task_finish(t, root);
-                tasks_of(loop)->current = NULL;
+                loop->task_now = NULL;
                 weft__lag_capture(loop); /* t may be freed below: the loop must not touch it */
                 t->fut.flags &= (uint8_t)~WEFT__T_LOOPREF;
                 task_unref_done(t);
@@ -763,36 +787,49 @@ WEFT__COLD static void step_on(weft__task *t, weft_co *co, weft_co_rc rc)
             if (co->err == -ECANCELED && t->fut.aux && !masked_from(t, parent))
                 co->flags |= WEFT_CO_UNCATCHABLE; /* the task's own: TRY_CALL must not catch it */
             root->up = parent;
+            if (parent == root)
+                t->node.run = root_step(root);
             co = parent;
         }
         rc = co->info->fn(co, &t->fut);
         if (rc.v == WEFT_CO_PENDING)
             break;
     }
-    tasks_of(loop)->current = NULL;
+    loop->task_now = NULL;
 }
 
-/* A step: resume the innermost frame.  The common case, a frame that runs
- * to its next suspension, is the short path. */
-static void task_step(weft_node *n)
+/* weft__task_step_on for a coroutine's own step (the root frame returned
+ * rc): the step keeps nothing but the node across the body. */
+WEFT__COLD void weft__task_root_step_on(weft_node *n, weft_co_rc rc)
+{
+    weft__task *t = WEFT_CONTAINER_OF(n, weft__task, node);
+    weft__task_step_on(t, root_of(t), rc);
+}
+
+/* The general step: resume the innermost frame.  The common case, a
+ * frame that runs to its next suspension, is the short path; a root frame
+ * with no cancellation pending usually runs in its coroutine's own step
+ * instead (WEFT__CO_STEP_DEF in weft/task.h), which does what this does
+ * with the root frame known. */
+void weft__task_step(weft_node *n)
 {
     weft__task *t = WEFT_CONTAINER_OF(n, weft__task, node);
     weft_loop *loop = t->fut.loop;
     task_layer *ts = tasks_of(loop);
     weft_co *root = root_of(t), *co = root->up;
-    ts->current = t; /* (the await budget is reset by the first done await of the tick) */
+    loop->task_now = t; /* (the await budget is reset by the first done await of the tick) */
     ts->step_info = co->info;
-    ts->step_line = co->line;
     weft__running_obj(loop, describe_step, t);
+    loop->run.arg = (void *)(intptr_t)co->line; /* describe_step's line */
     if (t->fut.aux && co->key == WEFT_CO_KEY_START && co == root &&
         !(co->flags & WEFT__CO_IN_FINALLY))
         enter_cancelled(co, 0); /* cancelled before its first step */
     weft_co_rc rc = co->info->fn(co, &t->fut);
     if (rc.v == WEFT_CO_PENDING) {
-        ts->current = NULL;
+        loop->task_now = NULL;
         return;
     }
-    step_on(t, co, rc);
+    weft__task_step_on(t, co, rc);
 }
 
 /* ---- introspection
@@ -800,8 +837,7 @@ static void task_step(weft_node *n)
 
 weft_task *weft_current_task(weft_loop *loop)
 {
-    task_layer *ts = loop ? tasks_of(loop) : NULL;
-    return ts && ts->current ? &ts->current->fut : NULL;
+    return loop ? (weft_task *)(uintptr_t)loop->task_now : NULL;
 }
 
 weft_loop *weft__task_no_loop(void)
@@ -863,7 +899,8 @@ size_t weft_all_tasks(weft_loop *loop, weft_task **out, size_t n)
 
 static const char *task_state(const task_layer *ts, const weft__task *t)
 {
-    if (ts->current == t)
+    (void)ts;
+    if (t->fut.loop->task_now == t)
         return "running";
     weft_future *w = t->w.waiting;
     if (weft__node_linked(&t->node) && w && w->state == WEFT__PENDING)

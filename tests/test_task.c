@@ -470,6 +470,68 @@ static void test_current_task_inside_and_outside(void **state)
     finish(loop);
 }
 
+static weft_task *g_seen[16];
+static int g_nseen;
+
+struct cur_child {
+    WEFT_FRAME(int);
+    int k;
+};
+
+WEFT_ASYNC(cur_child)
+{
+    WEFT_BEGIN(self);
+    for (self->k = 0; self->k < 2; self->k++) {
+        if (g_nseen < 16)
+            g_seen[g_nseen++] = weft_current_task(weft_task_loop(task));
+        WEFT_YIELD(self);
+    }
+    WEFT_RETURN(self, 7);
+    WEFT_END;
+}
+
+struct cur_root {
+    WEFT_FRAME(int);
+    struct cur_child c;
+    int round, sum;
+};
+
+WEFT_ASYNC(cur_root)
+{
+    WEFT_BEGIN(self);
+    for (self->round = 0; self->round < 3; self->round++) {
+        WEFT_CALL(self, cur_child, &self->c);
+        self->sum += self->c.result;
+        if (g_nseen < 16)
+            g_seen[g_nseen++] = weft_current_task(weft_task_loop(task));
+        WEFT_YIELD(self);
+    }
+    WEFT_RETURN(self, self->sum);
+    WEFT_END;
+}
+
+/* A task runs its coroutine's own step while its root frame is innermost
+ * and the general one while a child frame is, back and forth: every
+ * resume goes on in the right frame, and the current task is the task in
+ * both kinds of step. */
+static void test_steps_alternate_between_root_and_child_frames(void **state)
+{
+    (void)state;
+    weft_loop *loop = vloop();
+    g_nseen = 0;
+    weft_task *t = WEFT_SPAWN(loop, cur_root);
+    weft_value v;
+    assert_int_equal(run(loop, t), 0);
+    assert_int_equal(weft_future_result(t, &v), 0);
+    assert_int_equal(v.i, 21);
+    assert_int_equal(g_nseen, 9);
+    for (int i = 0; i < g_nseen; i++)
+        assert_ptr_equal(g_seen[i], t);
+    assert_null(weft_current_task(loop));
+    weft_future_unref(t);
+    finish(loop);
+}
+
 /* S-TASK-14 (all_tasks = the tasks not done): borrowed pointers, the count
  * may exceed n; a NULL loop has none. */
 static void test_all_tasks_lists_pending_tasks(void **state)
@@ -2229,6 +2291,7 @@ int main(void)
         T(test_set_name_renames_pending_task),
         T(test_set_name_survives_completion),
         T(test_current_task_inside_and_outside),
+        T(test_steps_alternate_between_root_and_child_frames),
         T(test_all_tasks_lists_pending_tasks),
         T(test_task_loop_is_owning_loop),
         /* cancellation in every state */

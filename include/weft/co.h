@@ -108,9 +108,21 @@ typedef struct weft_co_info {
     weft_co_fn *fn;
     const char *name; /* the coroutine's name, e.g. "say_after" */
     const char *file; /* __FILE__ of its definition */
-    void (*store)(const weft_co *co, weft_value *out); /* result -> value */
+    void (*store)(const weft_co *co, weft_value *out); /* result -> value (a NULL
+                                                          co: weft__co_query) */
     size_t size, align;                                 /* of the frame */
 } weft_co_info;
+
+struct weft_node;
+
+/* Private: what WEFT_ASYNC's store gives for a NULL frame, out pointing
+ * to the v of one of these: the step of a task whose root frame the
+ * coroutine is (emitted where weft/task.h is included), or NULL (a task
+ * then runs the general step). */
+typedef union weft__co_query {
+    weft_value v;
+    void (*step)(struct weft_node *node);
+} weft__co_query;
 
 /* A block of a frame: a scope whose exit runs on every way out of it
  * (its end, an error, a return, a cancellation), like a cleanup section of
@@ -167,22 +179,48 @@ enum { WEFT_CO_KEY_START = 0, WEFT_CO_KEY_FINALLY = -1, WEFT__CO_KEY_END = -2 };
 
 /* Define coroutine `name` whose frame is `struct name`.  Follow with the
  * body in braces: { WEFT_BEGIN(self); ... WEFT_END; }.  Emits the
- * descriptor `name__info` (external linkage) and two static functions. */
+ * descriptor `name__info` (external linkage) and static functions: the
+ * body, its entry point, the result's store and, where weft/task.h is
+ * included, the step of a task whose root frame it is (the body runs
+ * there without a second call; WEFT__CO_STEP_DEF). */
 #define WEFT_ASYNC(name)                                                                           \
     _Static_assert(offsetof(struct name, co) == 0, "WEFT_FRAME must come first in struct " #name); \
-    static weft_co_rc name##__body(struct name *self, weft_task *task);                            \
+    static WEFT__CO_BODY_ATTR weft_co_rc name##__body(struct name *self, weft_task *task);                        \
     static weft_co_rc name##__entry(weft_co *co, weft_task *task)                                  \
     {                                                                                              \
         return name##__body((struct name *)(void *)co, task);                                      \
     }                                                                                              \
+    WEFT__CO_STEP_DEF(name)                                                                        \
     static void name##__store(const weft_co *co, weft_value *out)                                  \
     {                                                                                              \
+        if (!co) { /* the step query (weft__co_query) */                                           \
+            ((weft__co_query *)(void *)out)->step = WEFT__CO_STEP_PTR(name);                        \
+            return;                                                                                \
+        }                                                                                          \
         *out = WEFT_VALUE_OF(((const struct name *)(const void *)co)->result);                     \
     }                                                                                              \
     extern const weft_co_info name##__info;                                                        \
     const weft_co_info name##__info = {name##__entry,         #name, __FILE__, name##__store,     \
                                        sizeof(struct name), _Alignof(struct name)};                \
     static weft_co_rc name##__body(struct name *self, weft_task *task)
+
+/* Private: the body is inline, so that the compiler may inline it into
+ * its step (and its entry point) and a task's step is one function; a
+ * body with computed gotos (the labels backend) cannot be inlined, and
+ * stays a function of its own. */
+#if defined(WEFT_CO_LABELS) && (defined(__GNUC__) || defined(__clang__))
+#define WEFT__CO_BODY_ATTR
+#else
+#define WEFT__CO_BODY_ATTR inline
+#endif
+
+/* Private: without weft/task.h a coroutine has no step of its own (a task
+ * runs it through the general step; weft__co_query); weft/task.h
+ * redefines both. */
+#ifndef WEFT__CO_STEP_DEF
+#define WEFT__CO_STEP_DEF(name)
+#define WEFT__CO_STEP_PTR(name) NULL
+#endif
 
 /* Convert a scalar to a weft_value: integers to .i, floating to .d,
  * pointers to .p (C11 _Generic). */

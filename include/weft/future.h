@@ -30,6 +30,8 @@
 #ifndef WEFT_FUTURE_H
 #define WEFT_FUTURE_H
 
+#include <string.h>
+
 #include "loop.h"
 
 #ifdef __cplusplus
@@ -179,6 +181,31 @@ struct weft_future {
     uint16_t aux;  /* free for the kind: a task's cancel requests */
 };
 
+/* Private: refs, state, flags and aux, the four fields the inline paths
+ * test, are one 8-byte word at refs; weft__future_hdr_is tests masked
+ * values of them with one load and one comparison. */
+typedef struct weft__future_hdr {
+    uint32_t refs;
+    uint8_t state, flags;
+    uint16_t aux;
+} weft__future_hdr;
+
+static inline uint64_t weft__future_hdr_word(weft__future_hdr h)
+{
+    uint64_t w;
+    memcpy(&w, &h, sizeof w);
+    return w;
+}
+
+/* True if f's fields masked by mask (set bits: compared) equal want's. */
+static inline bool weft__future_hdr_is(const weft_future *f, weft__future_hdr mask,
+                                       weft__future_hdr want)
+{
+    uint64_t w;
+    memcpy(&w, (const char *)f + offsetof(weft_future, refs), sizeof w);
+    return (w & weft__future_hdr_word(mask)) == weft__future_hdr_word(want);
+}
+
 /* Private: a future that owns its pointer value's destructor (a plain
  * future is one). */
 typedef struct weft__dfuture {
@@ -189,36 +216,19 @@ typedef struct weft__dfuture {
 /* Private: plain futures' kind (src/future.c). */
 extern const struct weft__future_ops weft__plain_ops;
 
-/* Private: a loop's recycled plain futures, what the inline paths of
- * weft_future_new and of an await pop and push.  It lies
- * WEFT__FUTURE_CACHE_OFF bytes into the loop's future layer, whose address
- * is weft__future_layer_off bytes into the loop (both checked in
- * src/future.c). */
-typedef struct weft__future_cache {
-    weft__dfuture *free; /* chained through f.waiters.next; always empty in a
-                            poison build (freed futures are quarantined) */
-} weft__future_cache;
-
-#define WEFT__FUTURE_CACHE_OFF (3 * sizeof(void (*)(void)))
-extern const size_t weft__future_layer_off;
-
-/* Private: the loop's future cache, or NULL (no future was made yet). */
-static inline weft__future_cache *weft__future_cache_of(const weft_loop *loop)
-{
-    char *l = *(char *const *)(const void *)((const char *)loop + weft__future_layer_off);
-    return l ? (weft__future_cache *)(void *)(l + WEFT__FUTURE_CACHE_OFF) : NULL;
-}
-
 /* Private: weft_future_new's hot path, inline: a recycled future of an
  * open loop (already a plain future of this loop, without a destructor,
- * whose waiters.prev points to its waiters). */
+ * whose waiters.prev points to its waiters), from the loop's free list
+ * (weft__loop_head.ffree: the future layer keeps it there, so that the
+ * inline paths of weft_future_new and of an await reach it at a fixed
+ * offset; future.c fills it, and empties it at the close). */
 static inline weft_future *weft__future_new_inline(weft_loop *loop)
 {
-    weft__future_cache *c;
+    weft__loop_head *h = (weft__loop_head *)(void *)loop;
     weft__dfuture *d;
-    if (!loop || !(c = weft__future_cache_of(loop)) || !(d = c->free))
+    if (!loop || !(d = h->ffree))
         return (weft_future_new)(loop);
-    c->free = (weft__dfuture *)(void *)d->f.waiters.next;
+    h->ffree = (weft__dfuture *)(void *)d->f.waiters.next;
     d->f.waiters.next = &d->f.waiters; /* prev is &waiters already: the free
                                           list chains through next only, and
                                           a done future has no waiters */

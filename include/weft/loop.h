@@ -287,18 +287,45 @@ static inline void weft__link_splice(weft_link *dst, weft_link *src)
     dst->prev = last;
 }
 
-/* private (for weft__call_soon_inline; do not touch): the first members
- * of the loop's struct (src/loop_internal.h lays them out with this very
- * macro, and call.c checks the offsets), and a convenience call node
- * (call.c, call_pool.c). */
+/* Private (do not touch): the record of what runs now, for the lag
+ * report.  A callback: fn and arg.  A run function that describes itself
+ * (a task step): fn is weft__run_obj, describe(obj, r, buf, n) fills a
+ * report when the step turns out slow, and arg is free for it (a task
+ * step keeps its resume line there).  src/loop_internal.h documents the
+ * protocol. */
+struct weft_report;
+typedef void weft__describe_fn(const void *obj, struct weft_report *r, char *buf, size_t n);
+typedef struct weft__running {
+    weft_cb *fn; /* the callback, weft__run_obj (see obj), or NULL */
+    weft__describe_fn *describe;
+    void *arg;
+    const void *obj;
+} weft__running;
+
+/* Private: the marker that a self-describing run stores in weft__running.fn. */
+void weft__run_obj(void *unused);
+
+/* private (for weft__call_soon_inline and the task and future layers'
+ * inline paths; do not touch): the first members of the loop's struct
+ * (src/loop_internal.h lays them out with this very macro, and call.c
+ * checks the offsets), and a convenience call node (call.c, call_pool.c).
+ * The last two are the layers' above: the loop only zeroes them. */
 struct weft__call;
-#define WEFT__LOOP_HEAD                                                         \
-    weft_link *ready; /* where new work is queued: one of queues[] */           \
-    weft_link *batch; /* the other one: the batch being run, or empty */        \
-    weft_link queues[2];                                                        \
-    struct weft__call *pool; /* free call nodes (LIFO; NULL in debug builds) */ \
-    unsigned state;          /* WEFT__RUNNING ... */                            \
-    unsigned flags;          /* WEFT_LOOP_* */
+struct weft__dfuture;
+#define WEFT__LOOP_HEAD                                                                      \
+    weft_link *ready; /* where new work is queued: one of queues[] */                        \
+    weft_link *batch; /* the other one: the batch being run, or empty */                     \
+    weft_link queues[2];                                                                     \
+    struct weft__call *pool;     /* free call nodes (LIFO; NULL in debug builds) */          \
+    unsigned state;              /* WEFT__RUNNING ... */                                     \
+    unsigned flags;              /* WEFT_LOOP_* */                                           \
+    weft__running run;           /* what runs now (the lag report) */                        \
+    struct weft__dfuture *ffree; /* the future layer's recycled plain futures (chained       \
+                                    through f.waiters.next; always NULL in a poison          \
+                                    build) */                                                \
+    const void *task_now;        /* the task layer's: the task whose step runs, or NULL (not \
+                                    next to run.obj, which a step stores the same value in:  \
+                                    the two stores would become a vector store) */
 typedef struct weft__loop_head {
     WEFT__LOOP_HEAD
 } weft__loop_head;

@@ -15,7 +15,9 @@
  * Costs (LP64): a task is 80 bytes plus its frame, in one block from the
  * loop's pool (a task whose frame is WEFT_FRAME(int) alone is 128 bytes);
  * spawning takes no allocator call in steady state; resuming a task is one
- * ready-queue node and one indirect call per frame entered.
+ * ready-queue node and one indirect call per frame entered (its root
+ * frame's body runs inside the task's step itself, where the compiler
+ * inlines it).
  */
 #ifndef WEFT_TASK_H
 #define WEFT_TASK_H
@@ -334,14 +336,14 @@ typedef struct weft__task {
  * done.  Only from a running step: the loop is open. */
 static inline bool weft__await_recycle(weft_future *prev, weft_loop *loop)
 {
-    weft__future_cache *c;
-    if (prev->refs != 1 || prev->state != WEFT__DONE ||
-        (prev->flags & (WEFT__F_PLAIN | WEFT__F_EXTRAS)) != WEFT__F_PLAIN)
+    weft__loop_head *h = (weft__loop_head *)(void *)loop;
+    const weft__future_hdr mask = {UINT32_MAX, 0xff, WEFT__F_PLAIN | WEFT__F_EXTRAS, 0};
+    const weft__future_hdr want = {1, WEFT__DONE, WEFT__F_PLAIN, 0};
+    if (!weft__future_hdr_is(prev, mask, want)) /* one test of refs, state, flags */
         return false;
-    c = weft__future_cache_of(loop); /* a plain future was made: not NULL */
     prev->refs = 0;
-    prev->waiters.next = (weft_link *)(void *)c->free;
-    c->free = (weft__dfuture *)(void *)prev;
+    prev->waiters.next = (weft_link *)(void *)h->ffree;
+    h->ffree = (weft__dfuture *)(void *)prev;
     return true;
 }
 
@@ -364,10 +366,11 @@ static inline int weft__await(weft_task *task, weft_future *f, int *var)
         return weft__await_slow(task, f, var);
     if (f->loop != task->loop || f == task || task->aux)
         return weft__await_slow(task, f, var);
-    if (prev) {
+    if (prev && !weft__await_recycle(prev, task->loop)) {
+        /* (a recycled one is not f: f is pending, or the yield future) */
         if (prev->refs > 1)
             prev->refs--; /* the reference of its previous await (f's too: a reused waiter) */
-        else if (prev != f && !weft__await_recycle(prev, task->loop))
+        else if (prev != f)
             return weft__await_slow(task, f, var);
     }
     t->w.waiting = f;
@@ -381,7 +384,10 @@ static inline int weft__await_end(weft_task *task, int *var)
 {
     const weft__task *t = (const weft__task *)(void *)task;
     weft_future *f = t->w.waiting;
-    if (f->state == WEFT__DONE && (!(f->flags & WEFT__F_YIELD) || !task->aux)) {
+    const weft__future_hdr mask = {0, 0xff, WEFT__F_YIELD, 0};
+    const weft__future_hdr want = {0, WEFT__DONE, 0, 0};
+    if (weft__future_hdr_is(f, mask, want) || /* done, not sleep(0): one test */
+        (f->state == WEFT__DONE && !task->aux)) {
         f->flags |= WEFT__F_OBSERVED; /* a value, or back from sleep(0) */
         if (var)
             *var = 0;
@@ -389,6 +395,50 @@ static inline int weft__await_end(weft_task *task, int *var)
     }
     return weft__await_end_slow(task, var);
 }
+
+/* Private: the general step (whatever frame is innermost, a cancellation
+ * pending), the rest of a step whose frame returned anything but
+ * "suspended" (calls, returns, the end), and the lag report's description
+ * of a root frame's step (src/task.c). */
+void weft__task_step(weft_node *n);
+void weft__task_step_on(weft__task *t, weft_co *co, weft_co_rc rc);
+void weft__task_root_step_on(weft_node *n, weft_co_rc rc); /* the root frame returned rc */
+void weft__task_describe_root(const void *obj, struct weft_report *r, char *buf, size_t n);
+
+/* Private: the step of a task whose root frame is coroutine `name`
+ * (WEFT_ASYNC emits it, and a task spawned with it runs it off the ready
+ * queue while its root frame is innermost; src/task.c switches to the
+ * general step while a child frame is): the common case - no
+ * cancellation pending - records the step for the lag report (the resume
+ * line in the record's arg) and the current task, and runs the body here,
+ * with no trampoline call in between; a cancellation pending is the
+ * general step's. */
+#undef WEFT__CO_STEP_DEF
+#undef WEFT__CO_STEP_PTR
+#define WEFT__CO_STEP_DEF(name)                                                        \
+    static void name##__step(weft_node *weft__n)                                       \
+    {                                                                                  \
+        weft__task *weft__t = WEFT_CONTAINER_OF(weft__n, weft__task, node);            \
+        weft_co *weft__root = (weft_co *)(void *)(weft__t + 1);                        \
+        weft__loop_head *weft__h = (weft__loop_head *)(void *)weft__t->fut.loop;       \
+        weft_co_rc weft__rc;                                                           \
+        if (!weft__t->fut.aux) {                                                       \
+            weft__h->task_now = weft__t;                                               \
+            weft__h->run.fn = weft__run_obj;                                           \
+            weft__h->run.arg = (void *)(intptr_t)weft__root->line;                     \
+            weft__h->run.describe = weft__task_describe_root;                          \
+            weft__h->run.obj = weft__t;                                                \
+            weft__rc = name##__body((struct name *)(void *)weft__root, &weft__t->fut); \
+            if (weft__rc.v == WEFT_CO_PENDING) {                                       \
+                weft__h->task_now = NULL;                                              \
+                return;                                                                \
+            }                                                                          \
+            weft__task_root_step_on(weft__n, weft__rc);                                \
+            return;                                                                    \
+        }                                                                              \
+        weft__task_step(weft__n);                                                      \
+    }
+#define WEFT__CO_STEP_PTR(name) name##__step
 
 /* Private: NULL, out of line (no NULL constant for the optimiser to
  * carry into the caller's use of the loop). */
