@@ -1409,7 +1409,7 @@ WEFT_ASYNC(stream_serve)
 #define SERVE_INFO(n)                                                       \
     {                                                                       \
         stream_serve__entry, "stream_serve", __FILE__, stream_serve__store, \
-            SERVE_CHILD + 16 * (n), 16                                      \
+            SERVE_CHILD + 16 * (n), 16, stream_serve__step                  \
     }
 #define SERVE_INFO4(n) SERVE_INFO(n), SERVE_INFO((n) + 1), SERVE_INFO((n) + 2), SERVE_INFO((n) + 3)
 #define SERVE_INFO16(n) \

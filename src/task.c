@@ -104,9 +104,7 @@ static const weft__future_ops task_ops;
  * innermost: the general step. */
 static void (*root_step(const weft_co *root))(weft_node *)
 {
-    weft__co_query q;
-    root->info->store(NULL, &q.v); /* the coroutine's own step, if it has one */
-    return q.step ? q.step : weft__task_step;
+    return root->info->step ? root->info->step : weft__task_step;
 }
 
 bool weft_is_task(const weft_future *f)

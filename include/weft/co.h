@@ -103,26 +103,20 @@ enum {
 /* The uniform entry point a driver calls. */
 typedef weft_co_rc weft_co_fn(weft_co *co, weft_task *task);
 
+struct weft_node;
+
 /* Static description of a coroutine, emitted by WEFT_ASYNC. */
 typedef struct weft_co_info {
     weft_co_fn *fn;
     const char *name; /* the coroutine's name, e.g. "say_after" */
     const char *file; /* __FILE__ of its definition */
-    void (*store)(const weft_co *co, weft_value *out); /* result -> value (a NULL
-                                                          co: weft__co_query) */
+    void (*store)(const weft_co *co, weft_value *out); /* result -> value */
     size_t size, align;                                 /* of the frame */
-} weft_co_info;
-
-struct weft_node;
-
-/* Private: what WEFT_ASYNC's store gives for a NULL frame, out pointing
- * to the v of one of these: the step of a task whose root frame the
- * coroutine is (emitted where weft/task.h is included), or NULL (a task
- * then runs the general step). */
-typedef union weft__co_query {
-    weft_value v;
+    /* Private: the step of a task whose root frame this coroutine is
+     * (emitted where weft/task.h is included: the body runs inside it),
+     * or NULL (such a task runs the general step). */
     void (*step)(struct weft_node *node);
-} weft__co_query;
+} weft_co_info;
 
 /* A block of a frame: a scope whose exit runs on every way out of it
  * (its end, an error, a return, a cancellation), like a cleanup section of
@@ -193,15 +187,12 @@ enum { WEFT_CO_KEY_START = 0, WEFT_CO_KEY_FINALLY = -1, WEFT__CO_KEY_END = -2 };
     WEFT__CO_STEP_DEF(name)                                                                        \
     static void name##__store(const weft_co *co, weft_value *out)                                  \
     {                                                                                              \
-        if (!co) { /* the step query (weft__co_query) */                                           \
-            ((weft__co_query *)(void *)out)->step = WEFT__CO_STEP_PTR(name);                        \
-            return;                                                                                \
-        }                                                                                          \
         *out = WEFT_VALUE_OF(((const struct name *)(const void *)co)->result);                     \
     }                                                                                              \
     extern const weft_co_info name##__info;                                                        \
     const weft_co_info name##__info = {name##__entry,         #name, __FILE__, name##__store,     \
-                                       sizeof(struct name), _Alignof(struct name)};                \
+                                       sizeof(struct name), _Alignof(struct name),                 \
+                                       WEFT__CO_STEP_PTR(name)};                                   \
     static weft_co_rc name##__body(struct name *self, weft_task *task)
 
 /* Private: the body is inline, so that the compiler may inline it into
@@ -215,7 +206,7 @@ enum { WEFT_CO_KEY_START = 0, WEFT_CO_KEY_FINALLY = -1, WEFT__CO_KEY_END = -2 };
 #endif
 
 /* Private: without weft/task.h a coroutine has no step of its own (a task
- * runs it through the general step; weft__co_query); weft/task.h
+ * runs it through the general step: weft_co_info.step); weft/task.h
  * redefines both. */
 #ifndef WEFT__CO_STEP_DEF
 #define WEFT__CO_STEP_DEF(name)
