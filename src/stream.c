@@ -1354,8 +1354,7 @@ weft_future *weft_open_unix_connection(weft_loop *loop, const char *path,
  * SERVE_CHILD.  A task reads its descriptor until its memory goes, which
  * may be long after it ended (a reference someone keeps; the quarantine
  * of debug builds), so the descriptor must not live in the server's
- * context: it is one of the static SERVE_INFOS, one per 16-byte step of
- * the handler's frame size, or a serve_info of the loop's (below). */
+ * context: it is a serve_info of the loop's (below). */
 struct stream_serve {
     WEFT_FRAME(int);
     int err;
@@ -1365,7 +1364,7 @@ struct stream_serve {
 
 struct stream_ctx {
     weft_loop *loop;
-    const weft_co_info *task_info; /* SERVE_INFOS' or a serve_info's */
+    const weft_co_info *task_info; /* a serve_info's */
     const weft_co_info *handler;
     void *arg;
     size_t size; /* of this block */
@@ -1406,47 +1405,27 @@ WEFT_ASYNC(stream_serve)
     WEFT_END;
 }
 
-#define SERVE_INFO(n)                                                       \
-    {                                                                       \
-        stream_serve__entry, "stream_serve", __FILE__, stream_serve__store, \
-            SERVE_CHILD + 16 * (n), 16, stream_serve__step                  \
-    }
-#define SERVE_INFO4(n) SERVE_INFO(n), SERVE_INFO((n) + 1), SERVE_INFO((n) + 2), SERVE_INFO((n) + 3)
-#define SERVE_INFO16(n) \
-    SERVE_INFO4(n), SERVE_INFO4((n) + 4), SERVE_INFO4((n) + 8), SERVE_INFO4((n) + 12)
-#define SERVE_INFO64(n) \
-    SERVE_INFO16(n), SERVE_INFO16((n) + 16), SERVE_INFO16((n) + 32), SERVE_INFO16((n) + 48)
-
-/* Handler frames up to 4 KiB - 16. */
-static const weft_co_info SERVE_INFOS[256] = {SERVE_INFO64(0), SERVE_INFO64(64), SERVE_INFO64(128),
-                                              SERVE_INFO64(192)};
-
-/* The wrapper's descriptor for a named server or a handler frame beyond
- * SERVE_INFOS.  A task's name is its root frame's name unless one is set
- * on it, so a named server's tasks carry their name in their descriptor
- * (its name is opts->task_name) and need no entry each in the loop's
- * extras table.  These descriptors are on a list of the loop's, shared by
- * every server of the same name and frame size, in pool blocks that stay
- * until the loop is destroyed (the pool gives them back): a task reads its
- * descriptor until its memory goes. */
+/* The wrapper's descriptor.  A task's name is its root frame's name
+ * unless one is set on it, so the handler tasks carry their name
+ * (opts->task_name, else the handler coroutine's) in their descriptor and
+ * need no entry each in the loop's extras table.  The descriptors are on
+ * a list of the loop's, shared by every server of the same name and frame
+ * size, in pool blocks that stay until the loop is destroyed (the pool
+ * gives them back): a task reads its descriptor until its memory goes. */
 typedef struct serve_info {
     weft_co_info info;
     struct serve_info *next;
 } serve_info;
 
 /* The descriptor for a handler frame of steps 16-byte steps and task name
- * name (NULL: "stream_serve"); NULL on -ENOMEM. */
+ * name; NULL on -ENOMEM. */
 static const weft_co_info *serve_info_of(weft_loop *loop, size_t steps, const char *name)
 {
-    if (!name && steps < sizeof SERVE_INFOS / sizeof *SERVE_INFOS)
-        return &SERVE_INFOS[steps];
     void **head = weft__net_serve_infos(loop);
     weft__pool *pool = weft__pool_of(loop);
     if (!head || !pool)
         return NULL;
     size_t fsize = SERVE_CHILD + 16 * steps;
-    if (!name)
-        name = stream_serve__info.name;
     for (serve_info *i = *head; i; i = i->next)
         if (i->info.name == name && i->info.size == fsize)
             return &i->info;
@@ -1515,7 +1494,8 @@ static stream_ctx *ctx_new(weft_loop *loop, const weft_co_info *handler, void *a
     size_t steps = (handler->size + 15) / 16;
     size_t fsize = SERVE_CHILD + 16 * steps;
     size_t size = sizeof(stream_ctx) + fsize;
-    const weft_co_info *info = serve_info_of(loop, steps, opts ? opts->task_name : NULL);
+    const char *name = opts && opts->task_name ? opts->task_name : handler->name;
+    const weft_co_info *info = serve_info_of(loop, steps, name);
     weft__pool *pool = weft__pool_of(loop);
     stream_ctx *c = info && pool ? weft__pool_get(pool, WEFT__POOL_ANY, size) : NULL;
     if (!c) {

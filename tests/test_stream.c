@@ -1374,6 +1374,30 @@ static void test_s_stream_1_handler_error_is_reported_and_closes(void **state)
     }
 }
 
+/* Without opts.task_name a handler task is named after the handler
+ * coroutine, as stream.h says. */
+static void test_start_server_unnamed_handler_tasks_take_the_coroutine_name(void **state)
+{
+    (void)state;
+    weft_loop *loop = loop_on(BACKENDS[0], 0);
+    weft_future *f =
+        weft_start_server(loop, WEFT_STREAM_HANDLER(echo_line), NULL, "127.0.0.1", 0, NULL);
+    assert_int_equal(await_f(loop, f), 0);
+    weft_value v;
+    assert_int_equal(weft_future_result(f, &v), 0);
+    weft_future_unref(f);
+    g_handler_name = NULL;
+    g_client_ok = 0;
+    weft_task *t = WEFT_SPAWN(loop, client, .port = weft_server_port(v.p), .last = "quit\n");
+    assert_int_equal(run_task(loop, t), 0);
+    assert_int_equal(g_client_ok, 1);
+    drain(loop);
+    assert_non_null(g_handler_name);
+    assert_string_equal(g_handler_name, "echo_line");
+    stop_server(loop, v.p);
+    finish(loop);
+}
+
 /* weft_stream_opts.task_name names every handler task (its descriptor
  * carries the name: servers of one name share it, and it outlives the
  * first server). */
@@ -1467,8 +1491,8 @@ static void test_start_server_with_a_large_handler_frame(void **state)
                 assert_int_equal(g_client_ok, 1);
                 assert_int_equal(g_handled, 1);
                 assert_non_null(g_handler_name);
-                if (named)
-                    assert_string_equal(g_handler_name, "big");
+                /* unnamed: the handler coroutine's name (stream.h) */
+                assert_string_equal(g_handler_name, named ? "big" : "big_echo");
                 stop_server(loop, v.p);
             }
         }
@@ -1686,6 +1710,7 @@ int main(void)
         /* connections and servers */
         T(test_s_stream_1_start_server_with_many_clients),
         T(test_s_stream_1_handler_error_is_reported_and_closes),
+        T(test_start_server_unnamed_handler_tasks_take_the_coroutine_name),
         T(test_start_server_task_name_names_the_handler_tasks),
         T(test_start_server_with_a_large_handler_frame),
         T(test_s_stream_14_server_close_keeps_connections_wait_closed_waits),
