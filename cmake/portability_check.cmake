@@ -53,7 +53,9 @@ foreach(_d IN LISTS DEFINITIONS)
     if(_d MATCHES "^(_GNU_SOURCE|_DEFAULT_SOURCE|_BSD_SOURCE|_DARWIN_C_SOURCE|_XOPEN_SOURCE|__EXTENSIONS__)")
         message(FATAL_ERROR "the library is built with ${_d}: only _POSIX_C_SOURCE=200809L is allowed")
     endif()
-    if(_d AND NOT _d MATCHES "^_POSIX_C_SOURCE")
+    # The coroutine backend is chosen below, both ways, whatever this
+    # build's (a -DWEFT_CO_LABELS=ON build checks the default one too).
+    if(_d AND NOT _d MATCHES "^(_POSIX_C_SOURCE|WEFT_CO_LABELS)")
         list(APPEND _defs "-D${_d}")
     endif()
 endforeach()
