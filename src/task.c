@@ -13,14 +13,12 @@
  * uncatchable when it is the task's own cancellation, records where an
  * error came from and reports misuse.
  */
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "task_internal.h"
-#include "weft/signal.h"
 
 /* Awaits of done futures one task step may finish before it must yield. */
 #define AWAIT_BUDGET 128
@@ -1117,93 +1115,26 @@ static void shutdown_tasks(weft_loop *loop)
     }
 }
 
-/* WEFT_RUN_CANCEL_ON_SIGNALS: the signals, the main task, and the first
- * signal that came (0: none yet). */
-static const int run_signals[] = {SIGINT, SIGTERM};
-
-typedef struct run_sig {
-    weft_task *main;
-    int signo;
-    bool installed[2];
-} run_sig;
-
-static void run_sig_remove(weft_loop *loop, run_sig *rs)
+int weft__run_begin(const weft_loop_options *opts, const weft_co *init, weft_loop **loop,
+                    weft_task **main_task)
 {
-    for (int i = 0; i < 2; i++)
-        if (rs->installed[i])
-            weft_remove_signal_handler(loop, run_signals[i]);
-    rs->installed[0] = rs->installed[1] = false;
-}
-
-/* The first SIGINT / SIGTERM: cancel the main task, and give both signals
- * back, so that a second one acts as without weft. */
-static void run_on_signal(weft_loop *loop, int signo, void *ud)
-{
-    run_sig *rs = ud;
-    if (!rs->signo) {
-        rs->signo = signo;
-        weft_task_cancel_msg(rs->main, "%s", signo == SIGINT ? "SIGINT" : "SIGTERM");
-    }
-    run_sig_remove(loop, rs);
-}
-
-/* Install the handlers, except for a signal the process ignores. */
-static int run_sig_install(weft_loop *loop, run_sig *rs)
-{
-    for (int i = 0; i < 2; i++) {
-        struct sigaction cur;
-        if (sigaction(run_signals[i], NULL, &cur) == 0 && cur.sa_handler == SIG_IGN)
-            continue;
-        int err = weft_add_signal_handler(loop, run_signals[i], run_on_signal, rs);
-        if (err) {
-            run_sig_remove(loop, rs);
-            return err;
-        }
-        rs->installed[i] = true;
-    }
-    return 0;
-}
-
-int weft__run(const weft_loop_options *opts, weft_value *out, const weft_co *init)
-{
-    weft_run_options ro = {.loop = opts};
-    return weft__run_opts(&ro, out, init);
-}
-
-int weft__run_opts(const weft_run_options *ropts, weft_value *out, const weft_co *init)
-{
-    static const weft_run_options defaults;
-    weft_loop *loop;
-    if (!ropts)
-        ropts = &defaults;
-    if (ropts->flags & ~(unsigned)WEFT_RUN_CANCEL_ON_SIGNALS)
-        return -EINVAL;
     if (weft_running_loop())
         return -EBUSY;
-    int err = weft_loop_new(&loop, ropts->loop);
+    int err = weft_loop_new(loop, opts);
     if (err)
         return err;
-    weft_task *main_task = weft__spawn(loop, init, NULL, 0);
-    run_sig rs = {.main = main_task};
-    if (!main_task)
+    *main_task = weft__spawn(*loop, init, NULL, 0);
+    if (!*main_task) {
         err = weft_last_error();
-    else if (ropts->flags & WEFT_RUN_CANCEL_ON_SIGNALS)
-        err = run_sig_install(loop, &rs);
-    if (err) {
-        if (main_task) {
-            weft_future_cancel(main_task);
-            shutdown_tasks(loop);
-            weft_future_unref(main_task);
-        }
-        weft_loop_destroy(loop);
-        return err;
+        weft_loop_destroy(*loop);
     }
-    err = weft_loop_run_until_complete(loop, main_task);
-    run_sig_remove(loop, &rs);
+    return err;
+}
+
+int weft__run_end(weft_loop *loop, weft_task *main_task, int err, weft_value *out)
+{
     if (!err && out)
         weft_future_result(main_task, out);
-    if (err == -ECANCELED && rs.signo)
-        err = 128 + rs.signo; /* the shell's status for a program the signal stopped */
     int status;
     if (weft_exit_requested(loop, &status)) {
         err = status; /* weft_exit: the status, after the same shutdown */
@@ -1214,6 +1145,16 @@ int weft__run_opts(const weft_run_options *ropts, weft_value *out, const weft_co
     weft_future_unref(main_task);
     weft_loop_destroy(loop);
     return err;
+}
+
+int weft__run(const weft_loop_options *opts, weft_value *out, const weft_co *init)
+{
+    weft_loop *loop;
+    weft_task *main_task;
+    int err = weft__run_begin(opts, init, &loop, &main_task);
+    if (err)
+        return err;
+    return weft__run_end(loop, main_task, weft_loop_run_until_complete(loop, main_task), out);
 }
 
 int weft__run_until_complete(weft_loop *loop, weft_value *out, const weft_co *init)

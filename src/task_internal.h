@@ -35,4 +35,18 @@ bool weft__task_cancel_pending(const weft_task *t);
  * after it is done: the caller may reuse it). */
 bool weft__task_in_storage(const weft_task *t);
 
+/* WEFT_RUN's two halves, shared by WEFT_RUN and the os layer's
+ * WEFT_RUN_OPTS (src/run.c), which installs its signal handlers between
+ * them.  weft__run_begin: -EBUSY if a loop runs in this thread, else a new
+ * loop (opts may be NULL) with init spawned as its main task in *main_task;
+ * returns 0, or weft_loop_new's or the spawn's error (the loop then freed).
+ * weft__run_end, after the run: stores main's value in *out if err is 0
+ * and out is not NULL, takes weft_exit's status instead of err if a task
+ * asked for it, cancels what is still pending and runs the loop until it
+ * is done (the bounded shutdown), drops main and frees the loop; returns
+ * the run's status. */
+int weft__run_begin(const weft_loop_options *opts, const weft_co *init, weft_loop **loop,
+                    weft_task **main_task);
+int weft__run_end(weft_loop *loop, weft_task *main_task, int err, weft_value *out);
+
 #endif

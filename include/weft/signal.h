@@ -17,7 +17,7 @@
 #ifndef WEFT_SIGNAL_H
 #define WEFT_SIGNAL_H
 
-#include "future.h"
+#include "task.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,6 +54,44 @@ int weft_remove_signal_handler(weft_loop *loop, int signo);
  * user).  The caller owns one reference.  NULL on failure, with
  * weft_last_error() set as for weft_add_signal_handler. */
 WEFT_NODISCARD weft_future *weft_signal_wait(weft_loop *loop, int signo);
+
+/* ---- asyncio.run with Ctrl-C -------------------------------------------------------
+ * WEFT_RUN (weft/task.h) plus run options; the signal handling of
+ * asyncio.run lives here, in the layer that owns signals. */
+
+/* Flags of weft_run_options. */
+enum {
+    /* asyncio.run's Ctrl-C: while the main task runs, the first SIGINT or
+     * SIGTERM cancels it (its -ECANCELED carries the message "SIGINT" or
+     * "SIGTERM") and puts both signals back to their previous dispositions,
+     * so a second one during the cleanup acts as without weft (by default
+     * it kills the process at once).  If the main task then ends cancelled,
+     * WEFT_RUN_OPTS returns 128 + signo (130 for SIGINT, 143 for SIGTERM),
+     * the shell's status for a program stopped by that signal, after the
+     * usual shutdown; if it catches the cancellation and returns, its own
+     * outcome is returned.  A signal whose disposition is SIG_IGN when the
+     * run starts (a background job's SIGINT, nohup) is left alone, as
+     * asyncio leaves a SIGINT it does not own.  Handlers are installed with
+     * weft_add_signal_handler (weft/signal.h), for the main task's run
+     * only; weft_exit's status takes precedence. */
+    WEFT_RUN_CANCEL_ON_SIGNALS = 1u << 0,
+};
+
+/* Options of WEFT_RUN_OPTS; zero-initialise and set what you need. */
+typedef struct weft_run_options {
+    const weft_loop_options *loop; /* the loop's options, or NULL */
+    unsigned flags;                /* WEFT_RUN_* */
+} weft_run_options;
+
+/* WEFT_RUN with run options (ropts may be NULL: WEFT_RUN(NULL, ...)):
+ *     static const weft_run_options ro = {.flags = WEFT_RUN_CANCEL_ON_SIGNALS};
+ *     int main(void) { int rc = WEFT_RUN_OPTS(&ro, NULL, server); return rc < 0 ? 1 : rc; }
+ * Returns as WEFT_RUN, plus 128 + signo (above), or -EINVAL for unknown
+ * flags, or the error of installing the signal handlers. */
+#define WEFT_RUN_OPTS(ropts, out, ...) WEFT__RUN_OPTS(ropts, out, __VA_ARGS__, )
+#define WEFT__RUN_OPTS(ropts, out, fn, ...) \
+    weft__run_opts((ropts), (out), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
+int weft__run_opts(const weft_run_options *ropts, weft_value *out, const weft_co *init);
 
 #ifdef __cplusplus
 }

@@ -253,7 +253,8 @@ int weft__run_until_complete(weft_loop *loop, weft_value *out, const weft_co *in
  * why.  The calling task goes on until its next suspension; WEFT_EXIT
  * unwinds it at once instead (its FINALLY runs, it ends cancelled), as a
  * raised SystemExit would.  Ctrl-C is a separate option of WEFT_RUN
- * (WEFT_RUN_OPTS with WEFT_RUN_CANCEL_ON_SIGNALS, below; docs/signals.md). */
+ * (WEFT_RUN_OPTS with WEFT_RUN_CANCEL_ON_SIGNALS, in weft/signal.h;
+ * docs/signals.md). */
 
 /* weft_exit and weft_exit_requested are in loop.h. */
 
@@ -280,40 +281,6 @@ int weft__run_until_complete(weft_loop *loop, weft_value *out, const weft_co *in
 #define WEFT__RUN(opts, out, fn, ...) \
     weft__run((opts), (out), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
 int weft__run(const weft_loop_options *opts, weft_value *out, const weft_co *init);
-
-/* Flags of weft_run_options. */
-enum {
-    /* asyncio.run's Ctrl-C: while the main task runs, the first SIGINT or
-     * SIGTERM cancels it (its -ECANCELED carries the message "SIGINT" or
-     * "SIGTERM") and puts both signals back to their previous dispositions,
-     * so a second one during the cleanup acts as without weft (by default
-     * it kills the process at once).  If the main task then ends cancelled,
-     * WEFT_RUN_OPTS returns 128 + signo (130 for SIGINT, 143 for SIGTERM),
-     * the shell's status for a program stopped by that signal, after the
-     * usual shutdown; if it catches the cancellation and returns, its own
-     * outcome is returned.  A signal whose disposition is SIG_IGN when the
-     * run starts (a background job's SIGINT, nohup) is left alone, as
-     * asyncio leaves a SIGINT it does not own.  Handlers are installed with
-     * weft_add_signal_handler (weft/signal.h), for the main task's run
-     * only; weft_exit's status takes precedence. */
-    WEFT_RUN_CANCEL_ON_SIGNALS = 1u << 0,
-};
-
-/* Options of WEFT_RUN_OPTS; zero-initialise and set what you need. */
-typedef struct weft_run_options {
-    const weft_loop_options *loop; /* the loop's options, or NULL */
-    unsigned flags;                /* WEFT_RUN_* */
-} weft_run_options;
-
-/* WEFT_RUN with run options (ropts may be NULL: WEFT_RUN(NULL, ...)):
- *     static const weft_run_options ro = {.flags = WEFT_RUN_CANCEL_ON_SIGNALS};
- *     int main(void) { int rc = WEFT_RUN_OPTS(&ro, NULL, server); return rc < 0 ? 1 : rc; }
- * Returns as WEFT_RUN, plus 128 + signo (above), or -EINVAL for unknown
- * flags, or the error of installing the signal handlers. */
-#define WEFT_RUN_OPTS(ropts, out, ...) WEFT__RUN_OPTS(ropts, out, __VA_ARGS__, )
-#define WEFT__RUN_OPTS(ropts, out, fn, ...) \
-    weft__run_opts((ropts), (out), &(struct fn){.co = {.info = &fn##__info}, __VA_ARGS__}.co)
-int weft__run_opts(const weft_run_options *ropts, weft_value *out, const weft_co *init);
 
 /* ---- private: the layout of a task and the inline halves of awaiting ------------------
  * Visible only so that the resume check of an await inlines into the
