@@ -495,7 +495,9 @@ int weft_async_init(weft_async *a, weft_loop *loop, weft_cb *fn, void *arg);
 
 /* Any thread: make the loop call fn(arg) soon (one lock, one write to the
  * wakeup fd when the inbox was empty).  Returns 0, -EINVAL, or
- * WEFT_ECLOSED once the loop is closed. */
+ * WEFT_ECLOSED once the loop is closed.  Not async-signal-safe (it takes
+ * the inbox lock, unlike libuv's uv_async_send): for signals use
+ * weft_add_signal_handler (weft/signal.h). */
 int weft_async_send(weft_async *a);
 
 /* Loop thread: forget a pending send and unbind; a may then be freed.  No
